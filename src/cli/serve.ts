@@ -1,0 +1,98 @@
+import os from 'node:os';
+import { type Config, redactDatabaseUrl } from '../config/config.js';
+import { formatDuration } from '../config/duration.js';
+import { createPool } from '../db/pool.js';
+import { createLogger, type Logger } from '../log/logger.js';
+import { Forwarder } from '../proxy/forward.js';
+import { HealthChecker } from '../proxy/health.js';
+import { ProxyServer } from '../proxy/server.js';
+import { Poller } from '../sync/poller.js';
+import { RouteStore } from '../sync/route-store.js';
+import { VERSION } from '../version.js';
+
+export interface RunningService {
+  readonly store: RouteStore;
+  readonly poller: Poller;
+  readonly proxy: ProxyServer;
+  readonly health: HealthChecker;
+  readonly port: number;
+  /** Graceful stop: drain requests (bounded), stop loading, close connections. */
+  stop(reason: string): Promise<void>;
+}
+
+/** Wires the parts together and starts them. Used by `edgeproxy serve` and by the tests. */
+export async function startService(config: Config, logger: Logger): Promise<RunningService> {
+  logger.info(
+    {
+      version: VERSION,
+      httpAddr: `${config.httpAddr.host ?? ''}:${config.httpAddr.port}`,
+      regionId: config.regionId,
+      database: redactDatabaseUrl(config.databaseUrl),
+      updateInterval: formatDuration(config.updateIntervalMs),
+      healthCacheTtl: formatDuration(config.healthCacheTtlMs),
+      healthTimeout: formatDuration(config.healthTimeoutMs),
+      crossRegionPort: config.crossRegionPort,
+    },
+    'starting edgeproxy',
+  );
+  const store = new RouteStore();
+  const pool = createPool({
+    databaseUrl: config.databaseUrl,
+    applicationName: `edgeproxy ${os.hostname()} ${process.pid}`.slice(0, 63),
+    queryTimeoutMs: Math.max(30_000, config.updateIntervalMs * 3),
+    logger,
+  });
+  const poller = new Poller({ pool, store, intervalMs: config.updateIntervalMs, logger });
+  const health = new HealthChecker({ timeoutMs: config.healthTimeoutMs, cacheTtlMs: config.healthCacheTtlMs, logger });
+  const forwarder = new Forwarder({ logger });
+  const proxy = new ProxyServer({ store, health, forwarder, regionId: config.regionId, crossRegionPort: config.crossRegionPort, logger });
+  let listening: { address: string; port: number };
+  try {
+    listening = await proxy.listen(config.httpAddr.host, config.httpAddr.port);
+  } catch (err) {
+    health.close();
+    forwarder.close();
+    await pool.end().catch(() => undefined);
+    throw err;
+  }
+  logger.info({ address: listening.address, port: listening.port }, 'listening');
+  poller.start();
+
+  let stopping: Promise<void> | undefined;
+  const stop = (reason: string): Promise<void> => {
+    stopping ??= (async () => {
+      logger.info({ reason, graceMs: config.shutdownTimeoutMs }, 'shutting down: no new connections, finishing in-flight requests');
+      const drained = await proxy.drain(config.shutdownTimeoutMs);
+      if (!drained) logger.warn({ graceMs: config.shutdownTimeoutMs }, 'shutdown grace period over; cut the remaining connections');
+      await poller.stop();
+      health.close();
+      forwarder.close();
+      await pool.end().catch((err: unknown) => logger.warn({ err }, 'closing database connections failed'));
+      logger.info({ drained }, 'stopped');
+    })();
+    return stopping;
+  };
+  return { store, poller, proxy, health, port: listening.port, stop };
+}
+
+/** `edgeproxy serve`: runs until SIGINT/SIGTERM, then stops gracefully and exits 0. */
+export async function serve(config: Config): Promise<void> {
+  const logger = createLogger(config.logLevel);
+  process.on('uncaughtException', (err) => {
+    logger.fatal({ err }, 'uncaught exception; exiting');
+    process.exit(1);
+  });
+  let service: RunningService;
+  try {
+    service = await startService(config, logger);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    logger.error({ err: { code: e.code, message: e.message } }, 'could not start');
+    process.exit(1);
+  }
+  const onSignal = (signal: NodeJS.Signals) => {
+    void service.stop(signal).then(() => process.exit(0));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+}

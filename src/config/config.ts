@@ -1,0 +1,209 @@
+import { isIP } from 'node:net';
+import { formatDuration, parseDuration } from './duration.js';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+
+export interface ListenAddress {
+  /** undefined = all interfaces (`:8080`) */
+  readonly host: string | undefined;
+  readonly port: number;
+}
+
+export interface Config {
+  readonly httpAddr: ListenAddress;
+  readonly databaseUrl: string;
+  readonly regionId: string;
+  readonly updateIntervalMs: number;
+  readonly logLevel: LogLevel;
+  readonly healthTimeoutMs: number;
+  readonly healthCacheTtlMs: number;
+  readonly crossRegionPort: number;
+  readonly shutdownTimeoutMs: number;
+}
+
+/** A configuration value that cannot be used; the message names the variable or flag. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+interface OptionSpec<K extends keyof Config> {
+  readonly key: K;
+  readonly flag: string;
+  readonly env: string;
+  readonly description: string;
+  /** The default as a user would type it; absent = required. */
+  readonly default?: string;
+  /** Whether the raw value may be echoed in error messages (never for the database URL). */
+  readonly secret?: boolean;
+  /** Returns the parsed value, or a string saying what is wrong with it. */
+  readonly parse: (raw: string) => Config[K] | { error: string };
+}
+
+function spec<K extends keyof Config>(s: OptionSpec<K>): OptionSpec<K> {
+  return s;
+}
+
+const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+
+function duration(min: number, what: string) {
+  return (raw: string): number | { error: string } => {
+    const ms = parseDuration(raw);
+    if (ms === undefined) return { error: 'is not a duration (examples: 10s, 500ms, 1m30s)' };
+    if (ms < min) return { error: `must be at least ${formatDuration(min)} (${what})` };
+    return ms;
+  };
+}
+
+export function parseListenAddress(raw: string): ListenAddress | { error: string } {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):([0-9]{1,5})$/.exec(raw.trim());
+  if (m === null) return { error: 'is not a listen address (examples: :8080, 127.0.0.1:8080, [::1]:8080)' };
+  const host = m[1] ?? (m[2] === '' ? undefined : m[2]);
+  const port = Number(m[3]);
+  if (port > 65535) return { error: 'has a port above 65535' };
+  if (m[1] !== undefined && isIP(m[1]) !== 6) return { error: 'has an invalid IPv6 address in brackets' };
+  if (host !== undefined && m[1] === undefined && isIP(host) === 0 && !/^[a-zA-Z0-9.-]+$/.test(host)) {
+    return { error: 'has an invalid host' };
+  }
+  return { host, port };
+}
+
+export function parseDatabaseUrl(raw: string): string | { error: string } {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return { error: 'is not a URL (expected postgres://user:password@host:5432/database)' };
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    return { error: `must start with postgres:// or postgresql:// (got ${url.protocol}//)` };
+  }
+  return raw;
+}
+
+/** Every option, in the order --help lists them. One table drives flags, env vars, defaults and docs. */
+export const OPTIONS = [
+  spec({
+    key: 'httpAddr',
+    flag: 'http-addr',
+    env: 'EDGEPROXY_HTTP_ADDR',
+    description: 'Public HTTP listen address',
+    default: ':8080',
+    parse: parseListenAddress,
+  }),
+  spec({
+    key: 'databaseUrl',
+    flag: 'database-url',
+    env: 'EDGEPROXY_DATABASE_URL',
+    description: 'PostgreSQL connection URL (the routing database or its read replica)',
+    secret: true,
+    parse: parseDatabaseUrl,
+  }),
+  spec({
+    key: 'regionId',
+    flag: 'region-id',
+    env: 'EDGEPROXY_REGION_ID',
+    description: 'UUID of the region this proxy runs in',
+    parse: (raw) => (UUID.test(raw.trim()) ? raw.trim().toLowerCase() : { error: 'is not a UUID' }),
+  }),
+  spec({
+    key: 'updateIntervalMs',
+    flag: 'update-interval',
+    env: 'EDGEPROXY_UPDATE_INTERVAL',
+    description: 'How often to reload the route table from the database',
+    default: '10s',
+    parse: duration(10, 'reloading more often would load the database for nothing'),
+  }),
+  spec({
+    key: 'logLevel',
+    flag: 'log-level',
+    env: 'EDGEPROXY_LOG_LEVEL',
+    description: 'Log level: debug, info, warn, error',
+    default: 'info',
+    parse: (raw) => {
+      const level = raw.trim().toLowerCase();
+      return (LOG_LEVELS as readonly string[]).includes(level) ? (level as LogLevel) : { error: 'must be one of debug, info, warn, error' };
+    },
+  }),
+  spec({
+    key: 'healthTimeoutMs',
+    flag: 'health-timeout',
+    env: 'EDGEPROXY_HEALTH_TIMEOUT',
+    description: 'Timeout of a health probe (GET / on a same-region VM)',
+    default: '2s',
+    parse: duration(1, 'a probe needs some time'),
+  }),
+  spec({
+    key: 'healthCacheTtlMs',
+    flag: 'health-cache-ttl',
+    env: 'EDGEPROXY_HEALTH_CACHE_TTL',
+    description: 'How long a health result is reused; 0 probes before every request',
+    default: '1s',
+    parse: duration(0, ''),
+  }),
+  spec({
+    key: 'crossRegionPort',
+    flag: 'cross-region-port',
+    env: 'EDGEPROXY_CROSS_REGION_PORT',
+    description: "Port of other regions' load balancers",
+    default: '80',
+    parse: (raw) => {
+      const n = /^[0-9]{1,5}$/.test(raw.trim()) ? Number(raw) : NaN;
+      return n >= 1 && n <= 65535 ? n : { error: 'is not a port number 1-65535' };
+    },
+  }),
+  spec({
+    key: 'shutdownTimeoutMs',
+    flag: 'shutdown-timeout',
+    env: 'EDGEPROXY_SHUTDOWN_TIMEOUT',
+    description: 'How long in-flight requests may take to finish on SIGTERM/SIGINT',
+    default: '30s',
+    parse: duration(0, ''),
+  }),
+] as const;
+
+export type OptionName = (typeof OPTIONS)[number]['flag'];
+
+/**
+ * Resolves the configuration: a flag wins over its environment variable, which wins over the
+ * default. Throws ConfigError naming the flag or variable on the first bad or missing value.
+ */
+export function resolveConfig(flags: Readonly<Record<string, unknown>>, env: NodeJS.ProcessEnv): Config {
+  const out: Record<string, unknown> = {};
+  for (const o of OPTIONS as readonly OptionSpec<keyof Config>[]) {
+    const flagValue = flags[o.flag];
+    let raw: string | undefined;
+    let source: string;
+    if (flagValue !== undefined) {
+      if (Array.isArray(flagValue)) throw new ConfigError(`--${o.flag} given more than once`);
+      raw = String(flagValue);
+      source = `--${o.flag}`;
+    } else if (env[o.env] !== undefined && env[o.env] !== '') {
+      raw = env[o.env]!;
+      source = o.env;
+    } else {
+      raw = o.default;
+      source = o.env;
+    }
+    if (raw === undefined) throw new ConfigError(`${o.env} (or --${o.flag}) is required: ${o.description}`);
+    const value = o.parse(raw);
+    if (typeof value === 'object' && value !== null && 'error' in value) {
+      const shown = o.secret ? '' : ` ${JSON.stringify(raw)}`;
+      throw new ConfigError(`${source}:${shown} ${value.error}`);
+    }
+    out[o.key] = value;
+  }
+  return out as unknown as Config;
+}
+
+/** The database URL with its password replaced, for logs and error messages. */
+export function redactDatabaseUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== '') u.password = '***';
+    for (const key of [...u.searchParams.keys()]) if (/pass/i.test(key)) u.searchParams.set(key, '***');
+    return u.toString();
+  } catch {
+    return '(unparseable URL)';
+  }
+}

@@ -1,0 +1,44 @@
+import pg from 'pg';
+import type { Logger } from '../log/logger.js';
+
+export interface PoolOptions {
+  readonly databaseUrl: string;
+  /** Shown in pg_stat_activity so operators can tell proxies apart. */
+  readonly applicationName: string;
+  /** Upper bound for one query, so a stuck reload cannot stall the loader forever. */
+  readonly queryTimeoutMs: number;
+  readonly logger: Logger;
+}
+
+/**
+ * A small pool for the loader's queries. The request path never touches it.
+ * Idle-client errors (a restarted server, a killed backend) are logged, not thrown: the next
+ * query reconnects.
+ */
+export function createPool(opts: PoolOptions): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: opts.databaseUrl,
+    application_name: opts.applicationName,
+    max: 2,
+    idleTimeoutMillis: 30_000,
+    connectionTimeoutMillis: Math.min(opts.queryTimeoutMs, 10_000),
+    query_timeout: opts.queryTimeoutMs,
+    keepAlive: true,
+  });
+  pool.on('error', (err) => {
+    opts.logger.warn({ err: describePgError(err) }, 'idle database connection failed');
+  });
+  return pool;
+}
+
+/**
+ * A pg error reduced to what helps an operator (code, message, detail), never the connection
+ * string. pg's own messages do not contain the password.
+ */
+export function describePgError(err: unknown): { type: string; message: string; code?: string; detail?: string } {
+  if (err instanceof Error) {
+    const e = err as Error & { code?: string; detail?: string };
+    return { type: e.name, message: e.message, ...(e.code ? { code: e.code } : {}), ...(e.detail ? { detail: e.detail } : {}) };
+  }
+  return { type: typeof err, message: String(err) };
+}

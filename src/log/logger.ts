@@ -1,0 +1,23 @@
+import { pino, type Logger, type DestinationStream } from 'pino';
+import type { LogLevel } from '../config/config.js';
+
+export type { Logger };
+
+/**
+ * JSON lines on stdout. Stable fields: `time` (ISO 8601), `level` (label), `msg`, plus
+ * event-specific fields documented in docs/logging.md. `err` is serialised with type, message
+ * and stack. Anything named like a password or a database URL is redacted as a safety net; the
+ * code itself only ever logs redacted URLs.
+ */
+export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
+  return pino(
+    {
+      level,
+      base: { service: 'edgeproxy' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      redact: { paths: ['password', '*.password', 'databaseUrl', '*.databaseUrl', 'connectionString', '*.connectionString'], censor: '***' },
+    },
+    destination ?? pino.destination({ dest: 1, sync: true }),
+  );
+}

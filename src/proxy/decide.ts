@@ -1,0 +1,34 @@
+import type { RouteSnapshot } from '../sync/route-store.js';
+import { parseHostHeader } from '../table/host.js';
+import type { Route } from '../table/route.js';
+
+export interface Upstream {
+  readonly ip: string;
+  readonly port: number;
+}
+
+export type Decision =
+  | { readonly kind: 'not-ready' }
+  | { readonly kind: 'not-found'; readonly host: string; readonly reason: string }
+  | { readonly kind: 'same-region'; readonly route: Route; readonly upstream: Upstream }
+  | { readonly kind: 'cross-region'; readonly route: Route; readonly upstream: Upstream };
+
+/**
+ * The routing decision, pure: which upstream a request with this Host goes to, from one snapshot.
+ * Same region → the VM itself (after a health check); another region → that region's load
+ * balancer on `crossRegionPort`, with the Host preserved.
+ */
+export function decide(snapshot: RouteSnapshot | undefined, hostHeader: string | undefined, regionId: string, crossRegionPort: number): Decision {
+  if (snapshot === undefined) return { kind: 'not-ready' };
+  const parsed = parseHostHeader(hostHeader);
+  if (!parsed.ok) return { kind: 'not-found', host: hostHeader ?? '', reason: parsed.reason };
+  const route = snapshot.routes.get(parsed.host);
+  if (route === undefined) return { kind: 'not-found', host: parsed.host, reason: 'no route for host' };
+  if (route.vmRegionId === regionId) return { kind: 'same-region', route, upstream: { ip: route.vmIp, port: route.vmPort } };
+  return { kind: 'cross-region', route, upstream: { ip: route.regionPublicIp, port: crossRegionPort } };
+}
+
+/** `ip:port`, IPv6 bracketed, as used in URLs, logs and Host headers. */
+export function formatUpstream(u: Upstream): string {
+  return u.ip.includes(':') ? `[${u.ip}]:${u.port}` : `${u.ip}:${u.port}`;
+}

@@ -1,0 +1,142 @@
+import type pg from 'pg';
+import { describePgError } from '../db/pool.js';
+import { loadRoutes, type LoadedRoutes } from '../db/load-routes.js';
+import type { Logger } from '../log/logger.js';
+import { diffRoutes, isEmptyDiff, type RouteDiff } from '../table/diff.js';
+import type { RouteStore } from './route-store.js';
+
+export interface PollerOptions {
+  readonly pool: pg.Pool;
+  readonly store: RouteStore;
+  readonly intervalMs: number;
+  readonly logger: Logger;
+  /** Loads the routes; defaults to the documented query on `pool` (tests replace it to inject failures). */
+  readonly load?: (pool: pg.Pool) => Promise<LoadedRoutes>;
+}
+
+export type ResyncOutcome =
+  | { readonly ok: true; readonly diff: RouteDiff; readonly routes: number; readonly durationMs: number }
+  | { readonly ok: false; readonly error: string };
+
+/** First retry after a failed load; doubles up to the update interval. */
+const RETRY_MIN_MS = 500;
+
+/**
+ * Full reloads with the documented query every interval. A failed load keeps the last good
+ * snapshot and retries sooner (500 ms, doubling, capped at the interval); it never empties the
+ * table. Loads never overlap: a resync requested during a load waits for it and runs next.
+ */
+export class Poller {
+  readonly #opts: PollerOptions;
+  readonly #load: (pool: pg.Pool) => Promise<LoadedRoutes>;
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<ResyncOutcome> | undefined;
+  #failures = 0;
+  #stopped = false;
+  #lastReportKey = '';
+  /** Totals for metrics and the admin API. */
+  loads = 0;
+  failures = 0;
+  lastSuccessAt: number | undefined;
+  lastDurationMs: number | undefined;
+
+  constructor(opts: PollerOptions) {
+    this.#opts = opts;
+    this.#load = opts.load ?? loadRoutes;
+  }
+
+  start(): void {
+    this.#schedule(0);
+  }
+
+  /** Loads now (after any load already running) and reports what changed. */
+  resync(): Promise<ResyncOutcome> {
+    return this.#run();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    if (this.#running !== undefined) await this.#running;
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#stopped) return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      void this.#run();
+    }, delayMs);
+  }
+
+  /** Queues a load behind the one running, if any (#loadOnce never rejects). */
+  #run(): Promise<ResyncOutcome> {
+    const run = (this.#running ?? Promise.resolve()).then(() => this.#loadOnce());
+    this.#running = run;
+    void run.then(() => {
+      if (this.#running === run) this.#running = undefined;
+    });
+    return run;
+  }
+
+  async #loadOnce(): Promise<ResyncOutcome> {
+    const { store, logger, pool, intervalMs } = this.#opts;
+    if (this.#stopped) return { ok: false, error: 'stopped' };
+    clearTimeout(this.#timer);
+    try {
+      const loaded = await this.#load(pool);
+      if (this.#stopped) return { ok: false, error: 'stopped' };
+      const previous = store.current;
+      const diff = diffRoutes(previous?.routes, loaded.routes);
+      store.publish(loaded.routes, 'poll');
+      this.loads += 1;
+      this.lastSuccessAt = Date.now();
+      this.lastDurationMs = loaded.durationMs;
+      const recovered = this.#failures > 0;
+      this.#failures = 0;
+      this.#report(loaded);
+      const fields = {
+        routes: loaded.routes.size,
+        rows: loaded.rowCount,
+        added: diff.added.length,
+        removed: diff.removed.length,
+        changed: diff.changed.length,
+        durationMs: round(loaded.durationMs),
+      };
+      if (previous === undefined) logger.info(fields, 'route table loaded');
+      else if (!isEmptyDiff(diff)) logger.info(fields, 'route table updated');
+      else if (recovered) logger.info(fields, 'route table reload recovered');
+      else logger.debug(fields, 'route table unchanged');
+      this.#schedule(intervalMs);
+      return { ok: true, diff, routes: loaded.routes.size, durationMs: loaded.durationMs };
+    } catch (err) {
+      this.#failures += 1;
+      this.failures += 1;
+      const retryMs = Math.min(intervalMs, RETRY_MIN_MS * 2 ** (this.#failures - 1));
+      const current = store.current;
+      logger.error(
+        { err: describePgError(err), failures: this.#failures, retryInMs: retryMs, servingRoutes: current?.routes.size ?? 0, ready: current !== undefined },
+        current === undefined ? 'route table load failed; not ready yet' : 'route table reload failed; serving the last good table',
+      );
+      this.#schedule(retryMs);
+      return { ok: false, error: describePgError(err).message };
+    }
+  }
+
+  /** Bad rows and duplicate names are logged when they first appear or change, not every reload. */
+  #report(loaded: LoadedRoutes): void {
+    const key = JSON.stringify([loaded.problems, loaded.duplicates.map((d) => [d.host, d.others.length])]);
+    if (key === this.#lastReportKey) return;
+    this.#lastReportKey = key;
+    const { logger } = this.#opts;
+    for (const p of loaded.problems.slice(0, 100)) logger.warn({ row: p }, `skipped a route row: ${p.field} ${p.reason}`);
+    if (loaded.problems.length > 100) logger.warn({ skipped: loaded.problems.length }, 'more route rows skipped (first 100 logged)');
+    for (const d of loaded.duplicates.slice(0, 100)) {
+      logger.warn({ host: d.host, chosen: d.chosen, others: d.others }, 'duplicate domain name: several rows route this host; the smallest (vm_region_id, vm_private_ip, vm_port, region_public_ip) wins');
+    }
+    if (loaded.duplicates.length > 100) logger.warn({ duplicates: loaded.duplicates.length }, 'more duplicate domain names (first 100 logged)');
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}

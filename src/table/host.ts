@@ -1,0 +1,62 @@
+import { domainToASCII } from 'node:url';
+import { isIP } from 'node:net';
+
+// Plain lowercase ASCII host names (the overwhelming majority of requests) skip domainToASCII.
+const SIMPLE_HOST = /^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/;
+const PORT = /^[0-9]{1,5}$/;
+// ASCII characters that may appear in a host name before IDNA mapping; anything else ASCII
+// (`/`, `%`, `@`, spaces, ...) would let the WHATWG URL host parser reinterpret the name.
+// eslint-disable-next-line no-control-regex -- control characters are exactly what this rejects
+const ASCII_NOT_IN_HOST = /[\x00-\x2c\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f]/;
+const MAX_HOST_LENGTH = 253;
+
+/**
+ * Normalises a domain name as stored in the database or sent in a Host header (without port):
+ * lowercase, one trailing dot removed, Unicode labels converted to punycode (IDNA).
+ * Returns undefined when the name is not a valid host name.
+ */
+export function normaliseHost(name: string): string | undefined {
+  let host = name.endsWith('.') ? name.slice(0, -1) : name;
+  if (host.length === 0 || host.length > MAX_HOST_LENGTH * 4) return undefined;
+  if (!SIMPLE_HOST.test(host)) {
+    if (ASCII_NOT_IN_HOST.test(host)) return undefined;
+    // domainToASCII lowercases, applies IDNA mapping and returns '' for invalid names.
+    host = domainToASCII(host);
+    if (!SIMPLE_HOST.test(host)) return undefined;
+  }
+  if (host.length > MAX_HOST_LENGTH) return undefined;
+  return host;
+}
+
+export type HostHeaderResult =
+  | { readonly ok: true; readonly host: string; readonly ipLiteral: boolean }
+  | { readonly ok: false; readonly reason: string };
+
+/**
+ * Parses an HTTP Host header value: strips the port, accepts `[v6]:port` and IPv4 literals
+ * (reported as ipLiteral so the caller can decide), and normalises the name.
+ */
+export function parseHostHeader(value: string | undefined): HostHeaderResult {
+  if (value === undefined || value.length === 0) return { ok: false, reason: 'missing Host header' };
+  if (value.charCodeAt(0) === 91 /* [ */) {
+    const end = value.indexOf(']');
+    if (end < 0) return { ok: false, reason: 'unterminated IPv6 literal in Host header' };
+    const rest = value.slice(end + 1);
+    if (rest.length > 0 && !(rest.charCodeAt(0) === 58 && PORT.test(rest.slice(1)))) {
+      return { ok: false, reason: 'invalid port in Host header' };
+    }
+    const ip = value.slice(1, end).toLowerCase();
+    if (isIP(ip) !== 6) return { ok: false, reason: 'invalid IPv6 literal in Host header' };
+    return { ok: true, host: ip, ipLiteral: true };
+  }
+  let name = value;
+  const colon = value.indexOf(':');
+  if (colon >= 0) {
+    if (!PORT.test(value.slice(colon + 1))) return { ok: false, reason: 'invalid port in Host header' };
+    name = value.slice(0, colon);
+  }
+  if (isIP(name) === 4) return { ok: true, host: name, ipLiteral: true };
+  const host = normaliseHost(name);
+  if (host === undefined) return { ok: false, reason: 'invalid host name in Host header' };
+  return { ok: true, host, ipLiteral: false };
+}

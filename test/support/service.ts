@@ -1,0 +1,89 @@
+import { Writable } from 'node:stream';
+import type { Config } from '../../src/config/config.js';
+import { createLogger } from '../../src/log/logger.js';
+import { startService, type RunningService } from '../../src/cli/serve.js';
+
+export interface LogLine {
+  readonly level: string;
+  readonly msg: string;
+  readonly [field: string]: unknown;
+}
+
+export interface TestService extends RunningService {
+  readonly logs: LogLine[];
+  /** Resolves when a log line matching `pred` has been written (looks at past lines too). */
+  waitForLog(pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+}
+
+export const REGION_A = '0a000000-0000-4000-8000-00000000000a';
+export const REGION_B = '0b000000-0000-4000-8000-00000000000b';
+
+/** Starts the real service in this process on an ephemeral port, logs captured as parsed JSON. */
+export async function startTestService(overrides: Partial<Config> & { databaseUrl: string }): Promise<TestService> {
+  const config: Config = {
+    httpAddr: { host: '127.0.0.1', port: 0 },
+    regionId: REGION_A,
+    updateIntervalMs: 100,
+    logLevel: 'debug',
+    healthTimeoutMs: 2000,
+    healthCacheTtlMs: 1000,
+    crossRegionPort: 80,
+    shutdownTimeoutMs: 5000,
+    ...overrides,
+  };
+  const logs: LogLine[] = [];
+  const waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (line.trim() === '') continue;
+        const parsed = JSON.parse(line) as LogLine;
+        logs.push(parsed);
+        for (const w of [...waiters]) {
+          if (w.pred(parsed)) {
+            waiters.splice(waiters.indexOf(w), 1);
+            w.resolve(parsed);
+          }
+        }
+      }
+      cb();
+    },
+  });
+  const logger = createLogger(config.logLevel, sink);
+  const service = await startService(config, logger);
+  return {
+    ...service,
+    stop: service.stop,
+    logs,
+    waitForLog(pred, timeoutMs = 5000) {
+      const found = logs.find(pred);
+      if (found !== undefined) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no matching log line within ${timeoutMs} ms; last lines:\n${logs.slice(-5).map((l) => JSON.stringify(l)).join('\n')}`)), timeoutMs);
+        waiters.push({
+          pred,
+          resolve: (l) => {
+            clearTimeout(timer);
+            resolve(l);
+          },
+        });
+      });
+    },
+  };
+}
+
+/** Polls `cond` until it holds (default 5 s). */
+export async function eventually<T>(what: string, cond: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await cond();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
