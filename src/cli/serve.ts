@@ -61,8 +61,10 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   let stopping: Promise<void> | undefined;
   const stop = (reason: string): Promise<void> => {
     stopping ??= (async () => {
+      // drain() closes the listener synchronously; log after it, so the line is true when read.
+      const draining = proxy.drain(config.shutdownTimeoutMs);
       logger.info({ reason, graceMs: config.shutdownTimeoutMs }, 'shutting down: no new connections, finishing in-flight requests');
-      const drained = await proxy.drain(config.shutdownTimeoutMs);
+      const drained = await draining;
       if (!drained) logger.warn({ graceMs: config.shutdownTimeoutMs }, 'shutdown grace period over; cut the remaining connections');
       await poller.stop();
       health.close();

@@ -78,6 +78,10 @@ export function parseDatabaseUrl(raw: string): string | { error: string } {
   if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
     return { error: `must start with postgres:// or postgresql:// (got ${url.protocol}//)` };
   }
+  // `postgres:/u:pw@h/db` parses too, as a path: pg would take it for a database name, unredacted.
+  if (!/^\s*postgres(?:ql)?:\/\//i.test(raw)) {
+    return { error: 'must start with postgres:// or postgresql:// (the // is missing)' };
+  }
   return raw;
 }
 

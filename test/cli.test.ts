@@ -1,0 +1,203 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { OPTIONS } from '../src/config/config.js';
+
+// The CLI as a real process: `node --import tsx src/cli/main.ts ...`, from the project root, with
+// an environment holding only PATH and HOME plus what each test sets.
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const PASSWORD = 'Sup3rS3cretPw';
+const DB_URL = `postgres://edge:${PASSWORD}@db.internal:5432/zeitwork`;
+const REGION = '01234567-89ab-cdef-0123-456789abcdef';
+/** Every required setting, valid. Only used together with something invalid: a valid config would start serving. */
+const GOOD_ENV = { EDGEPROXY_DATABASE_URL: DB_URL, EDGEPROXY_REGION_ID: REGION };
+const SPAWN_TIMEOUT_MS = 10_000;
+
+interface Run {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function cli(args: readonly string[], env: Readonly<Record<string, string>> = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: SPAWN_TIMEOUT_MS,
+      killSignal: 'SIGKILL',
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+function describeRun(r: Run): string {
+  return `exit ${r.code} signal ${r.signal}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
+}
+
+function assertNoPassword(r: Run): void {
+  assert.ok(!r.stdout.includes(PASSWORD), `password on stdout:\n${describeRun(r)}`);
+  assert.ok(!r.stderr.includes(PASSWORD), `password on stderr:\n${describeRun(r)}`);
+}
+
+/** Exit status 2, nothing on stdout, exactly one `edgeproxy: ...` line on stderr; returns that line. */
+function assertUsageError(r: Run): string {
+  assert.equal(r.signal, null, `killed (timeout?):\n${describeRun(r)}`);
+  assert.equal(r.code, 2, describeRun(r));
+  assert.equal(r.stdout, '', describeRun(r));
+  assert.match(r.stderr, /^edgeproxy: [^\n]+\n$/, describeRun(r));
+  assertNoPassword(r);
+  return r.stderr.trimEnd();
+}
+
+describe('edgeproxy --help and --version', () => {
+  for (const args of [['--help'], ['serve', '--help']]) {
+    it(`${args.join(' ')} exits 0 and lists every flag and env var with its default`, async () => {
+      const r = await cli(args, GOOD_ENV);
+      assert.equal(r.code, 0, describeRun(r));
+      assert.equal(r.stderr, '');
+      assertNoPassword(r);
+      // yargs wraps long lines: compare on single-spaced text, option by option.
+      const text = r.stdout.replace(/\s+/g, ' ');
+      const start = text.indexOf('Configuration (flag over env var over default):');
+      const end = text.indexOf('Options:', start);
+      assert.ok(start >= 0 && end > start, `no configuration group in:\n${r.stdout}`);
+      const chunks = text.slice(start, end).split(/ (?=--[a-z])/).slice(1);
+      assert.equal(chunks.length, OPTIONS.length, `expected one entry per option:\n${chunks.join('\n')}`);
+      for (const o of OPTIONS) {
+        const chunk = chunks.find((c) => c.startsWith(`--${o.flag} `));
+        assert.ok(chunk !== undefined, `--${o.flag} missing from help:\n${r.stdout}`);
+        assert.ok(chunk.includes(o.env), `--${o.flag} does not name ${o.env}: ${chunk}`);
+        const shownDefault = 'default' in o ? o.default : 'required';
+        assert.ok(chunk.includes(`[default: ${shownDefault}]`), `--${o.flag} does not show default ${shownDefault}: ${chunk}`);
+      }
+      // The documented defaults, literally.
+      for (const [flag, def] of [
+        ['http-addr', ':8080'],
+        ['update-interval', '10s'],
+        ['log-level', 'info'],
+        ['health-timeout', '2s'],
+        ['health-cache-ttl', '1s'],
+        ['cross-region-port', '80'],
+        ['shutdown-timeout', '30s'],
+      ]) {
+        assert.ok(chunks.some((c) => c.startsWith(`--${flag} `) && c.includes(`[default: ${def}]`)), `--${flag} default ${def}`);
+      }
+      assert.match(text, /--version/);
+      assert.match(text, /--help/);
+    });
+  }
+
+  it('--version prints the package.json version', async () => {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    const r = await cli(['--version'], GOOD_ENV);
+    assert.equal(r.code, 0, describeRun(r));
+    assert.equal(r.stdout, `${pkg.version}\n`);
+    assert.equal(r.stderr, '');
+  });
+});
+
+describe('edgeproxy with a bad configuration: exit 2, one line on stderr', () => {
+  interface Case {
+    readonly name: string;
+    readonly args: readonly string[];
+    readonly env: Readonly<Record<string, string>>;
+    /** Must appear in the stderr line. */
+    readonly names: readonly string[];
+  }
+  const cases: Case[] = [
+    {
+      name: 'missing database URL',
+      args: [],
+      env: { EDGEPROXY_REGION_ID: REGION },
+      names: ['EDGEPROXY_DATABASE_URL', '--database-url', 'required'],
+    },
+    {
+      name: 'missing region id',
+      args: ['serve'],
+      env: { EDGEPROXY_DATABASE_URL: DB_URL },
+      names: ['EDGEPROXY_REGION_ID', '--region-id', 'required'],
+    },
+    {
+      name: 'bad region id from env',
+      args: ['serve'],
+      env: { ...GOOD_ENV, EDGEPROXY_REGION_ID: 'eu-central-1' },
+      names: ['EDGEPROXY_REGION_ID:', '"eu-central-1"'],
+    },
+    {
+      name: 'bad region id from a flag',
+      args: ['--region-id', 'not-a-uuid'],
+      env: GOOD_ENV,
+      names: ['--region-id:', '"not-a-uuid"'],
+    },
+    {
+      name: 'bad duration from env',
+      args: [],
+      env: { ...GOOD_ENV, EDGEPROXY_UPDATE_INTERVAL: '10' },
+      names: ['EDGEPROXY_UPDATE_INTERVAL:', '"10"'],
+    },
+    {
+      name: 'bad duration from a flag',
+      args: ['serve', '--health-timeout=-1s'],
+      env: GOOD_ENV,
+      names: ['--health-timeout:', '"-1s"'],
+    },
+    {
+      name: 'bad log level',
+      args: [],
+      env: { ...GOOD_ENV, EDGEPROXY_LOG_LEVEL: 'verbose' },
+      names: ['EDGEPROXY_LOG_LEVEL:', '"verbose"'],
+    },
+    {
+      name: 'bad listen address',
+      args: ['serve', '--http-addr', '8080'],
+      env: GOOD_ENV,
+      names: ['--http-addr:', '"8080"'],
+    },
+    {
+      name: 'unknown flag',
+      args: ['--bogus-flag', 'x'],
+      env: GOOD_ENV,
+      names: ['bogus-flag'],
+    },
+    {
+      name: 'non-postgres database URL with a password in env',
+      args: ['serve'],
+      env: { ...GOOD_ENV, EDGEPROXY_DATABASE_URL: `mysql://edge:${PASSWORD}@db/zeitwork` },
+      names: ['EDGEPROXY_DATABASE_URL:'],
+    },
+    {
+      name: 'unparseable database URL with a password in a flag',
+      args: ['--database-url', `postgres//edge:${PASSWORD}@db`],
+      env: GOOD_ENV,
+      names: ['--database-url:'],
+    },
+  ];
+
+  for (const c of cases) {
+    it(`${c.name}: edgeproxy ${c.args.join(' ').replaceAll(PASSWORD, '***') || '(no subcommand)'}`, async () => {
+      const line = assertUsageError(await cli(c.args, c.env));
+      for (const n of c.names) assert.ok(line.includes(n), `expected ${JSON.stringify(n)} in: ${line}`);
+    });
+  }
+
+  // The table above already mixes both forms; here the same configuration goes through both.
+  it('`serve` and no subcommand behave the same', async () => {
+    const env = { EDGEPROXY_DATABASE_URL: DB_URL, EDGEPROXY_REGION_ID: 'EU', EDGEPROXY_LOG_LEVEL: 'verbose' };
+    const [bare, serve] = await Promise.all([cli([], env), cli(['serve'], env)]);
+    const line = assertUsageError(bare);
+    assertUsageError(serve);
+    assert.ok(line.includes('EDGEPROXY_REGION_ID'), line);
+    assert.equal(serve.stderr, bare.stderr);
+  });
+});

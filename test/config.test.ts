@@ -1,0 +1,403 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  ConfigError,
+  OPTIONS,
+  parseListenAddress,
+  redactDatabaseUrl,
+  resolveConfig,
+  type Config,
+} from '../src/config/config.js';
+import { formatDuration, parseDuration } from '../src/config/duration.js';
+
+const PASSWORD = 's3cret';
+const DB_URL = `postgres://edge:${PASSWORD}@db.internal:5432/zeitwork`;
+const REGION = '01234567-89ab-cdef-0123-456789abcdef';
+/** The two required variables, valid; everything else left to its default. */
+const BASE_ENV: NodeJS.ProcessEnv = { EDGEPROXY_DATABASE_URL: DB_URL, EDGEPROXY_REGION_ID: REGION };
+
+/** Runs resolveConfig expecting a ConfigError; returns its message. */
+function configError(flags: Record<string, unknown>, env: NodeJS.ProcessEnv): string {
+  let caught: unknown;
+  try {
+    resolveConfig(flags, env);
+  } catch (err) {
+    caught = err;
+  }
+  assert.ok(caught instanceof ConfigError, `expected a ConfigError, got ${String(caught)}`);
+  assert.equal(caught.name, 'ConfigError');
+  return caught.message;
+}
+
+function option(flag: string): (typeof OPTIONS)[number] {
+  const o = OPTIONS.find((x) => x.flag === flag);
+  assert.ok(o, `no option --${flag}`);
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('parseDuration', () => {
+  const valid: [string, number][] = [
+    ['10s', 10_000],
+    ['500ms', 500],
+    ['1m30s', 90_000],
+    ['1.5h', 5_400_000],
+    ['0', 0],
+    ['0s', 0],
+    ['.5s', 500],
+    ['2h45m', 9_900_000],
+    ['1us', 0.001],
+    ['1µs', 0.001],
+    ['1ns', 0.000001],
+    ['2.01s', 2010],
+    ['1.005s', 1005],
+    [' 10s ', 10_000],
+  ];
+  for (const [text, ms] of valid) {
+    it(`parses ${JSON.stringify(text)} as ${ms} ms`, () => {
+      assert.equal(parseDuration(text), ms);
+    });
+  }
+
+  const invalid = ['10', '-1s', 's', '10 s', '', '   ', '1d', '1.', '+1s', '00', '1s2', 'ten seconds', '1S'];
+  for (const text of invalid) {
+    it(`rejects ${JSON.stringify(text)}`, () => {
+      assert.equal(parseDuration(text), undefined);
+    });
+  }
+});
+
+describe('formatDuration', () => {
+  const cases: [number, string][] = [
+    [0, '0s'],
+    [1, '1ms'],
+    [500, '500ms'],
+    [1000, '1s'],
+    [1500, '1.5s'],
+    [10_000, '10s'],
+    [60_000, '1m0s'],
+    [61_000, '1m1s'],
+    [90_000, '1m30s'],
+    [3_600_000, '1h0m0s'],
+    [9_900_000, '2h45m0s'],
+  ];
+  for (const [ms, text] of cases) {
+    it(`formats ${ms} ms as ${text}`, () => {
+      assert.equal(formatDuration(ms), text);
+    });
+  }
+
+  it('round-trips through parseDuration', () => {
+    for (const ms of [0, 1, 10, 999, 1000, 2010, 59_999, 60_000, 90_500, 3_600_000, 3_601_000, 86_400_000]) {
+      assert.equal(parseDuration(formatDuration(ms)), ms, `${ms} -> ${formatDuration(ms)}`);
+    }
+  });
+});
+
+describe('parseListenAddress', () => {
+  const valid: [string, string | undefined, number][] = [
+    [':8080', undefined, 8080],
+    ['127.0.0.1:8080', '127.0.0.1', 8080],
+    ['[::1]:8080', '::1', 8080],
+    ['localhost:80', 'localhost', 80],
+    [':65535', undefined, 65535],
+  ];
+  for (const [raw, host, port] of valid) {
+    it(`parses ${raw}`, () => {
+      assert.deepEqual(parseListenAddress(raw), { host, port });
+    });
+  }
+
+  const invalid = ['8080', ':99999', ':65536', '[zz]:80', '::1:80', '[127.0.0.1]:80', 'host:', ':http', 'bad_host:80', ''];
+  for (const raw of invalid) {
+    it(`rejects ${JSON.stringify(raw)}`, () => {
+      const r = parseListenAddress(raw);
+      assert.ok('error' in r, `accepted ${raw}: ${JSON.stringify(r)}`);
+      assert.equal(typeof r.error, 'string');
+      assert.ok(r.error.length > 0);
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('resolveConfig', () => {
+  it('applies the documented defaults', () => {
+    const expected: Config = {
+      httpAddr: { host: undefined, port: 8080 },
+      databaseUrl: DB_URL,
+      regionId: REGION,
+      updateIntervalMs: 10_000,
+      logLevel: 'info',
+      healthTimeoutMs: 2_000,
+      healthCacheTtlMs: 1_000,
+      crossRegionPort: 80,
+      shutdownTimeoutMs: 30_000,
+    };
+    assert.deepEqual(resolveConfig({}, BASE_ENV), expected);
+  });
+
+  it('declares the defaults from the spec in its option table', () => {
+    assert.equal(option('http-addr').env, 'EDGEPROXY_HTTP_ADDR');
+    assert.equal(option('update-interval').env, 'EDGEPROXY_UPDATE_INTERVAL');
+    assert.equal(option('log-level').env, 'EDGEPROXY_LOG_LEVEL');
+    assert.equal(option('database-url').env, 'EDGEPROXY_DATABASE_URL');
+    assert.equal(option('region-id').env, 'EDGEPROXY_REGION_ID');
+    assert.equal('default' in option('database-url'), false);
+    assert.equal('default' in option('region-id'), false);
+  });
+
+  it('reads every setting from the environment', () => {
+    const config = resolveConfig(
+      {},
+      {
+        ...BASE_ENV,
+        EDGEPROXY_HTTP_ADDR: '127.0.0.1:9090',
+        EDGEPROXY_UPDATE_INTERVAL: '1m30s',
+        EDGEPROXY_LOG_LEVEL: 'debug',
+        EDGEPROXY_HEALTH_TIMEOUT: '500ms',
+        EDGEPROXY_HEALTH_CACHE_TTL: '0',
+        EDGEPROXY_CROSS_REGION_PORT: '8081',
+        EDGEPROXY_SHUTDOWN_TIMEOUT: '5s',
+      },
+    );
+    assert.deepEqual(config, {
+      httpAddr: { host: '127.0.0.1', port: 9090 },
+      databaseUrl: DB_URL,
+      regionId: REGION,
+      updateIntervalMs: 90_000,
+      logLevel: 'debug',
+      healthTimeoutMs: 500,
+      healthCacheTtlMs: 0,
+      crossRegionPort: 8081,
+      shutdownTimeoutMs: 5_000,
+    });
+  });
+
+  it('reads every setting from flags', () => {
+    const otherUrl = 'postgresql://reader@replica/zeitwork';
+    const config = resolveConfig(
+      {
+        'http-addr': '[::1]:8443',
+        'database-url': otherUrl,
+        'region-id': 'FEDCBA98-7654-3210-FEDC-BA9876543210',
+        'update-interval': '2s',
+        'log-level': 'warn',
+        'health-timeout': '3s',
+        'health-cache-ttl': '250ms',
+        'cross-region-port': '8080',
+        'shutdown-timeout': '0',
+      },
+      {},
+    );
+    assert.deepEqual(config, {
+      httpAddr: { host: '::1', port: 8443 },
+      databaseUrl: otherUrl,
+      regionId: 'fedcba98-7654-3210-fedc-ba9876543210',
+      updateIntervalMs: 2_000,
+      logLevel: 'warn',
+      healthTimeoutMs: 3_000,
+      healthCacheTtlMs: 250,
+      crossRegionPort: 8080,
+      shutdownTimeoutMs: 0,
+    });
+  });
+
+  it('prefers a flag over its environment variable', () => {
+    const config = resolveConfig(
+      { 'http-addr': ':9000', 'update-interval': '30s', 'log-level': 'error', 'region-id': 'AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE' },
+      { ...BASE_ENV, EDGEPROXY_HTTP_ADDR: ':7000', EDGEPROXY_UPDATE_INTERVAL: '1s', EDGEPROXY_LOG_LEVEL: 'debug' },
+    );
+    assert.deepEqual(config.httpAddr, { host: undefined, port: 9000 });
+    assert.equal(config.updateIntervalMs, 30_000);
+    assert.equal(config.logLevel, 'error');
+    assert.equal(config.regionId, 'aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee');
+  });
+
+  it('uses a valid flag even when the environment variable is invalid', () => {
+    const config = resolveConfig({ 'log-level': 'info' }, { ...BASE_ENV, EDGEPROXY_LOG_LEVEL: 'verbose' });
+    assert.equal(config.logLevel, 'info');
+  });
+
+  it('treats an empty environment variable as unset', () => {
+    const config = resolveConfig({}, { ...BASE_ENV, EDGEPROXY_HTTP_ADDR: '', EDGEPROXY_LOG_LEVEL: '' });
+    assert.deepEqual(config.httpAddr, { host: undefined, port: 8080 });
+    assert.equal(config.logLevel, 'info');
+  });
+
+  it('lowercases the region id (and the log level)', () => {
+    const config = resolveConfig({}, { ...BASE_ENV, EDGEPROXY_REGION_ID: ' 01234567-89AB-CDEF-0123-456789ABCDEF ', EDGEPROXY_LOG_LEVEL: 'WARN' });
+    assert.equal(config.regionId, REGION);
+    assert.equal(config.logLevel, 'warn');
+  });
+
+  it('accepts the boundary values', () => {
+    const config = resolveConfig(
+      { 'update-interval': '10ms', 'health-timeout': '1ms', 'health-cache-ttl': '0', 'cross-region-port': '65535', 'shutdown-timeout': '0s' },
+      BASE_ENV,
+    );
+    assert.equal(config.updateIntervalMs, 10);
+    assert.equal(config.healthTimeoutMs, 1);
+    assert.equal(config.healthCacheTtlMs, 0);
+    assert.equal(config.crossRegionPort, 65535);
+    assert.equal(config.shutdownTimeoutMs, 0);
+  });
+
+  describe('required settings', () => {
+    for (const name of ['EDGEPROXY_DATABASE_URL', 'EDGEPROXY_REGION_ID'] as const) {
+      const flag = name === 'EDGEPROXY_DATABASE_URL' ? '--database-url' : '--region-id';
+      it(`fails naming ${name} and ${flag} when it is missing`, () => {
+        const env = { ...BASE_ENV };
+        delete env[name];
+        const message = configError({}, env);
+        assert.ok(message.includes(name), message);
+        assert.ok(message.includes(flag), message);
+        assert.match(message, /required/);
+        assert.ok(!message.includes(PASSWORD), message);
+      });
+
+      it(`fails naming ${name} when it is set to the empty string`, () => {
+        const message = configError({}, { ...BASE_ENV, [name]: '' });
+        assert.ok(message.includes(name), message);
+      });
+    }
+
+    it('accepts the required settings from flags alone', () => {
+      const config = resolveConfig({ 'database-url': DB_URL, 'region-id': REGION }, {});
+      assert.equal(config.databaseUrl, DB_URL);
+      assert.equal(config.regionId, REGION);
+    });
+  });
+
+  describe('bad values', () => {
+    // [flag, a bad value]; each is tried from the environment and from the flag.
+    const bad: [string, string][] = [
+      ['http-addr', '8080'],
+      ['http-addr', ':99999'],
+      ['database-url', 'mysql://edge@db/zeitwork'],
+      ['database-url', 'not a url'],
+      ['region-id', 'eu-central-1'],
+      ['region-id', '01234567-89ab-cdef-0123-456789abcdeg'],
+      ['update-interval', '10'],
+      ['update-interval', '5ms'],
+      ['log-level', 'verbose'],
+      ['health-timeout', '0'],
+      ['health-timeout', 'soon'],
+      ['health-cache-ttl', '1d'],
+      ['cross-region-port', '0'],
+      ['cross-region-port', '65536'],
+      ['cross-region-port', 'http'],
+      ['shutdown-timeout', '-1s'],
+    ];
+    for (const [flag, value] of bad) {
+      const o = option(flag);
+      const echoed = o.flag !== 'database-url';
+
+      it(`${o.env}=${JSON.stringify(value)} fails naming ${o.env}`, () => {
+        const message = configError({}, { ...BASE_ENV, [o.env]: value });
+        assert.ok(message.startsWith(`${o.env}:`), message);
+        assert.ok(!message.includes(`--${flag}`), message);
+        if (echoed) assert.ok(message.includes(JSON.stringify(value)), message);
+        assert.ok(!message.includes(PASSWORD), message);
+      });
+
+      it(`--${flag}=${JSON.stringify(value)} fails naming --${flag}`, () => {
+        const message = configError({ [flag]: value }, BASE_ENV);
+        assert.ok(message.startsWith(`--${flag}:`), message);
+        assert.ok(!message.includes(o.env), message);
+        if (echoed) assert.ok(message.includes(JSON.stringify(value)), message);
+        assert.ok(!message.includes(PASSWORD), message);
+      });
+    }
+
+    it('fails when a flag is given more than once', () => {
+      const message = configError({ 'log-level': ['info', 'debug'] }, BASE_ENV);
+      assert.ok(message.includes('--log-level'), message);
+    });
+  });
+
+  describe('the database password', () => {
+    const badUrls = [
+      `mysql://u:${PASSWORD}@h/db`,
+      `postgres//u:${PASSWORD}@h`,
+      `postgres:/u:${PASSWORD}@h`,
+      `postgres:/u:${PASSWORD}@h/db`,
+      `postgres:u:${PASSWORD}@h/db`,
+      `u:${PASSWORD}@h/db`,
+      `${PASSWORD}`,
+      `postgres://u:${PASSWORD}@h:99999/db`,
+      `postgres://u:${PASSWORD}@[zz]/db`,
+      `http://u:${PASSWORD}@h/db?password=${PASSWORD}`,
+    ];
+    for (const url of badUrls) {
+      it(`never appears in the error for ${JSON.stringify(url)}`, () => {
+        const fromEnv = configError({}, { ...BASE_ENV, EDGEPROXY_DATABASE_URL: url });
+        assert.ok(fromEnv.startsWith('EDGEPROXY_DATABASE_URL:'), fromEnv);
+        assert.ok(!fromEnv.includes(PASSWORD), fromEnv);
+        const fromFlag = configError({ 'database-url': url }, BASE_ENV);
+        assert.ok(fromFlag.startsWith('--database-url:'), fromFlag);
+        assert.ok(!fromFlag.includes(PASSWORD), fromFlag);
+      });
+    }
+
+    it('is still accepted in the valid URL forms', () => {
+      for (const url of [
+        DB_URL,
+        `postgresql://u:${PASSWORD}@h/db?sslmode=require`,
+        `POSTGRES://u:${PASSWORD}@h/db`,
+        'postgres:///zeitwork?host=/var/run/postgresql',
+      ]) {
+        assert.equal(resolveConfig({ 'database-url': url }, BASE_ENV).databaseUrl, url);
+      }
+    });
+
+    it('never appears when another setting is bad', () => {
+      for (const env of [
+        { EDGEPROXY_DATABASE_URL: DB_URL },
+        { ...BASE_ENV, EDGEPROXY_REGION_ID: 'x' },
+        { ...BASE_ENV, EDGEPROXY_HTTP_ADDR: 'x' },
+        { ...BASE_ENV, EDGEPROXY_SHUTDOWN_TIMEOUT: 'x' },
+      ]) {
+        const message = configError({}, env);
+        assert.ok(!message.includes(PASSWORD), message);
+      }
+    });
+  });
+});
+
+describe('redactDatabaseUrl', () => {
+  it('hides the password and keeps the rest', () => {
+    const redacted = redactDatabaseUrl(DB_URL);
+    assert.ok(!redacted.includes(PASSWORD), redacted);
+    assert.equal(redacted, 'postgres://edge:***@db.internal:5432/zeitwork');
+  });
+
+  it('hides password query parameters, whatever their case', () => {
+    const redacted = redactDatabaseUrl(`postgres://edge@db/zeitwork?password=${PASSWORD}&sslpassword=${PASSWORD}x&PassWord=${PASSWORD}y&application_name=edge`);
+    assert.ok(!redacted.includes(PASSWORD), redacted);
+    const params = new URL(redacted).searchParams;
+    assert.equal(params.get('password'), '***');
+    assert.equal(params.get('sslpassword'), '***');
+    assert.equal(params.get('PassWord'), '***');
+    assert.equal(params.get('application_name'), 'edge');
+  });
+
+  it('hides a password with an empty user name or escaped characters', () => {
+    for (const url of [`postgres://:${PASSWORD}@h/db`, `postgres://u:${PASSWORD}%40x@h/db`, `postgres://u:${PASSWORD}%2Fx@h/db`]) {
+      const redacted = redactDatabaseUrl(url);
+      assert.ok(!redacted.includes(PASSWORD), redacted);
+      assert.ok(redacted.includes('***'), redacted);
+    }
+  });
+
+  it('leaves a URL without a password unchanged', () => {
+    assert.equal(redactDatabaseUrl('postgres://edge@db:5432/zeitwork'), 'postgres://edge@db:5432/zeitwork');
+  });
+
+  it('does not echo an unparseable URL', () => {
+    const redacted = redactDatabaseUrl(`postgres//u:${PASSWORD}@h`);
+    assert.ok(!redacted.includes(PASSWORD), redacted);
+    assert.equal(redacted, '(unparseable URL)');
+  });
+});
