@@ -1,5 +1,5 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import httpProxy from 'http-proxy';
+import { createProxyServer, type ProxyServer as HttpProxy } from 'http-proxy-3';
 import type { Logger } from '../log/logger.js';
 import type { Upstream } from './decide.js';
 import { sendError } from './responses.js';
@@ -19,12 +19,12 @@ export interface ForwarderOptions {
 }
 
 /**
- * Streams a request to an upstream and the response back, with http-proxy on a keep-alive agent.
+ * Streams a request to an upstream and the response back, with http-proxy-3 on a keep-alive agent.
  * Bodies are piped both ways, never buffered. Upstream failures become 502 "Bad Gateway".
  */
 export class Forwarder {
   readonly agent: http.Agent;
-  readonly #proxy: httpProxy;
+  readonly #proxy: HttpProxy;
   readonly #logger: Logger;
 
   constructor(opts: ForwarderOptions) {
@@ -32,7 +32,7 @@ export class Forwarder {
     // http-proxy's default (agent: false) sends `Connection: close` upstream: a new TCP connection
     // per request. LIFO keeps the warmest sockets in use.
     this.agent = new http.Agent({ keepAlive: true, keepAliveMsecs: 1000, maxFreeSockets: 256, scheduling: 'lifo' });
-    this.#proxy = httpProxy.createProxyServer({ agent: this.agent, xfwd: false, changeOrigin: false, ws: false });
+    this.#proxy = createProxyServer({ agent: this.agent, xfwd: false, changeOrigin: false, ws: false });
     this.#proxy.on('proxyRes', (proxyRes, req, res) => this.#onProxyRes(proxyRes, req, res as ServerResponse));
     // Errors are handled per request by the callback; this listener only keeps a stray one from crashing us.
     this.#proxy.on('error', (err) => this.#logger.error({ err }, 'unexpected proxy error'));
@@ -63,15 +63,11 @@ export class Forwarder {
   }
 
   /**
-   * Runs before http-proxy copies the upstream response: an upstream status or header that Node
-   * refuses to write would otherwise throw outside any handler (http-proxy #1530, #964). Such a
-   * response becomes a 502. Also ties the upstream response's life to the client's, so a client
-   * that goes away releases the upstream socket (http-proxy #1586).
+   * Runs before http-proxy-3 copies the upstream response: an upstream status that Node refuses
+   * to write (e.g. 099) would otherwise throw outside any handler and crash the process
+   * (http-proxy #1530, still present in http-proxy-3 1.23). Such a response becomes a 502.
    */
   #onProxyRes(proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse): void {
-    res.once('close', () => {
-      if (!res.writableFinished) proxyRes.destroy();
-    });
     const problem = invalidResponse(proxyRes);
     if (problem !== undefined) {
       this.#logger.error({ host: req.headers.host, url: req.url, problem }, 'upstream sent an invalid response; answering 502');
