@@ -1,10 +1,12 @@
+import os from 'node:os';
 import { pino, type Logger, type DestinationStream } from 'pino';
 import type { LogLevel } from '../config/config.js';
 
 export type { Logger };
 
 /**
- * JSON lines on stdout. Stable fields: `time` (ISO 8601), `level` (label), `msg`, plus
+ * JSON lines on stdout. Stable fields: `time` (ISO 8601), `level` (label), `service`, `pid`,
+ * `hostname`, `msg`, plus
  * event-specific fields documented in docs/logging.md. `err` is serialised with type, message
  * and stack. Anything named like a password or a database URL is redacted as a safety net; the
  * code itself only ever logs redacted URLs.
@@ -13,7 +15,7 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
   return pino(
     {
       level,
-      base: { service: 'edgeproxy' },
+      base: { service: 'edgeproxy', pid: process.pid, hostname: os.hostname() },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: ['password', '*.password', 'databaseUrl', '*.databaseUrl', 'connectionString', '*.connectionString'], censor: '***' },

@@ -128,10 +128,10 @@ export class Poller {
     if (key === this.#lastReportKey) return;
     this.#lastReportKey = key;
     const { logger } = this.#opts;
-    for (const p of loaded.problems.slice(0, 100)) logger.warn({ row: p }, `skipped a route row: ${p.field} ${p.reason}`);
+    for (const p of loaded.problems.slice(0, 100)) logger.warn({ row: p }, 'skipped a route row');
     if (loaded.problems.length > 100) logger.warn({ skipped: loaded.problems.length }, 'more route rows skipped (first 100 logged)');
     for (const d of loaded.duplicates.slice(0, 100)) {
-      logger.warn({ host: d.host, chosen: d.chosen, others: d.others }, 'duplicate domain name: several rows route this host; the smallest (vm_region_id, vm_private_ip, vm_port, region_public_ip) wins');
+      logger.warn({ host: d.host, chosen: d.chosen, others: d.others }, 'duplicate domain name');
     }
     if (loaded.duplicates.length > 100) logger.warn({ duplicates: loaded.duplicates.length }, 'more duplicate domain names (first 100 logged)');
   }
