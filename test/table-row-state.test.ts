@@ -53,19 +53,23 @@ interface Recs {
 type Model = { [T in TableName]: Map<string, Recs[T]> };
 type AnyTable = Map<string, Record<string, unknown>>;
 
+function tableOf(m: Model, t: TableName): AnyTable {
+  return m[t] as unknown as AnyTable;
+}
+
 function emptyModel(): Model {
   return { domains: new Map(), deployments: new Map(), vms: new Map(), regions: new Map() };
 }
 
 function cloneModel(m: Model): Model {
   const copy = emptyModel();
-  for (const t of TABLES) for (const [id, row] of m[t]) (copy[t] as AnyTable).set(id, { ...row });
+  for (const t of TABLES) for (const [id, row] of m[t]) tableOf(copy, t).set(id, { ...row });
   return copy;
 }
 
 /** What applying one replicated change does to the tables (undefined column = unchanged). */
 function applyToModel(m: Model, change: RowChange): void {
-  const table = m[change.table] as AnyTable;
+  const table = tableOf(m, change.table);
   if (change.op === 'delete') {
     table.delete(change.id);
     return;
@@ -177,8 +181,8 @@ function sorted(s: Snapshot): [string, RouteFields][] {
 }
 
 function assertSameRoutes(actual: ShardedMap<Route>, expected: Snapshot, what: string): void {
-  assert.equal(actual.size, expected.size, `${what}: route count`);
   assert.deepStrictEqual(sorted(snapshot(actual)), sorted(expected), what);
+  assert.equal(actual.size, expected.size, `${what}: ShardedMap.size`);
 }
 
 function sameFields(a: RouteFields | undefined, b: RouteFields | undefined): boolean {
@@ -284,7 +288,20 @@ function uuid(table: TableName, n: number): string {
   return `${PREFIX[table]}-0000-4000-8000-${n.toString(16).padStart(12, '0')}`;
 }
 
-const BASE_NAMES = ['a.example', 'b.example', 'api.a.example', 'shop.example.org', 'bücher.example', 'c.example', 'www.d.example'];
+const BASE_NAMES = [
+  'a.example',
+  'b.example',
+  'api.a.example',
+  'shop.example.org',
+  'bücher.example',
+  'c.example',
+  'www.d.example',
+  'e.example',
+  'f.example.net',
+  'g.example',
+  'münchen.example',
+  'h.example',
+];
 const INVALID_NAMES = ['bad name.example', 'a..example', '', 'x/y.example', 'a%41.example', 'user@a.example', `${'x'.repeat(250)}.com`, '.'];
 const PRIVATE_IPS = ['10.0.0.1', '10.0.0.2', '10.0.0.10', '10.0.1.7/24', 'fd00::1', 'FD00::2', '10.0.0.1/32'];
 const INVALID_IPS = ['not-an-ip', '10.0.0.256', ''];
@@ -329,14 +346,14 @@ class Generator {
     const r = this.rng;
     const x = r.int(20);
     const present = [...this.m[table].keys()];
-    if (x < 12 && present.length > 0) return r.pick(present);
-    if (x < 16) return r.pick(this.u.ids[table]);
-    if (x < 18) return null;
+    if (x < 15 && present.length > 0) return r.pick(present);
+    if (x < 18) return r.pick(this.u.ids[table]);
+    if (x < 19) return null;
     return `99999999-0000-4000-8000-${r.int(1000).toString(16).padStart(12, '0')}`;
   }
 
   verifiedAt(): Date | null {
-    return this.rng.chance(0.75) ? new Date(1_700_000_000_000 + this.rng.int(1e9)) : null;
+    return this.rng.chance(0.85) ? new Date(1_700_000_000_000 + this.rng.int(1e9)) : null;
   }
 
   column(table: TableName, column: string): unknown {
@@ -349,7 +366,7 @@ class Generator {
       case 'domains.verified_at':
         return this.verifiedAt();
       case 'deployments.status':
-        return r.chance(0.6) ? 'ready' : r.pick(DEPLOYMENT_STATUSES);
+        return r.chance(0.75) ? 'ready' : r.pick(DEPLOYMENT_STATUSES);
       case 'deployments.vm_id':
         return this.fk('vms');
       case 'vms.private_ip':
@@ -359,7 +376,7 @@ class Generator {
       case 'vms.region_id':
         return this.fk('regions');
       case 'vms.status':
-        return r.chance(0.6) ? 'running' : r.pick(VM_STATUSES);
+        return r.chance(0.75) ? 'running' : r.pick(VM_STATUSES);
       case 'regions.public_ipv4':
         return r.chance(0.92) ? r.pick(PUBLIC_IPS) : r.pick(INVALID_PUBLIC_IPS);
     }
@@ -426,18 +443,18 @@ class Generator {
     if (x < 30) {
       const id = this.absentId(table);
       if (id !== undefined) change = { op: 'insert', table, row: withExtras(table, this.fullRow(table, id)) };
-    } else if (x < 75) {
-      const id = this.presentId(table);
-      if (id !== undefined) change = { op: 'update', table, row: this.updateRow(table, id, this.m[table].get(id) as unknown as Record<string, unknown>) };
-    } else if (x < 80) {
+    } else if (x < 35) {
       const oldId = this.presentId(table);
       const id = this.absentId(table);
       if (oldId !== undefined && id !== undefined) {
-        change = { op: 'update', table, oldId, row: this.updateRow(table, id, this.m[table].get(oldId) as unknown as Record<string, unknown>) };
+        change = { op: 'update', table, oldId, row: this.updateRow(table, id, tableOf(this.m, table).get(oldId)!) };
       }
-    } else {
+    } else if (x < 35 + DELETE_PERCENT[table]) {
       const id = this.presentId(table);
       if (id !== undefined) change = { op: 'delete', table, id };
+    } else {
+      const id = this.presentId(table);
+      if (id !== undefined) change = { op: 'update', table, row: this.updateRow(table, id, tableOf(this.m, table).get(id)!) };
     }
     if (change !== undefined) applyToModel(this.m, change);
     return change;
@@ -464,7 +481,10 @@ class Generator {
   }
 }
 
-const SMALL = { domains: 28, deployments: 18, vms: 14, regions: 4 };
+/** Parents are deleted less often, so that most of the time a fair number of hosts route. */
+const DELETE_PERCENT: Record<TableName, number> = { domains: 20, deployments: 15, vms: 12, regions: 6 };
+
+const SMALL = { domains: 60, deployments: 30, vms: 16, regions: 4 };
 
 function describeFailure(seed: number, step: number, changes: readonly RowChange[] | undefined, err: unknown): Error {
   const replay = `EDGEPROXY_PROPERTY_SEED=${seed} node --import tsx --test test/table-row-state.test.ts`;
@@ -487,7 +507,7 @@ function runSeed(seed: number, steps: number): { transactions: number; changes: 
   let total = 0;
   let changedHosts = 0;
   try {
-    gen.populate(0.6);
+    gen.populate(0.7);
     const h = new Harness(model, rng);
     for (step = 0; step < steps; step++) {
       changes = gen.transaction();
