@@ -12,6 +12,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { diffRoutes } from '../src/table/diff.js';
 import { compareRoutes, type Route } from '../src/table/route.js';
 import { routesFromQueryRows } from '../src/table/query-routes.js';
 import { type ApplyResult, type RowChange, RowState, type TableRows } from '../src/table/row-state.js';
@@ -160,7 +161,7 @@ function referenceQuery(m: Model, rng?: Rng): QueryRow[] {
   return shuffled.sort((a, b) => (a.domain_name < b.domain_name ? -1 : a.domain_name > b.domain_name ? 1 : 0));
 }
 
-type RouteFields = Omit<Route, never>;
+type RouteFields = Route;
 type Snapshot = Map<string, RouteFields>;
 
 function expectedRoutes(m: Model, rng?: Rng): Snapshot {
@@ -227,6 +228,10 @@ class Harness {
     const changed = [...result.changedHosts].sort();
     assert.equal(new Set(changed).size, changed.length, 'changedHosts has no duplicates');
     assert.deepStrictEqual(changed, differingHosts(this.expected, expected), 'changedHosts');
+    const diff = diffRoutes(before.routes, result.state.routes);
+    assert.deepStrictEqual([...diff.added, ...diff.removed, ...diff.changed].sort(), changed, 'diffRoutes agrees with changedHosts');
+    for (const host of diff.added) assert.equal(this.expected.has(host), false);
+    for (const host of diff.removed) assert.equal(expected.has(host), false);
     assertSameRoutes(before.routes, this.expected, 'previous state unchanged by apply');
     assert.deepStrictEqual(result.state.counts, {
       domains: this.model.domains.size,
