@@ -9,7 +9,7 @@ import { ProxyServer } from '../src/proxy/server.js';
 import { RouteStore } from '../src/sync/route-store.js';
 import { ShardedMap } from '../src/table/sharded-map.js';
 import { request } from './support/backend.js';
-import { REGION_A, REGION_B } from './support/service.js';
+import { eventually, REGION_A, REGION_B } from './support/service.js';
 
 /**
  * The forwarding path against upstreams that misbehave at the byte level. Cross-region routes
@@ -61,13 +61,6 @@ after(async () => {
   upstream.close();
 });
 
-async function eventually(what: string, cond: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const BAD_RESPONSES: Record<string, string> = {
   'status code below 100': 'HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nok',
@@ -143,6 +136,6 @@ describe('clients that go away', () => {
         resolve();
       }, 100);
     });
-    await eventually('the upstream connection closed', () => upstreamSawClose && openUpstreamSockets === 0);
+    await eventually('the upstream connection closed', () => upstreamSawClose && openUpstreamSockets === 0, 3000);
   });
 });
