@@ -90,6 +90,8 @@ describe('edgeproxy --help and --version', () => {
         ['health-cache-ttl', '1s'],
         ['cross-region-port', '80'],
         ['shutdown-timeout', '30s'],
+        ['sync-mode', 'auto'],
+        ['publication', 'edgeproxy'],
       ]) {
         assert.ok(chunks.some((c) => c.startsWith(`--${flag} `) && c.includes(`[default: ${def}]`)), `--${flag} default ${def}`);
       }

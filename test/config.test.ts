@@ -134,6 +134,8 @@ describe('resolveConfig', () => {
       healthCacheTtlMs: 1_000,
       crossRegionPort: 80,
       shutdownTimeoutMs: 30_000,
+      syncMode: 'auto',
+      publication: 'edgeproxy',
     };
     assert.deepEqual(resolveConfig({}, BASE_ENV), expected);
   });
@@ -160,6 +162,8 @@ describe('resolveConfig', () => {
         EDGEPROXY_HEALTH_CACHE_TTL: '0',
         EDGEPROXY_CROSS_REGION_PORT: '8081',
         EDGEPROXY_SHUTDOWN_TIMEOUT: '5s',
+        EDGEPROXY_SYNC_MODE: 'Poll',
+        EDGEPROXY_PUBLICATION: 'edge_routes',
       },
     );
     assert.deepEqual(config, {
@@ -172,6 +176,8 @@ describe('resolveConfig', () => {
       healthCacheTtlMs: 0,
       crossRegionPort: 8081,
       shutdownTimeoutMs: 5_000,
+      syncMode: 'poll',
+      publication: 'edge_routes',
     });
   });
 
@@ -188,6 +194,8 @@ describe('resolveConfig', () => {
         'health-cache-ttl': '250ms',
         'cross-region-port': '8080',
         'shutdown-timeout': '0',
+        'sync-mode': 'replication',
+        publication: 'p1',
       },
       {},
     );
@@ -201,6 +209,8 @@ describe('resolveConfig', () => {
       healthCacheTtlMs: 250,
       crossRegionPort: 8080,
       shutdownTimeoutMs: 0,
+      syncMode: 'replication',
+      publication: 'p1',
     });
   });
 
@@ -289,6 +299,13 @@ describe('resolveConfig', () => {
       ['cross-region-port', '65536'],
       ['cross-region-port', 'http'],
       ['shutdown-timeout', '-1s'],
+      ['sync-mode', 'stream'],
+      ['sync-mode', 'polling'],
+      ['publication', 'Edge'],
+      ['publication', '1pub'],
+      ['publication', 'edge-proxy'],
+      ['publication', 'a'.repeat(64)],
+      ['publication', "x'; DROP TABLE domains; --"],
     ];
     for (const [flag, value] of bad) {
       const o = option(flag);

@@ -47,6 +47,7 @@ before(async () => {
   store.publish(
     ShardedMap.from([['bad.example', { host: 'bad.example', vmIp: '10.0.0.1', vmPort: 1, vmRegionId: REGION_B, regionPublicIp: '127.0.0.1' }]]),
     'poll',
+    { regionAddresses: new Set(['127.0.0.1']) },
   );
   health = new HealthChecker({ timeoutMs: 2000, cacheTtlMs: 1000, logger });
   forwarder = new Forwarder({ logger });

@@ -6,7 +6,7 @@ import { createLogger, type Logger } from '../log/logger.js';
 import { Forwarder } from '../proxy/forward.js';
 import { HealthChecker } from '../proxy/health.js';
 import { ProxyServer } from '../proxy/server.js';
-import { Poller } from '../sync/poller.js';
+import { Poller, type ResyncOutcome } from '../sync/poller.js';
 import { RouteStore } from '../sync/route-store.js';
 import { VERSION } from '../version.js';
 
@@ -16,6 +16,8 @@ export interface RunningService {
   readonly proxy: ProxyServer;
   readonly health: HealthChecker;
   readonly port: number;
+  /** A full resync now (after any running one); resolves with what changed. */
+  resync(): Promise<ResyncOutcome>;
   /** Graceful stop: drain requests (bounded), stop loading, close connections. */
   stop(reason: string): Promise<void>;
 }
@@ -74,7 +76,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     })();
     return stopping;
   };
-  return { store, poller, proxy, health, port: listening.port, stop };
+  return { store, poller, proxy, health, port: listening.port, resync: () => poller.resync(), stop };
 }
 
 /** `edgeproxy serve`: runs until SIGINT/SIGTERM, then stops gracefully and exits 0. */

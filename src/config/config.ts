@@ -20,7 +20,13 @@ export interface Config {
   readonly healthCacheTtlMs: number;
   readonly crossRegionPort: number;
   readonly shutdownTimeoutMs: number;
+  readonly syncMode: SyncMode;
+  readonly publication: string;
 }
+
+/** How the route table follows the database: see docs/decisions/0005-sync-modes.md. */
+export type SyncMode = 'auto' | 'replication' | 'poll';
+export const SYNC_MODES: readonly SyncMode[] = ['auto', 'replication', 'poll'];
 
 /** A configuration value that cannot be used; the message names the variable or flag. */
 export class ConfigError extends Error {
@@ -163,6 +169,26 @@ export const OPTIONS = [
     description: 'How long in-flight requests may take to finish on SIGTERM/SIGINT',
     default: '30s',
     parse: duration(0, ''),
+  }),
+  spec({
+    key: 'syncMode',
+    flag: 'sync-mode',
+    env: 'EDGEPROXY_SYNC_MODE',
+    description: 'auto: stream changes by logical replication, poll when it is unavailable; replication: streaming only; poll: periodic reloads only',
+    default: 'auto',
+    parse: (raw) => {
+      const mode = raw.trim().toLowerCase();
+      return (SYNC_MODES as readonly string[]).includes(mode) ? (mode as SyncMode) : { error: 'must be one of auto, replication, poll' };
+    },
+  }),
+  spec({
+    key: 'publication',
+    flag: 'publication',
+    env: 'EDGEPROXY_PUBLICATION',
+    description: 'Name of the PostgreSQL publication on domains, deployments, vms and regions',
+    default: 'edgeproxy',
+    parse: (raw) =>
+      /^[a-z_][a-z0-9_]{0,62}$/.test(raw.trim()) ? raw.trim() : { error: 'must be a lowercase SQL identifier: a-z, 0-9 and _, not starting with a digit, at most 63 characters' },
   }),
 ] as const;
 

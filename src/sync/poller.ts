@@ -87,7 +87,7 @@ export class Poller {
       if (this.#stopped) return { ok: false, error: 'stopped' };
       const previous = store.current;
       const diff = diffRoutes(previous?.routes, loaded.routes);
-      store.publish(loaded.routes, 'poll');
+      store.publish(loaded.routes, 'poll', { regionAddresses: loaded.regionAddresses });
       this.loads += 1;
       this.lastSuccessAt = Date.now();
       this.lastDurationMs = loaded.durationMs;

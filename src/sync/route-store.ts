@@ -4,14 +4,32 @@ import type { ShardedMap } from '../table/sharded-map.js';
 
 export type SnapshotSource = 'poll' | 'stream';
 
+/** Where a snapshot stands in the database's history (stream snapshots only). */
+export interface SnapshotPosition {
+  /** End LSN of the last transaction applied, e.g. `0/1E334D8`. */
+  readonly lsn: string;
+  /** Commit time of that transaction on the server (ms since the epoch). */
+  readonly commitTime: number | undefined;
+}
+
 /** What the request path reads: one immutable value, swapped whole. */
 export interface RouteSnapshot {
   readonly routes: ShardedMap<Route>;
+  /** Public IPv4 addresses of every region in the table (our own load balancers). */
+  readonly regionAddresses: ReadonlySet<string>;
   /** Increments with every published snapshot. */
   readonly generation: number;
   readonly source: SnapshotSource;
   /** When this snapshot was published (ms since the epoch). */
   readonly publishedAt: number;
+  /** Set for snapshots built from the replication stream. */
+  readonly position: SnapshotPosition | undefined;
+}
+
+export interface PublishOptions {
+  readonly regionAddresses: ReadonlySet<string>;
+  readonly position?: SnapshotPosition;
+  readonly now?: number;
 }
 
 /**
@@ -30,16 +48,21 @@ export class RouteStore {
     return this.#current !== undefined;
   }
 
-  publish(routes: ShardedMap<Route>, source: SnapshotSource, now = Date.now()): RouteSnapshot {
+  publish(routes: ShardedMap<Route>, source: SnapshotSource, opts: PublishOptions): RouteSnapshot {
     const prev = this.#current;
+    const now = opts.now ?? Date.now();
+    const position = opts.position === undefined ? undefined : Object.freeze({ ...opts.position });
     const next: RouteSnapshot =
       prev === undefined
-        ? Object.freeze({ routes, generation: 1, source, publishedAt: now })
+        ? Object.freeze({ routes, regionAddresses: opts.regionAddresses, generation: 1, source, publishedAt: now, position })
         : produce(prev, (draft) => {
             draft.routes = castDraft(routes);
+            // Sets are frozen by immer on publish; reusing the same Set keeps identity stable.
+            draft.regionAddresses = castDraft(opts.regionAddresses);
             draft.generation += 1;
             draft.source = source;
             draft.publishedAt = now;
+            draft.position = position;
           });
     this.#current = next;
     return next;

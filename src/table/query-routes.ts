@@ -13,6 +13,8 @@ export interface QueryRoutes {
   readonly routes: ShardedMap<Route>;
   readonly problems: readonly RowProblem[];
   readonly duplicates: readonly Duplicate[];
+  /** Public IPs of the regions the rows name (the poll path only sees regions with routes). */
+  readonly regionAddresses: ReadonlySet<string>;
 }
 
 /**
@@ -24,6 +26,7 @@ export function routesFromQueryRows(rows: readonly Readonly<Record<string, unkno
   const byHost = new Map<string, Route>();
   const losers = new Map<string, Route[]>();
   const problems: RowProblem[] = [];
+  const regionAddresses = new Set<string>();
   for (const row of rows) {
     const name = row.domain_name;
     const host = typeof name === 'string' ? normaliseHost(name) : undefined;
@@ -36,6 +39,7 @@ export function routesFromQueryRows(rows: readonly Readonly<Record<string, unkno
       problems.push(result.problem);
       continue;
     }
+    regionAddresses.add(result.route.regionPublicIp);
     const current = byHost.get(host);
     if (current === undefined) {
       byHost.set(host, result.route);
@@ -49,5 +53,5 @@ export function routesFromQueryRows(rows: readonly Readonly<Record<string, unkno
   }
   const duplicates: Duplicate[] = [];
   for (const [host, others] of losers) duplicates.push({ host, chosen: byHost.get(host)!, others });
-  return { routes: ShardedMap.from(byHost), problems, duplicates };
+  return { routes: ShardedMap.from(byHost), problems, duplicates, regionAddresses };
 }

@@ -29,6 +29,8 @@ export async function startTestService(overrides: Partial<Config> & { databaseUr
     healthCacheTtlMs: 1000,
     crossRegionPort: 80,
     shutdownTimeoutMs: 5000,
+    syncMode: 'poll',
+    publication: 'edgeproxy',
     ...overrides,
   };
   const logs: LogLine[] = [];
