@@ -8,6 +8,7 @@ import { HealthChecker } from '../proxy/health.js';
 import { ProxyServer } from '../proxy/server.js';
 import { Poller, type ResyncOutcome } from '../sync/poller.js';
 import { RouteStore } from '../sync/route-store.js';
+import type { SyncStatus } from '../sync/status.js';
 import { VERSION } from '../version.js';
 
 export interface RunningService {
@@ -16,6 +17,8 @@ export interface RunningService {
   readonly proxy: ProxyServer;
   readonly health: HealthChecker;
   readonly port: number;
+  /** How the table follows the database right now (for the admin API and metrics). */
+  status(): SyncStatus;
   /** A full resync now (after any running one); resolves with what changed. */
   resync(): Promise<ResyncOutcome>;
   /** Graceful stop: drain requests (bounded), stop loading, close connections. */
@@ -76,7 +79,21 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     })();
     return stopping;
   };
-  return { store, poller, proxy, health, port: listening.port, resync: () => poller.resync(), stop };
+  // Placeholder until the sync manager (issue 3) owns this.
+  const status = (): SyncStatus => ({
+    mode: config.syncMode,
+    feeding: store.ready ? 'poll' : 'none',
+    streamState: 'disabled',
+    streamReason: undefined,
+    lsn: undefined,
+    lagMs: undefined,
+    reconnects: 0,
+    transactions: 0,
+    lastFullLoadAt: poller.lastSuccessAt,
+    lastFullLoadMs: poller.lastDurationMs,
+    fullLoadFailures: poller.failures,
+  });
+  return { store, poller, proxy, health, port: listening.port, status, resync: () => poller.resync(), stop };
 }
 
 /** `edgeproxy serve`: runs until SIGINT/SIGTERM, then stops gracefully and exits 0. */
