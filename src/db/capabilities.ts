@@ -1,0 +1,95 @@
+import type pg from 'pg';
+
+/** What a server offers for logical replication, read with one query on a normal connection. */
+export interface ServerCapabilities {
+  /** e.g. "18.4" */
+  readonly serverVersion: string;
+  /** e.g. 180004 */
+  readonly serverVersionNum: number;
+  /** True on a standby (hot standby / read replica). */
+  readonly inRecovery: boolean;
+  readonly walLevel: string;
+  readonly role: string;
+  /** The role has the REPLICATION attribute (or is a superuser). */
+  readonly replication: boolean;
+  readonly superuser: boolean;
+  readonly maxReplicationSlots: number;
+  readonly usedReplicationSlots: number;
+  readonly maxWalSenders: number;
+  readonly usedWalSenders: number;
+  /** hot_standby_feedback (only matters on a standby). */
+  readonly hotStandbyFeedback: boolean;
+}
+
+/** Logical decoding on a standby arrived in PostgreSQL 16. */
+export const STANDBY_DECODING_MIN_VERSION = 160000;
+
+const QUERY = `SELECT
+  current_setting('server_version') AS server_version,
+  current_setting('server_version_num')::int AS server_version_num,
+  pg_is_in_recovery() AS in_recovery,
+  current_setting('wal_level') AS wal_level,
+  current_user AS role,
+  r.rolreplication AS replication,
+  r.rolsuper AS superuser,
+  current_setting('max_replication_slots')::int AS max_replication_slots,
+  (SELECT count(*) FROM pg_replication_slots)::int AS used_replication_slots,
+  current_setting('max_wal_senders')::int AS max_wal_senders,
+  (SELECT count(*) FROM pg_stat_replication)::int AS used_wal_senders,
+  current_setting('hot_standby_feedback')::bool AS hot_standby_feedback
+FROM pg_roles r WHERE r.rolname = current_user`;
+
+export async function readCapabilities(db: pg.ClientBase | pg.Pool): Promise<ServerCapabilities> {
+  const { rows } = await db.query<Record<string, unknown>>(QUERY);
+  const r = rows[0];
+  if (r === undefined) throw new Error('could not read the current role from pg_roles');
+  return {
+    serverVersion: String(r.server_version),
+    serverVersionNum: Number(r.server_version_num),
+    inRecovery: r.in_recovery === true,
+    walLevel: String(r.wal_level),
+    role: String(r.role),
+    replication: r.replication === true || r.superuser === true,
+    superuser: r.superuser === true,
+    maxReplicationSlots: Number(r.max_replication_slots),
+    usedReplicationSlots: Number(r.used_replication_slots),
+    maxWalSenders: Number(r.max_wal_senders),
+    usedWalSenders: Number(r.used_wal_senders),
+    hotStandbyFeedback: r.hot_standby_feedback === true,
+  };
+}
+
+/**
+ * Why this server can never stream to us as configured, with how to fix it; undefined when it
+ * can. These are settings an operator has to change (a restart or an ALTER ROLE), unlike a full
+ * slot table, which frees up by itself.
+ */
+export function streamingUnavailableReason(c: ServerCapabilities): string | undefined {
+  if (c.inRecovery && c.serverVersionNum < STANDBY_DECODING_MIN_VERSION) {
+    return (
+      `this is a PostgreSQL ${c.serverVersion} standby, and logical decoding on a standby needs PostgreSQL 16 or later: ` +
+      'upgrade the replica, or point EDGEPROXY_DATABASE_URL at the primary to stream'
+    );
+  }
+  if (c.walLevel !== 'logical') {
+    return (
+      `wal_level is '${c.walLevel}', and logical replication needs 'logical': run ALTER SYSTEM SET wal_level = logical ` +
+      `and restart PostgreSQL${c.inRecovery ? ' (on the primary and on this standby)' : ''}`
+    );
+  }
+  if (!c.replication) {
+    return `role "${c.role}" lacks the REPLICATION attribute: run ALTER ROLE "${c.role}" WITH REPLICATION (as a superuser)`;
+  }
+  return undefined;
+}
+
+/** A reason to wait and retry rather than give up: every slot or walsender is taken right now. */
+export function streamingCapacityProblem(c: ServerCapabilities): string | undefined {
+  if (c.usedReplicationSlots >= c.maxReplicationSlots) {
+    return `all ${c.maxReplicationSlots} replication slots are in use (max_replication_slots): raise it or drop unused slots`;
+  }
+  if (c.usedWalSenders >= c.maxWalSenders) {
+    return `all ${c.maxWalSenders} WAL senders are busy (max_wal_senders): raise it`;
+  }
+  return undefined;
+}
