@@ -6,6 +6,7 @@ import {
   parseListenAddress,
   redactDatabaseUrl,
   resolveConfig,
+  resolveOptions,
   type Config,
 } from '../src/config/config.js';
 import { formatDuration, parseDuration } from '../src/config/duration.js';
@@ -136,6 +137,7 @@ describe('resolveConfig', () => {
       shutdownTimeoutMs: 30_000,
       syncMode: 'auto',
       publication: 'edgeproxy',
+      adminAddr: { host: '127.0.0.1', port: 9090 },
     };
     assert.deepEqual(resolveConfig({}, BASE_ENV), expected);
   });
@@ -164,6 +166,7 @@ describe('resolveConfig', () => {
         EDGEPROXY_SHUTDOWN_TIMEOUT: '5s',
         EDGEPROXY_SYNC_MODE: 'Poll',
         EDGEPROXY_PUBLICATION: 'edge_routes',
+        EDGEPROXY_ADMIN_ADDR: ':9191',
       },
     );
     assert.deepEqual(config, {
@@ -178,6 +181,7 @@ describe('resolveConfig', () => {
       shutdownTimeoutMs: 5_000,
       syncMode: 'poll',
       publication: 'edge_routes',
+      adminAddr: { host: undefined, port: 9191 },
     });
   });
 
@@ -196,6 +200,7 @@ describe('resolveConfig', () => {
         'shutdown-timeout': '0',
         'sync-mode': 'replication',
         publication: 'p1',
+        'admin-addr': '[::1]:9999',
       },
       {},
     );
@@ -211,7 +216,21 @@ describe('resolveConfig', () => {
       shutdownTimeoutMs: 0,
       syncMode: 'replication',
       publication: 'p1',
+      adminAddr: { host: '::1', port: 9999 },
     });
+  });
+
+  it('disables the admin API when EDGEPROXY_ADMIN_ADDR is empty or "off" (empty is a value here, not unset)', () => {
+    assert.equal(resolveConfig({}, { ...BASE_ENV, EDGEPROXY_ADMIN_ADDR: '' }).adminAddr, undefined);
+    assert.equal(resolveConfig({}, { ...BASE_ENV, EDGEPROXY_ADMIN_ADDR: 'off' }).adminAddr, undefined);
+    assert.equal(resolveConfig({ 'admin-addr': '' }, BASE_ENV).adminAddr, undefined);
+    assert.deepEqual(resolveConfig({ 'admin-addr': '127.0.0.1:0' }, { ...BASE_ENV, EDGEPROXY_ADMIN_ADDR: '' }).adminAddr, { host: '127.0.0.1', port: 0 });
+  });
+
+  it('resolves a subset of the options without requiring the others (resync, routes, doctor)', () => {
+    assert.deepEqual(resolveOptions(['adminAddr'], {}, {}), { adminAddr: { host: '127.0.0.1', port: 9090 } });
+    assert.deepEqual(resolveOptions(['databaseUrl', 'publication'], {}, { EDGEPROXY_DATABASE_URL: DB_URL }), { databaseUrl: DB_URL, publication: 'edgeproxy' });
+    assert.throws(() => resolveOptions(['databaseUrl'], {}, {}), /EDGEPROXY_DATABASE_URL \(or --database-url\) is required/);
   });
 
   it('prefers a flag over its environment variable', () => {
@@ -306,6 +325,9 @@ describe('resolveConfig', () => {
       ['publication', 'edge-proxy'],
       ['publication', 'a'.repeat(64)],
       ['publication', "x'; DROP TABLE domains; --"],
+      ['admin-addr', '9090'],
+      ['admin-addr', 'localhost'],
+      ['admin-addr', ':70000'],
     ];
     for (const [flag, value] of bad) {
       const o = option(flag);

@@ -22,6 +22,8 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   readonly syncMode: SyncMode;
   readonly publication: string;
+  /** Admin API listener (health, metrics, routes, resync); undefined = disabled. */
+  readonly adminAddr: ListenAddress | undefined;
 }
 
 /** How the route table follows the database: see docs/decisions/0005-sync-modes.md. */
@@ -42,6 +44,8 @@ interface OptionSpec<K extends keyof Config> {
   readonly default?: string;
   /** Whether the raw value may be echoed in error messages (never for the database URL). */
   readonly secret?: boolean;
+  /** An empty environment variable is a value (passed to `parse`), not "unset". */
+  readonly emptyIsValue?: boolean;
   /** Returns the parsed value, or a string saying what is wrong with it. */
   readonly parse: (raw: string) => Config[K] | { error: string };
 }
@@ -190,6 +194,15 @@ export const OPTIONS = [
     parse: (raw) =>
       /^[a-z_][a-z0-9_]{0,62}$/.test(raw.trim()) ? raw.trim() : { error: 'must be a lowercase SQL identifier: a-z, 0-9 and _, not starting with a digit, at most 63 characters' },
   }),
+  spec({
+    key: 'adminAddr',
+    flag: 'admin-addr',
+    env: 'EDGEPROXY_ADMIN_ADDR',
+    description: 'Admin API listen address (/healthz, /readyz, /metrics, /routes, /resync); empty or "off" disables it',
+    default: '127.0.0.1:9090',
+    emptyIsValue: true,
+    parse: (raw) => (raw.trim() === '' || raw.trim().toLowerCase() === 'off' ? undefined : parseListenAddress(raw)),
+  }),
 ] as const;
 
 export type OptionName = (typeof OPTIONS)[number]['flag'];
@@ -199,8 +212,14 @@ export type OptionName = (typeof OPTIONS)[number]['flag'];
  * default. Throws ConfigError naming the flag or variable on the first bad or missing value.
  */
 export function resolveConfig(flags: Readonly<Record<string, unknown>>, env: NodeJS.ProcessEnv): Config {
+  return resolveOptions(OPTIONS.map((o) => o.key), flags, env) as Config;
+}
+
+/** The same rules for some of the options only (commands such as `resync` or `doctor` need a few). */
+export function resolveOptions<K extends keyof Config>(keys: readonly K[], flags: Readonly<Record<string, unknown>>, env: NodeJS.ProcessEnv): Pick<Config, K> {
   const out: Record<string, unknown> = {};
   for (const o of OPTIONS as readonly OptionSpec<keyof Config>[]) {
+    if (!(keys as readonly string[]).includes(o.key)) continue;
     const flagValue = flags[o.flag];
     let raw: string | undefined;
     let source: string;
@@ -208,7 +227,7 @@ export function resolveConfig(flags: Readonly<Record<string, unknown>>, env: Nod
       if (Array.isArray(flagValue)) throw new ConfigError(`--${o.flag} given more than once`);
       raw = String(flagValue);
       source = `--${o.flag}`;
-    } else if (env[o.env] !== undefined && env[o.env] !== '') {
+    } else if (env[o.env] !== undefined && (env[o.env] !== '' || o.emptyIsValue === true)) {
       raw = env[o.env]!;
       source = o.env;
     } else {
@@ -223,7 +242,7 @@ export function resolveConfig(flags: Readonly<Record<string, unknown>>, env: Nod
     }
     out[o.key] = value;
   }
-  return out as unknown as Config;
+  return out as Pick<Config, K>;
 }
 
 /** The database URL with its password replaced, for logs and error messages. */

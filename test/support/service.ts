@@ -31,6 +31,7 @@ export async function startTestService(overrides: Partial<Config> & { databaseUr
     shutdownTimeoutMs: 5000,
     syncMode: 'poll',
     publication: 'edgeproxy',
+    adminAddr: undefined,
     ...overrides,
   };
   const logs: LogLine[] = [];
