@@ -4,6 +4,12 @@ import { isIP } from 'node:net';
 // Plain lowercase ASCII host names (the overwhelming majority of requests) skip domainToASCII.
 const SIMPLE_HOST = /^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/;
 const PORT = /^[0-9]{1,5}$/;
+const MAX_PORT = 65535;
+
+/** The port of a Host header: 1–5 digits and at most 65535 (`:99999` is not a port). */
+function validPort(digits: string): boolean {
+  return PORT.test(digits) && Number(digits) <= MAX_PORT;
+}
 // ASCII characters that may appear in a host name before IDNA mapping; anything else ASCII
 // (`/`, `%`, `@`, spaces, ...) would let the WHATWG URL host parser reinterpret the name.
 // eslint-disable-next-line no-control-regex -- control characters are exactly what this rejects
@@ -23,6 +29,10 @@ export function normaliseHost(name: string): string | undefined {
     // domainToASCII lowercases, applies IDNA mapping and returns '' for invalid names.
     host = domainToASCII(host);
     if (!SIMPLE_HOST.test(host)) return undefined;
+  } else if (host.includes('xn--') && domainToASCII(host) === '') {
+    // An ASCII name skips IDNA above, but a punycode label (`xn--…`) must still decode:
+    // domainToASCII returns '' for `xn--zz` and other invalid punycode.
+    return undefined;
   }
   if (host.length > MAX_HOST_LENGTH) return undefined;
   return host;
@@ -42,7 +52,7 @@ export function parseHostHeader(value: string | undefined): HostHeaderResult {
     const end = value.indexOf(']');
     if (end < 0) return { ok: false, reason: 'unterminated IPv6 literal in Host header' };
     const rest = value.slice(end + 1);
-    if (rest.length > 0 && !(rest.charCodeAt(0) === 58 && PORT.test(rest.slice(1)))) {
+    if (rest.length > 0 && !(rest.charCodeAt(0) === 58 && validPort(rest.slice(1)))) {
       return { ok: false, reason: 'invalid port in Host header' };
     }
     const ip = value.slice(1, end).toLowerCase();
@@ -52,7 +62,7 @@ export function parseHostHeader(value: string | undefined): HostHeaderResult {
   let name = value;
   const colon = value.indexOf(':');
   if (colon >= 0) {
-    if (!PORT.test(value.slice(colon + 1))) return { ok: false, reason: 'invalid port in Host header' };
+    if (!validPort(value.slice(colon + 1))) return { ok: false, reason: 'invalid port in Host header' };
     name = value.slice(0, colon);
   }
   if (isIP(name) === 4) return { ok: true, host: name, ipLiteral: true };
