@@ -138,6 +138,13 @@ describe('resolveConfig', () => {
       syncMode: 'auto',
       publication: 'edgeproxy',
       adminAddr: { host: '127.0.0.1', port: 9090 },
+      upstreamConnectTimeoutMs: 5_000,
+      upstreamHeaderTimeoutMs: 60_000,
+      upstreamIdleTimeoutMs: 4_000,
+      idleTimeoutMs: 30_000,
+      clientHeaderTimeoutMs: 10_000,
+      clientRequestTimeoutMs: 300_000,
+      trustedProxies: [],
     };
     assert.deepEqual(resolveConfig({}, BASE_ENV), expected);
   });
@@ -167,6 +174,13 @@ describe('resolveConfig', () => {
         EDGEPROXY_SYNC_MODE: 'Poll',
         EDGEPROXY_PUBLICATION: 'edge_routes',
         EDGEPROXY_ADMIN_ADDR: ':9191',
+        EDGEPROXY_UPSTREAM_CONNECT_TIMEOUT: '1s',
+        EDGEPROXY_UPSTREAM_HEADER_TIMEOUT: '2m',
+        EDGEPROXY_UPSTREAM_IDLE_TIMEOUT: '1500ms',
+        EDGEPROXY_IDLE_TIMEOUT: '75s',
+        EDGEPROXY_CLIENT_HEADER_TIMEOUT: '20s',
+        EDGEPROXY_CLIENT_REQUEST_TIMEOUT: '0',
+        EDGEPROXY_TRUSTED_PROXIES: '10.0.0.0/8, 192.0.2.1,2001:DB8::/32',
       },
     );
     assert.deepEqual(config, {
@@ -182,6 +196,13 @@ describe('resolveConfig', () => {
       syncMode: 'poll',
       publication: 'edge_routes',
       adminAddr: { host: undefined, port: 9191 },
+      upstreamConnectTimeoutMs: 1_000,
+      upstreamHeaderTimeoutMs: 120_000,
+      upstreamIdleTimeoutMs: 1_500,
+      idleTimeoutMs: 75_000,
+      clientHeaderTimeoutMs: 20_000,
+      clientRequestTimeoutMs: 0,
+      trustedProxies: ['10.0.0.0/8', '192.0.2.1/32', '2001:db8::/32'],
     });
   });
 
@@ -201,6 +222,13 @@ describe('resolveConfig', () => {
         'sync-mode': 'replication',
         publication: 'p1',
         'admin-addr': '[::1]:9999',
+        'upstream-connect-timeout': '250ms',
+        'upstream-header-timeout': '5s',
+        'upstream-idle-timeout': '2s',
+        'idle-timeout': '5s',
+        'client-header-timeout': '1s',
+        'client-request-timeout': '1m',
+        'trusted-proxies': '::1',
       },
       {},
     );
@@ -217,6 +245,13 @@ describe('resolveConfig', () => {
       syncMode: 'replication',
       publication: 'p1',
       adminAddr: { host: '::1', port: 9999 },
+      upstreamConnectTimeoutMs: 250,
+      upstreamHeaderTimeoutMs: 5_000,
+      upstreamIdleTimeoutMs: 2_000,
+      idleTimeoutMs: 5_000,
+      clientHeaderTimeoutMs: 1_000,
+      clientRequestTimeoutMs: 60_000,
+      trustedProxies: ['::1/128'],
     });
   });
 
@@ -328,6 +363,15 @@ describe('resolveConfig', () => {
       ['admin-addr', '9090'],
       ['admin-addr', 'localhost'],
       ['admin-addr', ':70000'],
+      ['upstream-connect-timeout', '0'],
+      ['upstream-header-timeout', '10'],
+      ['upstream-idle-timeout', 'never'],
+      ['idle-timeout', '0s'],
+      ['client-header-timeout', '50ms'],
+      ['client-request-timeout', '10ms'],
+      ['trusted-proxies', '10.0.0.0/33'],
+      ['trusted-proxies', '10.0.0.0/8, example.com'],
+      ['trusted-proxies', '::1/129'],
     ];
     for (const [flag, value] of bad) {
       const o = option(flag);

@@ -24,6 +24,14 @@ export interface Config {
   readonly publication: string;
   /** Admin API listener (health, metrics, routes, resync); undefined = disabled. */
   readonly adminAddr: ListenAddress | undefined;
+  readonly upstreamConnectTimeoutMs: number;
+  readonly upstreamHeaderTimeoutMs: number;
+  readonly upstreamIdleTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly clientHeaderTimeoutMs: number;
+  readonly clientRequestTimeoutMs: number;
+  /** Extra addresses whose X-Forwarded-For is trusted, as CIDRs (`10.0.0.0/8`, `2001:db8::/32`). */
+  readonly trustedProxies: readonly string[];
 }
 
 /** How the route table follows the database: see docs/decisions/0005-sync-modes.md. */
@@ -93,6 +101,24 @@ export function parseDatabaseUrl(raw: string): string | { error: string } {
     return { error: 'must start with postgres:// or postgresql:// (the // is missing)' };
   }
   return raw;
+}
+
+/** `10.0.0.0/8, 192.0.2.1, 2001:db8::/32` → normalised CIDRs (a bare address gets /32 or /128). */
+export function parseCidrList(raw: string): string[] | { error: string } {
+  const out: string[] = [];
+  for (const part of raw.split(',')) {
+    const item = part.trim();
+    if (item === '') continue;
+    const slash = item.indexOf('/');
+    const addr = slash < 0 ? item : item.slice(0, slash);
+    const family = isIP(addr);
+    if (family === 0) return { error: `has ${JSON.stringify(item)}, which is not an IP address or CIDR (examples: 10.0.0.0/8, 192.0.2.1, 2001:db8::/32)` };
+    const max = family === 4 ? 32 : 128;
+    const bits = slash < 0 ? max : /^[0-9]{1,3}$/.test(item.slice(slash + 1)) ? Number(item.slice(slash + 1)) : NaN;
+    if (!(bits >= 0 && bits <= max)) return { error: `has ${JSON.stringify(item)}, whose prefix length is not 0-${max}` };
+    out.push(`${addr.toLowerCase()}/${bits}`);
+  }
+  return out;
 }
 
 /** Every option, in the order --help lists them. One table drives flags, env vars, defaults and docs. */
@@ -202,6 +228,65 @@ export const OPTIONS = [
     default: '127.0.0.1:9090',
     emptyIsValue: true,
     parse: (raw) => (raw.trim() === '' || raw.trim().toLowerCase() === 'off' ? undefined : parseListenAddress(raw)),
+  }),
+  spec({
+    key: 'upstreamConnectTimeoutMs',
+    flag: 'upstream-connect-timeout',
+    env: 'EDGEPROXY_UPSTREAM_CONNECT_TIMEOUT',
+    description: 'How long connecting to a VM or load balancer may take (then 502)',
+    default: '5s',
+    parse: duration(1, 'a connect needs some time'),
+  }),
+  spec({
+    key: 'upstreamHeaderTimeoutMs',
+    flag: 'upstream-header-timeout',
+    env: 'EDGEPROXY_UPSTREAM_HEADER_TIMEOUT',
+    description: 'How long an upstream may take to send its response headers once the request is sent (then 504)',
+    default: '60s',
+    parse: duration(1, 'an upstream needs some time'),
+  }),
+  spec({
+    key: 'upstreamIdleTimeoutMs',
+    flag: 'upstream-idle-timeout',
+    env: 'EDGEPROXY_UPSTREAM_IDLE_TIMEOUT',
+    description: "How long an idle keep-alive connection to an upstream is kept; keep it below the upstreams' own (Node's default is 5s)",
+    default: '4s',
+    parse: duration(1, 'use a short value rather than none'),
+  }),
+  spec({
+    key: 'idleTimeoutMs',
+    flag: 'idle-timeout',
+    env: 'EDGEPROXY_IDLE_TIMEOUT',
+    description: 'How long an idle client keep-alive connection is kept open',
+    default: '30s',
+    parse: duration(1, 'use a short value rather than none'),
+  }),
+  spec({
+    key: 'clientHeaderTimeoutMs',
+    flag: 'client-header-timeout',
+    env: 'EDGEPROXY_CLIENT_HEADER_TIMEOUT',
+    description: 'How long a client may take to send its request headers (slowloris guard; then 408 and close)',
+    default: '10s',
+    parse: duration(100, 'shorter would cut slow but honest clients'),
+  }),
+  spec({
+    key: 'clientRequestTimeoutMs',
+    flag: 'client-request-timeout',
+    env: 'EDGEPROXY_CLIENT_REQUEST_TIMEOUT',
+    description: 'How long a client may take to send a whole request, body included (then 408 and close); 0 = no limit',
+    default: '5m',
+    parse: (raw) => {
+      const ms = duration(0, '')(raw);
+      return typeof ms === 'number' && ms > 0 && ms < 100 ? { error: 'must be 0 (no limit) or at least 100ms' } : ms;
+    },
+  }),
+  spec({
+    key: 'trustedProxies',
+    flag: 'trusted-proxies',
+    env: 'EDGEPROXY_TRUSTED_PROXIES',
+    description: "Comma-separated CIDRs or addresses whose X-Forwarded-For is kept and appended to, besides the regions' load balancers",
+    default: '',
+    parse: parseCidrList,
   }),
 ] as const;
 

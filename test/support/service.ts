@@ -32,6 +32,13 @@ export async function startTestService(overrides: Partial<Config> & { databaseUr
     syncMode: 'poll',
     publication: 'edgeproxy',
     adminAddr: undefined,
+    upstreamConnectTimeoutMs: 5000,
+    upstreamHeaderTimeoutMs: 60_000,
+    upstreamIdleTimeoutMs: 4000,
+    idleTimeoutMs: 30_000,
+    clientHeaderTimeoutMs: 10_000,
+    clientRequestTimeoutMs: 300_000,
+    trustedProxies: [],
     ...overrides,
   };
   const logs: LogLine[] = [];
