@@ -33,6 +33,8 @@ export class Poller {
   #running: Promise<ResyncOutcome> | undefined;
   #failures = 0;
   #stopped = false;
+  /** While the stream feeds the table: no timer, and results of loads already running are dropped. */
+  #paused = false;
   #lastReportKey = '';
   /** Totals for metrics and the admin API. */
   loads = 0;
@@ -54,6 +56,24 @@ export class Poller {
     return this.#run();
   }
 
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /** Stops reloading until resume(); resolves once no load can publish any more. */
+  async pause(): Promise<void> {
+    this.#paused = true;
+    clearTimeout(this.#timer);
+    if (this.#running !== undefined) await this.#running;
+  }
+
+  /** Reloads again: the first load after `delayMs`, then every interval. */
+  resume(delayMs = 0): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.#schedule(delayMs);
+  }
+
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
@@ -61,7 +81,7 @@ export class Poller {
   }
 
   #schedule(delayMs: number): void {
-    if (this.#stopped) return;
+    if (this.#stopped || this.#paused) return;
     clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
       void this.#run();
@@ -81,10 +101,12 @@ export class Poller {
   async #loadOnce(): Promise<ResyncOutcome> {
     const { store, logger, pool, intervalMs } = this.#opts;
     if (this.#stopped) return { ok: false, error: 'stopped' };
+    if (this.#paused) return { ok: false, error: 'paused: the replication stream feeds the table' };
     clearTimeout(this.#timer);
     try {
       const loaded = await this.#load(pool);
       if (this.#stopped) return { ok: false, error: 'stopped' };
+      if (this.#paused) return { ok: false, error: 'paused: the replication stream feeds the table' };
       const previous = store.current;
       const diff = diffRoutes(previous?.routes, loaded.routes);
       store.publish(loaded.routes, 'poll', { regionAddresses: loaded.regionAddresses });
@@ -109,6 +131,7 @@ export class Poller {
       this.#schedule(intervalMs);
       return { ok: true, diff, routes: loaded.routes.size, durationMs: loaded.durationMs };
     } catch (err) {
+      if (this.#stopped || this.#paused) return { ok: false, error: describePgError(err).message };
       this.#failures += 1;
       this.failures += 1;
       const retryMs = Math.min(intervalMs, RETRY_MIN_MS * 2 ** (this.#failures - 1));

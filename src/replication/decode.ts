@@ -1,0 +1,97 @@
+import type { Pgoutput } from 'pg-logical-replication';
+import type { RowChange } from '../table/row-state.js';
+import { isTableName, READ_COLUMNS, type TableName } from '../table/rows.js';
+
+/** Where each routing table lives and the types of its read columns, as seen at bootstrap. */
+export type TableShapes = { readonly [T in TableName]: { readonly schema: string; readonly types: Readonly<Record<string, number>> } };
+
+/** One pgoutput message, reduced to what applying it needs. */
+export type Decoded =
+  | { readonly kind: 'begin'; readonly xid: number; readonly commitTimeMs: number }
+  | { readonly kind: 'change'; readonly change: RowChange }
+  | { readonly kind: 'commit'; readonly endLsn: string; readonly commitTimeMs: number }
+  /** Something the apply step cannot follow: start over from a fresh snapshot. */
+  | { readonly kind: 'resync'; readonly reason: string }
+  /** Not about the routing tables (other tables in the publication, types, origins). */
+  | { readonly kind: 'skip' };
+
+const SKIP: Decoded = { kind: 'skip' };
+
+/** Commit times arrive as BigInt microseconds since the Unix epoch (typed as the wrapper `BigInt`). */
+function micros(t: unknown): number {
+  return Number(t as bigint) / 1000;
+}
+
+/**
+ * Turns pgoutput messages into row changes for the four routing tables. Pure apart from the
+ * relations it has checked. A relation message is checked against the shapes read at bootstrap:
+ * a read column that vanished or changed type, or a table without a usable key, asks for a
+ * resync instead of guessing.
+ */
+export class ChangeDecoder {
+  readonly #shapes: TableShapes;
+
+  constructor(shapes: TableShapes) {
+    this.#shapes = shapes;
+  }
+
+  decode(msg: Pgoutput.Message): Decoded {
+    switch (msg.tag) {
+      case 'begin':
+        return { kind: 'begin', xid: msg.xid, commitTimeMs: micros(msg.commitTime) };
+      case 'commit':
+        if (msg.commitEndLsn === null) return { kind: 'resync', reason: 'commit message without an end LSN' };
+        return { kind: 'commit', endLsn: msg.commitEndLsn, commitTimeMs: micros(msg.commitTime) };
+      case 'relation': {
+        const table = this.#table(msg);
+        return table === undefined ? SKIP : this.#checkRelation(table, msg);
+      }
+      case 'insert': {
+        const table = this.#table(msg.relation);
+        return table === undefined ? SKIP : { kind: 'change', change: { op: 'insert', table, row: msg.new } };
+      }
+      case 'update': {
+        const table = this.#table(msg.relation);
+        if (table === undefined) return SKIP;
+        // `key` comes when the primary key changed (REPLICA IDENTITY DEFAULT), `old` with FULL.
+        const before = (msg.key ?? msg.old)?.id as unknown;
+        const oldId = before === undefined || before === null || String(before) === String(msg.new.id) ? undefined : String(before);
+        return { kind: 'change', change: oldId === undefined ? { op: 'update', table, row: msg.new } : { op: 'update', table, row: msg.new, oldId } };
+      }
+      case 'delete': {
+        const table = this.#table(msg.relation);
+        if (table === undefined) return SKIP;
+        const id = (msg.key ?? msg.old)?.id as unknown;
+        if (id === undefined || id === null) return { kind: 'resync', reason: `delete on ${table} without an id in its key` };
+        return { kind: 'change', change: { op: 'delete', table, id: String(id) } };
+      }
+      case 'truncate': {
+        const ours = msg.relations.map((r) => (r === undefined ? undefined : this.#table(r))).filter((t) => t !== undefined);
+        if (msg.relations.some((r) => r === undefined)) return { kind: 'resync', reason: 'TRUNCATE of a relation not announced on the stream' };
+        return ours.length === 0 ? SKIP : { kind: 'resync', reason: `TRUNCATE of ${ours.join(', ')}` };
+      }
+      default:
+        return SKIP;
+    }
+  }
+
+  #table(rel: Pgoutput.MessageRelation): TableName | undefined {
+    if (!isTableName(rel.name)) return undefined;
+    return this.#shapes[rel.name].schema === rel.schema ? rel.name : undefined;
+  }
+
+  #checkRelation(table: TableName, rel: Pgoutput.MessageRelation): Decoded {
+    const expected = this.#shapes[table].types;
+    for (const column of READ_COLUMNS[table]) {
+      const found = rel.columns.find((c) => c.name === column);
+      if (found === undefined) return { kind: 'resync', reason: `${table}.${column} is no longer published (schema change)` };
+      if (expected[column] !== undefined && found.typeOid !== expected[column]) {
+        return { kind: 'resync', reason: `${table}.${column} changed type (schema change)` };
+      }
+    }
+    if (rel.replicaIdentity !== 'full' && !rel.keyColumns.includes('id')) {
+      return { kind: 'resync', reason: `${table}'s replica identity (${rel.replicaIdentity}: ${rel.keyColumns.join(', ') || 'no columns'}) does not carry id` };
+    }
+    return SKIP;
+  }
+}

@@ -1,0 +1,47 @@
+import pg from 'pg';
+import { READ_COLUMNS, TABLES, type TableName } from '../table/rows.js';
+import type { Columns } from '../table/rows.js';
+import type { TableShapes } from './decode.js';
+
+export interface SnapshotRows {
+  readonly tables: { readonly [T in TableName]: readonly Columns[] };
+  readonly shapes: TableShapes;
+  readonly rowCount: number;
+  readonly durationMs: number;
+}
+
+/**
+ * Reads the four routing tables (only the columns the documented query uses) under the snapshot
+ * the replication slot exported, so that every change after it arrives on the stream and none
+ * before it does. Runs on its own connection: the exporting one must stay idle until streaming.
+ */
+export async function loadUnderSnapshot(client: pg.ClientBase, snapshotName: string): Promise<SnapshotRows> {
+  const started = performance.now();
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  try {
+    await client.query(`SET TRANSACTION SNAPSHOT ${pg.escapeLiteral(snapshotName)}`);
+    const where = await client.query<{ name: TableName; schema: string | null }>(
+      `SELECT t.name, n.nspname AS schema FROM unnest($1::text[]) AS t(name)
+         LEFT JOIN pg_class c ON c.oid = to_regclass(t.name)
+         LEFT JOIN pg_namespace n ON n.oid = c.relnamespace`,
+      [TABLES],
+    );
+    const tables = {} as Record<TableName, Columns[]>;
+    const shapes = {} as Record<TableName, { schema: string; types: Record<string, number> }>;
+    let rowCount = 0;
+    for (const table of TABLES) {
+      const schema = where.rows.find((r) => r.name === table)?.schema ?? null;
+      if (schema === null) throw new Error(`table ${table} does not exist (as the documented query resolves it)`);
+      const columns = READ_COLUMNS[table].map((c) => pg.escapeIdentifier(c)).join(', ');
+      const result = await client.query<Columns>(`SELECT ${columns} FROM ${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(table)}`);
+      tables[table] = result.rows;
+      rowCount += result.rows.length;
+      shapes[table] = { schema, types: Object.fromEntries(result.fields.map((f) => [f.name, f.dataTypeID])) };
+    }
+    await client.query('COMMIT');
+    return { tables, shapes, rowCount, durationMs: performance.now() - started };
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,334 @@
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import pg from 'pg';
+import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
+import { readCapabilities, streamingCapacityProblem, streamingUnavailableReason } from '../db/capabilities.js';
+import { ensurePublication, PublicationError } from '../db/publication.js';
+import { describePgError } from '../db/pool.js';
+import type { Logger } from '../log/logger.js';
+import { ChangeDecoder } from './decode.js';
+import { maxLsn, normaliseLsn, parseLsn } from './lsn.js';
+import { loadUnderSnapshot, type SnapshotRows } from './snapshot-load.js';
+import { type Transaction, TransactionCollector } from './transaction.js';
+
+/**
+ * The replication connection's setup, as named steps (after Electric's connection_setup): each
+ * step runs only after the one before it succeeded, and an error names the step it happened in.
+ */
+export type SetupStep =
+  | 'check_server'
+  | 'check_publication'
+  | 'connect_replication'
+  | 'create_slot'
+  | 'load_snapshot'
+  | 'start_streaming'
+  | 'streaming';
+
+export const SETUP_TRANSITIONS: { readonly [S in SetupStep]: SetupStep | undefined } = {
+  check_server: 'check_publication',
+  check_publication: 'connect_replication',
+  connect_replication: 'create_slot',
+  create_slot: 'load_snapshot',
+  load_snapshot: 'start_streaming',
+  start_streaming: 'streaming',
+  streaming: undefined,
+};
+
+/** Why a bootstrap failed, and whether trying again can help. */
+export type FailureKind =
+  /** The server cannot stream as configured (wal_level, REPLICATION, PostgreSQL 15 standby...). */
+  | 'unavailable'
+  /** The publication is missing or incomplete and we may not fix it. */
+  | 'publication'
+  /** The stream works but the apply step cannot follow (TRUNCATE, schema change...): bootstrap again now. */
+  | 'resync'
+  /** Anything else: a lost connection, a timeout, a full slot table. Retry with backoff. */
+  | 'transient';
+
+export class StreamError extends Error {
+  override name = 'StreamError';
+  constructor(
+    readonly step: SetupStep,
+    readonly kind: FailureKind,
+    message: string,
+    readonly fixSql?: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+export interface StreamOptions {
+  readonly databaseUrl: string;
+  readonly publication: string;
+  readonly logger: Logger;
+  /** The whole setup must finish within this (slot creation waits for open transactions). */
+  readonly setupTimeoutMs: number;
+  /** How often a status update (the applied LSN) goes to the server. */
+  readonly statusIntervalMs: number;
+  /** Called with every committed transaction, in commit order, synchronously. */
+  readonly onTransaction: (tx: Transaction) => void;
+  /** Called once when the stream stops for any reason other than close(). */
+  readonly onFailure: (err: StreamError) => void;
+}
+
+export interface StreamStart {
+  readonly stream: ReplicationStream;
+  readonly snapshot: SnapshotRows;
+  readonly slotName: string;
+  /** LSN the stream starts after: everything before it is in the snapshot. */
+  readonly consistentPoint: string;
+  readonly setupMs: number;
+  readonly publication: 'exists' | 'created';
+}
+
+/** A slot name unique per process: [a-z0-9_], at most 63 characters. */
+export function makeSlotName(host = os.hostname(), pid = process.pid): string {
+  const h = host.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_+|_+$/g, '').slice(0, 30) || 'host';
+  return `edgeproxy_${h}_${pid}_${randomBytes(4).toString('hex')}`.slice(0, 63);
+}
+
+/** pgoutput, with the slot created and the tables loaded on the library's own replication connection. */
+class BootstrappingPgoutput extends PgoutputPlugin {
+  constructor(
+    options: Pgoutput.Options,
+    private readonly beforeStart: (client: pg.Client, slot: string) => Promise<string>,
+    private readonly onParseError: (err: unknown) => void,
+  ) {
+    super(options);
+  }
+
+  override async start(client: pg.Client, slot: string): Promise<unknown> {
+    const lsn = await this.beforeStart(client, slot);
+    return super.start(client, slot, lsn);
+  }
+
+  // The library parses inside the socket's data handler: a throw there would crash the process.
+  override parse(buffer: Buffer): Pgoutput.Message {
+    try {
+      return super.parse(buffer);
+    } catch (err) {
+      this.onParseError(err);
+      return { tag: 'message', flags: 0, transactional: false, messageLsn: null, prefix: '', content: new Uint8Array() };
+    }
+  }
+}
+
+function classify(step: SetupStep, err: unknown): StreamError {
+  if (err instanceof StreamError) return err;
+  if (err instanceof PublicationError) return new StreamError(step, 'publication', err.message, err.fixSql, { cause: err });
+  const e = describePgError(err);
+  const text = `${e.message}${e.detail ? ` (${e.detail})` : ''}`;
+  if (e.code === '55000' && /wal_level/i.test(e.message)) {
+    return new StreamError(step, 'unavailable', `${text}: run ALTER SYSTEM SET wal_level = logical and restart PostgreSQL`, undefined, { cause: err });
+  }
+  if (e.code === '0A000' && /recovery/i.test(e.message)) {
+    return new StreamError(step, 'unavailable', `${text}: logical decoding on a standby needs PostgreSQL 16 or later`, undefined, { cause: err });
+  }
+  if (e.code === '42501' || /must be superuser or replication role|permission denied to start WAL sender/i.test(e.message)) {
+    return new StreamError(step, 'unavailable', `${text}: grant it with ALTER ROLE ... WITH REPLICATION`, undefined, { cause: err });
+  }
+  if (e.code === '28000' && /replication/i.test(e.message)) {
+    return new StreamError(step, 'unavailable', `${text}: allow replication connections for this role in pg_hba.conf`, undefined, { cause: err });
+  }
+  return new StreamError(step, 'transient', text, undefined, { cause: err });
+}
+
+/**
+ * One replication session: a temporary slot with an exported snapshot, the tables loaded under
+ * it, then the changes after it. Never reused: after a failure the owner opens a new one (the
+ * library does not reconnect, and the temporary slot died with the old session).
+ */
+export class ReplicationStream {
+  readonly #opts: StreamOptions;
+  readonly #service: LogicalReplicationService;
+  readonly #collector = new TransactionCollector();
+  #decoder: ChangeDecoder | undefined;
+  #step: SetupStep = 'check_server';
+  #closed = false;
+  #failed = false;
+  #started = false;
+  #statusTimer: NodeJS.Timeout | undefined;
+  /** End LSN of the last transaction received, and of the last one the owner applied. */
+  #received: string | undefined;
+  #applied: string | undefined;
+  /** The server's WAL position from its last keepalive. */
+  #walEnd: string | undefined;
+  #onFailure: ((err: StreamError) => void) | undefined;
+
+  private constructor(opts: StreamOptions, applicationName: string) {
+    this.#opts = opts;
+    this.#service = new LogicalReplicationService(
+      { connectionString: opts.databaseUrl, application_name: applicationName, keepAlive: true, connectionTimeoutMillis: 10_000 },
+      // Manual acknowledgement only: the library's timer would acknowledge what we have not applied.
+      { acknowledge: { auto: false, timeoutSeconds: 0 } },
+    );
+  }
+
+  get step(): SetupStep {
+    return this.#step;
+  }
+
+  static async open(opts: StreamOptions, slotName = makeSlotName()): Promise<StreamStart> {
+    const applicationName = `edgeproxy ${os.hostname()} ${process.pid} stream`.slice(0, 63);
+    const stream = new ReplicationStream(opts, applicationName);
+    const started = performance.now();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new StreamError(stream.#step, 'transient', `setup did not finish within ${opts.setupTimeoutMs} ms (slot creation waits for transactions open on the primary)`)),
+        opts.setupTimeoutMs,
+      );
+    });
+    try {
+      const result = await Promise.race([stream.#setup(slotName), timeout]);
+      return { ...result, stream, slotName, setupMs: performance.now() - started };
+    } catch (err) {
+      await stream.close();
+      throw classify(stream.#step, err);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #setup(slotName: string): Promise<Omit<StreamStart, 'stream' | 'slotName' | 'setupMs'>> {
+    const { databaseUrl, publication } = this.#opts;
+    const plain = new pg.Client({ connectionString: databaseUrl, application_name: `edgeproxy ${os.hostname()} ${process.pid} bootstrap`.slice(0, 63) });
+    plain.on('error', () => undefined); // surfaced by the failing query instead
+    let pub: 'exists' | 'created';
+    let snapshot: SnapshotRows | undefined;
+    let consistentPoint: string | undefined;
+    try {
+      await plain.connect();
+      this.#step = 'check_server';
+      const caps = await readCapabilities(plain);
+      const unavailable = streamingUnavailableReason(caps);
+      if (unavailable !== undefined) throw new StreamError('check_server', 'unavailable', unavailable);
+      const capacity = streamingCapacityProblem(caps);
+      if (capacity !== undefined) throw new StreamError('check_server', 'transient', capacity);
+      this.#advance('check_publication');
+      pub = await ensurePublication(plain, publication, caps.inRecovery);
+      this.#advance('connect_replication');
+
+      const streaming = new Promise<void>((resolve, reject) => {
+        this.#service.on('start', () => resolve());
+        this.#onFailure = (err) => reject(err);
+      });
+      this.#service.on('error', (err: Error) => this.#fail(classify(this.#step, err)));
+      this.#service.on('data', (_lsn: string, msg: Pgoutput.Message) => this.#handle(msg));
+      this.#service.on('heartbeat', (lsn: string, _ts: number, shouldRespond: boolean) => {
+        this.#walEnd = lsn;
+        if (shouldRespond) this.#sendStatus();
+      });
+      const plugin = new BootstrappingPgoutput(
+        { protoVersion: 1, publicationNames: [publication] },
+        async (client, slot) => {
+          this.#advance('create_slot');
+          const created = await client.query<{ consistent_point: string; snapshot_name: string }>(
+            `CREATE_REPLICATION_SLOT ${pg.escapeIdentifier(slot)} TEMPORARY LOGICAL pgoutput (SNAPSHOT 'export')`,
+          );
+          const row = created.rows[0];
+          if (row === undefined) throw new Error('CREATE_REPLICATION_SLOT returned no row');
+          this.#advance('load_snapshot');
+          snapshot = await loadUnderSnapshot(plain, row.snapshot_name);
+          this.#decoder = new ChangeDecoder(snapshot.shapes);
+          consistentPoint = normaliseLsn(row.consistent_point);
+          this.#applied = consistentPoint;
+          this.#received = consistentPoint;
+          this.#advance('start_streaming');
+          return consistentPoint;
+        },
+        (err) => this.#fail(new StreamError('streaming', 'transient', `could not parse a pgoutput message: ${describePgError(err).message}`)),
+      );
+      const subscribed = this.#service.subscribe(plugin, slotName);
+      // subscribe() settles when the session ends: after setup, that is a failure.
+      subscribed.then(
+        () => this.#fail(new StreamError(this.#step, 'transient', 'the replication connection closed')),
+        (err: unknown) => this.#fail(classify(this.#step, err)),
+      );
+      await streaming;
+    } finally {
+      await plain.end().catch(() => undefined);
+    }
+    this.#advance('streaming');
+    this.#started = true;
+    this.#onFailure = this.#opts.onFailure;
+    this.#statusTimer = setInterval(() => this.#sendStatus(), this.#opts.statusIntervalMs);
+    this.#statusTimer.unref();
+    return { snapshot: snapshot!, consistentPoint: consistentPoint!, publication: pub };
+  }
+
+  #advance(to: SetupStep): void {
+    if (SETUP_TRANSITIONS[this.#step] !== to && this.#step !== to) {
+      throw new StreamError(this.#step, 'transient', `internal: setup cannot go from ${this.#step} to ${to}`);
+    }
+    this.#step = to;
+  }
+
+  /** The owner applied (and published) everything up to `lsn`. */
+  applied(lsn: string): void {
+    this.#applied = lsn;
+  }
+
+  /** Position to report: what we applied; when idle, also the server's keepalive position. */
+  get confirmedLsn(): string | undefined {
+    const idle = !this.#collector.inTransaction && this.#received === this.#applied;
+    if (this.#applied === undefined) return undefined;
+    return idle && this.#walEnd !== undefined ? maxLsn(this.#applied, normaliseLsn(this.#walEnd)) : this.#applied;
+  }
+
+  #sendStatus(): void {
+    const lsn = this.#started && !this.#closed ? this.confirmedLsn : undefined;
+    if (lsn === undefined) return;
+    void this.#service.acknowledge(lsn).catch(() => undefined);
+  }
+
+  #handle(msg: Pgoutput.Message): void {
+    if (this.#closed || this.#failed) return;
+    try {
+      const d = this.#decoder!.decode(msg);
+      switch (d.kind) {
+        case 'begin':
+          this.#collector.begin(d.xid);
+          return;
+        case 'change':
+          this.#collector.add(d.change);
+          return;
+        case 'commit': {
+          const tx = this.#collector.commit(normaliseLsn(d.endLsn), d.commitTimeMs);
+          // Below the consistent point: already in the snapshot (cannot happen with an exported snapshot; cheap to guard).
+          if (parseLsn(tx.endLsn) <= parseLsn(this.#received!)) return;
+          this.#received = tx.endLsn;
+          this.#opts.onTransaction(tx);
+          return;
+        }
+        case 'resync':
+          this.#fail(new StreamError('streaming', 'resync', d.reason));
+          return;
+        case 'skip':
+          return;
+      }
+    } catch (err) {
+      this.#fail(new StreamError('streaming', 'resync', `could not apply a change: ${describePgError(err).message}`, undefined, { cause: err }));
+    }
+  }
+
+  #fail(err: StreamError): void {
+    if (this.#closed || this.#failed) return;
+    this.#failed = true;
+    clearInterval(this.#statusTimer);
+    const notify = this.#onFailure;
+    this.#onFailure = undefined;
+    void this.#service.destroy().catch(() => undefined);
+    notify?.(err);
+  }
+
+  /** Ends the session (the temporary slot goes with it). Safe to call more than once. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#statusTimer);
+    this.#onFailure = undefined;
+    await this.#service.destroy().catch(() => undefined);
+  }
+}

@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createDatabase, startPostgres, type PgServer } from './support/postgres.js';
+import { waitForQueryTable } from './support/routes.js';
+import { Seeder } from './support/seed.js';
+import { REGION_A, REGION_B, startTestService, type TestService } from './support/service.js';
+
+let server: PgServer;
+before(async () => {
+  server = await startPostgres();
+});
+after(async () => {
+  await server.stop();
+});
+
+async function setup(overrides: Partial<Parameters<typeof startTestService>[0]> = {}) {
+  const db = await createDatabase(server);
+  const seed = await Seeder.connect(db.url);
+  await seed.region(REGION_A, '127.0.0.1');
+  await seed.region(REGION_B, '10.9.9.9');
+  const cleanups: (() => Promise<void>)[] = [];
+  return {
+    db,
+    seed,
+    async proxy(more: Partial<Parameters<typeof startTestService>[0]> = {}): Promise<TestService> {
+      const s = await startTestService({ databaseUrl: db.url, syncMode: 'replication', updateIntervalMs: 60_000, ...overrides, ...more });
+      cleanups.push(() => s.stop('test done'));
+      return s;
+    },
+    async close() {
+      for (const c of cleanups.reverse()) await c();
+      await seed.close();
+      await db.drop();
+    },
+  };
+}
+
+describe('streaming', () => {
+  it('bootstraps from a snapshot, then applies each committed change', async () => {
+    const t = await setup();
+    try {
+      await t.seed.route({ name: 'before.example', regionId: REGION_A, vmPort: 3001 });
+      const p = await t.proxy();
+      const started = await p.waitForLog((l) => l.msg === 'replication stream started');
+      assert.equal(started.publicationCreated, true);
+      assert.equal(p.store.current?.source, 'stream');
+      assert.equal(p.store.current?.routes.get('before.example')?.vmPort, 3001);
+      const ids = await t.seed.route({ name: 'after.example', regionId: REGION_B, vmPort: 3002 });
+      await waitForQueryTable(p.store, t.seed.client);
+      assert.equal(p.store.current?.routes.get('after.example')?.regionPublicIp, '10.9.9.9');
+      await t.seed.query(`UPDATE vms SET port = 4002 WHERE id = $1`, [ids.vmId]);
+      await waitForQueryTable(p.store, t.seed.client);
+      assert.equal(p.store.current?.routes.get('after.example')?.vmPort, 4002);
+      await t.seed.query(`UPDATE deployments SET status = 'failed' WHERE id = $1`, [ids.deploymentId]);
+      await waitForQueryTable(p.store, t.seed.client);
+      assert.equal(p.store.current?.routes.get('after.example'), undefined);
+      const status = p.status();
+      assert.equal(status.streamState, 'streaming');
+      assert.equal(status.feeding, 'stream');
+      assert.ok(status.transactions >= 3, `transactions ${status.transactions}`);
+      assert.match(String(status.lsn), /^[0-9A-F]+\/[0-9A-F]+$/);
+      assert.equal(p.store.current?.position?.lsn, status.lsn);
+      assert.ok(status.lagMs !== undefined && status.lagMs < 5000, `lag ${status.lagMs}`);
+      assert.deepEqual([...(p.store.current?.regionAddresses ?? [])].sort(), ['10.9.9.9', '127.0.0.1']);
+      // Operators can see the proxy and its temporary slot.
+      const seen = await t.seed.query(
+        `SELECT r.application_name, s.temporary, s.slot_name FROM pg_stat_replication r JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.database = current_database()`,
+      );
+      assert.equal(seen.rows.length, 1);
+      assert.match(String(seen.rows[0].application_name), /^edgeproxy .+ stream$/);
+      assert.equal(seen.rows[0].temporary, true);
+      assert.match(String(seen.rows[0].slot_name), /^edgeproxy_[a-z0-9_]+$/);
+    } finally {
+      await t.close();
+    }
+  });
+});
