@@ -22,6 +22,8 @@ export function decide(snapshot: RouteSnapshot | undefined, hostHeader: string |
   if (snapshot === undefined) return { kind: 'not-ready' };
   const parsed = parseHostHeader(hostHeader);
   if (!parsed.ok) return { kind: 'not-found', host: hostHeader ?? '', reason: parsed.reason };
+  // Sites are reached by name; an address in Host is a scanner or a misconfiguration.
+  if (parsed.ipLiteral) return { kind: 'not-found', host: parsed.host, reason: 'IP address in Host header' };
   const route = snapshot.routes.get(parsed.host);
   if (route === undefined) return { kind: 'not-found', host: parsed.host, reason: 'no route for host' };
   if (route.vmRegionId === regionId) return { kind: 'same-region', route, upstream: { ip: route.vmIp, port: route.vmPort } };

@@ -14,6 +14,7 @@ import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
+import type { ProxyObserver } from './observer.js';
 
 /** A VM to probe. `ip` has no brackets (IPv4 or IPv6). */
 export interface HealthTarget {
@@ -33,6 +34,8 @@ export interface HealthCheckerOptions {
   logger: Logger;
   /** Monotonic millisecond clock, for tests; defaults to `performance.now()`. */
   now?: () => number;
+  /** Told about every probe that finished (not cache hits), for metrics. */
+  observer?: ProxyObserver;
 }
 
 export interface HealthSnapshot {
@@ -110,6 +113,7 @@ export class HealthChecker {
   private readonly pruneAgeMs: number;
   private readonly logger: Logger;
   private readonly now: () => number;
+  private readonly observer: ProxyObserver | undefined;
   private readonly agent: ProbeAgent;
   private readonly entries = new Map<string, Entry>();
   /** Cancel functions of probes in flight or still draining a body; run by close(). */
@@ -131,6 +135,7 @@ export class HealthChecker {
     this.pruneAgeMs = Math.max(opts.cacheTtlMs * 10, MIN_PRUNE_AGE_MS);
     this.logger = opts.logger;
     this.now = opts.now ?? (() => performance.now());
+    this.observer = opts.observer;
     this.lastPruneAt = this.now();
     // With a cache, a few connections per VM are plenty. With TTL 0 (probe per request, as the
     // original did) each request's probe must not queue behind others' and time out waiting.
@@ -158,6 +163,17 @@ export class HealthChecker {
     const inflight = this.probeAndRecord(target, entry);
     entry.inflight = inflight;
     return inflight;
+  }
+
+  /**
+   * The cached result when it is fresh, without a promise or a probe (the request path's fast
+   * path); undefined when `check()` has to probe or wait.
+   */
+  peek(target: HealthTarget): HealthResult | undefined {
+    if (this.ttlMs <= 0 || this.closed) return undefined;
+    const entry = this.entries.get(keyOf(target));
+    if (entry?.result === undefined || this.now() - entry.checkedAt >= this.ttlMs) return undefined;
+    return entry.result;
   }
 
   /**
@@ -217,7 +233,15 @@ export class HealthChecker {
   private probeAndRecord(target: HealthTarget, shared: Entry | undefined): Promise<HealthResult> {
     const started = this.now();
     const promise: Promise<HealthResult> = this.probe(target).then((result) => {
-      const durationMs = Math.round((this.now() - started) * 10) / 10;
+      const elapsed = this.now() - started;
+      const durationMs = Math.round(elapsed * 10) / 10;
+      if (result !== CLOSED) {
+        try {
+          this.observer?.probe(result.healthy, elapsed / 1000);
+        } catch (err) {
+          this.logger.error({ err }, 'observer failed');
+        }
+      }
       this.logger.debug(
         {
           target: hostPort(target),

@@ -1,9 +1,12 @@
 import type { ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 
 /**
- * Error responses. Statuses and bodies are the service description's error table, verbatim;
- * `not-ready` is ours: before the first route table is loaded the proxy cannot know a site is
- * missing, so it answers 503 with Retry-After instead of 404.
+ * Error responses. The first four statuses and bodies are the service description's error table,
+ * verbatim; the others are ours: `not-ready` (before the first route table is loaded the proxy
+ * cannot know a site is missing, so 503 with Retry-After instead of 404), `gateway-timeout` (an
+ * upstream too slow to answer), `loop` (a request that already crossed regions would cross again),
+ * `bad-request` (a request we refuse to route, e.g. a missing Host).
  */
 export const ERRORS = {
   'not-found': { status: 404, body: 'Service Not Found' },
@@ -11,6 +14,9 @@ export const ERRORS = {
   'bad-gateway': { status: 502, body: 'Bad Gateway' },
   internal: { status: 500, body: 'Internal Server Error' },
   'not-ready': { status: 503, body: 'Service Unavailable - routes not loaded yet' },
+  'gateway-timeout': { status: 504, body: 'Gateway Timeout' },
+  loop: { status: 508, body: 'Loop Detected' },
+  'bad-request': { status: 400, body: 'Bad Request' },
 } as const;
 
 export type ErrorKind = keyof typeof ERRORS;
@@ -29,7 +35,7 @@ export function sendError(res: ServerResponse, kind: ErrorKind): void {
     res.destroy();
     return;
   }
-  if (res.writableEnded) return;
+  if (res.writableEnded || res.destroyed) return;
   const body = BODIES[kind];
   const headers: Record<string, string | number> = {
     'content-type': 'text/plain; charset=utf-8',
@@ -40,4 +46,41 @@ export function sendError(res: ServerResponse, kind: ErrorKind): void {
   if (kind === 'not-ready') headers['retry-after'] = NOT_READY_RETRY_AFTER_S;
   res.writeHead(ERRORS[kind].status, headers);
   res.end(body);
+}
+
+const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  408: 'Request Timeout',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+  508: 'Loop Detected',
+};
+
+/**
+ * A whole response written straight to a socket, then the connection closed: for requests that
+ * never got a ServerResponse (malformed requests, CONNECT, WebSocket upgrades). `body` defaults
+ * to the reason phrase.
+ */
+export function rawResponse(status: number, body?: string, extraHeaders = ''): string {
+  const text = body ?? REASONS[status] ?? '';
+  return (
+    `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\n` +
+    `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\n` +
+    `X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nConnection: close\r\n${extraHeaders}\r\n${text}`
+  );
+}
+
+/** The error table's response for an upgrade request, on its raw socket; then closes it. */
+export function sendRawError(socket: Duplex, kind: ErrorKind): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const e = ERRORS[kind];
+  socket.end(rawResponse(e.status, e.body, kind === 'not-ready' ? `Retry-After: ${NOT_READY_RETRY_AFTER_S}\r\n` : ''));
 }
