@@ -49,8 +49,22 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   });
   const poller = new Poller({ pool, store, intervalMs: config.updateIntervalMs, logger });
   const health = new HealthChecker({ timeoutMs: config.healthTimeoutMs, cacheTtlMs: config.healthCacheTtlMs, logger });
-  const forwarder = new Forwarder({ logger });
-  const proxy = new ProxyServer({ store, health, forwarder, regionId: config.regionId, crossRegionPort: config.crossRegionPort, logger });
+  const forwarder = new Forwarder({
+    logger,
+    connectTimeoutMs: config.upstreamConnectTimeoutMs,
+    headerTimeoutMs: config.upstreamHeaderTimeoutMs,
+    idleTimeoutMs: config.upstreamIdleTimeoutMs,
+  });
+  const proxy = new ProxyServer({
+    store,
+    health,
+    forwarder,
+    regionId: config.regionId,
+    crossRegionPort: config.crossRegionPort,
+    logger,
+    timeouts: { idleTimeoutMs: config.idleTimeoutMs, headerTimeoutMs: config.clientHeaderTimeoutMs, requestTimeoutMs: config.clientRequestTimeoutMs },
+    trustedProxies: config.trustedProxies,
+  });
   let listening: { address: string; port: number };
   try {
     listening = await proxy.listen(config.httpAddr.host, config.httpAddr.port);
