@@ -1,8 +1,19 @@
 import { normaliseHost } from './host.js';
-import { type IdSet, idSetAdd, idSetDelete, idSetOf, idSetValues } from './id-set.js';
+import { type IdSet, type IdSetDraft, idSetAdd, idSetDelete, idSetDraftAdd, idSetFinish, idSetValues } from './id-set.js';
 import { compareRoutes, makeRoute, type Route, type RowProblem } from './route.js';
-import { type Columns, type DeploymentRow, type DomainRow, type RegionRow, RowError, type TableName, toRow, type VmRow } from './rows.js';
-import { ShardedMap, type ShardedMapEditor } from './sharded-map.js';
+import {
+  type Columns,
+  type DeploymentRow,
+  type DomainRow,
+  type RegionRow,
+  RowError,
+  type RowTypes,
+  type SharedId,
+  type TableName,
+  toRow,
+  type VmRow,
+} from './rows.js';
+import { ShardedMap, type ShardedMapBuilder, type ShardedMapEditor } from './sharded-map.js';
 
 /** One row change, as decoded from the replication stream. */
 export type RowChange =
@@ -69,56 +80,70 @@ export class RowState {
     return RowState.load({ domains: [], deployments: [], vms: [], regions: [] }).state;
   }
 
-  /** Builds the state from full table contents (bootstrap). Rows without an id are reported and skipped. */
+  /**
+   * Builds the state from full table contents (bootstrap). Rows without an id, or with an id seen
+   * before in the same table, are reported and skipped.
+   *
+   * One pass per table, parents first, straight into the shards (no pair lists or grouping maps):
+   * each child row takes its parent's id string, indexes are filled as rows arrive, and each
+   * domain's route is computed as the domain is read, since its parents are all in place by then.
+   */
   static load(tables: TableRows): { state: RowState; problems: RowProblem[] } {
     const problems: RowProblem[] = [];
-    const rows = <T extends TableName>(table: T) => {
-      const out: [string, ReturnType<typeof toRow<T>>][] = [];
-      for (const columns of tables[table]) {
-        try {
-          const row = toRow(table, columns);
-          out.push([row.id, row]);
-        } catch (err) {
-          problems.push({ domain: '', field: `${table}.id`, value: String(columns.id), reason: (err as Error).message });
-        }
-      }
-      return out;
+    const regions = ShardedMap.builder<RegionRow>(tables.regions.length);
+    const vms = ShardedMap.builder<VmRow>(tables.vms.length);
+    const deployments = ShardedMap.builder<DeploymentRow>(tables.deployments.length);
+    const domains = ShardedMap.builder<DomainRow>(tables.domains.length);
+    // Indexes hold drafts while loading (arrays grown in place) and IdSets once finished.
+    const regionVms = ShardedMap.builder<IdSetDraft | IdSet>(tables.regions.length);
+    const vmDeployments = ShardedMap.builder<IdSetDraft | IdSet>(tables.vms.length);
+    const deploymentDomains = ShardedMap.builder<IdSetDraft | IdSet>(tables.deployments.length);
+    const hostDomains = ShardedMap.builder<IdSetDraft | IdSet>(tables.domains.length);
+    const routes = ShardedMap.builder<Route>(tables.domains.length);
+    const shared: SharedId = (parent, id) => {
+      const row = parent === 'regions' ? regions.get(id) : parent === 'vms' ? vms.get(id) : parent === 'deployments' ? deployments.get(id) : domains.get(id);
+      return row === undefined ? id : row.id;
     };
-    const domains = rows('domains');
-    const deployments = rows('deployments');
-    const vms = rows('vms');
-    const regions = rows('regions');
+    const lookup: Lookup = { deployments, vms, regions };
 
-    const group = (pairs: Iterable<readonly [string | null | undefined, string]>) => {
-      const m = new Map<string, string[]>();
-      for (const [parent, child] of pairs) {
-        if (parent === null || parent === undefined) continue;
-        const list = m.get(parent);
-        if (list === undefined) m.set(parent, [child]);
-        else list.push(child);
+    loadTable('regions', tables.regions, regions, shared, problems, () => {});
+    loadTable('vms', tables.vms, vms, shared, problems, (v) => {
+      if (v.regionId !== null) draftAdd(regionVms, v.regionId, v.id);
+    });
+    loadTable('deployments', tables.deployments, deployments, shared, problems, (d) => {
+      if (d.vmId !== null) draftAdd(vmDeployments, d.vmId, d.id);
+    });
+    loadTable('domains', tables.domains, domains, shared, problems, (d) => {
+      const host = hostOf(d);
+      if (host !== undefined) draftAdd(hostDomains, host, d.id);
+      if (d.deploymentId !== null) draftAdd(deploymentDomains, d.deploymentId, d.id);
+      const c = chain(d, lookup);
+      if (c === undefined) return;
+      if (host === undefined) {
+        problems.push(badName(d));
+        return;
       }
-      return ShardedMap.from([...m].map(([k, ids]) => [k, idSetOf(ids)!] as const));
-    };
-    const base: Maps = {
-      domains: ShardedMap.from(domains),
-      deployments: ShardedMap.from(deployments),
-      vms: ShardedMap.from(vms),
-      regions: ShardedMap.from(regions),
-      hostDomains: group(domains.map(([id, d]) => [hostOf(d), id] as const)),
-      deploymentDomains: group(domains.map(([id, d]) => [d.deploymentId, id] as const)),
-      vmDeployments: group(deployments.map(([id, d]) => [d.vmId, id] as const)),
-      regionVms: group(vms.map(([id, v]) => [v.regionId, id] as const)),
-      routes: ShardedMap.empty(),
-    };
-    const routes: [string, Route][] = [];
-    for (const host of base.hostDomains.keys()) {
-      const route = pickRoute(host, idSetValues(base.hostDomains.get(host)), (id) => base.domains.get(id), base, problems);
-      if (route !== undefined) routes.push([host, route]);
-    }
-    for (const [, d] of domains) {
-      if (hostOf(d) === undefined && eligible(d, base)) problems.push(badName(d));
-    }
-    return { state: new RowState({ ...base, routes: ShardedMap.from(routes) }), problems };
+      // The same duplicate rule as pickRoute, one row at a time.
+      const result = makeRoute(host, String(d.name), c.vm.privateIp, c.vm.port, c.vm.regionId, c.region.publicIpv4);
+      if (!result.ok) problems.push(result.problem);
+      else {
+        const best = routes.get(host);
+        if (best === undefined || compareRoutes(result.route, best) < 0) routes.set(host, result.route);
+      }
+    });
+
+    const state = new RowState({
+      domains: domains.build(),
+      deployments: deployments.build(),
+      vms: vms.build(),
+      regions: regions.build(),
+      hostDomains: finishIndex(hostDomains),
+      deploymentDomains: finishIndex(deploymentDomains),
+      vmDeployments: finishIndex(vmDeployments),
+      regionVms: finishIndex(regionVms),
+      routes: routes.build(),
+    });
+    return { state, problems };
   }
 
   /**
@@ -126,7 +151,24 @@ export class RowState {
    * understood (an update to an unknown row with unchanged columns): the caller must resync.
    */
   apply(changes: readonly RowChange[]): ApplyResult {
-    const e = Object.fromEntries(Object.entries(this.maps).map(([k, v]) => [k, (v as ShardedMap<unknown>).edit()])) as Editors;
+    // Editors copy nothing until their first write, so the maps a transaction does not touch cost
+    // nothing and come out of commit() as the same objects.
+    const m = this.maps;
+    const e: Editors = {
+      domains: m.domains.edit(),
+      deployments: m.deployments.edit(),
+      vms: m.vms.edit(),
+      regions: m.regions.edit(),
+      hostDomains: m.hostDomains.edit(),
+      deploymentDomains: m.deploymentDomains.edit(),
+      vmDeployments: m.vmDeployments.edit(),
+      regionVms: m.regionVms.edit(),
+      routes: m.routes.edit(),
+    };
+    const shared: SharedId = (parent, id) => {
+      const row = parent === 'regions' ? e.regions.get(id) : parent === 'vms' ? e.vms.get(id) : parent === 'deployments' ? e.deployments.get(id) : e.domains.get(id);
+      return row === undefined ? id : row.id;
+    };
     const hosts = new Set<string>();
     const deployments = new Set<string>();
     const vms = new Set<string>();
@@ -149,7 +191,7 @@ export class RowState {
             e.domains.delete(old.id);
           }
           if (change.op !== 'delete') {
-            const row = toRowOrResync('domains', change, old);
+            const row = toRowOrResync('domains', change, old, shared);
             e.domains.set(row.id, row);
             const host = hostOf(row);
             if (host !== undefined) {
@@ -169,7 +211,7 @@ export class RowState {
             deployments.add(old.id);
           }
           if (change.op !== 'delete') {
-            const row = toRowOrResync('deployments', change, old);
+            const row = toRowOrResync('deployments', change, old, shared);
             e.deployments.set(row.id, row);
             if (row.vmId !== null) reindex(e.vmDeployments, row.vmId, row.id, true);
             deployments.add(row.id);
@@ -185,7 +227,7 @@ export class RowState {
             vms.add(old.id);
           }
           if (change.op !== 'delete') {
-            const row = toRowOrResync('vms', change, old);
+            const row = toRowOrResync('vms', change, old, shared);
             e.vms.set(row.id, row);
             if (row.regionId !== null) reindex(e.regionVms, row.regionId, row.id, true);
             vms.add(row.id);
@@ -200,7 +242,7 @@ export class RowState {
             regions.add(old.id);
           }
           if (change.op !== 'delete') {
-            const row = toRowOrResync('regions', change, old);
+            const row = toRowOrResync('regions', change, old, shared);
             e.regions.set(row.id, row);
             regions.add(row.id);
           }
@@ -237,14 +279,62 @@ export class RowState {
       }
     }
 
-    const maps = Object.fromEntries(Object.entries(e).map(([k, v]) => [k, (v as ShardedMapEditor<unknown>).commit()])) as unknown as Maps;
+    const maps: Maps = {
+      domains: e.domains.commit(),
+      deployments: e.deployments.commit(),
+      vms: e.vms.commit(),
+      regions: e.regions.commit(),
+      hostDomains: e.hostDomains.commit(),
+      deploymentDomains: e.deploymentDomains.commit(),
+      vmDeployments: e.vmDeployments.commit(),
+      regionVms: e.regionVms.commit(),
+      routes: e.routes.commit(),
+    };
     return { state: new RowState(maps), changedHosts, problems };
   }
 }
 
-function toRowOrResync<T extends TableName>(table: T, change: RowChange, previous: Parameters<typeof toRow<T>>[2]) {
+function toRowOrResync<T extends TableName>(table: T, change: RowChange, previous: RowTypes[T] | undefined, shared: SharedId): RowTypes[T] {
   if (change.op === 'delete') throw new RowError(table, 'internal: delete has no row');
-  return toRow(table, change.row, previous);
+  return toRow(table, change.row, previous, shared);
+}
+
+function loadTable<T extends TableName>(
+  table: T,
+  rows: readonly Columns[],
+  into: ShardedMapBuilder<RowTypes[T]>,
+  shared: SharedId,
+  problems: RowProblem[],
+  each: (row: RowTypes[T]) => void,
+): void {
+  for (const columns of rows) {
+    let row: RowTypes[T];
+    try {
+      row = toRow(table, columns, undefined, shared);
+    } catch (err) {
+      problems.push({ domain: '', field: `${table}.id`, value: String(columns.id), reason: (err as Error).message });
+      continue;
+    }
+    if (!into.add(row.id, row)) {
+      problems.push({ domain: '', field: `${table}.id`, value: row.id, reason: 'duplicate id in the bootstrap read (first row kept)' });
+      continue;
+    }
+    each(row);
+  }
+}
+
+function draftAdd(index: ShardedMapBuilder<IdSetDraft | IdSet>, parent: string, child: string): void {
+  const before = index.get(parent) as IdSetDraft | undefined;
+  const after = idSetDraftAdd(before, child);
+  if (after !== before) index.set(parent, after);
+}
+
+/** Turns an index's drafts into IdSets; every value is an IdSet afterwards, hence the cast. */
+function finishIndex(index: ShardedMapBuilder<IdSetDraft | IdSet>): ShardedMap<IdSet> {
+  index.forEach((value, parent) => {
+    if (typeof value !== 'string') index.set(parent, idSetFinish(value as IdSetDraft));
+  });
+  return index.build() as ShardedMap<IdSet>;
 }
 
 function reindex(index: ShardedMapEditor<IdSet>, parent: string, child: string, add: boolean): void {

@@ -69,6 +69,20 @@ function key(value: unknown): string | null {
   return typeof value === 'string' ? value : String(value);
 }
 
+/**
+ * Returns the stored id string of the parent row `id` refers to, or `id` itself when there is none.
+ * Lets every child row share its parent's id string instead of holding a copy of its own (a
+ * million VMs in one region would otherwise hold a million copies of the region id).
+ */
+export type SharedId = (parent: TableName, id: string) => string;
+
+function fk(columns: Columns, column: string, previous: string | null, parent: TableName, shared: SharedId | undefined): string | null {
+  const value = columns[column];
+  if (value === undefined) return previous;
+  const id = key(value);
+  return id === null || shared === undefined ? id : shared(parent, id);
+}
+
 function pick<T>(columns: Columns, column: string, previous: T, convert: (v: unknown) => T): T {
   const value = columns[column];
   return value === undefined ? previous : convert(value);
@@ -77,9 +91,10 @@ function pick<T>(columns: Columns, column: string, previous: T, convert: (v: unk
 /**
  * Builds the stored row from column values, merging into `previous` for columns that arrived as
  * `undefined`. Throws RowError when the row has no usable id or a column is missing with nothing
- * to merge it into (the caller then resynchronises instead of guessing).
+ * to merge it into (the caller then resynchronises instead of guessing). `shared`, when given,
+ * maps foreign-key values to the parent's own id string.
  */
-export function toRow<T extends TableName>(table: T, columns: Columns, previous?: RowTypes[T]): RowTypes[T] {
+export function toRow<T extends TableName>(table: T, columns: Columns, previous?: RowTypes[T], shared?: SharedId): RowTypes[T] {
   const id = key(columns.id) ?? previous?.id ?? null;
   if (id === null) throw new RowError(table, 'row without an id');
   if (previous === undefined) {
@@ -95,7 +110,7 @@ export function toRow<T extends TableName>(table: T, columns: Columns, previous?
       row = {
         id,
         name: pick(columns, 'name', d?.name, (v) => v),
-        deploymentId: pick(columns, 'deployment_id', d?.deploymentId ?? null, key),
+        deploymentId: fk(columns, 'deployment_id', d?.deploymentId ?? null, 'deployments', shared),
         verified: pick(columns, 'verified_at', d?.verified ?? false, (v) => v !== null),
       };
       break;
@@ -104,7 +119,7 @@ export function toRow<T extends TableName>(table: T, columns: Columns, previous?
       const d = p as DeploymentRow | undefined;
       row = {
         id,
-        vmId: pick(columns, 'vm_id', d?.vmId ?? null, key),
+        vmId: fk(columns, 'vm_id', d?.vmId ?? null, 'vms', shared),
         ready: pick(columns, 'status', d?.ready ?? false, (v) => v === 'ready'),
       };
       break;
@@ -115,7 +130,7 @@ export function toRow<T extends TableName>(table: T, columns: Columns, previous?
         id,
         privateIp: pick(columns, 'private_ip', v?.privateIp, (x) => x),
         port: pick(columns, 'port', v?.port, (x) => x),
-        regionId: pick(columns, 'region_id', v?.regionId ?? null, key),
+        regionId: fk(columns, 'region_id', v?.regionId ?? null, 'regions', shared),
         running: pick(columns, 'status', v?.running ?? false, (x) => x === 'running'),
       };
       break;
