@@ -1,8 +1,11 @@
 import os from 'node:os';
+import { operatorResync } from '../admin/resync.js';
+import { AdminServer } from '../admin/server.js';
 import { type Config, redactDatabaseUrl } from '../config/config.js';
 import { formatDuration } from '../config/duration.js';
 import { createPool } from '../db/pool.js';
 import { createLogger, type Logger } from '../log/logger.js';
+import { Metrics } from '../metrics/metrics.js';
 import { Forwarder } from '../proxy/forward.js';
 import { HealthChecker } from '../proxy/health.js';
 import { ProxyServer } from '../proxy/server.js';
@@ -17,6 +20,11 @@ export interface RunningService {
   readonly proxy: ProxyServer;
   readonly health: HealthChecker;
   readonly port: number;
+  /** Prometheus metrics (served by the admin API). */
+  readonly metrics: Metrics;
+  /** The admin API listener and its port; undefined when EDGEPROXY_ADMIN_ADDR is empty. */
+  readonly admin: AdminServer | undefined;
+  readonly adminPort: number | undefined;
   /** How the table follows the database right now (for the admin API and metrics). */
   status(): SyncStatus;
   /** A full resync now (after any running one); resolves with what changed. */
@@ -41,6 +49,8 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     'starting edgeproxy',
   );
   const store = new RouteStore();
+  const metrics = new Metrics();
+  let admin: AdminServer | undefined;
   const pool = createPool({
     databaseUrl: config.databaseUrl,
     applicationName: `edgeproxy ${os.hostname()} ${process.pid}`.slice(0, 63),
@@ -48,7 +58,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     logger,
   });
   const poller = new Poller({ pool, store, intervalMs: config.updateIntervalMs, logger });
-  const health = new HealthChecker({ timeoutMs: config.healthTimeoutMs, cacheTtlMs: config.healthCacheTtlMs, logger });
+  const health = new HealthChecker({ timeoutMs: config.healthTimeoutMs, cacheTtlMs: config.healthCacheTtlMs, logger, observer: metrics.observer });
   const forwarder = new Forwarder({
     logger,
     connectTimeoutMs: config.upstreamConnectTimeoutMs,
@@ -64,6 +74,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     logger,
     timeouts: { idleTimeoutMs: config.idleTimeoutMs, headerTimeoutMs: config.clientHeaderTimeoutMs, requestTimeoutMs: config.clientRequestTimeoutMs },
     trustedProxies: config.trustedProxies,
+    observer: metrics.observer,
   });
   let listening: { address: string; port: number };
   try {
@@ -80,6 +91,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   let stopping: Promise<void> | undefined;
   const stop = (reason: string): Promise<void> => {
     stopping ??= (async () => {
+      admin?.markStopping();
       // drain() closes the listener synchronously; log after it, so the line is true when read.
       const draining = proxy.drain(config.shutdownTimeoutMs);
       logger.info({ reason, graceMs: config.shutdownTimeoutMs }, 'shutting down: no new connections, finishing in-flight requests');
@@ -89,6 +101,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       health.close();
       forwarder.close();
       await pool.end().catch((err: unknown) => logger.warn({ err }, 'closing database connections failed'));
+      await admin?.close();
       logger.info({ drained }, 'stopped');
     })();
     return stopping;
@@ -107,7 +120,31 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     lastFullLoadMs: poller.lastDurationMs,
     fullLoadFailures: poller.failures,
   });
-  return { store, poller, proxy, health, port: listening.port, status, resync: () => poller.resync(), stop };
+  const running = { store, poller, proxy, health, port: listening.port, status, resync: () => poller.resync(), stop };
+  metrics.watch({ snapshot: () => store.current, status: running.status });
+  let adminPort: number | undefined;
+  if (config.adminAddr !== undefined) {
+    const server = new AdminServer({
+      store,
+      health,
+      metrics,
+      logger,
+      regionId: config.regionId,
+      crossRegionPort: config.crossRegionPort,
+      status: running.status,
+      resync: () => operatorResync(running.resync, 'admin', logger, metrics),
+    });
+    try {
+      const a = await server.listen(config.adminAddr.host, config.adminAddr.port);
+      logger.info({ address: a.address, port: a.port }, 'admin API listening');
+      adminPort = a.port;
+      admin = server;
+    } catch (err) {
+      await stop('the admin API could not start');
+      throw err;
+    }
+  }
+  return { ...running, metrics, admin, adminPort };
 }
 
 /** `edgeproxy serve`: runs until SIGINT/SIGTERM, then stops gracefully and exits 0. */
@@ -117,7 +154,11 @@ export async function serve(config: Config): Promise<void> {
     logger.fatal({ err }, 'uncaught exception; exiting');
     process.exit(1);
   });
-  let service: RunningService;
+  let service: RunningService | undefined;
+  // SIGHUP: a full resync, as `edgeproxy resync` does (while starting, the first load is one anyway).
+  process.on('SIGHUP', () => {
+    if (service !== undefined) void operatorResync(service.resync, 'sighup', logger, service.metrics);
+  });
   try {
     service = await startService(config, logger);
   } catch (err) {
@@ -125,8 +166,9 @@ export async function serve(config: Config): Promise<void> {
     logger.error({ err: { code: e.code, message: e.message } }, 'could not start');
     process.exit(1);
   }
+  const started = service;
   const onSignal = (signal: NodeJS.Signals) => {
-    void service.stop(signal).then(() => process.exit(0));
+    void started.stop(signal).then(() => process.exit(0));
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);

@@ -1,0 +1,146 @@
+/**
+ * The admin API: a second HTTP listener (EDGEPROXY_ADMIN_ADDR, loopback by default), never the
+ * public port. Endpoints:
+ *   GET  /healthz         200 while the process runs
+ *   GET  /readyz          200 once a first route table is loaded, else 503 (and 503 while stopping)
+ *   GET  /metrics         Prometheus text (prom-client)
+ *   GET  /routes          the table as JSON, with the sync status
+ *   GET  /routes/<host>   how that host would be routed now, and why
+ *   POST /resync          a full resync now; answers when it is done, with what changed
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Logger } from '../log/logger.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { HealthChecker } from '../proxy/health.js';
+import type { ResyncOutcome } from '../sync/poller.js';
+import type { RouteStore } from '../sync/route-store.js';
+import type { SyncStatus } from '../sync/status.js';
+import { explainHost, viewTable, type RoutingContext } from './routes-view.js';
+
+export interface AdminServerOptions extends RoutingContext {
+  readonly store: RouteStore;
+  readonly health: Pick<HealthChecker, 'last'>;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  status(): SyncStatus;
+  /** The operator resync (logged and counted); see operatorResync. */
+  resync(): Promise<ResyncOutcome>;
+}
+
+/** JSON body of POST /resync. */
+export type ResyncResponse =
+  | { readonly ok: true; readonly routes: number; readonly durationMs: number; readonly added: readonly string[]; readonly removed: readonly string[]; readonly changed: readonly string[] }
+  | { readonly ok: false; readonly error: string };
+
+const ENDPOINTS = ['GET /healthz', 'GET /readyz', 'GET /metrics', 'GET /routes', 'GET /routes/<host>', 'POST /resync'];
+
+export class AdminServer {
+  readonly server: http.Server;
+  readonly #opts: AdminServerOptions;
+  #stopping = false;
+
+  constructor(opts: AdminServerOptions) {
+    this.#opts = opts;
+    this.server = http.createServer({ keepAliveTimeout: 5_000 }, (req, res) => {
+      this.#handle(req, res).catch((err: unknown) => {
+        opts.logger.error({ err, method: req.method, url: req.url }, 'admin request failed');
+        if (!res.headersSent) json(res, 500, { error: 'internal error' });
+        else res.destroy();
+      });
+    });
+  }
+
+  listen(host: string | undefined, port: number): Promise<{ address: string; port: number }> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      this.server.once('error', onError);
+      this.server.listen({ host, port }, () => {
+        this.server.off('error', onError);
+        const a = this.server.address();
+        if (a === null || typeof a === 'string') resolve({ address: String(a), port });
+        else resolve({ address: a.address, port: a.port });
+      });
+    });
+  }
+
+  /** From now on /readyz answers 503 (the proxy is draining). */
+  markStopping(): void {
+    this.#stopping = true;
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const o = this.#opts;
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const path = url.pathname;
+    const method = req.method ?? 'GET';
+    // Only POST /resync takes a body, and it ignores it.
+    req.resume();
+
+    if (path === '/resync') {
+      if (method !== 'POST') return methodNotAllowed(res, 'POST');
+      const outcome = await o.resync();
+      const body: ResyncResponse = outcome.ok
+        ? { ok: true, routes: outcome.routes, durationMs: Math.round(outcome.durationMs * 10) / 10, ...outcome.diff }
+        : { ok: false, error: outcome.error };
+      return json(res, outcome.ok ? 200 : 500, body);
+    }
+    if (method !== 'GET' && method !== 'HEAD') {
+      return ENDPOINTS.some((e) => e.endsWith(` ${path}`)) || path.startsWith('/routes/') ? methodNotAllowed(res, 'GET, HEAD') : notFound(res);
+    }
+    switch (path) {
+      case '/healthz':
+        return json(res, 200, { status: 'ok' });
+      case '/readyz': {
+        const snap = o.store.current;
+        if (this.#stopping) return json(res, 503, { ready: false, reason: 'shutting down' });
+        if (snap === undefined) return json(res, 503, { ready: false, reason: 'route table not loaded yet' });
+        return json(res, 200, { ready: true, routes: snap.routes.size, generation: snap.generation, feeding: o.status().feeding });
+      }
+      case '/metrics': {
+        const { contentType, body } = await o.metrics.exposition();
+        res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' });
+        res.end(body);
+        return;
+      }
+      case '/routes':
+      case '/routes/': {
+        const view = viewTable(o.store.current, o.status(), o);
+        return json(res, view.ready ? 200 : 503, view);
+      }
+    }
+    if (path.startsWith('/routes/')) {
+      let host: string;
+      try {
+        host = decodeURIComponent(path.slice('/routes/'.length));
+      } catch {
+        return json(res, 400, { error: 'the host in the path is not valid percent-encoding' });
+      }
+      const view = explainHost(host, o.store.current, o.health, o);
+      const status = view.decision === 'not-ready' ? 503 : view.decision === 'not-found' ? 404 : 200;
+      return json(res, status, view);
+    }
+    return notFound(res);
+  }
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = `${JSON.stringify(body)}\n`;
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.end(res.req.method === 'HEAD' ? undefined : text);
+}
+
+function notFound(res: ServerResponse): void {
+  json(res, 404, { error: 'no such endpoint', endpoints: ENDPOINTS });
+}
+
+function methodNotAllowed(res: ServerResponse, allow: string): void {
+  res.setHeader('allow', allow);
+  json(res, 405, { error: `method not allowed; use ${allow}` });
+}
