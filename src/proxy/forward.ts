@@ -216,6 +216,12 @@ export class Forwarder {
       res.sink?.forwardFailed(res, { code: 'UPSTREAM_INVALID_RESPONSE', message: problem, status: 502, connectionFailed: false });
       return;
     }
+    // Hop-by-hop headers describe the upstream connection (its keep-alive timeout is not ours).
+    const h = proxyRes.headers;
+    const listed = h.connection;
+    if (listed !== undefined) for (const name of listed.split(',')) delete h[name.trim().toLowerCase()];
+    for (const name of HOP_BY_HOP_RESPONSE) delete h[name];
+    h.connection = res.shouldKeepAlive ? 'keep-alive' : 'close';
     // The upstream dropped the connection mid-body: pipe() would leave the client waiting for
     // the rest forever; cut it so the client sees the truncation.
     proxyRes.once('close', () => {

@@ -1,5 +1,12 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
+import { createLogger } from '../../src/log/logger.js';
+import { Forwarder, type ForwardEngine, type ForwarderOptions } from '../../src/proxy/forward.js';
+import { HealthChecker } from '../../src/proxy/health.js';
+import type { ProxyObserver } from '../../src/proxy/observer.js';
+import { ProxyServer, type ProxyServerOptions } from '../../src/proxy/server.js';
+import { RouteStore } from '../../src/sync/route-store.js';
+import { ShardedMap } from '../../src/table/sharded-map.js';
 
 export interface SeenRequest {
   readonly method: string;
@@ -97,4 +104,136 @@ export function request(port: number, opts: { host?: string; path?: string; meth
     req.setTimeout(10_000, () => req.destroy(new Error('test request timed out')));
     req.end(opts.body);
   });
+}
+
+/**
+ * A listening port whose owner never accepts: a worker thread listens with a backlog of 1 and then
+ * blocks its event loop. Once the kernel's accept queue holds two connections, further connects
+ * hang (SYNs dropped), like an overloaded or firewalled host. Call `fill()` before use.
+ */
+export async function startBlackhole(): Promise<{ port: number; close(): Promise<void> }> {
+  const { Worker } = await import('node:worker_threads');
+  const worker = new Worker(
+    `const net = require('node:net'); const { parentPort } = require('node:worker_threads');
+     const s = net.createServer(); s.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => {
+       parentPort.postMessage(s.address().port);
+       setTimeout(() => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0), 20);
+     });`,
+    { eval: true },
+  );
+  const port = await new Promise<number>((resolve) => worker.once('message', resolve));
+  await new Promise((r) => setTimeout(r, 100));
+  const fillers: net.Socket[] = [];
+  for (let i = 0; i < 3; i++) {
+    const s = net.connect(port, '127.0.0.1');
+    s.on('error', () => undefined);
+    fillers.push(s);
+  }
+  await new Promise((r) => setTimeout(r, 100));
+  return {
+    port,
+    close: async () => {
+      for (const s of fillers) s.destroy();
+      await worker.terminate();
+    },
+  };
+}
+
+/**
+ * Writes raw bytes to `port` (each chunk after `gapMs`) and resolves with everything received
+ * until the server closes the connection or `timeoutMs` passes (`closed` says which).
+ */
+export function rawExchange(port: number, chunks: (string | Buffer)[], opts: { gapMs?: number; timeoutMs?: number; host?: string } = {}): Promise<{ text: string; closed: boolean; ms: number }> {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const socket = net.connect(port, opts.host ?? '127.0.0.1');
+    let text = '';
+    let done = false;
+    const finish = (closed: boolean) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ text, closed, ms: Date.now() - started });
+    };
+    const timer = setTimeout(() => finish(false), opts.timeoutMs ?? 5000);
+    socket.on('data', (c: Buffer) => (text += c.toString('latin1')));
+    socket.on('close', () => finish(true));
+    socket.on('error', () => finish(true));
+    socket.on('connect', () => {
+      let i = 0;
+      const next = () => {
+        if (done || socket.destroyed) return;
+        if (i >= chunks.length) return;
+        socket.write(chunks[i++]!);
+        if (i < chunks.length) setTimeout(next, opts.gapMs ?? 0);
+      };
+      next();
+    });
+  });
+}
+
+export interface TestProxy {
+  readonly port: number;
+  readonly proxy: ProxyServer;
+  readonly store: RouteStore;
+  readonly health: HealthChecker;
+  readonly forwarder: Forwarder;
+  readonly logs: Record<string, unknown>[];
+  /** Every observer call, in order. */
+  readonly observed: { requests: { kind: string; status: number; seconds: number; upstreamSeconds: number | undefined }[]; probes: { healthy: boolean; seconds: number }[] };
+  /** Replaces the route table (routes: host → target). */
+  routes(routes: Record<string, { vmPort: number; vmIp?: string; region?: string; regionIp?: string }>, regionAddresses?: string[]): void;
+  close(): Promise<void>;
+}
+
+export const PROXY_REGION = '0a000000-0000-4000-8000-00000000000a';
+export const OTHER_REGION = '0b000000-0000-4000-8000-00000000000b';
+
+/**
+ * The request path on its own, without PostgreSQL: a RouteStore filled by the test, the real
+ * HealthChecker, Forwarder and ProxyServer on an ephemeral port, logs captured (debug).
+ */
+export async function startProxy(opts: {
+  engine?: ForwardEngine;
+  crossRegionPort?: number;
+  healthCacheTtlMs?: number;
+  healthTimeoutMs?: number;
+  forwarder?: Partial<ForwarderOptions>;
+  server?: Partial<ProxyServerOptions>;
+  logLevel?: 'debug' | 'info';
+} = {}): Promise<TestProxy> {
+  const logs: Record<string, unknown>[] = [];
+  const logger = createLogger(opts.logLevel ?? 'debug', { write: (l: string) => void logs.push(JSON.parse(l) as Record<string, unknown>) });
+  const observed: TestProxy['observed'] = { requests: [], probes: [] };
+  const observer: ProxyObserver = {
+    request: (kind, status, seconds, upstreamSeconds) => void observed.requests.push({ kind, status, seconds, upstreamSeconds }),
+    probe: (healthy, seconds) => void observed.probes.push({ healthy, seconds }),
+  };
+  const store = new RouteStore();
+  const health = new HealthChecker({ timeoutMs: opts.healthTimeoutMs ?? 2000, cacheTtlMs: opts.healthCacheTtlMs ?? 1000, logger, observer });
+  const forwarder = new Forwarder({ logger, engine: opts.engine, ...opts.forwarder });
+  const proxy = new ProxyServer({ store, health, forwarder, regionId: PROXY_REGION, crossRegionPort: opts.crossRegionPort ?? 80, logger, observer, ...opts.server });
+  const { port } = await proxy.listen('127.0.0.1', 0);
+  return {
+    port,
+    proxy,
+    store,
+    health,
+    forwarder,
+    logs,
+    observed,
+    routes(routes, regionAddresses = ['127.0.0.1']) {
+      const entries = Object.entries(routes).map(
+        ([host, r]) =>
+          [host, { host, vmIp: r.vmIp ?? '127.0.0.1', vmPort: r.vmPort, vmRegionId: r.region ?? PROXY_REGION, regionPublicIp: r.regionIp ?? '127.0.0.1' }] as const,
+      );
+      store.publish(ShardedMap.from(entries), 'poll', { regionAddresses: new Set(regionAddresses) });
+    },
+    async close() {
+      await proxy.drain(100);
+      forwarder.close();
+      health.close();
+    },
+  };
 }
