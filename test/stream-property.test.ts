@@ -148,6 +148,7 @@ it(`streamed table equals the documented query after every transaction (${STEPS}
     ];
     let committed = 0;
     let rolledBack = 0;
+    let maxRoutes = 0;
     for (let step = 0; step < STEPS; step++) {
       const n = 1 + r.int(4);
       const rollback = r.chance(0.1);
@@ -161,14 +162,14 @@ it(`streamed table equals the documented query after every transaction (${STEPS}
       } catch (err) {
         assert.fail(`step ${step} (seed ${SEED}): ${(err as Error).message}`);
       }
+      maxRoutes = Math.max(maxRoutes, service.store.current?.routes.size ?? 0);
     }
     const status = service.status();
     assert.equal(status.streamState, 'streaming', 'no resync was needed');
     assert.equal(status.reconnects, 0);
     assert.ok(status.transactions >= committed * 0.9, `${status.transactions} transactions applied for ${committed} commits`);
     assert.ok(rolledBack > 0 || STEPS < 50);
-    const routes = service.store.current?.routes.size ?? 0;
-    assert.ok(routes > 0, 'the run produced some routes');
+    assert.ok(maxRoutes > 0, 'the run produced some routes');
   } finally {
     await service.stop('test done');
     await c.end();

@@ -8,6 +8,7 @@ import { describePgError } from '../db/pool.js';
 import type { Logger } from '../log/logger.js';
 import { ChangeDecoder } from './decode.js';
 import { maxLsn, normaliseLsn, parseLsn } from './lsn.js';
+import { standbyStatusUpdate } from './status-update.js';
 import { loadUnderSnapshot, type SnapshotRows } from './snapshot-load.js';
 import { type Transaction, TransactionCollector } from './transaction.js';
 
@@ -155,6 +156,8 @@ export class ReplicationStream {
   /** The server's WAL position from its last keepalive. */
   #walEnd: string | undefined;
   #onFailure: ((err: StreamError) => void) | undefined;
+  /** The replication connection (pg's internal Connection: the library gives no other way to write to it). */
+  #connection: { sendCopyFromChunk(chunk: Buffer): void } | undefined;
 
   private constructor(opts: StreamOptions, applicationName: string) {
     this.#opts = opts;
@@ -223,6 +226,7 @@ export class ReplicationStream {
       const plugin = new BootstrappingPgoutput(
         { protoVersion: 1, publicationNames: [publication] },
         async (client, slot) => {
+          this.#connection = (client as unknown as { connection: { sendCopyFromChunk(chunk: Buffer): void } }).connection;
           this.#advance('create_slot');
           const created = await client.query<{ consistent_point: string; snapshot_name: string }>(
             `CREATE_REPLICATION_SLOT ${pg.escapeIdentifier(slot)} TEMPORARY LOGICAL pgoutput (SNAPSHOT 'export')`,
@@ -278,9 +282,13 @@ export class ReplicationStream {
   }
 
   #sendStatus(): void {
-    const lsn = this.#started && !this.#closed ? this.confirmedLsn : undefined;
-    if (lsn === undefined) return;
-    void this.#service.acknowledge(lsn).catch(() => undefined);
+    const lsn = this.#started && !this.#closed && !this.#failed ? this.confirmedLsn : undefined;
+    if (lsn === undefined || this.#connection === undefined) return;
+    try {
+      this.#connection.sendCopyFromChunk(standbyStatusUpdate(parseLsn(lsn), Date.now()));
+    } catch {
+      // The connection is going away; its error arrives through the 'error' event.
+    }
   }
 
   #handle(msg: Pgoutput.Message): void {
