@@ -1,49 +1,17 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { OPTIONS } from '../src/config/config.js';
+import { helpDefault } from '../src/cli/options.js';
+import { describeRun, runCli as cli, type Run } from './support/cli.js';
 
-// The CLI as a real process: `node --import tsx src/cli/main.ts ...`, from the project root, with
-// an environment holding only PATH and HOME plus what each test sets.
+// The CLI as a real process (test/support/cli.ts): configuration errors, --help, --version.
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const PASSWORD = 'Sup3rS3cretPw';
 const DB_URL = `postgres://edge:${PASSWORD}@db.internal:5432/zeitwork`;
 const REGION = '01234567-89ab-cdef-0123-456789abcdef';
 /** Every required setting, valid. Only used together with something invalid: a valid config would start serving. */
 const GOOD_ENV = { EDGEPROXY_DATABASE_URL: DB_URL, EDGEPROXY_REGION_ID: REGION };
-const SPAWN_TIMEOUT_MS = 10_000;
-
-interface Run {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function cli(args: readonly string[], env: Readonly<Record<string, string>> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: SPAWN_TIMEOUT_MS,
-      killSignal: 'SIGKILL',
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-}
-
-function describeRun(r: Run): string {
-  return `exit ${r.code} signal ${r.signal}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
-}
 
 function assertNoPassword(r: Run): void {
   assert.ok(!r.stdout.includes(PASSWORD), `password on stdout:\n${describeRun(r)}`);
@@ -60,7 +28,7 @@ function assertUsageError(r: Run): string {
   return r.stderr.trimEnd();
 }
 
-describe('edgeproxy --help and --version', () => {
+describe('edgeproxy --help and --version', { concurrency: 4 }, () => {
   for (const args of [['--help'], ['serve', '--help']]) {
     it(`${args.join(' ')} exits 0 and lists every flag and env var with its default`, async () => {
       const r = await cli(args, GOOD_ENV);
@@ -78,7 +46,7 @@ describe('edgeproxy --help and --version', () => {
         const chunk = chunks.find((c) => c.startsWith(`--${o.flag} `));
         assert.ok(chunk !== undefined, `--${o.flag} missing from help:\n${r.stdout}`);
         assert.ok(chunk.includes(o.env), `--${o.flag} does not name ${o.env}: ${chunk}`);
-        const shownDefault = 'default' in o ? o.default : 'required';
+        const shownDefault = helpDefault(o);
         assert.ok(chunk.includes(`[default: ${shownDefault}]`), `--${o.flag} does not show default ${shownDefault}: ${chunk}`);
       }
       // The documented defaults, literally.
@@ -92,6 +60,7 @@ describe('edgeproxy --help and --version', () => {
         ['shutdown-timeout', '30s'],
         ['sync-mode', 'auto'],
         ['publication', 'edgeproxy'],
+        ['admin-addr', '127.0.0.1:9090'],
       ]) {
         assert.ok(chunks.some((c) => c.startsWith(`--${flag} `) && c.includes(`[default: ${def}]`)), `--${flag} default ${def}`);
       }
@@ -99,6 +68,21 @@ describe('edgeproxy --help and --version', () => {
       assert.match(text, /--help/);
     });
   }
+
+  for (const command of ['resync', 'routes', 'migrate', 'doctor']) {
+    it(`${command} --help exits 0 with examples and only the options the command uses`, async () => {
+      const r = await cli([command, '--help']);
+      assert.equal(r.code, 0, describeRun(r));
+      assert.match(r.stdout, /Examples:/);
+      assert.match(r.stdout, /--json/);
+      assert.doesNotMatch(r.stdout, /--http-addr/, 'serve-only options are not listed');
+    });
+  }
+
+  it('--help lists the commands', async () => {
+    const r = await cli(['--help']);
+    for (const command of ['serve', 'resync', 'routes [host]', 'migrate', 'doctor']) assert.ok(r.stdout.includes(`edgeproxy ${command}`), `${command} in:\n${r.stdout}`);
+  });
 
   it('--version prints the package.json version', async () => {
     const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -109,7 +93,7 @@ describe('edgeproxy --help and --version', () => {
   });
 });
 
-describe('edgeproxy with a bad configuration: exit 2, one line on stderr', () => {
+describe('edgeproxy with a bad configuration: exit 2, one line on stderr', { concurrency: 4 }, () => {
   interface Case {
     readonly name: string;
     readonly args: readonly string[];
@@ -185,6 +169,19 @@ describe('edgeproxy with a bad configuration: exit 2, one line on stderr', () =>
       names: ['--database-url:'],
     },
   ];
+
+  cases.push(
+    { name: 'resync: bad admin address', args: ['resync', '--admin-addr', 'localhost'], env: {}, names: ['--admin-addr:', '"localhost"'] },
+    { name: 'resync: admin API disabled', args: ['resync'], env: { EDGEPROXY_ADMIN_ADDR: 'off' }, names: ['admin API address is empty'] },
+    { name: 'resync: bad timeout', args: ['resync', '--timeout', 'soon'], env: {}, names: ['--timeout:', '"soon"'] },
+    { name: 'resync: unknown flag', args: ['resync', '--force'], env: {}, names: ['force'] },
+    { name: 'routes: two hosts', args: ['routes', 'a.example', 'b.example'], env: {}, names: ['b.example'] },
+    { name: 'migrate: no database URL', args: ['migrate'], env: {}, names: ['EDGEPROXY_DATABASE_URL', 'required'] },
+    { name: 'migrate: bad database URL with a password', args: ['migrate', '--database-url', `mysql://edge:${PASSWORD}@db/x`], env: {}, names: ['--database-url:'] },
+    { name: 'doctor: bad sync mode', args: ['doctor', '--sync-mode', 'stream'], env: GOOD_ENV, names: ['--sync-mode:', '"stream"'] },
+    { name: 'doctor: bad region id', args: ['doctor'], env: { ...GOOD_ENV, EDGEPROXY_REGION_ID: 'eu' }, names: ['EDGEPROXY_REGION_ID:'] },
+    { name: 'doctor: bad publication name', args: ['doctor', '--publication', 'Edge-Proxy'], env: GOOD_ENV, names: ['--publication:'] },
+  );
 
   for (const c of cases) {
     it(`${c.name}: edgeproxy ${c.args.join(' ').replaceAll(PASSWORD, '***') || '(no subcommand)'}`, async () => {

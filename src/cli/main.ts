@@ -1,16 +1,56 @@
 #!/usr/bin/env node
-import yargs from 'yargs';
+import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { ConfigError, resolveConfig } from '../config/config.js';
+import { ConfigError, resolveConfig, resolveOptions, type Config } from '../config/config.js';
+import { parseDuration } from '../config/duration.js';
+import { describePgError } from '../db/pool.js';
 import { VERSION } from '../version.js';
+import { doctorCommand } from './doctor.js';
+import { CommandFailed, UsageError } from './exit.js';
+import { migrateCommand } from './migrate.js';
 import { withConfigOptions } from './options.js';
+import { resyncCommand } from './resync.js';
+import { routesCommand } from './routes.js';
 import { serve } from './serve.js';
+
+const out = (text: string) => void process.stdout.write(text);
+const err = (text: string) => void process.stderr.write(text);
 
 /** Bad usage or configuration: one line on stderr, exit status 2. */
 function usageError(message: string): never {
   process.stderr.write(`edgeproxy: ${message}\n`);
   process.exit(2);
 }
+
+/** Runs a command: usage errors exit 2, failures exit 1 with one line on stderr (never the password). */
+async function run(fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    if (e instanceof UsageError || e instanceof ConfigError) usageError(e.message);
+    if (e instanceof CommandFailed) {
+      err(`edgeproxy: ${e.message}\n`);
+      process.exit(1);
+    }
+    const d = describePgError(e);
+    // Database and socket errors are the operator's to fix: their message is enough. Anything else is a bug: show the stack.
+    err(d.code !== undefined ? `edgeproxy: ${d.message} (${d.code})\n` : `edgeproxy: unexpected error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  }
+}
+
+function options<K extends keyof Config>(keys: readonly K[], args: Record<string, unknown>): Pick<Config, K> {
+  return resolveOptions(keys, args, process.env);
+}
+
+function timeoutOf(args: Record<string, unknown>): number {
+  const raw = String(args.timeout);
+  const ms = parseDuration(raw);
+  if (ms === undefined || ms <= 0) throw new UsageError(`--timeout: ${JSON.stringify(raw)} is not a positive duration (examples: 30s, 2m)`);
+  return ms;
+}
+
+const jsonOption = <T>(y: Argv<T>, what: string) => y.option('json', { type: 'boolean', default: false, describe: `Print ${what} as one JSON document (for scripts)` });
 
 export async function main(argv: string[]): Promise<void> {
   await yargs(argv)
@@ -34,6 +74,76 @@ export async function main(argv: string[]): Promise<void> {
         }
         await serve(config);
       },
+    )
+    .command(
+      'resync',
+      'Ask the proxy running on this host (its admin API) to reload the whole route table now; wait and print what changed. SIGHUP to the proxy does the same.',
+      (y) =>
+        jsonOption(withConfigOptions(y, ['adminAddr']), 'the outcome')
+          .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Also list the hosts added (+), removed (-) and changed (~)' })
+          .option('timeout', { type: 'string', default: '60s', describe: 'How long to wait for the resync to finish' })
+          .example([
+            ['$0 resync', 'reload now; prints e.g. "resync done in 41.2 ms: 1200 routes (3 added, 0 removed, 1 changed)"'],
+            ['$0 resync -v --admin-addr 127.0.0.1:9191', 'a proxy whose admin API listens elsewhere; list the hosts'],
+            ['kill -HUP $(pidof edgeproxy)', 'the same, without waiting for the outcome (it is logged)'],
+          ])
+          .epilogue('Exit status: 0 done, 1 the proxy is unreachable or the resync failed, 2 bad usage.'),
+      (args) =>
+        run(() => resyncCommand({ adminAddr: options(['adminAddr'], args).adminAddr, timeoutMs: timeoutOf(args), json: args.json, verbose: args.verbose }, out)),
+    )
+    .command(
+      'routes [host]',
+      'Show the running proxy\'s route table, or how one host would be routed right now and why',
+      (y) =>
+        jsonOption(withConfigOptions(y, ['adminAddr']), 'the table or the explanation')
+          .positional('host', { type: 'string', describe: 'A host name, as in a Host header (port, case and a trailing dot do not matter)' })
+          .option('timeout', { type: 'string', default: '10s', describe: 'How long to wait for the proxy' })
+          .example([
+            ['$0 routes', 'the table: host, kind (same-region or cross-region), target, VM, VM region'],
+            ['$0 routes shop.example.com', 'not found / same region with the last health check / cross region via which load balancer'],
+            ['$0 routes --json | jq \'.routes[] | select(.kind == "cross-region")\'', 'for scripts'],
+          ])
+          .epilogue('Exit status: 0 shown (with a host: it is routed), 1 the host is not routed, the table is not loaded yet, or the proxy is unreachable; 2 bad usage.'),
+      (args) => run(() => routesCommand({ adminAddr: options(['adminAddr'], args).adminAddr, host: args.host, timeoutMs: timeoutOf(args), json: args.json }, out)),
+    )
+    .command(
+      'migrate',
+      'Apply migrations/ (the development/test schema) to EDGEPROXY_DATABASE_URL; already applied files are skipped',
+      (y) =>
+        jsonOption(withConfigOptions(y, ['databaseUrl']), 'what was applied')
+          .option('dry-run', { type: 'boolean', default: false, describe: 'List the migrations that would run, without running them' })
+          .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: "Show node-pg-migrate's progress on stderr" })
+          .example([
+            ['EDGEPROXY_DATABASE_URL=postgres://postgres@127.0.0.1:5432/dev $0 migrate', 'create the schema in a development database'],
+            ['$0 migrate --dry-run --database-url postgres://postgres@127.0.0.1:5432/dev', 'what would run'],
+          ])
+          .epilogue('For development and tests only: the production schema belongs to the control plane. Applied files are recorded in the table pgmigrations.'),
+      (args) =>
+        run(() => migrateCommand({ databaseUrl: options(['databaseUrl'], args).databaseUrl, dryRun: args['dry-run'], json: args.json, verbose: args.verbose }, out, err)),
+    )
+    .command(
+      'doctor',
+      'Check a database for everything EdgeProxy needs; one line per check, with the fix for each failure',
+      (y) =>
+        jsonOption(withConfigOptions(y, ['databaseUrl', 'publication', 'syncMode', 'regionId']), 'the checks')
+          .example([
+            ['EDGEPROXY_DATABASE_URL=postgres://edge@replica/zeitwork $0 doctor', 'check the database a proxy would use'],
+            ['$0 doctor --sync-mode poll --database-url postgres://edge@replica/zeitwork', 'skip the streaming checks (polling only)'],
+            ['$0 doctor --json | jq \'.checks[] | select(.status == "fail")\'', 'for scripts'],
+          ])
+          .epilogue(
+            'Checks: connect, server version, primary or standby (and whether it can decode on a standby), wal_level, the publication and its four tables, ' +
+              'primary keys, REPLICATION attribute, free replication slots and WAL senders, read access, the documented query and how many routes it returns, ' +
+              'rows it cannot route, duplicate domain names. --region-id is optional here (splits the route count by region).\n' +
+              'Exit status: 0 no check failed (warnings allowed), 1 a check failed, 2 bad usage.',
+          ),
+      (args) =>
+        run(async () => {
+          const o = options(['databaseUrl', 'publication', 'syncMode'], args);
+          const regionGiven = args['region-id'] !== undefined || (process.env.EDGEPROXY_REGION_ID ?? '') !== '';
+          const regionId = regionGiven ? options(['regionId'], args).regionId : undefined;
+          await doctorCommand({ ...o, regionId, json: args.json }, out);
+        }),
     )
     .strict()
     .version(VERSION)

@@ -1,17 +1,25 @@
 import type { Argv } from 'yargs';
-import { OPTIONS } from '../config/config.js';
+import { OPTIONS, type Config } from '../config/config.js';
 
 /**
- * Declares every configuration option as a flag. No yargs defaults: an absent flag must fall back
- * to its environment variable, so the default is only shown in --help and applied by resolveConfig.
+ * Declares configuration options as flags: all of them (serve), or the ones a command uses. No
+ * yargs defaults: an absent flag must fall back to its environment variable, so the default is
+ * only shown in --help and applied by resolveConfig / resolveOptions.
  */
-export function withConfigOptions<T>(y: Argv<T>): Argv<T> {
+/** The default as --help shows it: the value, `""` for an empty one, or `required`. */
+export function helpDefault(o: (typeof OPTIONS)[number]): string {
+  if (!('default' in o)) return 'required';
+  return o.default === '' ? '""' : o.default;
+}
+
+export function withConfigOptions<T>(y: Argv<T>, keys?: readonly (keyof Config)[]): Argv<T> {
   let out = y;
   for (const o of OPTIONS) {
+    if (keys !== undefined && !keys.includes(o.key)) continue;
     out = out.option(o.flag, {
       type: 'string',
       describe: `${o.description} [env ${o.env}]`,
-      defaultDescription: 'default' in o ? o.default : 'required',
+      defaultDescription: helpDefault(o),
       group: 'Configuration (flag over env var over default):',
     });
   }

@@ -1,0 +1,270 @@
+/**
+ * `edgeproxy doctor`'s checks: everything EdgeProxy needs from a database, one result per check
+ * with, on failure, the fix. The streaming checks reuse src/db/capabilities.ts and
+ * src/db/publication.ts, which the stream bootstrap uses too, so both say the same thing.
+ */
+import pg from 'pg';
+import type { SyncMode } from '../config/config.js';
+import { readCapabilities, STANDBY_DECODING_MIN_VERSION, type ServerCapabilities } from '../db/capabilities.js';
+import { describePgError } from '../db/pool.js';
+import { checkPrimaryKeys, checkPublication, describePublicationProblem } from '../db/publication.js';
+import { ROUTES_QUERY } from '../db/routes-query.js';
+import { routesFromQueryRows } from '../table/query-routes.js';
+import { TABLES } from '../table/rows.js';
+
+export type CheckStatus = 'pass' | 'fail' | 'warn' | 'skip';
+
+export interface CheckResult {
+  readonly check: string;
+  readonly status: CheckStatus;
+  /** What was found, one line. */
+  readonly detail: string;
+  /** How to fix it (fail and warn only). */
+  readonly fix?: string;
+}
+
+export interface DoctorOptions {
+  readonly databaseUrl: string;
+  readonly publication: string;
+  readonly syncMode: SyncMode;
+  /** When given, the route count is split into this region and others. */
+  readonly regionId?: string;
+  readonly connectTimeoutMs?: number;
+}
+
+/** Check names, in the order they run and print. */
+export const CHECKS = [
+  'connect',
+  'server version',
+  'primary or standby',
+  'wal_level',
+  'publication',
+  'primary keys',
+  'replication privilege',
+  'replication slots',
+  'wal senders',
+  'read access',
+  'routing query',
+  'route rows',
+  'duplicate domain names',
+] as const;
+
+const STREAMING_CHECKS = new Set<string>(['wal_level', 'publication', 'primary keys', 'replication privilege', 'replication slots', 'wal senders']);
+
+const pass = (check: string, detail: string): CheckResult => ({ check, status: 'pass', detail });
+const fail = (check: string, detail: string, fix: string): CheckResult => ({ check, status: 'fail', detail, fix });
+const warn = (check: string, detail: string, fix: string): CheckResult => ({ check, status: 'warn', detail, fix });
+const skip = (check: string, detail: string): CheckResult => ({ check, status: 'skip', detail });
+
+export async function runDoctor(opts: DoctorOptions): Promise<CheckResult[]> {
+  const url = new URL(opts.databaseUrl);
+  const where = `${url.hostname}:${url.port || '5432'}${url.pathname}`;
+  const client = new pg.Client({ connectionString: opts.databaseUrl, application_name: 'edgeproxy doctor', connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000 });
+  client.on('error', () => undefined);
+  const started = performance.now();
+  try {
+    await client.connect();
+  } catch (err) {
+    const e = describePgError(err);
+    return [fail('connect', `cannot connect to ${where}: ${e.message}${e.code ? ` (${e.code})` : ''}`, connectFix(e.code, where)), ...CHECKS.slice(1).map((c) => skip(c, 'not checked: no connection'))];
+  }
+  try {
+    // A check must not hang on a lock or a huge table forever.
+    await client.query(`SET statement_timeout = '60s'`);
+    const results: CheckResult[] = [];
+    const caps = await readCapabilities(client);
+    results.push(pass('connect', `connected to ${where} as ${caps.role} in ${Math.round(performance.now() - started)} ms`));
+    results.push(...serverChecks(caps));
+    const streaming = opts.syncMode === 'poll' ? [] : await streamingChecks(client, caps, opts.publication);
+    for (const name of STREAMING_CHECKS) {
+      results.push(streaming.find((r) => r.check === name) ?? skip(name, 'not needed with EDGEPROXY_SYNC_MODE=poll'));
+    }
+    results.push(...(await queryChecks(client, caps, opts.regionId)));
+    return results;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+function connectFix(code: string | undefined, where: string): string {
+  switch (code) {
+    case '28P01':
+      return 'check the user name and password in EDGEPROXY_DATABASE_URL';
+    case '28000':
+      return `allow this host and user in pg_hba.conf on ${where}, then SELECT pg_reload_conf()`;
+    case '3D000':
+      return 'the database in EDGEPROXY_DATABASE_URL does not exist: fix its name (the part after the last /)';
+    case 'ECONNREFUSED':
+    case 'ENOTFOUND':
+    case 'EHOSTUNREACH':
+    case 'ETIMEDOUT':
+      return `is PostgreSQL running and reachable at ${where}? Check the host and port in EDGEPROXY_DATABASE_URL, listen_addresses and firewalls`;
+    default:
+      return 'check EDGEPROXY_DATABASE_URL (postgres://user:password@host:5432/database) and that the server accepts this connection';
+  }
+}
+
+function serverChecks(c: ServerCapabilities): CheckResult[] {
+  const out: CheckResult[] = [];
+  const major = Math.floor(c.serverVersionNum / 10_000);
+  out.push(
+    major >= 10
+      ? pass('server version', `PostgreSQL ${c.serverVersion}`)
+      : fail('server version', `PostgreSQL ${c.serverVersion} has no logical replication (pgoutput)`, 'upgrade to PostgreSQL 16 or later (10 at the very least)'),
+  );
+  if (!c.inRecovery) {
+    out.push(pass('primary or standby', 'primary (not in recovery)'));
+  } else if (c.serverVersionNum < STANDBY_DECODING_MIN_VERSION) {
+    out.push(
+      fail(
+        'primary or standby',
+        `standby (read replica) of PostgreSQL ${c.serverVersion}: logical decoding on a standby needs PostgreSQL 16 or later, so this proxy can only poll`,
+        'upgrade the replica to PostgreSQL 16+, or point EDGEPROXY_DATABASE_URL at the primary, or accept polling with EDGEPROXY_SYNC_MODE=poll',
+      ),
+    );
+  } else if (!c.hotStandbyFeedback) {
+    out.push(
+      fail(
+        'primary or standby',
+        'standby (read replica) that can decode logical replication, but hot_standby_feedback is off: catalog vacuum on the primary would invalidate the slot',
+        'on this standby: ALTER SYSTEM SET hot_standby_feedback = on; SELECT pg_reload_conf();',
+      ),
+    );
+  } else {
+    out.push(pass('primary or standby', `standby (read replica) with hot_standby_feedback on; PostgreSQL ${c.serverVersion} can decode logical replication on a standby`));
+  }
+  return out;
+}
+
+async function streamingChecks(client: pg.Client, c: ServerCapabilities, publication: string): Promise<CheckResult[]> {
+  const out: CheckResult[] = [];
+  out.push(
+    c.walLevel === 'logical'
+      ? pass('wal_level', 'logical')
+      : fail(
+          'wal_level',
+          `wal_level is '${c.walLevel}'; logical replication needs 'logical'`,
+          `ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL${c.inRecovery ? ' (on the primary and on this standby)' : ''}`,
+        ),
+  );
+
+  const pub = await checkPublication(client, publication);
+  const pubProblem = describePublicationProblem(pub);
+  const onPrimary = c.inRecovery ? 'on the primary (this server is a standby): ' : '';
+  out.push(
+    pubProblem === undefined
+      ? pass('publication', `"${publication}" publishes insert, update, delete and truncate of ${TABLES.join(', ')}`)
+      : fail('publication', pubProblem, `${onPrimary}${pub.fixSql ?? ''}`),
+  );
+
+  const keys = await checkPrimaryKeys(client);
+  const badKeys = keys.filter((k) => !k.ok);
+  out.push(
+    badKeys.length === 0
+      ? pass('primary keys', `${TABLES.join(', ')} have a primary key (id): deletes and key changes can be applied`)
+      : fail(
+          'primary keys',
+          badKeys.map((k) => k.problem).join('; '),
+          badKeys.map((k) => k.fixSql ?? `create table ${k.table} (run \`edgeproxy migrate\` on a development database)`).join(' '),
+        ),
+  );
+
+  out.push(
+    c.replication
+      ? pass('replication privilege', `role ${c.role} ${c.superuser ? 'is a superuser' : 'has the REPLICATION attribute'}`)
+      : fail('replication privilege', `role ${c.role} lacks the REPLICATION attribute`, `${c.inRecovery ? 'on the primary: ' : ''}ALTER ROLE ${pg.escapeIdentifier(c.role)} WITH REPLICATION;`),
+  );
+
+  const freeSlots = c.maxReplicationSlots - c.usedReplicationSlots;
+  out.push(
+    freeSlots >= 1
+      ? pass('replication slots', `${c.usedReplicationSlots} of ${c.maxReplicationSlots} in use, ${freeSlots} free (each proxy streaming from this server takes one temporary slot)`)
+      : fail(
+          'replication slots',
+          `all ${c.maxReplicationSlots} replication slots are in use`,
+          'raise max_replication_slots (ALTER SYSTEM SET max_replication_slots = <proxies + other consumers + spare>; restart), or drop unused slots with SELECT pg_drop_replication_slot(slot_name)',
+        ),
+  );
+  const freeSenders = c.maxWalSenders - c.usedWalSenders;
+  out.push(
+    freeSenders >= 1
+      ? pass('wal senders', `${c.usedWalSenders} of ${c.maxWalSenders} in use, ${freeSenders} free (each streaming proxy takes one)`)
+      : fail('wal senders', `all ${c.maxWalSenders} WAL senders are busy`, 'raise max_wal_senders (ALTER SYSTEM SET max_wal_senders = <proxies + standbys + spare>; restart)'),
+  );
+  return out;
+}
+
+async function queryChecks(client: pg.Client, c: ServerCapabilities, regionId: string | undefined): Promise<CheckResult[]> {
+  const out: CheckResult[] = [];
+  const priv = await client.query<{ name: string; exists: boolean; can: boolean | null }>(
+    `SELECT t.name, to_regclass(t.name) IS NOT NULL AS exists,
+            CASE WHEN to_regclass(t.name) IS NULL THEN NULL ELSE has_table_privilege(to_regclass(t.name), 'SELECT') END AS can
+       FROM unnest($1::text[]) AS t(name)`,
+    [TABLES],
+  );
+  const missing = priv.rows.filter((r) => !r.exists).map((r) => r.name);
+  const denied = priv.rows.filter((r) => r.exists && r.can !== true).map((r) => r.name);
+  if (missing.length > 0) {
+    out.push(fail('read access', `table${missing.length > 1 ? 's' : ''} ${missing.join(', ')} not found (search_path: public)`, 'point EDGEPROXY_DATABASE_URL at the control plane\'s database, or run `edgeproxy migrate` on a development database'));
+  } else if (denied.length > 0) {
+    out.push(fail('read access', `role ${c.role} may not SELECT from ${denied.join(', ')}`, `${c.inRecovery ? 'on the primary: ' : ''}GRANT SELECT ON ${TABLES.join(', ')} TO ${pg.escapeIdentifier(c.role)};`));
+  } else {
+    out.push(pass('read access', `role ${c.role} may SELECT from ${TABLES.join(', ')}`));
+  }
+
+  let rows: Record<string, unknown>[];
+  const started = performance.now();
+  try {
+    rows = (await client.query<Record<string, unknown>>(ROUTES_QUERY)).rows;
+  } catch (err) {
+    const e = describePgError(err);
+    out.push(fail('routing query', `the documented query failed: ${e.message}${e.code ? ` (${e.code})` : ''}`, 'the four tables need the columns the documented query reads (README, "The route table")'));
+    out.push(skip('route rows', 'not checked: the query failed'));
+    out.push(skip('duplicate domain names', 'not checked: the query failed'));
+    return out;
+  }
+  const ms = Math.round(performance.now() - started);
+  const loaded = routesFromQueryRows(rows);
+  let split = '';
+  if (regionId !== undefined) {
+    let here = 0;
+    for (const r of loaded.routes.values()) if (r.vmRegionId === regionId) here += 1;
+    split = ` (${here} in region ${regionId}, ${loaded.routes.size - here} in other regions)`;
+  }
+  out.push(
+    loaded.routes.size > 0
+      ? pass('routing query', `${rows.length} row${rows.length === 1 ? '' : 's'} → ${loaded.routes.size} route${loaded.routes.size === 1 ? '' : 's'}${split} in ${ms} ms`)
+      : warn(
+          'routing query',
+          `runs, but returns no routable row (${rows.length} rows): every request would get 404`,
+          'a domain routes when verified_at is set, its deployment is ready and its VM is running, with an IP, a port and a region',
+        ),
+  );
+  const problems = loaded.problems;
+  out.push(
+    problems.length === 0
+      ? pass('route rows', 'every row of the query can be routed')
+      : warn(
+          'route rows',
+          `${problems.length} row${problems.length === 1 ? '' : 's'} skipped, e.g. ${problems
+            .slice(0, 3)
+            .map((p) => `${p.domain}: ${p.field} ${JSON.stringify(p.value)} is ${p.reason}`)
+            .join('; ')}`,
+          'fix those values in the control plane (the proxy logs each as "skipped a route row")',
+        ),
+  );
+  const dups = loaded.duplicates;
+  out.push(
+    dups.length === 0
+      ? pass('duplicate domain names', 'every routed host comes from one row')
+      : warn(
+          'duplicate domain names',
+          `${dups.length} host${dups.length === 1 ? ' is' : 's are'} routed by several rows, e.g. ${dups
+            .slice(0, 3)
+            .map((d) => `${d.host} (${d.others.length + 1} rows)`)
+            .join(', ')}; the row with the smallest (vm_region_id, vm_private_ip, vm_port, region_public_ip) wins`,
+          'keep domain names unique among verified domains (docs/decisions/0002-duplicate-domains.md)',
+        ),
+  );
+  return out;
+}

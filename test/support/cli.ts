@@ -1,0 +1,110 @@
+/**
+ * The CLI as a real process: `node --import tsx src/cli/main.ts ...` from the project root, with an
+ * environment holding only PATH and HOME plus what each test sets.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const RUN_TIMEOUT_MS = 20_000;
+
+export interface Run {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function baseEnv(env: Readonly<Record<string, string>>): Record<string, string> {
+  return { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...env };
+}
+
+/** Runs `edgeproxy <args>` to completion (killed after 20 s). */
+export function runCli(args: readonly string[], env: Readonly<Record<string, string>> = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+      cwd: ROOT,
+      env: baseEnv(env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: RUN_TIMEOUT_MS,
+      killSignal: 'SIGKILL',
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+export function describeRun(r: Run): string {
+  return `exit ${r.code} signal ${r.signal}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
+}
+
+export interface LongRun {
+  readonly child: ChildProcess;
+  /** stdout lines parsed as JSON (log lines); other lines are kept as { text }. */
+  readonly lines: Record<string, unknown>[];
+  /** Everything written so far, both streams. */
+  output(): string;
+  waitFor(pred: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Starts a long-running command (`serve`, the demo script...) and follows its stdout line by line. */
+export function spawnLong(command: readonly string[], env: Readonly<Record<string, string>> = {}): LongRun {
+  const child = spawn(process.execPath, ['--import', 'tsx', ...command], { cwd: ROOT, env: baseEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: Record<string, unknown>[] = [];
+  let all = '';
+  let buf = '';
+  const waiters = new Set<{ pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }>();
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    all += chunk;
+    buf += chunk;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const text = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      let line: Record<string, unknown>;
+      try {
+        line = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        line = { text };
+      }
+      lines.push(line);
+      for (const w of [...waiters]) {
+        if (w.pred(line)) {
+          waiters.delete(w);
+          w.resolve(line);
+        }
+      }
+    }
+  });
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (all += chunk));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  return {
+    child,
+    lines,
+    output: () => all,
+    exited,
+    waitFor(pred, timeoutMs = 15_000) {
+      const found = lines.find(pred);
+      if (found !== undefined) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiters.delete(waiter);
+          reject(new Error(`line not seen within ${timeoutMs} ms; output so far:\n${all.slice(-3000)}`));
+        }, timeoutMs);
+        const waiter = {
+          pred,
+          resolve: (l: Record<string, unknown>) => {
+            clearTimeout(timer);
+            resolve(l);
+          },
+        };
+        waiters.add(waiter);
+      });
+    },
+  };
+}
