@@ -8,8 +8,9 @@ import { OPTIONS, type Config } from '../config/config.js';
  */
 /** The default as --help shows it: the value, `""` for an empty one, or `required`. */
 export function helpDefault(o: (typeof OPTIONS)[number]): string {
-  if (!('default' in o)) return 'required';
-  return o.default === '' ? '""' : o.default;
+  const d: string | undefined = 'default' in o ? o.default : undefined;
+  if (d === undefined) return 'required';
+  return d === '' ? '""' : d;
 }
 
 export function withConfigOptions<T>(y: Argv<T>, keys?: readonly (keyof Config)[]): Argv<T> {
