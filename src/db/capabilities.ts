@@ -2,7 +2,7 @@ import type pg from 'pg';
 
 /** What a server offers for logical replication, read with one query on a normal connection. */
 export interface ServerCapabilities {
-  /** e.g. "18.4" */
+  /** e.g. "18.4" (without a packager suffix such as "(Debian 15.18-0+deb12u1)") */
   readonly serverVersion: string;
   /** e.g. 180004 */
   readonly serverVersionNum: number;
@@ -44,7 +44,7 @@ export async function readCapabilities(db: pg.ClientBase | pg.Pool): Promise<Ser
   const r = rows[0];
   if (r === undefined) throw new Error('could not read the current role from pg_roles');
   return {
-    serverVersion: String(r.server_version),
+    serverVersion: String(r.server_version).split(' ')[0] ?? '',
     serverVersionNum: Number(r.server_version_num),
     inRecovery: r.in_recovery === true,
     walLevel: String(r.wal_level),

@@ -65,6 +65,8 @@ export interface StartOptions {
   populate?: (dataDir: string) => Promise<void> | void;
   /** Readiness deadline, default 10 000 ms. */
   readyTimeoutMs?: number;
+  /** Use the binaries in this folder (e.g. `systemBinDir()` for Debian's PostgreSQL 15). */
+  binDir?: string;
 }
 
 export interface TestDatabase {
@@ -177,7 +179,8 @@ function embeddedNativeDir(): { pkg: string; native: string } | undefined {
   return undefined;
 }
 
-function systemBinDir(): string | undefined {
+/** The newest PostgreSQL installed by the system (Debian: /usr/lib/postgresql/<major>/bin). */
+export function systemBinDir(): string | undefined {
   const root = '/usr/lib/postgresql';
   let versions: number[];
   try {
@@ -749,7 +752,9 @@ export async function startPostgres(opts: StartOptions = {}): Promise<PgServer> 
   const externalUrl = process.env.EDGEPROXY_TEST_DATABASE_URL;
   if (externalUrl) return startExternal(externalUrl);
 
-  const bins = await binaries();
+  const bins: Binaries = opts.binDir
+    ? { binDir: opts.binDir, ...readVersion(opts.binDir), description: `PostgreSQL ${readVersion(opts.binDir).version} at ${opts.binDir}` }
+    : await binaries();
   const user = spawnUser();
   installExitHook();
 
