@@ -9,13 +9,16 @@ import { Metrics } from '../metrics/metrics.js';
 import { Forwarder } from '../proxy/forward.js';
 import { HealthChecker } from '../proxy/health.js';
 import { ProxyServer } from '../proxy/server.js';
-import { Poller, type ResyncOutcome } from '../sync/poller.js';
+import type { Poller, ResyncOutcome } from '../sync/poller.js';
 import { RouteStore } from '../sync/route-store.js';
 import type { SyncStatus } from '../sync/status.js';
+import { Sync } from '../sync/sync.js';
 import { VERSION } from '../version.js';
 
 export interface RunningService {
   readonly store: RouteStore;
+  readonly sync: Sync;
+  /** The full-reload half of `sync` (polling mode, fallback, resync without a stream). */
   readonly poller: Poller;
   readonly proxy: ProxyServer;
   readonly health: HealthChecker;
@@ -45,6 +48,8 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       healthCacheTtl: formatDuration(config.healthCacheTtlMs),
       healthTimeout: formatDuration(config.healthTimeoutMs),
       crossRegionPort: config.crossRegionPort,
+      syncMode: config.syncMode,
+      publication: config.publication,
     },
     'starting edgeproxy',
   );
@@ -57,7 +62,16 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     queryTimeoutMs: Math.max(30_000, config.updateIntervalMs * 3),
     logger,
   });
-  const poller = new Poller({ pool, store, intervalMs: config.updateIntervalMs, logger });
+  const sync = new Sync({
+    mode: config.syncMode,
+    databaseUrl: config.databaseUrl,
+    publication: config.publication,
+    pool,
+    store,
+    intervalMs: config.updateIntervalMs,
+    logger,
+  });
+  const poller = sync.poller;
   const health = new HealthChecker({ timeoutMs: config.healthTimeoutMs, cacheTtlMs: config.healthCacheTtlMs, logger, observer: metrics.observer });
   const forwarder = new Forwarder({
     logger,
@@ -86,7 +100,6 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     throw err;
   }
   logger.info({ address: listening.address, port: listening.port }, 'listening');
-  poller.start();
 
   let stopping: Promise<void> | undefined;
   const stop = (reason: string): Promise<void> => {
@@ -97,7 +110,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       logger.info({ reason, graceMs: config.shutdownTimeoutMs }, 'shutting down: no new connections, finishing in-flight requests');
       const drained = await draining;
       if (!drained) logger.warn({ graceMs: config.shutdownTimeoutMs }, 'shutdown grace period over; cut the remaining connections');
-      await poller.stop();
+      await sync.stop();
       health.close();
       forwarder.close();
       await pool.end().catch((err: unknown) => logger.warn({ err }, 'closing database connections failed'));
@@ -106,21 +119,8 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     })();
     return stopping;
   };
-  // Placeholder until the sync manager (issue 3) owns this.
-  const status = (): SyncStatus => ({
-    mode: config.syncMode,
-    feeding: store.ready ? 'poll' : 'none',
-    streamState: 'disabled',
-    streamReason: undefined,
-    lsn: undefined,
-    lagMs: undefined,
-    reconnects: 0,
-    transactions: 0,
-    lastFullLoadAt: poller.lastSuccessAt,
-    lastFullLoadMs: poller.lastDurationMs,
-    fullLoadFailures: poller.failures,
-  });
-  const running = { store, poller, proxy, health, port: listening.port, status, resync: () => poller.resync(), stop };
+  const status = (): SyncStatus => sync.status();
+  const running = { store, sync, poller, proxy, health, port: listening.port, status, resync: () => sync.resync(), stop };
   metrics.watch({ snapshot: () => store.current, status: running.status });
   let adminPort: number | undefined;
   if (config.adminAddr !== undefined) {
@@ -143,6 +143,12 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       await stop('the admin API could not start');
       throw err;
     }
+  }
+  try {
+    await sync.start();
+  } catch (err) {
+    await stop('the route table cannot follow the database');
+    throw err;
   }
   return { ...running, metrics, admin, adminPort };
 }
