@@ -1,0 +1,245 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { closedPort } from './support/backend.js';
+import { describeRun, runCli, type Run } from './support/cli.js';
+import { createDatabase, startPostgres, type PgServer, type TestDatabase } from './support/postgres.js';
+import { Seeder } from './support/seed.js';
+import { REGION_A, REGION_B } from './support/service.js';
+
+// `edgeproxy doctor` as a process against databases set up right and wrong: a second server runs
+// with wal_level=replica.
+
+let logical: PgServer;
+let replicaWal: PgServer;
+before(async () => {
+  [logical, replicaWal] = await Promise.all([startPostgres(), startPostgres({ walLevel: 'replica' })]);
+});
+after(async () => {
+  await Promise.all([logical.stop(), replicaWal.stop()]);
+});
+
+interface Check {
+  readonly check: string;
+  readonly status: 'pass' | 'fail' | 'warn' | 'skip';
+  readonly detail: string;
+  readonly fix?: string;
+}
+
+const PUBLICATION_SQL = 'CREATE PUBLICATION edgeproxy FOR TABLE domains, deployments, vms, regions';
+
+async function doctorJson(url: string, extra: string[] = []): Promise<{ run: Run; ok: boolean; checks: Map<string, Check> }> {
+  const run = await runCli(['doctor', '--json', ...extra], { EDGEPROXY_DATABASE_URL: url });
+  let doc: { ok: boolean; checks: Check[] };
+  try {
+    doc = JSON.parse(run.stdout) as { ok: boolean; checks: Check[] };
+  } catch {
+    throw new Error(`not JSON:\n${describeRun(run)}`);
+  }
+  return { run, ok: doc.ok, checks: new Map(doc.checks.map((c) => [c.check, c])) };
+}
+
+/** A migrated database with one route, optionally with the publication. */
+async function database(server: PgServer, opts: { publication: boolean }): Promise<{ db: TestDatabase; seed: Seeder }> {
+  const db = await createDatabase(server);
+  const seed = await Seeder.connect(db.url);
+  await seed.region(REGION_A);
+  await seed.region(REGION_B, '192.0.2.7');
+  await seed.route({ name: 'a.example', regionId: REGION_A, vmPort: 3000 });
+  await seed.route({ name: 'b.example', regionId: REGION_B, vmIp: '10.0.0.2', vmPort: 3000 });
+  if (opts.publication) await seed.query(PUBLICATION_SQL);
+  return { db, seed };
+}
+
+function statuses(checks: Map<string, Check>): Record<string, string> {
+  return Object.fromEntries([...checks.values()].map((c) => [c.check, c.status]));
+}
+
+describe('edgeproxy doctor', { concurrency: true }, () => {
+  it('a database set up right: every check passes, exit 0; the human output has one line per check', async () => {
+    const { db, seed } = await database(logical, { publication: true });
+    try {
+      const { run, ok, checks } = await doctorJson(db.url, ['--region-id', REGION_A]);
+      assert.equal(run.code, 0, describeRun(run));
+      assert.equal(ok, true);
+      assert.equal(checks.size, 13);
+      for (const c of checks.values()) assert.equal(c.status, 'pass', `${c.check}: ${c.detail}`);
+      assert.match(checks.get('server version')!.detail, /^PostgreSQL \d+/);
+      assert.equal(checks.get('primary or standby')!.detail, 'primary (not in recovery)');
+      assert.match(checks.get('routing query')!.detail, new RegExp(`^2 rows → 2 routes \\(1 in region ${REGION_A}, 1 in other regions\\)`));
+
+      const human = await runCli(['doctor', '--database-url', db.url]);
+      assert.equal(human.code, 0, describeRun(human));
+      const lines = human.stdout.trimEnd().split('\n');
+      assert.match(lines[0]!, /^edgeproxy doctor: postgres:\/\/postgres@127\.0\.0\.1:\d+\/\S+, publication "edgeproxy", sync mode auto$/);
+      assert.equal(lines.length, 1 + 13 + 1);
+      for (const line of lines.slice(1, -1)) assert.match(line, /^PASS {2}\S/);
+      assert.equal(lines.at(-1), '13 passed, 0 failed, 0 warnings, 0 skipped');
+    } finally {
+      await seed.close();
+      await db.drop();
+    }
+  });
+
+  it('no publication: FAIL with the CREATE PUBLICATION to run, exit 1', async () => {
+    const { db, seed } = await database(logical, { publication: false });
+    try {
+      const { run, checks } = await doctorJson(db.url);
+      assert.equal(run.code, 1, describeRun(run));
+      assert.equal(run.stderr, 'edgeproxy: 1 check failed\n');
+      const pub = checks.get('publication')!;
+      assert.equal(pub.status, 'fail');
+      assert.equal(pub.detail, 'publication "edgeproxy" does not exist');
+      assert.equal(pub.fix, 'CREATE PUBLICATION "edgeproxy" FOR TABLE "domains", "deployments", "vms", "regions";');
+      assert.deepEqual(
+        [...checks.values()].filter((c) => c.status !== 'pass').map((c) => c.check),
+        ['publication'],
+      );
+
+      // The human form prints the fix under the failed line.
+      const human = await runCli(['doctor'], { EDGEPROXY_DATABASE_URL: db.url });
+      assert.match(human.stdout, /^FAIL {2}publication +publication "edgeproxy" does not exist\n +fix: CREATE PUBLICATION "edgeproxy" FOR TABLE/m);
+      assert.match(human.stdout, /12 passed, 1 failed, 0 warnings, 0 skipped\n$/);
+    } finally {
+      await seed.close();
+      await db.drop();
+    }
+  });
+
+  it('a publication missing a table and an action: FAIL with the ALTER PUBLICATIONs', async () => {
+    const { db, seed } = await database(logical, { publication: false });
+    try {
+      await seed.query(`CREATE PUBLICATION edgeproxy FOR TABLE domains, deployments, vms WITH (publish = 'insert, update, delete')`);
+      const { run, checks } = await doctorJson(db.url);
+      assert.equal(run.code, 1, describeRun(run));
+      const pub = checks.get('publication')!;
+      assert.equal(pub.status, 'fail');
+      assert.match(pub.detail, /does not include regions; does not publish truncate/);
+      assert.match(pub.fix!, /ALTER PUBLICATION "edgeproxy" ADD TABLE "regions";/);
+      assert.match(pub.fix!, /ALTER PUBLICATION "edgeproxy" SET \(publish = 'insert, update, delete, truncate'\);/);
+    } finally {
+      await seed.close();
+      await db.drop();
+    }
+  });
+
+  it('a table without a primary key: FAIL with ALTER TABLE ... ADD PRIMARY KEY', async () => {
+    const { db, seed } = await database(logical, { publication: true });
+    try {
+      await seed.query('ALTER TABLE vms DROP CONSTRAINT vms_pkey CASCADE');
+      const { run, checks } = await doctorJson(db.url);
+      assert.equal(run.code, 1, describeRun(run));
+      const keys = checks.get('primary keys')!;
+      assert.equal(keys.status, 'fail');
+      assert.equal(keys.detail, 'table vms has no primary key');
+      assert.equal(keys.fix, 'ALTER TABLE "vms" ADD PRIMARY KEY (id);');
+      assert.equal(checks.get('routing query')!.status, 'pass', 'polling still works');
+    } finally {
+      await seed.close();
+      await db.drop();
+    }
+  });
+
+  it('wal_level=replica: FAIL with ALTER SYSTEM and a restart; with --sync-mode poll the streaming checks are skipped and it passes', async () => {
+    const { db, seed } = await database(replicaWal, { publication: true });
+    try {
+      const { run, checks } = await doctorJson(db.url);
+      assert.equal(run.code, 1, describeRun(run));
+      const wal = checks.get('wal_level')!;
+      assert.equal(wal.status, 'fail');
+      assert.equal(wal.detail, "wal_level is 'replica'; logical replication needs 'logical'");
+      assert.equal(wal.fix, 'ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL');
+
+      const poll = await doctorJson(db.url, ['--sync-mode', 'poll']);
+      assert.equal(poll.run.code, 0, describeRun(poll.run));
+      assert.deepEqual(statuses(poll.checks), {
+        connect: 'pass',
+        'server version': 'pass',
+        'primary or standby': 'pass',
+        wal_level: 'skip',
+        publication: 'skip',
+        'primary keys': 'skip',
+        'replication privilege': 'skip',
+        'replication slots': 'skip',
+        'wal senders': 'skip',
+        'read access': 'pass',
+        'routing query': 'pass',
+        'route rows': 'pass',
+        'duplicate domain names': 'pass',
+      });
+    } finally {
+      await seed.close();
+      await db.drop();
+    }
+  });
+
+  it('a role without REPLICATION or SELECT: FAIL with ALTER ROLE and GRANT; its password is never printed', async () => {
+    const { db, seed } = await database(logical, { publication: true });
+    const role = `reader_${randomBytes(4).toString('hex')}`;
+    await seed.query(`CREATE ROLE ${role} LOGIN`);
+    try {
+      const url = db.url.replace('postgres://postgres@', `postgres://${role}:Hunter2Secret@`);
+      const { run, checks } = await doctorJson(url);
+      assert.equal(run.code, 1, describeRun(run));
+      assert.ok(!run.stdout.includes('Hunter2Secret') && !run.stderr.includes('Hunter2Secret'));
+      assert.equal(checks.get('replication privilege')!.status, 'fail');
+      assert.equal(checks.get('replication privilege')!.fix, `ALTER ROLE "${role}" WITH REPLICATION;`);
+      assert.equal(checks.get('read access')!.status, 'fail');
+      assert.equal(checks.get('read access')!.fix, `GRANT SELECT ON domains, deployments, vms, regions TO "${role}";`);
+      assert.equal(checks.get('routing query')!.status, 'fail');
+      assert.match(checks.get('routing query')!.detail, /permission denied.*\(42501\)/);
+      assert.equal(checks.get('route rows')!.status, 'skip');
+      const human = await runCli(['doctor', '--database-url', url]);
+      assert.match(human.stdout, /^edgeproxy doctor: postgres:\/\/reader_[0-9a-f]+:\*\*\*@/);
+      assert.ok(!human.stdout.includes('Hunter2Secret'));
+    } finally {
+      await seed.close();
+      await db.drop();
+      await logicalQuery(`DROP ROLE ${role}`);
+    }
+  });
+
+  it('duplicate names and unroutable rows are warnings: exit 0', async () => {
+    const { db, seed } = await database(logical, { publication: true });
+    try {
+      await seed.route({ name: 'A.example.', regionId: REGION_B, vmIp: '10.0.0.3', vmPort: 3000 });
+      await seed.route({ name: 'bad port.example', regionId: REGION_A, vmPort: 3000 });
+      await seed.route({ name: 'c.example', regionId: REGION_A, vmPort: 3000 });
+      await seed.query(`UPDATE vms SET port = NULL WHERE id = (SELECT dep.vm_id FROM domains d JOIN deployments dep ON dep.id = d.deployment_id WHERE d.name = 'c.example')`);
+      const { run, ok, checks } = await doctorJson(db.url);
+      assert.equal(run.code, 0, describeRun(run));
+      assert.equal(ok, true);
+      const dup = checks.get('duplicate domain names')!;
+      assert.equal(dup.status, 'warn');
+      assert.match(dup.detail, /^1 host is routed by several rows, e\.g\. a\.example \(2 rows\)/);
+      const rows = checks.get('route rows')!;
+      assert.equal(rows.status, 'warn');
+      assert.match(rows.detail, /^2 rows skipped/);
+      assert.match(rows.detail, /c\.example: vm_port "null" is not a port number/);
+    } finally {
+      await seed.close();
+      await db.drop();
+    }
+  });
+
+  it('an unreachable server: FAIL connect with the fix, the rest skipped, exit 1', async () => {
+    const port = await closedPort();
+    const { run, checks } = await doctorJson(`postgres://edge:Hunter2Secret@127.0.0.1:${port}/zeitwork`);
+    assert.equal(run.code, 1, describeRun(run));
+    const connect = checks.get('connect')!;
+    assert.equal(connect.status, 'fail');
+    assert.match(connect.detail, /ECONNREFUSED/);
+    assert.match(connect.fix!, /is PostgreSQL running and reachable/);
+    assert.equal([...checks.values()].filter((c) => c.status === 'skip').length, 12);
+    assert.ok(!run.stdout.includes('Hunter2Secret'));
+  });
+});
+
+async function logicalQuery(sql: string): Promise<void> {
+  const seed = await Seeder.connect(logical.url('postgres'));
+  try {
+    await seed.query(sql);
+  } finally {
+    await seed.close();
+  }
+}
