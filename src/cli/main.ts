@@ -111,7 +111,7 @@ export async function main(argv: string[]): Promise<void> {
       'Apply migrations/ (the development/test schema) to EDGEPROXY_DATABASE_URL; already applied files are skipped',
       (y) =>
         jsonOption(withConfigOptions(y, ['databaseUrl']), 'what was applied')
-          .option('dry-run', { type: 'boolean', default: false, describe: 'List the migrations that would run, without running them' })
+          .option('dry-run', { type: 'boolean', default: false, describe: 'List the migrations that would run, without running them (only the bookkeeping table pgmigrations is created)' })
           .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: "Show node-pg-migrate's progress on stderr" })
           .example([
             ['EDGEPROXY_DATABASE_URL=postgres://postgres@127.0.0.1:5432/dev $0 migrate', 'create the schema in a development database'],
