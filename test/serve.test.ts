@@ -34,7 +34,7 @@ interface Proc {
 function spawnServe(env: Record<string, string>): Proc {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve'], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', EDGEPROXY_ADMIN_ADDR: '127.0.0.1:0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: Record<string, unknown>[] = [];
@@ -194,3 +194,63 @@ describe('internal errors', () => {
   });
 });
 
+
+describe('replication slots', () => {
+  it('SIGTERM while the slot creation waits for an open transaction: stops at once, exits 0, leaves no slot', async () => {
+    const db = await createDatabase(pg);
+    const seed = await Seeder.connect(db.url);
+    const blocker = await Seeder.connect(db.url);
+    await blocker.query('BEGIN');
+    await blocker.query('SELECT txid_current()'); // holds an xid: CREATE_REPLICATION_SLOT waits for it
+    const p = spawnServe({ EDGEPROXY_DATABASE_URL: db.url, EDGEPROXY_REGION_ID: REGION_A, EDGEPROXY_HTTP_ADDR: '127.0.0.1:0', EDGEPROXY_SYNC_MODE: 'replication' });
+    try {
+      await p.waitFor((l) => l.msg === 'listening');
+      await new Promise((r) => setTimeout(r, 300));
+      assert.ok(!p.lines.some((l) => l.msg === 'replication stream started'), 'the slot creation is still waiting');
+      const t0 = Date.now();
+      p.child.kill('SIGTERM');
+      const { code } = await p.exited;
+      assert.equal(code, 0);
+      assert.ok(Date.now() - t0 < 3000, `stopped in ${Date.now() - t0} ms`);
+      // The walsender only notices its client is gone once the creation stops waiting.
+      await blocker.query('ROLLBACK');
+      const count = async () => ((await seed.query(`SELECT count(*)::int AS n FROM pg_replication_slots`)).rows[0] as { n: number }).n;
+      const deadline = Date.now() + 5000;
+      while ((await count()) !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(await count(), 0);
+    } finally {
+      p.child.kill('SIGKILL');
+      await blocker.close();
+      await seed.close();
+      await db.drop();
+    }
+  });
+
+  for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+    it(`none is left on the server after ${signal}`, async () => {
+      const db = await createDatabase(pg);
+      const seed = await Seeder.connect(db.url);
+      await seed.region(REGION_A);
+      const slots = async () =>
+        (await seed.query(`SELECT count(*)::int AS n FROM pg_replication_slots WHERE database = current_database()`)).rows[0] as { n: number };
+      const p = spawnServe({ EDGEPROXY_DATABASE_URL: db.url, EDGEPROXY_REGION_ID: REGION_A, EDGEPROXY_HTTP_ADDR: '127.0.0.1:0', EDGEPROXY_SYNC_MODE: 'replication' });
+      try {
+        const started = await p.waitFor((l) => l.msg === 'replication stream started');
+        assert.match(String(started.slot), /^edgeproxy_/);
+        assert.equal((await slots()).n, 1, 'the proxy holds one slot while it runs');
+        p.child.kill(signal);
+        const { code, signal: got } = await p.exited;
+        if (signal === 'SIGTERM') assert.equal(code, 0);
+        else assert.equal(got, 'SIGKILL');
+        // A temporary slot goes with its session; the server notices a killed client's socket at once on loopback.
+        const deadline = Date.now() + 5000;
+        while ((await slots()).n !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        assert.equal((await slots()).n, 0);
+      } finally {
+        p.child.kill('SIGKILL');
+        await seed.close();
+        await db.drop();
+      }
+    });
+  }
+});

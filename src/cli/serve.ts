@@ -36,8 +36,17 @@ export interface RunningService {
   stop(reason: string): Promise<void>;
 }
 
-/** Wires the parts together and starts them. Used by `edgeproxy serve` and by the tests. */
-export async function startService(config: Config, logger: Logger): Promise<RunningService> {
+export interface StartOptions {
+  /** Aborting it (a signal during startup) stops the service instead of finishing the start. */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Wires the parts together and starts them. Resolves once the route table is being followed
+ * (after the first stream attempt in modes auto and replication). Used by `edgeproxy serve`
+ * and by the tests.
+ */
+export async function startService(config: Config, logger: Logger, opts: StartOptions = {}): Promise<RunningService> {
   logger.info(
     {
       version: VERSION,
@@ -119,6 +128,9 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     })();
     return stopping;
   };
+  const onAbort = () => void stop(String(opts.signal?.reason ?? 'aborted'));
+  if (opts.signal?.aborted) onAbort();
+  else opts.signal?.addEventListener('abort', onAbort, { once: true });
   const status = (): SyncStatus => sync.status();
   const running = { store, sync, poller, proxy, health, port: listening.port, status, resync: () => sync.resync(), stop };
   metrics.watch({ snapshot: () => store.current, status: running.status });
@@ -165,17 +177,24 @@ export async function serve(config: Config): Promise<void> {
   process.on('SIGHUP', () => {
     if (service !== undefined) void operatorResync(service.resync, 'sighup', logger, service.metrics);
   });
+  // Handlers go in before starting: the first stream attempt may take a while (slot creation
+  // waits for open transactions), and a SIGTERM then must still stop gracefully.
+  const abort = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (service === undefined) abort.abort(signal);
+    else void service.stop(signal).then(() => process.exit(0));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   try {
-    service = await startService(config, logger);
+    service = await startService(config, logger, { signal: abort.signal });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     logger.error({ err: { code: e.code, message: e.message } }, 'could not start');
     process.exit(1);
   }
-  const started = service;
-  const onSignal = (signal: NodeJS.Signals) => {
-    void started.stop(signal).then(() => process.exit(0));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  if (abort.signal.aborted) {
+    await service.stop(String(abort.signal.reason));
+    process.exit(0);
+  }
 }

@@ -71,6 +71,8 @@ export interface StreamOptions {
   readonly onTransaction: (tx: Transaction) => void;
   /** Called once when the stream stops for any reason other than close(). */
   readonly onFailure: (err: StreamError) => void;
+  /** Aborts a setup in progress (shutdown): open() rejects and the session is closed. */
+  readonly signal?: AbortSignal;
 }
 
 export interface StreamStart {
@@ -183,8 +185,14 @@ export class ReplicationStream {
         opts.setupTimeoutMs,
       );
     });
+    const aborted = new Promise<never>((_, reject) => {
+      const onAbort = () => reject(new StreamError(stream.#step, 'transient', 'setup aborted (shutting down)'));
+      if (opts.signal?.aborted) onAbort();
+      else opts.signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    aborted.catch(() => undefined);
     try {
-      const result = await Promise.race([stream.#setup(slotName), timeout]);
+      const result = await Promise.race([stream.#setup(slotName), timeout, aborted]);
       return { ...result, stream, slotName, setupMs: performance.now() - started };
     } catch (err) {
       await stream.close();

@@ -69,6 +69,8 @@ export class Sync {
   #retryTimer: NodeJS.Timeout | undefined;
   #bootstrapping: Promise<void> | undefined;
   #stopped = false;
+  /** Aborts a stream setup in progress when stopping. */
+  readonly #abort = new AbortController();
   #warnedUnavailable: string | undefined;
   #lastFullLoadAt: number | undefined;
   #lastFullLoadMs: number | undefined;
@@ -136,6 +138,7 @@ export class Sync {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#retryTimer);
+    this.#abort.abort();
     await this.#bootstrapping?.catch(() => undefined);
     await this.#closeStream();
     await this.poller.stop();
@@ -172,6 +175,7 @@ export class Sync {
         statusIntervalMs: this.#o.statusIntervalMs,
         onTransaction: (tx) => this.#receive(tx),
         onFailure: (err) => this.#onStreamFailure(err),
+        signal: this.#abort.signal,
       });
     } catch (err) {
       this.#queue = undefined;
