@@ -3,7 +3,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../src/log/logger.js';
-import { Forwarder } from '../src/proxy/forward.js';
+import { Forwarder, type ForwardEngine } from '../src/proxy/forward.js';
 import { HealthChecker } from '../src/proxy/health.js';
 import { ProxyServer } from '../src/proxy/server.js';
 import { RouteStore } from '../src/sync/route-store.js';
@@ -19,10 +19,6 @@ let upstream: net.Server;
 let upstreamPort = 0;
 let openUpstreamSockets = 0;
 let behaviour: (socket: net.Socket, head: string) => void = () => undefined;
-let proxy: ProxyServer;
-let proxyPort = 0;
-let forwarder: Forwarder;
-let health: HealthChecker;
 const logLines: Record<string, unknown>[] = [];
 
 before(async () => {
@@ -42,6 +38,19 @@ before(async () => {
   });
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   upstreamPort = (upstream.address() as net.AddressInfo).port;
+});
+
+after(() => {
+  upstream.close();
+});
+
+for (const engine of ['undici', 'http-proxy'] as ForwardEngine[]) describe(`forwarding engine: ${engine}`, () => {
+let proxy: ProxyServer;
+let proxyPort = 0;
+let forwarder: Forwarder;
+let health: HealthChecker;
+
+before(async () => {
   const logger = createLogger('info', { write: (l: string) => logLines.push(JSON.parse(l) as Record<string, unknown>) });
   const store = new RouteStore();
   store.publish(
@@ -50,7 +59,9 @@ before(async () => {
     { regionAddresses: new Set(['127.0.0.1']) },
   );
   health = new HealthChecker({ timeoutMs: 2000, cacheTtlMs: 1000, logger });
-  forwarder = new Forwarder({ logger });
+  // Idle pooled upstream connections (e.g. one opened for a request whose client left before it
+  // was sent) close after this; the socket counts below wait for them.
+  forwarder = new Forwarder({ logger, engine, idleTimeoutMs: 500 });
   proxy = new ProxyServer({ store, health, forwarder, regionId: REGION_A, crossRegionPort: upstreamPort, logger });
   proxyPort = (await proxy.listen('127.0.0.1', 0)).port;
 });
@@ -59,7 +70,6 @@ after(async () => {
   await proxy.drain(100);
   forwarder.close();
   health.close();
-  upstream.close();
 });
 
 
@@ -139,4 +149,54 @@ describe('clients that go away', () => {
     });
     await eventually('the upstream connection closed', () => upstreamSawClose && openUpstreamSockets === 0, 3000);
   });
+
+  it('1,000 uploads aborted mid-body leave no upstream socket and no client connection open', async () => {
+    // The upstream reads the upload and never answers.
+    behaviour = () => undefined;
+    let handlesBefore = 0;
+    const handles = () => (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length;
+    handlesBefore = handles();
+    for (let batch = 0; batch < 20; batch++) {
+      await Promise.all(
+        Array.from(
+          { length: 50 },
+          (_, i) =>
+            new Promise<void>((resolve) => {
+              const req = http.request({ host: '127.0.0.1', port: proxyPort, method: 'POST', path: `/up/${batch}/${i}`, headers: { host: 'bad.example', 'content-length': '100000' }, agent: false });
+              req.on('error', () => resolve());
+              req.write(Buffer.alloc(5_000), () => setTimeout(() => {
+                req.destroy();
+                resolve();
+              }, 5));
+            }),
+        ),
+      );
+    }
+    await eventually('every upstream socket closed', () => openUpstreamSockets === 0, 5000);
+    await eventually('no client connection left on the proxy', () => (proxy.server as unknown as { _connections: number })._connections === 0, 5000);
+    // Pooled keep-alive sockets may stay; nothing proportional to the 1,000 requests may.
+    await eventually('no handle left per aborted request', () => handles() <= handlesBefore + 10, 5000);
+  });
+
+  it('an upstream that refuses a POST with a body → 502 to the client (the body is not lost in a crash)', async () => {
+    const s = net.createServer();
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    const port = (s.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => s.close(() => r()));
+    const logger = createLogger('info', { write: () => undefined });
+    const store = new RouteStore();
+    store.publish(ShardedMap.from([['x.example', { host: 'x.example', vmIp: '10.0.0.1', vmPort: 1, vmRegionId: REGION_B, regionPublicIp: '127.0.0.1' }]]), 'poll', { regionAddresses: new Set() });
+    const f = new Forwarder({ logger, engine });
+    const p = new ProxyServer({ store, health, forwarder: f, regionId: REGION_A, crossRegionPort: port, logger });
+    const pp = (await p.listen('127.0.0.1', 0)).port;
+    try {
+      const r = await request(pp, { host: 'x.example', method: 'POST', body: Buffer.alloc(200_000, 1) });
+      assert.equal(r.status, 502);
+      assert.equal(r.body, 'Bad Gateway');
+    } finally {
+      await p.drain(100);
+      f.close();
+    }
+  });
+});
 });

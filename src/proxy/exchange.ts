@@ -38,6 +38,8 @@ export class ProxyResponse extends ServerResponse<IncomingMessage> {
   /** The request's upstream ClientRequest (http-proxy engine), for its reused-socket flag. */
   upstreamRequest: { reusedSocket: boolean } | undefined = undefined;
   sink: ExchangeSink | undefined = undefined;
+  /** Aborts the upstream request when the client leaves first (undici engine). */
+  cancel: { cancel(): void } | undefined = undefined;
 }
 
 /** `close` listener shared by every response (no per-request closure). */

@@ -126,7 +126,9 @@ export class Forwarder {
   // ---- undici ------------------------------------------------------------------------------
 
   #forwardUndici(req: IncomingMessage, res: ProxyResponse, upstream: Upstream): void {
-    this.#undici.stream(
+    const exchange = new UndiciExchange(res);
+    res.cancel = exchange;
+    this.#undici.dispatch(
       {
         origin: `http://${formatUpstream(upstream)}`,
         path: req.url ?? '/',
@@ -134,10 +136,8 @@ export class Forwarder {
         headers: req.headers,
         // A chunked upload lost its Transfer-Encoding with the hop-by-hop headers; undici re-chunks it.
         body: isBodyless(req) ? null : req,
-        opaque: res,
       },
-      undiciFactory,
-      undiciDone,
+      exchange,
     );
   }
 
@@ -263,38 +263,80 @@ function invalidResponse(status: number, raw: readonly string[]): string | undef
 }
 
 /**
- * undici's response factory, shared by every request (the ServerResponse travels as `opaque`):
- * hop-by-hop headers dropped, the status line and headers checked by Node's own writeHead, which
- * throws before writing anything on a status or header it cannot forward.
+ * One request on undici's dispatcher, with its low-level handler interface (the one its HTTP/1.1
+ * client calls directly): the response is written to the ServerResponse as it arrives, with
+ * backpressure, and no promise, stream wrapper or closure per request.
  */
-function undiciFactory(data: Dispatcher.StreamFactoryData<ProxyResponse>): ProxyResponse {
-  const res = data.opaque;
-  res.upstreamAt = performance.now();
-  const headers = data.headers as http.OutgoingHttpHeaders;
-  const listed = headers.connection;
-  if (listed !== undefined) {
-    for (const name of String(listed).split(',')) delete headers[name.trim().toLowerCase()];
+class UndiciExchange implements Dispatcher.DispatchHandler {
+  #abort: ((err?: Error) => void) | undefined = undefined;
+  #done = false;
+
+  constructor(readonly res: ProxyResponse) {}
+
+  /** The client went away: abort the upstream request (its connection is not reused). */
+  cancel(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#abort?.(new UpstreamError('CLIENT_CLOSED', 'client closed the connection'));
   }
-  for (const name in headers) {
-    if (HOP_BY_HOP_RESPONSE.has(name)) delete headers[name];
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.#abort = abort;
+    if (this.#done) abort(new UpstreamError('CLIENT_CLOSED', 'client closed the connection'));
   }
-  try {
-    res.writeHead(data.statusCode, headers);
-  } catch (err) {
-    throw new UpstreamError('UPSTREAM_INVALID_RESPONSE', (err as Error).message);
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    if (statusCode < 200) return true; // 1xx: Node already sent 100 Continue to the client itself
+    const res = this.res;
+    res.upstreamAt = performance.now();
+    const headers = responseHeaders(rawHeaders);
+    // writeHead checks the status (100–999) and every header name and value, and throws before
+    // writing anything: such a response becomes a 502 instead of crashing anything.
+    try {
+      res.writeHead(statusCode, statusText, headers);
+    } catch (err) {
+      throw new UpstreamError('UPSTREAM_INVALID_RESPONSE', (err as Error).message);
+    }
+    res.on('drain', resume);
+    return !res.writableNeedDrain;
   }
-  return res;
+
+  onData(chunk: Buffer): boolean {
+    return this.res.write(chunk);
+  }
+
+  onComplete(): void {
+    this.#done = true;
+    this.res.end();
+  }
+
+  onError(err: Error): void {
+    if (this.#done) return; // cancelled by us because the client left
+    this.#done = true;
+    const res = this.res;
+    res.sink?.forwardFailed(res, classifyError(err, false, res.upstreamAt > 0));
+  }
 }
 
-function undiciDone(err: Error | null, data: { opaque: unknown }): void {
-  if (err === null) return;
-  const res = data.opaque as ProxyResponse;
-  // The client went away first: undici aborted the upstream request, nothing else to do.
-  if (res.req.socket.destroyed && !res.writableFinished && (err as NodeJS.ErrnoException).code !== 'UPSTREAM_INVALID_RESPONSE' && !isUpstreamSide(err)) return;
-  res.sink?.forwardFailed(res, classifyError(err, false, res.upstreamAt > 0));
-}
-
-function isUpstreamSide(err: Error): boolean {
-  const code = (err as NodeJS.ErrnoException).code ?? '';
-  return code.startsWith('UND_ERR_') && code !== 'UND_ERR_ABORTED' && code !== 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH';
+/** Raw upstream headers → a flat [name, value, …] list for writeHead, without hop-by-hop ones. */
+function responseHeaders(raw: Buffer[]): string[] {
+  const out: string[] = [];
+  let listed: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1');
+    const lower = name.length >= 2 && name.length <= 17 ? name.toLowerCase() : '';
+    if (lower !== '' && HOP_BY_HOP_RESPONSE.has(lower)) {
+      if (lower === 'connection') listed = raw[i + 1]!.toString('latin1');
+      continue;
+    }
+    out.push(name, raw[i + 1]!.toString('latin1'));
+  }
+  if (listed !== undefined && listed !== 'keep-alive' && listed !== 'close') {
+    // Headers named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
+    const names = new Set(listed.split(',').map((n) => n.trim().toLowerCase()));
+    const kept: string[] = [];
+    for (let i = 0; i < out.length; i += 2) if (!names.has(out[i]!.toLowerCase())) kept.push(out[i]!, out[i + 1]!);
+    return kept;
+  }
+  return out;
 }

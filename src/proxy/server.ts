@@ -231,6 +231,7 @@ export class ProxyServer implements ExchangeSink {
 
   /** ExchangeSink: the response closed (finished, failed or abandoned by the client). */
   finished(res: ProxyResponse): void {
+    if (!res.writableFinished) res.cancel?.cancel();
     const now = performance.now();
     const status = res.headersSent ? res.statusCode : CLIENT_CLOSED_STATUS;
     const upstreamSeconds = res.upstreamAt > 0 ? (res.upstreamAt - res.forwardStarted) / 1000 : undefined;

@@ -90,7 +90,7 @@ export interface Reply {
 }
 
 /** One request through a fresh connection (no agent), so tests never share sockets by accident. */
-export function request(port: number, opts: { host?: string; path?: string; method?: string; headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<Reply> {
+export function request(port: number, opts: { host?: string; path?: string; method?: string; headers?: Record<string, string>; body?: string | Buffer; timeoutMs?: number } = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { ...(opts.headers ?? {}) };
     if (opts.host !== undefined) headers.host = opts.host;
@@ -101,7 +101,7 @@ export function request(port: number, opts: { host?: string; path?: string; meth
       res.on('error', reject);
     });
     req.on('error', reject);
-    req.setTimeout(10_000, () => req.destroy(new Error('test request timed out')));
+    req.setTimeout(opts.timeoutMs ?? 10_000, () => req.destroy(new Error('test request timed out')));
     req.end(opts.body);
   });
 }
@@ -180,6 +180,8 @@ export interface TestProxy {
   readonly health: HealthChecker;
   readonly forwarder: Forwarder;
   readonly logs: Record<string, unknown>[];
+  /** Resolves with the first log line matching `pred` (past or future), or rejects after `timeoutMs`. */
+  waitFor(pred: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
   /** Every observer call, in order. */
   readonly observed: { requests: { kind: string; status: number; seconds: number; upstreamSeconds: number | undefined }[]; probes: { healthy: boolean; seconds: number }[] };
   /** Replaces the route table (routes: host → target). */
@@ -223,6 +225,15 @@ export async function startProxy(opts: {
     forwarder,
     logs,
     observed,
+    async waitFor(pred, timeoutMs = 3000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const found = logs.find(pred);
+        if (found !== undefined) return found;
+        if (Date.now() > deadline) throw new Error(`no matching log line within ${timeoutMs} ms; last: ${logs.slice(-3).map((l) => JSON.stringify(l)).join('\n')}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
     routes(routes, regionAddresses = ['127.0.0.1']) {
       const entries = Object.entries(routes).map(
         ([host, r]) =>
