@@ -812,3 +812,59 @@ describe('RowState: a region with 200 VMs (reverse index past the array limit)',
     h.checkReload();
   });
 });
+
+describe('RowState.load: problems and shared structure', () => {
+  const rowsOf = (changes: readonly RowChange[], table: TableName): Columns[] =>
+    changes.flatMap((c) => (c.op === 'insert' && c.table === table ? [c.row] : []));
+  const tablesOf = (changes: readonly RowChange[]): TableRows => ({
+    domains: rowsOf(changes, 'domains'),
+    deployments: rowsOf(changes, 'deployments'),
+    vms: rowsOf(changes, 'vms'),
+    regions: rowsOf(changes, 'regions'),
+  });
+  const base: RowChange[] = [region(1), vm(1, 1, '10.0.0.1', 80), vm(2, 1, 'not-an-ip', 80), deployment(1, 1), deployment(2, 2)];
+
+  it('reports a bad name or bad column only for rows the query would return, as apply does', () => {
+    const domains = [
+      domain(1, 'ok.example', 1),
+      domain(2, 'bad name.example', 1), // eligible, invalid name
+      domain(3, 'bad-ip.example', 2), // eligible, VM address invalid
+      domain(4, 'bad name2.example', 1, null), // not verified: not in the query, no problem
+      domain(5, 'other bad.example', 99), // dangling deployment: no problem
+    ];
+    const loaded = RowState.load(tablesOf([...base, ...domains]));
+    const applied = RowState.empty().apply([...base, ...domains]);
+    const key = (p: { field: string; value: string }) => `${p.field}=${p.value}`;
+    assert.deepStrictEqual(loaded.problems.map(key).sort(), ['domain_name=bad name.example', 'vm_private_ip=not-an-ip']);
+    assert.deepStrictEqual(applied.problems.map(key).sort(), loaded.problems.map(key).sort());
+    assert.deepStrictEqual(sorted(snapshot(loaded.state.routes)), sorted(snapshot(applied.state.routes)));
+    assert.deepStrictEqual([...loaded.state.routes.keys()], ['ok.example']);
+  });
+
+  it('a duplicate primary key in the bootstrap read is reported and the first row kept', () => {
+    const tables = tablesOf([...base, domain(1, 'first.example', 1), domain(1, 'second.example', 1)]);
+    const loaded = RowState.load(tables);
+    assert.deepStrictEqual(
+      loaded.problems.map((p) => [p.field, p.value]),
+      [['domains.id', DOM(1)]],
+    );
+    assert.deepStrictEqual([...loaded.state.routes.keys()], ['first.example']);
+    assert.equal(loaded.state.counts.domains, 1);
+    // the index agrees with the kept row: deleting it removes the route and leaves nothing behind
+    const r = loaded.state.apply([del('domains', DOM(1))]);
+    assert.deepStrictEqual(r.changedHosts, ['first.example']);
+    assert.equal(r.state.routes.size, 0);
+  });
+
+  it('a transaction that changes no route keeps the same route map object', () => {
+    const h = new Harness();
+    h.apply([...base, domain(1, 'ok.example', 1), domain(2, 'unverified.example', 1, null)]);
+    const before = h.state.routes;
+    const r = h.apply([update('domains', { id: DOM(2), name: 'renamed.example', deployment_id: DEP(1), verified_at: null })]);
+    assert.deepStrictEqual(r.changedHosts, []);
+    assert.equal(r.state.routes, before);
+    const changed = h.apply([update('vms', { id: VM(1), private_ip: '10.0.0.9', port: 80, region_id: R(1), status: 'running' })]);
+    assert.deepStrictEqual(changed.changedHosts, ['ok.example']);
+    assert.notEqual(changed.state.routes, before);
+  });
+});

@@ -2,12 +2,12 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { hashKey, ShardedMap } from '../src/table/sharded-map.js';
+import { hashKey, ShardedMap, TARGET_SHARD_SIZE } from '../src/table/sharded-map.js';
 import { type IdSet, idSetAdd, idSetDelete, idSetHas, idSetOf, idSetValues } from '../src/table/id-set.js';
 
-/** The shards are private; a few tests look at them to check freezing and sharing directly. */
+/** The shards are private (listed in chunks); a few tests look at them to check freezing and sharing directly. */
 function shardsOf<V>(map: ShardedMap<V>): readonly ReadonlyMap<string, V>[] {
-  return (map as unknown as { shards: readonly ReadonlyMap<string, V>[] }).shards;
+  return (map as unknown as { chunks: readonly (readonly ReadonlyMap<string, V>[])[] }).chunks.flat();
 }
 
 function range(n: number, prefix = 'k'): string[] {
@@ -66,10 +66,10 @@ describe('ShardedMap', () => {
       const m = mapOf(n);
       assert.equal(m.size, n);
       assert.equal(Number.isInteger(Math.log2(m.shardCount)), true, `shardCount ${m.shardCount}`);
-      assert.ok(m.shardCount * 256 >= n, `${m.shardCount} shards for ${n}`);
-      if (m.shardCount > 1) assert.ok((m.shardCount / 2) * 256 < n, `not more shards than needed for ${n}`);
+      assert.ok(m.shardCount * TARGET_SHARD_SIZE >= n, `${m.shardCount} shards for ${n}`);
+      if (m.shardCount > 1) assert.ok((m.shardCount / 2) * TARGET_SHARD_SIZE < n, `not more shards than needed for ${n}`);
     }
-    assert.ok(ShardedMap.from<number>([], 10_000).shardCount >= 10_000 / 256);
+    assert.ok(ShardedMap.from<number>([], 10_000).shardCount >= 10_000 / TARGET_SHARD_SIZE);
   });
 
   it('editor: get/set/delete, visible in the editor and in the committed map only', () => {
@@ -242,7 +242,7 @@ describe('ShardedMap', () => {
     for (let i = 0; i < 10_000; i++) e.set(`k${i}`, i);
     const m = e.commit();
     assert.equal(m.size, 10_000);
-    assert.ok(m.shardCount >= 10_000 / 256, `shardCount ${m.shardCount}`);
+    assert.ok(m.shardCount >= 10_000 / TARGET_SHARD_SIZE, `shardCount ${m.shardCount}`);
     for (let i = 0; i < 10_000; i++) assert.equal(m.get(`k${i}`), i);
     for (const shard of shardsOf(m)) assert.throws(() => (shard as Map<string, number>).set('x', 1), /frozen/);
   });
@@ -255,9 +255,11 @@ describe('ShardedMap', () => {
       e.set(`k${i}`, i);
       m = e.commit();
       counts.add(m.shardCount);
-      assert.ok(m.size <= m.shardCount * 1024, `size ${m.size} in ${m.shardCount} shards`);
+      assert.ok(m.size <= m.shardCount * TARGET_SHARD_SIZE * 4, `size ${m.size} in ${m.shardCount} shards`);
     }
-    // 1 shard until 1024 entries, then 8, then 64 past 8192.
+    // A re-shard happens past 4 × the target per shard and sizes for the target:
+    // 1 shard up to 512 entries, then 8 (up to 4096), then 64.
+    assert.equal(TARGET_SHARD_SIZE, 128, 'the counts below are worked out for 128');
     assert.deepEqual([...counts], [1, 8, 64]);
     assert.equal(m.size, 10_000);
     for (let i = 0; i < 10_000; i++) assert.equal(m.get(`k${i}`), i);
@@ -283,6 +285,77 @@ describe('ShardedMap', () => {
     assert.deepEqual([...m.values()].sort((a, b) => a - b), [...expected.values()].sort((a, b) => a - b));
     // the base is still complete
     assert.equal([...base.entries()].length, 20_000);
+  });
+});
+
+describe('ShardedMap: builder, forEach and untouched editors', () => {
+  it('builder: sized for the hint, later sets win, add keeps the first, build freezes and counts', () => {
+    const b = ShardedMap.builder<number>(10_000);
+    for (let i = 0; i < 10_000; i++) b.set(`k${i}`, i);
+    b.set('k5', -5);
+    assert.equal(b.add('k6', -6), false);
+    assert.equal(b.add('new', 1), true);
+    assert.equal(b.get('k5'), -5);
+    assert.equal(b.get('k6'), 6);
+    assert.equal(b.size, 10_001);
+    const m = b.build();
+    assert.equal(m.size, 10_001);
+    assert.equal(m.shardCount, ShardedMap.from(range(10_000).map((k) => [k, 0] as const)).shardCount);
+    assert.equal(m.get('k5'), -5);
+    assert.equal(m.get('k6'), 6);
+    assert.equal(m.get('new'), 1);
+    for (const shard of shardsOf(m)) assert.throws(() => (shard as Map<string, number>).set('x', 1), /frozen/);
+    assert.throws(() => b.set('late', 1), /after build/);
+    assert.throws(() => b.add('late', 1), /after build/);
+    assert.throws(() => b.build(), /called twice/);
+  });
+
+  it('builder: forEach may replace the value of the entry it visits', () => {
+    const b = ShardedMap.builder<number>(3000);
+    for (let i = 0; i < 3000; i++) b.set(`k${i}`, i);
+    let visits = 0;
+    b.forEach((v, k) => {
+      visits++;
+      b.set(k, v * 2);
+    });
+    assert.equal(visits, 3000);
+    const m = b.build();
+    for (let i = 0; i < 3000; i++) assert.equal(m.get(`k${i}`), i * 2);
+  });
+
+  it('forEach visits every entry once, like entries()', () => {
+    const m = mapOf(5000);
+    const seen = new Map<string, number>();
+    m.forEach((v, k) => {
+      assert.equal(seen.has(k), false);
+      seen.set(k, v);
+    });
+    assert.deepEqual(seen, new Map(m.entries()));
+  });
+
+  it('an editor that writes nothing commits to the same map and copies no shard list', () => {
+    const base = mapOf(5000);
+    const e = base.edit();
+    assert.equal(e.get('k1'), 1);
+    e.delete('missing');
+    assert.equal(e.commit(), base);
+    const used = base.edit();
+    used.set('k1', -1);
+    const next = used.commit();
+    assert.notEqual(next, base);
+    const chunksOf = (m: ShardedMap<number>) => (m as unknown as { chunks: readonly (readonly unknown[])[] }).chunks;
+    assert.notEqual(chunksOf(next)[0], chunksOf(base)[0]);
+    // 100k entries: several chunks of 64 shards, and one write copies exactly one chunk
+    const big = mapOf(100_000);
+    const e2 = big.edit();
+    e2.set('k1', -1);
+    const big2 = e2.commit();
+    const differing = chunksOf(big).filter((chunk, i) => chunk !== chunksOf(big2)[i]).length;
+    assert.equal(chunksOf(big).length, big.shardCount / 64);
+    assert.ok(chunksOf(big).length > 1);
+    assert.equal(differing, 1);
+    assert.equal(base.get('k1'), 1);
+    assert.equal(next.get('k1'), -1);
   });
 });
 
