@@ -53,8 +53,9 @@ export interface LongRun {
 }
 
 /** Starts a long-running command (`serve`, the demo script...) and follows its stdout line by line. */
-export function spawnLong(command: readonly string[], env: Readonly<Record<string, string>> = {}): LongRun {
-  const child = spawn(process.execPath, ['--import', 'tsx', ...command], { cwd: ROOT, env: baseEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnLong(command: readonly string[], env: Readonly<Record<string, string>> = {}, opts: { ownProcessGroup?: boolean } = {}): LongRun {
+  // ownProcessGroup: signal the whole group with process.kill(-pid, sig), as Ctrl-C in a terminal does.
+  const child = spawn(process.execPath, ['--import', 'tsx', ...command], { cwd: ROOT, env: baseEnv(env), stdio: ['ignore', 'pipe', 'pipe'], detached: opts.ownProcessGroup ?? false });
   const lines: Record<string, unknown>[] = [];
   let all = '';
   let buf = '';
