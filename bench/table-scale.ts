@@ -2,10 +2,16 @@
 // Run: node --expose-gc --import tsx bench/table-scale.ts [routes]   (default 1,000,000)
 // Prints a readable table, then one JSON line.
 //
+// Wall-clock figures on a shared machine include time other processes take from this one. The
+// report gives the load average before and after, and apply latencies also without the applies
+// that overlapped a GC pause or during which the process was involuntarily descheduled
+// (getrusage's involuntary context switches: process-wide, so an upper bound on the latter).
+//
 // Data: N domains, each with its own deployment and VM (all routable), VMs spread over 5 regions,
 // random v4 UUIDs. Column values are fresh strings per row (made by JSON.parse, as `pg` makes a
 // new string for every value it parses), so shared-string effects do not flatter the memory figures.
 import { randomUUID } from 'node:crypto';
+import { loadavg } from 'node:os';
 import { PerformanceObserver } from 'node:perf_hooks';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -142,6 +148,7 @@ function bootstrap(into: { state: RowState }): { buildMs: number; loadMs: number
   return { buildMs: t1 - t0, loadMs: t2 - t1 };
 }
 
+const loadAvgStart = loadavg();
 const base0 = heapAfterGc();
 // Only the current state stays referenced (as in the service): a retained first version would pin
 // every shard copied since.
@@ -186,6 +193,8 @@ const gcObserver = new PerformanceObserver((list) => {
 });
 gcObserver.observe({ entryTypes: ['gc'] });
 const applyWindows: { start: number; end: number }[] = [];
+/** Involuntary context switches during each apply (read outside the timed window). */
+const preempted: boolean[] = [];
 gc();
 // Fixed cost of a transaction that touches nothing (editors for every map, commits).
 const emptyApply: number[] = [];
@@ -232,9 +241,11 @@ for (let c = 0; c < CHANGES; c++) {
       break;
     }
   }
+  const switchesBefore = process.resourceUsage().involuntaryContextSwitches;
   const start = performance.now();
   const result = current.state.apply([change]);
   const end = performance.now();
+  preempted.push(process.resourceUsage().involuntaryContextSwitches !== switchesBefore);
   const ms = end - start;
   applyWindows.push({ start, end });
   current.state = result.state;
@@ -255,6 +266,9 @@ gcObserver.disconnect();
 const overlapsGc = (w: { start: number; end: number }) => gcPauses.some((g) => g.start < w.end && g.end > w.start);
 const withoutGc = all.filter((_, i) => !overlapsGc(applyWindows[i]!));
 applyStats['all, applies without a GC pause'] = latencyStats(withoutGc);
+const quiet = all.filter((_, i) => !overlapsGc(applyWindows[i]!) && !preempted[i]);
+applyStats['all, without a GC pause or a context switch'] = latencyStats(quiet);
+const appliesPreempted = preempted.filter(Boolean).length;
 applyStats['empty transaction (fixed cost)'] = latencyStats(emptyApply);
 const appliesWithGc = all.length - withoutGc.length;
 const stateBytesAfterChanges = heapAfterGc() - base0;
@@ -296,6 +310,8 @@ for (const size of lookupSizes) {
 // ---------------------------------------------------------------------------------------------
 
 const perRoute = (bytes: number) => bytes / N;
+const loadAvgEnd = loadavg();
+const fmtLoad = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
 const rows: [string, string, string][] = [
   ['routes', N.toLocaleString('en-US'), ''],
   ['build input rows (not part of load)', fmtMs(buildTablesMs), ''],
@@ -317,7 +333,10 @@ for (const l of lookups) {
 }
 const w0 = Math.max(...rows.map((r) => r[0].length));
 const w1 = Math.max(...rows.map((r) => r[1].length));
-console.log(`node ${process.version}, ${CHANGES} single-row changes (${appliesWithGc} overlapped a GC pause), ${REGIONS} regions`);
+console.log(
+  `node ${process.version}, ${CHANGES} single-row changes (${appliesWithGc} overlapped a GC pause, ${appliesPreempted} saw a context switch), ${REGIONS} regions`,
+);
+console.log(`load average (1/5/15 min): ${fmtLoad(loadAvgStart)} at start, ${fmtLoad(loadAvgEnd)} at end`);
 for (const [a, b, c] of rows) console.log(`${a.padEnd(w0)}  ${b.padEnd(w1)}  ${c}`);
 console.log(
   JSON.stringify({
@@ -332,6 +351,9 @@ console.log(
     applyMs: Object.fromEntries(Object.entries(applyStats).map(([k, s]) => [k, { p50: +s.p50.toFixed(3), p99: +s.p99.toFixed(3), max: +s.max.toFixed(3) }])),
     changedHostsTotal,
     appliesWithGcPause: appliesWithGc,
+    appliesWithContextSwitch: appliesPreempted,
+    loadAvgStart,
+    loadAvgEnd,
     lookupNs: lookups.map((l) => ({ size: l.size, fresh: +l.freshNs.toFixed(1), repeated: +l.warmNs.toFixed(1), plainMap: +l.plainMapFreshNs.toFixed(1) })),
   }),
 );
