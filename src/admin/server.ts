@@ -8,7 +8,9 @@
  *   GET  /routes/<host>   how that host would be routed now, and why
  *   POST /resync          a full resync now; answers when it is done, with what changed
  */
+import { once } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { HealthChecker } from '../proxy/health.js';
@@ -50,17 +52,11 @@ export class AdminServer {
     });
   }
 
-  listen(host: string | undefined, port: number): Promise<{ address: string; port: number }> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error) => reject(err);
-      this.server.once('error', onError);
-      this.server.listen({ host, port }, () => {
-        this.server.off('error', onError);
-        const a = this.server.address();
-        if (a === null || typeof a === 'string') resolve({ address: String(a), port });
-        else resolve({ address: a.address, port: a.port });
-      });
-    });
+  async listen(host: string | undefined, port: number): Promise<{ address: string; port: number }> {
+    this.server.listen({ host, port });
+    await once(this.server, 'listening'); // rejects with the 'error' (EADDRINUSE...) instead
+    const a = this.server.address() as AddressInfo;
+    return { address: a.address, port: a.port };
   }
 
   /** From now on /readyz answers 503 (the proxy is draining). */

@@ -53,20 +53,16 @@ export class Metrics {
       labelNames: ['kind', 'status'] as const,
       registers,
     });
-    const duration = new Histogram({
-      name: 'edgeproxy_request_duration_seconds',
-      help: 'Whole request duration on the public port (until the response ended), by route kind',
-      labelNames: ['kind'] as const,
-      buckets: LATENCY_BUCKETS,
-      registers,
-    });
-    const upstream = new Histogram({
-      name: 'edgeproxy_upstream_response_seconds',
-      help: "Time from forwarding to the upstream's response headers (VM or region load balancer), by route kind",
-      labelNames: ['kind'] as const,
-      buckets: LATENCY_BUCKETS,
-      registers,
-    });
+    // One latency histogram per route kind, children resolved once: the hot path does a Map lookup.
+    const latencyByKind = (name: string, help: string) => {
+      const h = new Histogram({ name, help, labelNames: ['kind'] as const, buckets: LATENCY_BUCKETS, registers });
+      return { histogram: h, children: new Map(ROUTE_KINDS.map((k) => [k, h.labels(k)])) };
+    };
+    const duration = latencyByKind('edgeproxy_request_duration_seconds', 'Whole request duration on the public port (until the response ended), by route kind');
+    const upstream = latencyByKind(
+      'edgeproxy_upstream_response_seconds',
+      "Time from forwarding to the upstream's response headers (VM or region load balancer), by route kind",
+    );
     const probes = new Counter({
       name: 'edgeproxy_health_probes_total',
       help: 'Health probes sent to same-region VMs (cache hits are not probes), by result',
@@ -79,9 +75,6 @@ export class Metrics {
       buckets: PROBE_BUCKETS,
       registers,
     });
-    // Children resolved once: the hot path does one Map lookup, no label hashing.
-    const durationByKind = new Map(ROUTE_KINDS.map((k) => [k, duration.labels(k)]));
-    const upstreamByKind = new Map(ROUTE_KINDS.map((k) => [k, upstream.labels(k)]));
     const requestChildren = new Map<string, { inc(): void }>();
     const healthy = probes.labels('healthy');
     const unhealthy = probes.labels('unhealthy');
@@ -95,8 +88,8 @@ export class Metrics {
             requestChildren.set(key, child);
           }
           child.inc();
-          (durationByKind.get(kind) ?? duration.labels(kind)).observe(durationSeconds);
-          if (upstreamSeconds !== undefined) (upstreamByKind.get(kind) ?? upstream.labels(kind)).observe(upstreamSeconds);
+          (duration.children.get(kind) ?? duration.histogram.labels(kind)).observe(durationSeconds);
+          if (upstreamSeconds !== undefined) (upstream.children.get(kind) ?? upstream.histogram.labels(kind)).observe(upstreamSeconds);
         } catch {
           // metrics must never break a request
         }
