@@ -34,7 +34,7 @@ export interface Config {
   readonly trustedProxies: readonly string[];
 }
 
-/** How the route table follows the database: see docs/decisions/0005-sync-modes.md. */
+/** How the route table follows the database: see docs/decisions/0005-streaming.md and docs/streaming.md. */
 export type SyncMode = 'auto' | 'replication' | 'poll';
 export const SYNC_MODES: readonly SyncMode[] = ['auto', 'replication', 'poll'];
 
