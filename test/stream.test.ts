@@ -62,6 +62,17 @@ describe('streaming', () => {
       assert.equal(p.store.current?.position?.lsn, status.lsn);
       assert.ok(status.lagMs !== undefined && status.lagMs < 5000, `lag ${status.lagMs}`);
       assert.deepEqual([...(p.store.current?.regionAddresses ?? [])].sort(), ['10.9.9.9', '127.0.0.1']);
+      // The applied position is reported back (status update at least every second), so the
+      // server can release WAL.
+      const confirmed = async () =>
+        (
+          await t.seed.query(`SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE database = current_database()`, [status.lsn])
+        ).rows[0]?.ok === true;
+      const t0 = Date.now();
+      while (!(await confirmed())) {
+        assert.ok(Date.now() - t0 < 2500, 'confirmed_flush_lsn reached the applied LSN within 2.5 s');
+        await new Promise((r) => setTimeout(r, 50));
+      }
       // Operators can see the proxy and its temporary slot.
       const seen = await t.seed.query(
         `SELECT r.application_name, s.temporary, s.slot_name FROM pg_stat_replication r JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.database = current_database()`,
@@ -70,6 +81,29 @@ describe('streaming', () => {
       assert.match(String(seen.rows[0].application_name), /^edgeproxy .+ stream$/);
       assert.equal(seen.rows[0].temporary, true);
       assert.match(String(seen.rows[0].slot_name), /^edgeproxy_[a-z0-9_]+$/);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('a resync while streaming is a fresh bootstrap, and reports no change when the stream was right', async () => {
+    const t = await setup();
+    try {
+      await t.seed.route({ name: 'r1.example', regionId: REGION_A, vmPort: 3001 });
+      const p = await t.proxy();
+      await p.waitForLog((l) => l.msg === 'replication stream started');
+      await t.seed.route({ name: 'r2.example', regionId: REGION_A, vmPort: 3002 });
+      await waitForQueryTable(p.store, t.seed.client);
+      const outcome = await p.resync();
+      assert.equal(outcome.ok, true);
+      if (!outcome.ok) return;
+      assert.deepEqual(outcome.diff, { added: [], removed: [], changed: [] });
+      assert.equal(outcome.routes, 2);
+      assert.equal(p.status().reconnects, 1);
+      assert.equal(p.status().streamState, 'streaming');
+      assert.equal(p.logs.filter((l) => l.msg === 'replication stream started').length, 2);
+      await t.seed.route({ name: 'r3.example', regionId: REGION_A, vmPort: 3003 });
+      await waitForQueryTable(p.store, t.seed.client);
     } finally {
       await t.close();
     }
