@@ -6,6 +6,7 @@ import { describeRun, runCli, type Run } from './support/cli.js';
 import { createDatabase, startPostgres, type PgServer, type TestDatabase } from './support/postgres.js';
 import { Seeder } from './support/seed.js';
 import { REGION_A, REGION_B } from './support/service.js';
+import { startStandby } from './support/standby.js';
 
 // `edgeproxy doctor` as a process against databases set up right and wrong: a second server runs
 // with wal_level=replica.
@@ -217,6 +218,29 @@ describe('edgeproxy doctor', { concurrency: true }, () => {
       assert.match(rows.detail, /^2 rows skipped/);
       assert.match(rows.detail, /c\.example: vm_port "null" is not a port number/);
     } finally {
+      await seed.close();
+      await db.drop();
+    }
+  });
+
+  it('a standby without hot_standby_feedback: FAIL with the setting to change; the publication made on the primary passes', async () => {
+    const { db, seed } = await database(logical, { publication: true });
+    const standby = await startStandby(logical, { hot_standby_feedback: 'off' });
+    try {
+      const { run, checks } = await doctorJson(standby.url(db.name));
+      assert.equal(run.code, 1, describeRun(run));
+      const role = checks.get('primary or standby')!;
+      assert.equal(role.status, 'fail');
+      assert.match(role.detail, /^standby \(read replica\) that can decode logical replication, but hot_standby_feedback is off/);
+      assert.equal(role.fix, 'on this standby: ALTER SYSTEM SET hot_standby_feedback = on; SELECT pg_reload_conf();');
+      assert.equal(checks.get('publication')!.status, 'pass');
+      assert.equal(checks.get('routing query')!.status, 'pass');
+      assert.deepEqual(
+        [...checks.values()].filter((c) => c.status !== 'pass').map((c) => c.check),
+        ['primary or standby'],
+      );
+    } finally {
+      await standby.stop();
       await seed.close();
       await db.drop();
     }
