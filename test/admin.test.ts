@@ -222,6 +222,45 @@ describe('admin API on a loaded service', () => {
   });
 });
 
+describe('admin API on a streaming service', () => {
+  it('metrics and /routes show the stream: state, LSN of the snapshot, commit-to-applied lag, transactions', async () => {
+    const db = await createDatabase(pg);
+    const seed = await Seeder.connect(db.url);
+    await seed.region(REGION_A);
+    const svc = await startTestService({ databaseUrl: db.url, adminAddr: ADMIN, syncMode: 'auto', updateIntervalMs: 60_000 });
+    try {
+      const admin = svc.adminPort!;
+      await eventually('streaming', async () => (await getJson(admin, '/routes')).body.source === 'stream', 15_000);
+      await seed.route({ name: 'streamed.example', regionId: REGION_A, vmPort: 3000 });
+      const routes = await eventually(
+        'the change applied',
+        async () => {
+          const r = await getJson(admin, '/routes');
+          return r.body.count === 1 ? r.body : undefined;
+        },
+        10_000,
+      );
+      const position = routes.position as { lsn: string };
+      assert.match(position.lsn, /^[0-9A-F]+\/[0-9A-F]+$/);
+      const sync = routes.sync as Record<string, unknown>;
+      assert.equal(sync.feeding, 'stream');
+      assert.equal(sync.streamState, 'streaming');
+      const m = (await request(admin, { path: '/metrics' })).body;
+      assert.equal(sample(m, 'edgeproxy_stream_state{state="streaming"}'), 1);
+      assert.equal(sample(m, 'edgeproxy_sync_feeding{source="stream"}'), 1);
+      const [hi, lo] = position.lsn.split('/').map((x) => parseInt(x, 16));
+      assert.equal(sample(m, 'edgeproxy_snapshot_lsn'), hi! * 2 ** 32 + lo!);
+      const lag = sample(m, 'edgeproxy_replication_lag_seconds')!;
+      assert.ok(lag >= 0 && lag < 10, `lag ${lag}`);
+      assert.ok((sample(m, 'edgeproxy_stream_transactions_total') ?? 0) >= 1);
+    } finally {
+      await svc.stop('test');
+      await seed.close();
+      await db.drop();
+    }
+  });
+});
+
 describe('admin API before the first table, and disabled', () => {
   it('/readyz, /routes and /routes/<host> answer 503 until a table is loaded; /healthz and /metrics work', async () => {
     const port = await closedPort();
