@@ -211,6 +211,7 @@ async function main(): Promise<void> {
     const proxy = `http://${httpAddr.host}:${service.port}`;
     const admin = `http://${adminAddr.host}:${service.adminPort}`;
     const ctl = `http://${controlAddr.host}:${controlPort}`;
+    const cli = 'npx tsx src/cli/main.ts';
     const move = `UPDATE deployments SET vm_id = (SELECT id FROM vms WHERE metadata->>'name' = 'vm-2') WHERE id = (SELECT deployment_id FROM domains WHERE name = 'shop.demo.test')`;
     const addDomain =
       `INSERT INTO domains (id, name, deployment_id, verified_at) SELECT gen_random_uuid(), 'new.demo.test', deployment_id, now() FROM domains WHERE name = 'blog.demo.test'`;
@@ -234,13 +235,12 @@ Add a domain:
   curl -X POST ${ctl}/sql --data "${addDomain}"
   curl -H 'Host: new.demo.test' ${proxy}/
 
-Operator commands (the admin API):
-  npx edgeproxy routes --admin-addr ${adminAddr.host}:${service.adminPort}
-  npx edgeproxy routes shop.demo.test --admin-addr ${adminAddr.host}:${service.adminPort}
-  npx edgeproxy resync -v --admin-addr ${adminAddr.host}:${service.adminPort}
-  npx edgeproxy doctor --database-url ${databaseUrl}
+Operator commands (\`npx edgeproxy\` once built with \`npm run build\`; from source:)
+  ${cli} routes --admin-addr ${adminAddr.host}:${service.adminPort}
+  ${cli} routes shop.demo.test --admin-addr ${adminAddr.host}:${service.adminPort}
+  ${cli} resync -v --admin-addr ${adminAddr.host}:${service.adminPort}
+  ${cli} doctor --database-url ${databaseUrl}
   curl ${admin}/metrics
-(use \`npx tsx src/cli/main.ts\` instead of \`npx edgeproxy\` before \`npm run build\`)
 
 Ctrl-C stops everything. The proxy's JSON logs follow.
 `);

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import pg from 'pg';
 import { request } from './support/backend.js';
-import { spawnLong, type LongRun } from './support/cli.js';
+import { describeRun, runCli, spawnLong, type LongRun } from './support/cli.js';
 import { eventually } from './support/service.js';
 
 // `npm run demo` (scripts/demo.ts) as a real process in its own process group: it starts, the
@@ -75,6 +75,13 @@ describe('npm run demo', () => {
 
       const routes = JSON.parse((await request(first.admin, { path: '/routes' })).body) as { count: number };
       assert.equal(routes.count, 4);
+      // The printed operator commands work against it, and the demo database passes doctor.
+      const [table, doctor] = await Promise.all([runCli(['routes', '--admin-addr', `127.0.0.1:${first.admin}`]), runCli(['doctor', '--database-url', first.databaseUrl])]);
+      assert.equal(table.code, 0, describeRun(table));
+      assert.match(table.stdout, /^shop\.demo\.test +same-region /m);
+      assert.match(table.stdout, /^api\.demo\.test +cross-region /m);
+      assert.equal(doctor.code, 0, describeRun(doctor));
+      assert.match(doctor.stdout, /13 passed, 0 failed, 0 warnings, 0 skipped/);
     } catch (err) {
       process.kill(-first.run.child.pid!, 'SIGKILL');
       throw err;
