@@ -298,7 +298,10 @@ describe('ShardedMap: builder, forEach and untouched editors', () => {
     assert.equal(b.get('k5'), -5);
     assert.equal(b.get('k6'), 6);
     assert.equal(b.size, 10_001);
+    assert.equal(b.shardCount, 128);
     const m = b.build();
+    // shardOf names the shard the built map keeps the key in
+    for (const k of ['k0', 'k5', 'k9999', 'new']) assert.equal(shardsOf(m)[b.shardOf(k)]!.has(k), true, k);
     assert.equal(m.size, 10_001);
     assert.equal(m.shardCount, ShardedMap.from(range(10_000).map((k) => [k, 0] as const)).shardCount);
     assert.equal(m.get('k5'), -5);

@@ -106,14 +106,14 @@ export class RowState {
     };
     const lookup: Lookup = { deployments, vms, regions };
 
-    loadTable('regions', tables.regions, regions, shared, problems, () => {});
-    loadTable('vms', tables.vms, vms, shared, problems, (v) => {
+    loadTable('regions', tables.regions, undefined, regions, shared, problems, () => {});
+    loadTable('vms', tables.vms, undefined, vms, shared, problems, (v) => {
       if (v.regionId !== null) draftAdd(regionVms, v.regionId, v.id);
     });
-    loadTable('deployments', tables.deployments, deployments, shared, problems, (d) => {
+    loadTable('deployments', tables.deployments, byParentShard(tables.deployments, 'vm_id', vms), deployments, shared, problems, (d) => {
       if (d.vmId !== null) draftAdd(vmDeployments, d.vmId, d.id);
     });
-    loadTable('domains', tables.domains, domains, shared, problems, (d) => {
+    loadTable('domains', tables.domains, byParentShard(tables.domains, 'deployment_id', deployments), domains, shared, problems, (d) => {
       const host = hostOf(d);
       if (host !== undefined) draftAdd(hostDomains, host, d.id);
       if (d.deploymentId !== null) draftAdd(deploymentDomains, d.deploymentId, d.id);
@@ -299,15 +299,38 @@ function toRowOrResync<T extends TableName>(table: T, change: RowChange, previou
   return toRow(table, change.row, previous, shared);
 }
 
+/**
+ * The order to read child rows in: grouped by the shard their parent key falls in (stable, NULLs
+ * last). The parent lookup and the parent-keyed index (same shard count, so the same shard index)
+ * then stay in cache across a group instead of missing on every row of a million.
+ */
+function byParentShard(rows: readonly Columns[], column: string, parent: ShardedMapBuilder<unknown>): Int32Array {
+  const groups = parent.shardCount + 1;
+  const group = new Int32Array(rows.length);
+  const start = new Int32Array(groups + 1);
+  for (let i = 0; i < rows.length; i++) {
+    const value = rows[i]![column];
+    const g = value === null || value === undefined ? groups - 1 : parent.shardOf(typeof value === 'string' ? value : String(value));
+    group[i] = g;
+    start[g + 1]!++;
+  }
+  for (let g = 0; g < groups; g++) start[g + 1]! += start[g]!;
+  const order = new Int32Array(rows.length);
+  for (let i = 0; i < rows.length; i++) order[start[group[i]!]!++] = i;
+  return order;
+}
+
 function loadTable<T extends TableName>(
   table: T,
   rows: readonly Columns[],
+  order: Int32Array | undefined,
   into: ShardedMapBuilder<RowTypes[T]>,
   shared: SharedId,
   problems: RowProblem[],
   each: (row: RowTypes[T]) => void,
 ): void {
-  for (const columns of rows) {
+  for (let k = 0; k < rows.length; k++) {
+    const columns = rows[order === undefined ? k : order[k]!]!;
     let row: RowTypes[T];
     try {
       row = toRow(table, columns, undefined, shared);
@@ -316,7 +339,7 @@ function loadTable<T extends TableName>(
       continue;
     }
     if (!into.add(row.id, row)) {
-      problems.push({ domain: '', field: `${table}.id`, value: row.id, reason: 'duplicate id in the bootstrap read (first row kept)' });
+      problems.push({ domain: '', field: `${table}.id`, value: row.id, reason: 'duplicate id in the bootstrap read (row skipped)' });
       continue;
     }
     each(row);

@@ -226,6 +226,15 @@ export class ShardedMapBuilder<V> {
     return size;
   }
 
+  get shardCount(): number {
+    return this.shards.length;
+  }
+
+  /** Which shard `key` lands in (equal for every map with the same shard count). */
+  shardOf(key: string): number {
+    return this.mask === 0 ? 0 : hashKey(key) & this.mask;
+  }
+
   get(key: string): V | undefined {
     return this.shards[this.mask === 0 ? 0 : hashKey(key) & this.mask]!.get(key);
   }
