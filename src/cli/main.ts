@@ -125,7 +125,7 @@ export async function main(argv: string[]): Promise<void> {
       'doctor',
       'Check a database for everything EdgeProxy needs; one line per check, with the fix for each failure',
       (y) =>
-        jsonOption(withConfigOptions(y, ['databaseUrl', 'publication', 'syncMode', 'regionId']), 'the checks')
+        jsonOption(withConfigOptions(y, ['databaseUrl', 'publication', 'syncMode', 'regionId'], ['regionId']), 'the checks')
           .example([
             ['EDGEPROXY_DATABASE_URL=postgres://edge@replica/zeitwork $0 doctor', 'check the database a proxy would use'],
             ['$0 doctor --sync-mode poll --database-url postgres://edge@replica/zeitwork', 'skip the streaming checks (polling only)'],

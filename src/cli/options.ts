@@ -13,14 +13,14 @@ export function helpDefault(o: (typeof OPTIONS)[number]): string {
   return d === '' ? '""' : d;
 }
 
-export function withConfigOptions<T>(y: Argv<T>, keys?: readonly (keyof Config)[]): Argv<T> {
+export function withConfigOptions<T>(y: Argv<T>, keys?: readonly (keyof Config)[], optional: readonly (keyof Config)[] = []): Argv<T> {
   let out = y;
   for (const o of OPTIONS) {
     if (keys !== undefined && !keys.includes(o.key)) continue;
     out = out.option(o.flag, {
       type: 'string',
       describe: `${o.description} [env ${o.env}]`,
-      defaultDescription: helpDefault(o),
+      defaultDescription: optional.includes(o.key) ? 'optional' : helpDefault(o),
       group: 'Configuration (flag over env var over default):',
     });
   }
