@@ -96,10 +96,27 @@ describe('admin API on a loaded service', () => {
       { host: 'cross.example', kind: 'cross-region', target: `127.0.0.1:${lb.port}`, vmIp: '10.9.8.7', vmPort: 3000, vmRegionId: REGION_B, regionPublicIp: '127.0.0.1' },
       { host: 'same.example', kind: 'same-region', target: `127.0.0.1:${vm.port}`, vmIp: '127.0.0.1', vmPort: vm.port, vmRegionId: REGION_A, regionPublicIp: '127.0.0.1' },
     ]);
+    assert.equal(r.body.truncated, false);
     const sync = r.body.sync as Record<string, unknown>;
     assert.equal(sync.mode, 'poll');
     assert.equal(sync.feeding, 'poll');
     assert.match(String(sync.lastFullLoadAt), /^\d{4}-\d\d-\d\dT/);
+  });
+
+  it('GET /routes?limit=&contains=: a page of the table; bad values → 400', async () => {
+    const first = await getJson(admin, '/routes?limit=1');
+    assert.equal(first.status, 200);
+    assert.equal(first.body.count, 2);
+    assert.equal(first.body.truncated, true);
+    assert.deepEqual((first.body.routes as { host: string }[]).map((x) => x.host), ['cross.example']);
+    const same = await getJson(admin, '/routes?contains=SAME');
+    assert.equal(same.body.count, 1);
+    assert.deepEqual((same.body.routes as { host: string }[]).map((x) => x.host), ['same.example']);
+    for (const bad of ['0', '100001', 'ten', '1.5', '-1']) {
+      const r = await getJson(admin, `/routes?limit=${bad}`);
+      assert.equal(r.status, 400, bad);
+      assert.match(String(r.body.error), /limit must be an integer from 1 to 100000/);
+    }
   });
 
   it('GET /routes/<host>: same region with the last health result, cross region via the LB, not found → 404', async () => {

@@ -53,6 +53,18 @@ describe('resync and routes against a running proxy', { concurrency: 1 }, () => 
     assert.match(lines[3]!, /^2 routes; this proxy's region .*sync mode poll, fed by poll, stream disabled$/);
   });
 
+  it('routes --limit / --contains: a page of the table, saying so', async () => {
+    const r = await runCli(['routes', '--limit', '1', '--admin-addr', addr]);
+    assert.equal(r.code, 0, describeRun(r));
+    const lines = r.stdout.trimEnd().split('\n');
+    assert.equal(lines.length, 3);
+    assert.match(lines[1]!, /^cross\.example /);
+    assert.match(lines[2]!, /^2 routes \(the first 1 shown; --limit\); /);
+    const same = await runCli(['routes', '--contains', 'same', '--admin-addr', addr]);
+    assert.match(same.stdout, /^same\.example /m);
+    assert.match(same.stdout, /^1 route containing "same"; /m);
+  });
+
   it('routes --json: the admin API document', async () => {
     const r = await runCli(['routes', '--json'], { EDGEPROXY_ADMIN_ADDR: addr });
     assert.equal(r.code, 0, describeRun(r));

@@ -176,6 +176,8 @@ describe('edgeproxy with a bad configuration: exit 2, one line on stderr', { con
     { name: 'resync: bad timeout', args: ['resync', '--timeout', 'soon'], env: {}, names: ['--timeout:', '"soon"'] },
     { name: 'resync: unknown flag', args: ['resync', '--force'], env: {}, names: ['force'] },
     { name: 'routes: two hosts', args: ['routes', 'a.example', 'b.example'], env: {}, names: ['b.example'] },
+    { name: 'routes: limit out of range', args: ['routes', '--limit', '0'], env: {}, names: ['--limit:', '1 to 100000'] },
+    { name: 'routes: limit not a number', args: ['routes', '--limit', 'ten'], env: {}, names: ['--limit:'] },
     { name: 'migrate: no database URL', args: ['migrate'], env: {}, names: ['EDGEPROXY_DATABASE_URL', 'required'] },
     { name: 'migrate: bad database URL with a password', args: ['migrate', '--database-url', `mysql://edge:${PASSWORD}@db/x`], env: {}, names: ['--database-url:'] },
     { name: 'doctor: bad sync mode', args: ['doctor', '--sync-mode', 'stream'], env: GOOD_ENV, names: ['--sync-mode:', '"stream"'] },

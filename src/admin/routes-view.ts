@@ -34,9 +34,24 @@ export interface TableView {
   readonly publishedAt: string | null;
   readonly position: { readonly lsn: string; readonly commitTime: string | null } | null;
   readonly sync: SyncStatusView;
+  /** Routes in the table (matching `contains`, when given). */
   readonly count: number;
+  /** The first `limit` of them by host name. */
   readonly routes: readonly RouteView[];
+  /** True when `count` > `routes.length`. */
+  readonly truncated: boolean;
 }
+
+export interface TableQuery {
+  /** At most this many routes in the answer (the smallest host names). */
+  readonly limit: number;
+  /** Only hosts containing this (already lowercase) text. */
+  readonly contains: string | undefined;
+}
+
+/** Default and maximum of `limit`: a million-route table must not be serialised in one go on the event loop. */
+export const DEFAULT_ROUTE_LIMIT = 1000;
+export const MAX_ROUTE_LIMIT = 100_000;
 
 export type SyncStatusView = Omit<SyncStatus, 'lastFullLoadAt'> & { readonly lastFullLoadAt: string | null };
 
@@ -82,10 +97,18 @@ export function viewRoute(route: Route, ctx: RoutingContext): RouteView {
   };
 }
 
-/** The whole table, sorted by host. */
-export function viewTable(snapshot: RouteSnapshot | undefined, status: SyncStatus, ctx: RoutingContext): TableView {
-  const routes = snapshot === undefined ? [] : [...snapshot.routes.values()].map((r) => viewRoute(r, ctx));
-  routes.sort((a, b) => (a.host < b.host ? -1 : a.host > b.host ? 1 : 0));
+/** The table (or the hosts containing `contains`), the first `limit` by host name. */
+export function viewTable(snapshot: RouteSnapshot | undefined, status: SyncStatus, ctx: RoutingContext, query: TableQuery): TableView {
+  let count = 0;
+  const smallest = new SmallestK<Route>(query.limit);
+  if (snapshot !== undefined) {
+    for (const r of snapshot.routes.values()) {
+      if (query.contains !== undefined && !r.host.includes(query.contains)) continue;
+      count += 1;
+      smallest.offer(r.host, r);
+    }
+  }
+  const routes = smallest.sorted().map((r) => viewRoute(r, ctx));
   return {
     ready: snapshot !== undefined,
     regionId: ctx.regionId,
@@ -94,9 +117,58 @@ export function viewTable(snapshot: RouteSnapshot | undefined, status: SyncStatu
     publishedAt: iso(snapshot?.publishedAt),
     position: snapshot?.position === undefined ? null : { lsn: snapshot.position.lsn, commitTime: iso(snapshot.position.commitTime) },
     sync: viewStatus(status),
-    count: routes.length,
+    count,
     routes,
+    truncated: count > routes.length,
   };
+}
+
+/**
+ * The k entries with the smallest keys, in O(n log k) over n offers: a max-heap of size k, so a
+ * page of a million-route table does not sort the whole table.
+ */
+class SmallestK<T> {
+  readonly #heap: { key: string; value: T }[] = [];
+  constructor(readonly k: number) {}
+
+  offer(key: string, value: T): void {
+    const h = this.#heap;
+    if (h.length < this.k) {
+      h.push({ key, value });
+      this.#up(h.length - 1);
+    } else if (this.k > 0 && key < h[0]!.key) {
+      h[0] = { key, value };
+      this.#down(0);
+    }
+  }
+
+  sorted(): T[] {
+    return [...this.#heap].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map((e) => e.value);
+  }
+
+  #up(i: number): void {
+    const h = this.#heap;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (h[parent]!.key >= h[i]!.key) return;
+      [h[parent], h[i]] = [h[i]!, h[parent]!];
+      i = parent;
+    }
+  }
+
+  #down(i: number): void {
+    const h = this.#heap;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let largest = i;
+      if (l < h.length && h[l]!.key > h[largest]!.key) largest = l;
+      if (r < h.length && h[r]!.key > h[largest]!.key) largest = r;
+      if (largest === i) return;
+      [h[largest], h[i]] = [h[i]!, h[largest]!];
+      i = largest;
+    }
+  }
 }
 
 /** How a request with this Host would be routed now, with the reason; uses the proxy's own decision. */

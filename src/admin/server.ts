@@ -4,7 +4,7 @@
  *   GET  /healthz         200 while the process runs
  *   GET  /readyz          200 once a first route table is loaded, else 503 (and 503 while stopping)
  *   GET  /metrics         Prometheus text (prom-client)
- *   GET  /routes          the table as JSON, with the sync status
+ *   GET  /routes          the table as JSON (?limit=, ?contains=), with the sync status
  *   GET  /routes/<host>   how that host would be routed now, and why
  *   POST /resync          a full resync now; answers when it is done, with what changed
  */
@@ -17,7 +17,7 @@ import type { HealthChecker } from '../proxy/health.js';
 import type { ResyncOutcome } from '../sync/poller.js';
 import type { RouteStore } from '../sync/route-store.js';
 import type { SyncStatus } from '../sync/status.js';
-import { explainHost, viewTable, type RoutingContext } from './routes-view.js';
+import { DEFAULT_ROUTE_LIMIT, MAX_ROUTE_LIMIT, explainHost, viewTable, type RoutingContext, type TableQuery } from './routes-view.js';
 
 export interface AdminServerOptions extends RoutingContext {
   readonly store: RouteStore;
@@ -107,7 +107,9 @@ export class AdminServer {
       }
       case '/routes':
       case '/routes/': {
-        const view = viewTable(o.store.current, o.status(), o);
+        const query = parseTableQuery(url.searchParams);
+        if ('error' in query) return json(res, 400, { error: query.error });
+        const view = viewTable(o.store.current, o.status(), o, query);
         return json(res, view.ready ? 200 : 503, view);
       }
     }
@@ -124,6 +126,18 @@ export class AdminServer {
     }
     return notFound(res);
   }
+}
+
+/** `?limit=N` (1..100000, default 1000) and `?contains=text`. */
+function parseTableQuery(params: URLSearchParams): TableQuery | { error: string } {
+  const rawLimit = params.get('limit');
+  let limit = DEFAULT_ROUTE_LIMIT;
+  if (rawLimit !== null) {
+    limit = /^[0-9]{1,6}$/.test(rawLimit) ? Number(rawLimit) : NaN;
+    if (!(limit >= 1 && limit <= MAX_ROUTE_LIMIT)) return { error: `limit must be an integer from 1 to ${MAX_ROUTE_LIMIT}` };
+  }
+  const contains = params.get('contains');
+  return { limit, contains: contains === null || contains === '' ? undefined : contains.toLowerCase() };
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

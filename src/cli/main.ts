@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { MAX_ROUTE_LIMIT } from '../admin/routes-view.js';
 import { ConfigError, resolveConfig, resolveOptions, type Config } from '../config/config.js';
 import { parseDuration } from '../config/duration.js';
 import { describePgError } from '../db/pool.js';
@@ -48,6 +49,11 @@ function timeoutOf(args: Record<string, unknown>): number {
   const ms = parseDuration(raw);
   if (ms === undefined || ms <= 0) throw new UsageError(`--timeout: ${JSON.stringify(raw)} is not a positive duration (examples: 30s, 2m)`);
   return ms;
+}
+
+function limitOf(limit: number): number {
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_ROUTE_LIMIT) throw new UsageError(`--limit: must be an integer from 1 to ${MAX_ROUTE_LIMIT}`);
+  return limit;
 }
 
 const jsonOption = <T>(y: Argv<T>, what: string) => y.option('json', { type: 'boolean', default: false, describe: `Print ${what} as one JSON document (for scripts)` });
@@ -98,13 +104,21 @@ export async function main(argv: string[]): Promise<void> {
         jsonOption(withConfigOptions(y, ['adminAddr']), 'the table or the explanation')
           .positional('host', { type: 'string', describe: 'A host name, as in a Host header (port, case and a trailing dot do not matter)' })
           .option('timeout', { type: 'string', default: '10s', describe: 'How long to wait for the proxy' })
+          .option('limit', { type: 'number', default: 1000, describe: 'Table: show at most this many routes, the first by host name (1-100000)' })
+          .option('contains', { type: 'string', describe: 'Table: only hosts containing this text' })
           .example([
             ['$0 routes', 'the table: host, kind (same-region or cross-region), target, VM, VM region'],
             ['$0 routes shop.example.com', 'not found / same region with the last health check / cross region via which load balancer'],
             ['$0 routes --json | jq \'.routes[] | select(.kind == "cross-region")\'', 'for scripts'],
           ])
           .epilogue('Exit status: 0 shown (with a host: it is routed), 1 the host is not routed, the table is not loaded yet, or the proxy is unreachable; 2 bad usage.'),
-      (args) => run(() => routesCommand({ adminAddr: options(['adminAddr'], args).adminAddr, host: args.host, timeoutMs: timeoutOf(args), json: args.json }, out)),
+      (args) =>
+        run(() =>
+          routesCommand(
+            { adminAddr: options(['adminAddr'], args).adminAddr, host: args.host, limit: limitOf(args.limit), contains: args.contains, timeoutMs: timeoutOf(args), json: args.json },
+            out,
+          ),
+        ),
     )
     .command(
       'migrate',

@@ -7,6 +7,9 @@ import { formatTable } from './table.js';
 export interface RoutesArgs {
   readonly adminAddr: ListenAddress | undefined;
   readonly host: string | undefined;
+  /** Table only: at most this many routes, and only hosts containing `contains`. */
+  readonly limit: number;
+  readonly contains: string | undefined;
   readonly timeoutMs: number;
   readonly json: boolean;
 }
@@ -18,7 +21,8 @@ export interface RoutesArgs {
 export async function routesCommand(args: RoutesArgs, out: (text: string) => void): Promise<void> {
   const base = adminBaseUrl(args.adminAddr);
   if (args.host === undefined) {
-    const reply = await callAdmin(base, '/routes', { timeoutMs: args.timeoutMs });
+    const q = new URLSearchParams({ limit: String(args.limit), ...(args.contains === undefined ? {} : { contains: args.contains }) });
+    const reply = await callAdmin(base, `/routes?${q}`, { timeoutMs: args.timeoutMs });
     const view = reply.body as TableView;
     if (args.json) {
       out(`${JSON.stringify(view)}\n`);
@@ -29,7 +33,8 @@ export async function routesCommand(args: RoutesArgs, out: (text: string) => voi
     out(formatTable(['HOST', 'KIND', 'TARGET', 'VM', 'VM REGION'], view.routes.map((r) => [r.host, r.kind, r.target, `${r.vmIp.includes(':') ? `[${r.vmIp}]` : r.vmIp}:${r.vmPort}`, r.vmRegionId])));
     const s = view.sync;
     out(
-      `${view.count} route${view.count === 1 ? '' : 's'}; this proxy's region ${view.regionId}; snapshot ${view.generation} from ${view.source}, published ${view.publishedAt}` +
+      `${view.count} route${view.count === 1 ? '' : 's'}${args.contains === undefined ? '' : ` containing "${args.contains}"`}` +
+        `${view.truncated ? ` (the first ${view.routes.length} shown; --limit)` : ''}; this proxy's region ${view.regionId}; snapshot ${view.generation} from ${view.source}, published ${view.publishedAt}` +
         `${view.position === null ? '' : ` at LSN ${view.position.lsn}`}; sync mode ${s.mode}, fed by ${s.feeding}, stream ${s.streamState}` +
         `${s.streamReason === undefined ? '' : ` (${s.streamReason})`}\n`,
     );
