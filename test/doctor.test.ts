@@ -223,6 +223,22 @@ describe('edgeproxy doctor', { concurrency: true }, () => {
     }
   });
 
+  it('an unreachable server: FAIL connect with the fix, the rest skipped, exit 1', async () => {
+    const port = await closedPort();
+    const { run, checks } = await doctorJson(`postgres://edge:Hunter2Secret@127.0.0.1:${port}/zeitwork`);
+    assert.equal(run.code, 1, describeRun(run));
+    const connect = checks.get('connect')!;
+    assert.equal(connect.status, 'fail');
+    assert.match(connect.detail, /ECONNREFUSED/);
+    assert.match(connect.fix!, /is PostgreSQL running and reachable/);
+    assert.equal([...checks.values()].filter((c) => c.status === 'skip').length, 12);
+    assert.ok(!run.stdout.includes('Hunter2Secret'));
+  });
+});
+
+// Alone, after the concurrent tests: cloning the primary's data folder must not race with
+// databases being created and dropped there.
+describe('edgeproxy doctor on a standby', () => {
   it('a standby without hot_standby_feedback: FAIL with the setting to change; the publication made on the primary passes', async () => {
     const { db, seed } = await database(logical, { publication: true });
     const standby = await startStandby(logical, { hot_standby_feedback: 'off' });
@@ -244,18 +260,6 @@ describe('edgeproxy doctor', { concurrency: true }, () => {
       await seed.close();
       await db.drop();
     }
-  });
-
-  it('an unreachable server: FAIL connect with the fix, the rest skipped, exit 1', async () => {
-    const port = await closedPort();
-    const { run, checks } = await doctorJson(`postgres://edge:Hunter2Secret@127.0.0.1:${port}/zeitwork`);
-    assert.equal(run.code, 1, describeRun(run));
-    const connect = checks.get('connect')!;
-    assert.equal(connect.status, 'fail');
-    assert.match(connect.detail, /ECONNREFUSED/);
-    assert.match(connect.fix!, /is PostgreSQL running and reachable/);
-    assert.equal([...checks.values()].filter((c) => c.status === 'skip').length, 12);
-    assert.ok(!run.stdout.includes('Hunter2Secret'));
   });
 });
 

@@ -6,13 +6,10 @@ import { ConfigError, resolveConfig, resolveOptions, type Config } from '../conf
 import { parseDuration } from '../config/duration.js';
 import { describePgError } from '../db/pool.js';
 import { VERSION } from '../version.js';
-import { doctorCommand } from './doctor.js';
 import { CommandFailed, UsageError } from './exit.js';
-import { migrateCommand } from './migrate.js';
 import { withConfigOptions } from './options.js';
 import { resyncCommand } from './resync.js';
 import { routesCommand } from './routes.js';
-import { serve } from './serve.js';
 
 const out = (text: string) => void process.stdout.write(text);
 const err = (text: string) => void process.stderr.write(text);
@@ -78,6 +75,8 @@ export async function main(argv: string[]): Promise<void> {
           if (err instanceof ConfigError) usageError(err.message);
           throw err;
         }
+        // Loaded on demand, like doctor and migrate: the client commands and --help start faster.
+        const { serve } = await import('./serve.js');
         await serve(config);
       },
     )
@@ -133,7 +132,10 @@ export async function main(argv: string[]): Promise<void> {
           ])
           .epilogue('For development and tests only: the production schema belongs to the control plane. Applied files are recorded in the table pgmigrations.'),
       (args) =>
-        run(() => migrateCommand({ databaseUrl: options(['databaseUrl'], args).databaseUrl, dryRun: args['dry-run'], json: args.json, verbose: args.verbose }, out, err)),
+        run(async () => {
+          const { migrateCommand } = await import('./migrate.js');
+          await migrateCommand({ databaseUrl: options(['databaseUrl'], args).databaseUrl, dryRun: args['dry-run'], json: args.json, verbose: args.verbose }, out, err);
+        }),
     )
     .command(
       'doctor',
@@ -156,6 +158,7 @@ export async function main(argv: string[]): Promise<void> {
           const o = options(['databaseUrl', 'publication', 'syncMode'], args);
           const regionGiven = args['region-id'] !== undefined || (process.env.EDGEPROXY_REGION_ID ?? '') !== '';
           const regionId = regionGiven ? options(['regionId'], args).regionId : undefined;
+          const { doctorCommand } = await import('./doctor.js');
           await doctorCommand({ ...o, regionId, json: args.json }, out);
         }),
     )
