@@ -203,8 +203,8 @@ for (let i = 0; i < 200; i++) {
   current.state = current.state.apply([]).state;
   emptyApply.push(performance.now() - start);
 }
-for (let c = 0; c < CHANGES; c++) {
-  const kind = KINDS[c % KINDS.length]!;
+/** The next change of `kind` (c numbers it, for unique names). */
+function makeChange(c: number, kind: Kind): RowChange {
   let change: RowChange;
   switch (kind) {
     case 'vm status flip': {
@@ -241,6 +241,12 @@ for (let c = 0; c < CHANGES; c++) {
       break;
     }
   }
+  return change;
+}
+
+for (let c = 0; c < CHANGES; c++) {
+  const kind = KINDS[c % KINDS.length]!;
+  const change = makeChange(c, kind);
   const switchesBefore = process.resourceUsage().involuntaryContextSwitches;
   const start = performance.now();
   const result = current.state.apply([change]);
@@ -272,6 +278,21 @@ const appliesPreempted = preempted.filter(Boolean).length;
 applyStats['empty transaction (fixed cost)'] = latencyStats(emptyApply);
 const appliesWithGc = all.length - withoutGc.length;
 const stateBytesAfterChanges = heapAfterGc() - base0;
+
+// Bytes one apply allocates: heap growth across it, median of 100 applies per kind (an apply that
+// spans a scavenge shows a drop and is left out). Includes ~0.2 KB for reading the heap size.
+const allocated = new Map<Kind, number[]>(KINDS.map((k) => [k, []]));
+for (let c = 0; c < 400; c++) {
+  const kind = KINDS[c % KINDS.length]!;
+  const change = makeChange(CHANGES + c, kind);
+  const before = process.memoryUsage().heapUsed;
+  current.state = current.state.apply([change]).state;
+  const grown = process.memoryUsage().heapUsed - before;
+  if (grown > 0) allocated.get(kind)!.push(grown);
+}
+const allocatedMedian = Object.fromEntries(
+  KINDS.map((k) => [k, percentile([...allocated.get(k)!].sort((a, b) => a - b), 50)]),
+) as Record<Kind, number>;
 
 // ---------------------------------------------------------------------------------------------
 // 4. Lookups
@@ -324,6 +345,7 @@ const rows: [string, string, string][] = [
 for (const [kind, s] of Object.entries(applyStats)) {
   rows.push([`apply 1 row: ${kind}`, `p50 ${fmtMs(s.p50)}  p99 ${fmtMs(s.p99)}  max ${fmtMs(s.max)}`, kind === 'all' ? 'target: p99 <= 5 ms' : '']);
 }
+for (const kind of KINDS) rows.push([`allocated per apply: ${kind}`, `${(allocatedMedian[kind] / 1024).toFixed(1)} KB`, '']);
 for (const l of lookups) {
   rows.push([
     `routes.get at ${l.size.toLocaleString('en-US')} (${l.shardCount} shards)`,
@@ -349,6 +371,7 @@ console.log(
     stateBytesPerRouteAfterChanges: Math.round(perRoute(stateBytesAfterChanges)),
     queryRoutesBytesPerRoute: Math.round(perRoute(queryBytes)),
     applyMs: Object.fromEntries(Object.entries(applyStats).map(([k, s]) => [k, { p50: +s.p50.toFixed(3), p99: +s.p99.toFixed(3), max: +s.max.toFixed(3) }])),
+    allocatedBytesPerApply: allocatedMedian,
     changedHostsTotal,
     appliesWithGcPause: appliesWithGc,
     appliesWithContextSwitch: appliesPreempted,
