@@ -131,3 +131,43 @@ describe('observer (metrics hook)', () => {
     }
   });
 });
+
+describe('keep-alive race', () => {
+  for (const engine of ENGINES) {
+    it(`a pooled connection reset as it is reused (${engine}): a GET is sent again on a new connection, nothing is marked`, async () => {
+      // Answers the first request on each connection with keep-alive, resets on the second: what an
+      // upstream closing an idle connection just as the proxy reuses it looks like.
+      const { createServer } = await import('node:net');
+      let connections = 0;
+      const upstream = createServer((socket) => {
+        connections++;
+        let seen = 0;
+        let head = '';
+        socket.on('error', () => undefined);
+        socket.on('data', (c: Buffer) => {
+          head += c.toString('latin1');
+          while (head.includes('\r\n\r\n')) {
+            head = head.slice(head.indexOf('\r\n\r\n') + 4);
+            if (++seen === 1) socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok');
+            else socket.resetAndDestroy();
+          }
+        });
+      });
+      await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+      const port = (upstream.address() as { port: number }).port;
+      const p = await startProxy({ engine });
+      try {
+        p.routes({ 'app.example': { vmPort: port } });
+        assert.equal((await request(p.port, { host: 'app.example' })).status, 200);
+        const second = await request(p.port, { host: 'app.example' });
+        assert.equal(second.status, 200, 'retried on a fresh connection');
+        assert.equal(second.body, 'ok');
+        assert.equal(p.logs.filter((l) => l.msg === 'vm unhealthy').length, 0);
+        assert.ok(connections >= 2);
+      } finally {
+        await p.close();
+        upstream.close();
+      }
+    });
+  }
+});

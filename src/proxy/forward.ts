@@ -128,6 +128,7 @@ export class Forwarder {
   #forwardUndici(req: IncomingMessage, res: ProxyResponse, upstream: Upstream): void {
     const exchange = new UndiciExchange(res);
     res.cancel = exchange;
+    res.forwarder = this;
     this.#undici.dispatch(
       {
         origin: `http://${formatUpstream(upstream)}`,
@@ -152,7 +153,7 @@ export class Forwarder {
     const info = classifyError(err, r.upstreamRequest?.reusedSocket === true, r.upstreamAt > 0);
     // The keep-alive race on a request without a body: it never reached the app, so send it again
     // once on a fresh connection (http-proxy-3 would otherwise answer 502).
-    if (!info.connectionFailed && info.code === 'ECONNRESET' && r.upstreamAt === 0 && r.attempts === 1 && req.readableEnded && isBodyless(req) && r.upstream !== undefined) {
+    if (!info.connectionFailed && info.code === 'ECONNRESET' && r.upstreamAt === 0 && r.attempts === 1 && req.readableEnded && canRetry(req) && r.upstream !== undefined) {
       this.forward(req, r, r.upstream);
       return;
     }
@@ -230,6 +231,14 @@ export class Forwarder {
       }
     });
   }
+}
+
+const RACE_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** A request that can be sent again after the keep-alive race: idempotent and without a body. */
+function canRetry(req: IncomingMessage): boolean {
+  return IDEMPOTENT.has(req.method ?? '') && isBodyless(req);
 }
 
 function isBodyless(req: IncomingMessage): boolean {
@@ -314,7 +323,15 @@ class UndiciExchange implements Dispatcher.DispatchHandler {
     if (this.#done) return; // cancelled by us because the client left
     this.#done = true;
     const res = this.res;
-    res.sink?.forwardFailed(res, classifyError(err, false, res.upstreamAt > 0));
+    const classified = classifyError(err, false, res.upstreamAt > 0);
+    // A reset before any response byte may be the keep-alive race (the upstream closed a pooled
+    // connection as we reused it; undici does not say whether it was reused): an idempotent request
+    // without a body is sent once more, on a new connection. Only a second failure counts.
+    if (res.upstreamAt === 0 && res.attempts === 1 && RACE_CODES.has(classified.code) && res.forwarder !== undefined && res.upstream !== undefined && canRetry(res.req)) {
+      res.forwarder.forward(res.req, res, res.upstream);
+      return;
+    }
+    res.sink?.forwardFailed(res, classified);
   }
 }
 
