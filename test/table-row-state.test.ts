@@ -813,6 +813,35 @@ describe('RowState: a region with 200 VMs (reverse index past the array limit)',
   });
 });
 
+describe('RowState.loadAsync', () => {
+  it('builds the same state as load, giving the event loop turns while it works', async () => {
+    const changes: RowChange[] = [region(1), region(2)];
+    for (let i = 1; i <= 9000; i++) {
+      changes.push(vm(i, 1 + (i % 2), `10.0.${i >> 8}.${i & 255}`, 3000 + (i % 7)), deployment(i, i));
+      changes.push(domain(i, `h${i % 8000}.example`, i));
+    }
+    const tables: TableRows = {
+      domains: changes.flatMap((c) => (c.op === 'insert' && c.table === 'domains' ? [c.row] : [])),
+      deployments: changes.flatMap((c) => (c.op === 'insert' && c.table === 'deployments' ? [c.row] : [])),
+      vms: changes.flatMap((c) => (c.op === 'insert' && c.table === 'vms' ? [c.row] : [])),
+      regions: changes.flatMap((c) => (c.op === 'insert' && c.table === 'regions' ? [c.row] : [])),
+    };
+    let turns = 0;
+    const ticker = setInterval(() => turns++, 0);
+    const loaded = await RowState.loadAsync(tables, 0);
+    clearInterval(ticker);
+    const sync = RowState.load(tables);
+    assert.ok(turns >= 3, `the event loop ran ${turns} times during the load`);
+    assert.equal(loaded.state.routes.size, 8000);
+    assert.deepStrictEqual(sorted(snapshot(loaded.state.routes)), sorted(snapshot(sync.state.routes)));
+    assert.deepStrictEqual(loaded.state.counts, sync.state.counts);
+    // and it keeps working the same way afterwards
+    const a = loaded.state.apply([del('domains', DOM(5))]);
+    const b = sync.state.apply([del('domains', DOM(5))]);
+    assert.deepStrictEqual(a.changedHosts, b.changedHosts);
+  });
+});
+
 describe('RowState.load: problems and shared structure', () => {
   const rowsOf = (changes: readonly RowChange[], table: TableName): Columns[] =>
     changes.flatMap((c) => (c.op === 'insert' && c.table === table ? [c.row] : []));

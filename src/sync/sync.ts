@@ -193,7 +193,11 @@ export class Sync {
       return;
     }
     const t0 = performance.now();
-    const { state, problems } = RowState.load(started.snapshot.tables);
+    const { state, problems } = await RowState.loadAsync(started.snapshot.tables);
+    if (this.#stopped) {
+      await started.stream.close();
+      return;
+    }
     const buildMs = performance.now() - t0;
     this.#regions = new Map();
     for (const row of started.snapshot.tables.regions) this.#setRegion(row);

@@ -91,6 +91,28 @@ export class RowState {
    * the lookups of a million rows mostly in cache.
    */
   static load(tables: TableRows): { state: RowState; problems: RowProblem[] } {
+    const steps = RowState.#loadSteps(tables);
+    for (let r = steps.next(); ; r = steps.next()) if (r.done === true) return r.value;
+  }
+
+  /**
+   * `load`, giving the event loop a turn at least every `sliceMs` of work: a bootstrap while the
+   * proxy already serves (a reconnect) must not stall requests for the seconds a million rows take.
+   */
+  static async loadAsync(tables: TableRows, sliceMs = 10): Promise<{ state: RowState; problems: RowProblem[] }> {
+    const steps = RowState.#loadSteps(tables);
+    let sliceStart = performance.now();
+    for (let r = steps.next(); ; r = steps.next()) {
+      if (r.done === true) return r.value;
+      if (performance.now() - sliceStart >= sliceMs) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        sliceStart = performance.now();
+      }
+    }
+  }
+
+  /** The load, as a generator that pauses every LOAD_BATCH rows (so callers may yield). */
+  static *#loadSteps(tables: TableRows): Generator<void, { state: RowState; problems: RowProblem[] }> {
     const problems: RowProblem[] = [];
     const regions = ShardedMap.builder<RegionRow>(tables.regions.length);
     const vms = ShardedMap.builder<VmRow>(tables.vms.length);
@@ -108,14 +130,16 @@ export class RowState {
     };
     const lookup: Lookup = { deployments, vms, regions };
 
-    loadTable('regions', tables.regions, undefined, regions, shared, problems, () => {});
-    loadTable('vms', tables.vms, undefined, vms, shared, problems, (v) => {
+    yield* loadTable('regions', tables.regions, undefined, regions, shared, problems, () => {});
+    yield* loadTable('vms', tables.vms, undefined, vms, shared, problems, (v) => {
       if (v.regionId !== null) draftAdd(regionVms, v.regionId, v.id);
     });
-    loadTable('deployments', tables.deployments, byParentShard(tables.deployments, 'vm_id', vms), deployments, shared, problems, (d) => {
+    yield;
+    yield* loadTable('deployments', tables.deployments, byParentShard(tables.deployments, 'vm_id', vms), deployments, shared, problems, (d) => {
       if (d.vmId !== null) draftAdd(vmDeployments, d.vmId, d.id);
     });
-    loadTable('domains', tables.domains, byParentShard(tables.domains, 'deployment_id', deployments), domains, shared, problems, (d) => {
+    yield;
+    yield* loadTable('domains', tables.domains, byParentShard(tables.domains, 'deployment_id', deployments), domains, shared, problems, (d) => {
       const host = hostOf(d);
       if (host !== undefined) draftAdd(hostDomains, host, d.id);
       if (d.deploymentId !== null) draftAdd(deploymentDomains, d.deploymentId, d.id);
@@ -134,14 +158,21 @@ export class RowState {
       }
     });
 
+    yield;
+    const hostIndex = finishIndex(hostDomains);
+    yield;
+    const deploymentIndex = finishIndex(deploymentDomains);
+    yield;
+    const vmIndex = finishIndex(vmDeployments);
+    yield;
     const state = new RowState({
       domains: domains.build(),
       deployments: deployments.build(),
       vms: vms.build(),
       regions: regions.build(),
-      hostDomains: finishIndex(hostDomains),
-      deploymentDomains: finishIndex(deploymentDomains),
-      vmDeployments: finishIndex(vmDeployments),
+      hostDomains: hostIndex,
+      deploymentDomains: deploymentIndex,
+      vmDeployments: vmIndex,
       regionVms: finishIndex(regionVms),
       routes: routes.build(),
     });
@@ -322,7 +353,10 @@ function byParentShard(rows: readonly Columns[], column: string, parent: Sharded
   return order;
 }
 
-function loadTable<T extends TableName>(
+/** Rows between two pauses of a load (a few milliseconds of work). */
+const LOAD_BATCH = 4096;
+
+function* loadTable<T extends TableName>(
   table: T,
   rows: readonly Columns[],
   order: Int32Array | undefined,
@@ -330,8 +364,9 @@ function loadTable<T extends TableName>(
   shared: SharedId,
   problems: RowProblem[],
   each: (row: RowTypes[T]) => void,
-): void {
+): Generator<void, void> {
   for (let k = 0; k < rows.length; k++) {
+    if (k % LOAD_BATCH === LOAD_BATCH - 1) yield;
     const columns = rows[order === undefined ? k : order[k]!]!;
     let row: RowTypes[T];
     try {
