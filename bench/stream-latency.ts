@@ -2,7 +2,7 @@
 // host to its new target? Single-row changes and a 2,000-row transaction, streaming from a
 // primary and from a standby, side by side with polling at the default interval.
 //
-// Run: node --import tsx bench/stream-latency.ts [--samples 200] [--poll-samples 6] [--routes 2000] [--no-standby] [--no-poll]
+// Run: node --import tsx bench/stream-latency.ts [--samples 200] [--poll-samples 6] [--routes 2000] [--scenarios primary,standby,poll]
 // Prints one JSON line per scenario, then a table.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -20,14 +20,15 @@ const { values: args } = parseArgs({
     samples: { type: 'string', default: '200' },
     'poll-samples': { type: 'string', default: '6' },
     routes: { type: 'string', default: '2000' },
-    'no-standby': { type: 'boolean', default: false },
-    'no-poll': { type: 'boolean', default: false },
+    scenarios: { type: 'string', default: 'primary,standby,poll' },
   },
 });
 const SAMPLES = Number(args.samples);
 const POLL_SAMPLES = Number(args['poll-samples']);
 const ROUTES = Math.max(2000, Number(args.routes));
 const REGION = '0a000000-0000-4000-8000-00000000000a';
+const SCENARIOS = new Set(args.scenarios.split(','));
+const POLL_INTERVAL_MS = 10_000;
 
 async function backend(name: string) {
   const s = http.createServer((_req, res) => res.end(name));
@@ -139,6 +140,8 @@ async function scenario(label: string, opts: { primary: PgServer; readUrl: strin
     const host = fixture.hosts[k]!;
     await routedAfter(port, host, on.get(host) ?? 'A', performance.now(), timeout); // warm: route and health known
     const next = (on.get(host) ?? 'A') === 'A' ? 'B' : 'A';
+    // Polling: commit at a random point of the interval (the warm-up ends just after a poll).
+    if (opts.mode === 'poll') await new Promise((r) => setTimeout(r, Math.random() * POLL_INTERVAL_MS));
     await fixture.writer.query('UPDATE vms SET port = $2 WHERE id = $1', [fixture.vmIds[k], next === 'A' ? ports.a : ports.b]);
     const t0 = performance.now();
     single.push(await routedAfter(port, host, next, t0, timeout));
@@ -151,6 +154,8 @@ async function scenario(label: string, opts: { primary: PgServer; readUrl: strin
     const ids = fixture.vmIds.slice(0, 2000);
     const last = fixture.hosts[1999]!;
     const target = run % 2 === 0 ? 'B' : 'A';
+    await routedAfter(port, last, on.get(last) ?? 'A', performance.now(), timeout);
+    if (opts.mode === 'poll') await new Promise((r) => setTimeout(r, Math.random() * POLL_INTERVAL_MS));
     await fixture.writer.query('UPDATE vms SET port = $2 WHERE id = ANY($1::uuid[])', [ids, target === 'A' ? ports.a : ports.b]);
     const t0 = performance.now();
     bulk.push(await routedAfter(port, last, target, t0, timeout));
@@ -172,9 +177,9 @@ async function main() {
   await applyMigrations(db.url);
   const fixture = await seed(db.url, ports);
   const results = [];
-  results.push(await scenario('primary, streaming', { primary, readUrl: db.url, writeUrl: db.url, mode: 'replication', samples: SAMPLES, fixture, ports }));
+  if (SCENARIOS.has('primary')) results.push(await scenario('primary, streaming', { primary, readUrl: db.url, writeUrl: db.url, mode: 'replication', samples: SAMPLES, fixture, ports }));
   let standby: PgServer | undefined;
-  if (!args['no-standby'] && primary.majorVersion >= 16) {
+  if (SCENARIOS.has('standby') && primary.majorVersion >= 16) {
     standby = await startStandby(primary);
     const onStandby = new pg.Client({ connectionString: standby.url(db.name) });
     await onStandby.connect();
@@ -182,7 +187,7 @@ async function main() {
     await onStandby.end();
     results.push(await scenario('standby, streaming', { primary, readUrl: standby.url(db.name), writeUrl: db.url, mode: 'replication', samples: SAMPLES, fixture, ports, nudge: fixture.writer }));
   }
-  if (!args['no-poll']) {
+  if (SCENARIOS.has('poll')) {
     results.push(await scenario('primary, polling every 10s', { primary, readUrl: db.url, writeUrl: db.url, mode: 'poll', samples: POLL_SAMPLES, fixture, ports }));
   }
   console.log('\nscenario                     | single-row p50 / p99 / max (ms) | 2,000-row tx p50 / p99 / max (ms)');
