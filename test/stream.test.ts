@@ -109,3 +109,30 @@ describe('streaming', () => {
     }
   });
 });
+
+describe('duplicate names while streaming', () => {
+  it('are warned about at bootstrap and when a change makes or alters one, not on every change', async () => {
+    const t = await setup();
+    try {
+      await t.seed.route({ name: 'dup.example', regionId: REGION_A, vmPort: 3001 });
+      await t.seed.route({ name: 'DUP.example.', regionId: REGION_A, vmPort: 3002 });
+      const p = await t.proxy();
+      const first = await p.waitForLog((l) => l.msg === 'duplicate domain name');
+      assert.equal(first.host, 'dup.example');
+      assert.equal((first.chosen as { vmPort: number }).vmPort, 3001);
+      const third = await t.seed.route({ name: 'dup.example', regionId: REGION_A, vmPort: 3000 });
+      await waitForQueryTable(p.store, t.seed.client);
+      const warnings = () => p.logs.filter((l) => l.msg === 'duplicate domain name');
+      assert.equal(warnings().length, 2, 'a third row is a new duplicate set');
+      assert.equal((warnings()[1]!.chosen as { vmPort: number }).vmPort, 3000);
+      // A change that leaves the duplicate set as it is says nothing more.
+      await t.seed.query(`UPDATE vms SET vcpus = 2 WHERE id = $1`, [third.vmId]);
+      await t.seed.query(`UPDATE domains SET verification_token = 'x' WHERE id = $1`, [third.domainId]);
+      await t.seed.route({ name: 'other.example', regionId: REGION_A, vmPort: 3003 });
+      await waitForQueryTable(p.store, t.seed.client);
+      assert.equal(warnings().length, 2);
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -4,6 +4,7 @@ import type { Logger } from '../log/logger.js';
 import { type FailureKind, ReplicationStream, StreamError, type StreamStart } from '../replication/stream.js';
 import type { Transaction } from '../replication/transaction.js';
 import { diffRoutes, isEmptyDiff } from '../table/diff.js';
+import type { Duplicate } from '../table/query-routes.js';
 import { parseIp, type RowProblem } from '../table/route.js';
 import { RowState } from '../table/row-state.js';
 import type { Columns } from '../table/rows.js';
@@ -38,6 +39,7 @@ export class SyncStartError extends Error {
 }
 
 const MAX_LOGGED_PROBLEMS = 100;
+const MAX_LOGGED_DUPLICATES = 100;
 
 /**
  * Keeps the route table following the database. In mode `poll`, only the Poller. In `auto` and
@@ -74,6 +76,8 @@ export class Sync {
   #warnedUnavailable: string | undefined;
   #lastFullLoadAt: number | undefined;
   #lastFullLoadMs: number | undefined;
+  /** Duplicate names already warned about: host → what was said (warn again only when it changes). */
+  #duplicates = new Map<string, string>();
 
   constructor(opts: SyncOptions) {
     this.#o = {
@@ -222,6 +226,8 @@ export class Sync {
     this.#reason = undefined;
     this.#warnedUnavailable = undefined;
     this.#reportProblems(problems);
+    this.#duplicates.clear();
+    this.#reportDuplicates(state.duplicates(), undefined);
     const diff = previous === undefined ? undefined : diffRoutes(previous.routes, state.routes);
     logger.info(
       {
@@ -264,6 +270,7 @@ export class Sync {
     }
     if (regionsChanged) this.#regionAddresses = new Set(this.#regions.values());
     this.#reportProblems(result.problems);
+    if (result.touchedHosts.size > 0) this.#reportDuplicates(result.state.duplicates(result.touchedHosts), result.touchedHosts);
     this.#transactions += 1;
     this.#pending = tx;
     this.#pendingChanged += result.changedHosts.length;
@@ -349,6 +356,22 @@ export class Sync {
     if (mode === 'auto' && err.kind !== 'resync') this.poller.resume(0);
     clearTimeout(this.#retryTimer);
     this.#retryTimer = setTimeout(() => void this.#bootstrap(false), delay);
+  }
+
+  /** Warns about duplicate names that are new or changed; `checked` hosts without one are forgotten. */
+  #reportDuplicates(found: readonly Duplicate[], checked: Iterable<string> | undefined): void {
+    if (checked !== undefined) {
+      const still = new Set(found.map((d) => d.host));
+      for (const host of checked) if (!still.has(host)) this.#duplicates.delete(host);
+    }
+    let logged = 0;
+    for (const d of found) {
+      const key = JSON.stringify([d.chosen, d.others]);
+      if (this.#duplicates.get(d.host) === key) continue;
+      this.#duplicates.set(d.host, key);
+      if (logged++ < MAX_LOGGED_DUPLICATES) this.#o.logger.warn({ host: d.host, chosen: d.chosen, others: d.others }, 'duplicate domain name');
+    }
+    if (logged > MAX_LOGGED_DUPLICATES) this.#o.logger.warn({ duplicates: logged }, `more duplicate domain names (first ${MAX_LOGGED_DUPLICATES} logged)`);
   }
 
   #reportProblems(problems: readonly RowProblem[]): void {

@@ -1,5 +1,6 @@
 import { normaliseHost } from './host.js';
 import { type IdSet, type IdSetDraft, idSetAdd, idSetDelete, idSetDraftAdd, idSetFinish, idSetValues } from './id-set.js';
+import type { Duplicate } from './query-routes.js';
 import { compareRoutes, makeRoute, type Route, type RowProblem } from './route.js';
 import {
   type Columns,
@@ -33,6 +34,8 @@ export interface ApplyResult {
   readonly state: RowState;
   /** Hosts whose route was added, removed or changed. */
   readonly changedHosts: readonly string[];
+  /** Every host whose route was recomputed (a superset of changedHosts). */
+  readonly touchedHosts: ReadonlySet<string>;
   readonly problems: readonly RowProblem[];
 }
 
@@ -69,6 +72,32 @@ export class RowState {
 
   get routes(): ShardedMap<Route> {
     return this.maps.routes;
+  }
+
+  /**
+   * Hosts that more than one routable domain row names, with the route chosen (the same rule as
+   * the documented query's path) and the others, for warnings. Checks `hosts`, or every host.
+   */
+  duplicates(hosts?: Iterable<string>): Duplicate[] {
+    const m = this.maps;
+    const out: Duplicate[] = [];
+    const check = (ids: IdSet | undefined, host: string) => {
+      if (ids === undefined || typeof ids === 'string') return; // one domain row
+      const found: Route[] = [];
+      for (const id of idSetValues(ids)) {
+        const d = m.domains.get(id);
+        const c = d === undefined ? undefined : chain(d, m);
+        if (d === undefined || c === undefined) continue;
+        const r = makeRoute(host, String(d.name), c.vm.privateIp, c.vm.port, c.vm.regionId, c.region.publicIpv4);
+        if (r.ok) found.push(r.route);
+      }
+      if (found.length < 2) return;
+      found.sort(compareRoutes);
+      out.push({ host, chosen: found[0]!, others: found.slice(1) });
+    };
+    if (hosts === undefined) m.hostDomains.forEach(check);
+    else for (const host of hosts) check(m.hostDomains.get(host), host);
+    return out;
   }
 
   get counts(): Readonly<Record<TableName, number>> {
@@ -323,7 +352,7 @@ export class RowState {
       regionVms: e.regionVms.commit(),
       routes: e.routes.commit(),
     };
-    return { state: new RowState(maps), changedHosts, problems };
+    return { state: new RowState(maps), changedHosts, touchedHosts: hosts, problems };
   }
 }
 
