@@ -127,6 +127,10 @@ describe('WebSocket proxying', () => {
     assert.match(String(h['x-request-id']), /^[0-9a-f-]{36}$/);
     assert.equal(h['sec-websocket-key'], 'dGhlIHNhbXBsZSBub25jZQ==');
     assert.equal(h['cdn-loop'], undefined);
+    // Quiet for longer than the upstream header timeout (400 ms): still open, still flowing.
+    await new Promise((r) => setTimeout(r, 700));
+    c.socket.write('still here');
+    assert.equal(await c.read(), 'still here');
     c.socket.destroy();
   });
 

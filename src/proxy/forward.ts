@@ -83,7 +83,10 @@ export class Forwarder {
     this.agent = new http.Agent({ keepAlive: true, keepAliveMsecs: 1000, maxFreeSockets: 256, scheduling: 'lifo', timeout: idle });
     this.#proxy = createProxyServer({ agent: this.agent, xfwd: false, changeOrigin: false, ws: false });
     this.#proxy.on('proxyReq', (proxyReq, _req, res) => this.#onProxyReq(proxyReq, res as ProxyResponse));
-    this.#proxy.on('proxyReqWs', (proxyReq) => this.#armTimeouts(proxyReq));
+    this.#proxy.on('proxyReqWs', (proxyReq) => {
+      this.#armTimeouts(proxyReq);
+      proxyReq.once('upgrade', clearRequestTimer);
+    });
     this.#proxy.on('proxyRes', (proxyRes, req, res) => this.#onProxyRes(proxyRes, req, res as ProxyResponse));
     // Errors are handled per request by the callback; this listener only keeps a stray one from crashing us.
     this.#proxy.on('error', (err) => this.#logger.error({ err }, 'unexpected proxy error'));
@@ -168,7 +171,8 @@ export class Forwarder {
   /**
    * Connect timeout while the socket connects (502), then the response-headers timeout from the
    * moment the request is fully sent (504), as Go's ResponseHeaderTimeout. Nothing limits the body
-   * afterwards, so SSE and long downloads are not cut.
+   * afterwards, so SSE and long downloads are not cut. State lives on the request and the
+   * listeners are shared functions: no closure per request.
    */
   #armTimeouts(proxyReq: ClientRequest): void {
     const socket = proxyReq.socket;
@@ -177,30 +181,17 @@ export class Forwarder {
       proxyReq.once('socket', () => this.#armTimeouts(proxyReq));
       return;
     }
-    let timer: NodeJS.Timeout | undefined;
-    const fail = (code: string, message: string) => proxyReq.destroy(new UpstreamError(code, message));
-    const headerTimer = () => {
-      clearTimeout(timer);
-      timer = setTimeout(fail, this.#headerTimeoutMs, 'UPSTREAM_HEADERS_TIMEOUT', `no response headers within ${this.#headerTimeoutMs} ms`);
-    };
+    const r = proxyReq as TimedRequest;
+    r[kHeaderMs] = this.#headerTimeoutMs;
+    r[kTimer] = undefined;
     if (socket.connecting) {
-      timer = setTimeout(fail, this.#connectTimeoutMs, 'UPSTREAM_CONNECT_TIMEOUT', `connect took longer than ${this.#connectTimeoutMs} ms`);
-      socket.once('connect', () => {
-        clearTimeout(timer);
-        if (proxyReq.writableFinished) headerTimer();
-      });
-      proxyReq.once('finish', () => {
-        if (!socket.connecting) headerTimer();
-      });
-    } else if (proxyReq.writableFinished) {
-      headerTimer();
-    } else {
-      proxyReq.once('finish', headerTimer);
+      r[kTimer] = setTimeout(onConnectTimeout, this.#connectTimeoutMs, r, this.#connectTimeoutMs);
+      socket.once('connect', onSocketConnect);
     }
-    const clear = () => clearTimeout(timer);
-    proxyReq.once('response', clear);
-    proxyReq.once('upgrade', clear);
-    proxyReq.once('close', clear);
+    if (proxyReq.writableFinished) armHeaderTimer(r);
+    else proxyReq.once('finish', onRequestSent);
+    proxyReq.once('response', clearRequestTimer);
+    proxyReq.once('close', clearRequestTimer);
   }
 
   /**
@@ -225,11 +216,49 @@ export class Forwarder {
     h.connection = res.shouldKeepAlive ? 'keep-alive' : 'close';
     // The upstream dropped the connection mid-body: pipe() would leave the client waiting for
     // the rest forever; cut it so the client sees the truncation.
-    proxyRes.once('close', () => {
-      if (!proxyRes.complete && !res.destroyed) {
-        res.sink?.forwardFailed(res, { code: 'ECONNRESET', message: 'upstream closed the connection mid-response', status: 502, connectionFailed: true });
-      }
-    });
+    (proxyRes as ProxyRes)[kClientRes] = res;
+    proxyRes.once('close', onProxyResClose);
+  }
+}
+
+const kTimer = Symbol('edgeproxy.timer');
+const kHeaderMs = Symbol('edgeproxy.headerTimeoutMs');
+const kClientRes = Symbol('edgeproxy.clientResponse');
+type TimedRequest = ClientRequest & { [kTimer]: NodeJS.Timeout | undefined; [kHeaderMs]: number };
+type ProxyRes = IncomingMessage & { [kClientRes]: ProxyResponse };
+
+function onConnectTimeout(r: TimedRequest, ms: number): void {
+  r.destroy(new UpstreamError('UPSTREAM_CONNECT_TIMEOUT', `connect took longer than ${ms} ms`));
+}
+
+function onHeaderTimeout(r: TimedRequest): void {
+  r.destroy(new UpstreamError('UPSTREAM_HEADERS_TIMEOUT', `no response headers within ${r[kHeaderMs]} ms`));
+}
+
+function armHeaderTimer(r: TimedRequest): void {
+  clearTimeout(r[kTimer]);
+  r[kTimer] = setTimeout(onHeaderTimeout, r[kHeaderMs], r);
+}
+
+function onSocketConnect(this: Duplex & { _httpMessage?: TimedRequest | null }): void {
+  const r = this._httpMessage;
+  if (r === undefined || r === null) return;
+  clearTimeout(r[kTimer]);
+  if (r.writableFinished) armHeaderTimer(r);
+}
+
+function onRequestSent(this: TimedRequest): void {
+  if (this.socket?.connecting !== true) armHeaderTimer(this);
+}
+
+function clearRequestTimer(this: TimedRequest): void {
+  clearTimeout(this[kTimer]);
+}
+
+function onProxyResClose(this: ProxyRes): void {
+  const res = this[kClientRes];
+  if (!this.complete && !res.destroyed) {
+    res.sink?.forwardFailed(res, { code: 'ECONNRESET', message: 'upstream closed the connection mid-response', status: 502, connectionFailed: true });
   }
 }
 

@@ -8,10 +8,25 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 export const CDN_LOOP_ID = 'edgeproxy';
 
 /**
- * Hop-by-hop request headers (RFC 9110 §7.6.1), plus `expect` (Node already answered
- * `100 Continue` to the client; forwarding it would make the upstream do it again).
+ * Request headers not copied upstream: hop-by-hop ones (RFC 9110 §7.6.1), `expect` (Node already
+ * answered `100 Continue` to the client), and those we set ourselves.
  */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authorization', 'expect'];
+const NOT_COPIED = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-authorization',
+  'expect',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-request-id',
+  'cdn-loop',
+]);
 
 /** A request id we pass through as is: printable, no spaces or commas, at most 128 characters. */
 const REQUEST_ID = /^[A-Za-z0-9._:+/=@-]{1,128}$/;
@@ -22,13 +37,9 @@ export function clientAddress(req: IncomingMessage): string {
   return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
 }
 
-/** Keeps a well-formed incoming X-Request-Id, otherwise sets a new UUID; returns it. */
-export function ensureRequestId(h: IncomingHttpHeaders): string {
-  const id = h['x-request-id'];
-  if (typeof id === 'string' && REQUEST_ID.test(id)) return id;
-  const fresh = randomUUID();
-  h['x-request-id'] = fresh;
-  return fresh;
+/** A well-formed incoming X-Request-Id, or a new UUID. */
+export function requestIdOf(value: string | string[] | undefined): string {
+  return typeof value === 'string' && REQUEST_ID.test(value) ? value : randomUUID();
 }
 
 /** True when a CDN-Loop header lists our token (`edgeproxy`, `edgeproxy; p=1`, any case). */
@@ -43,48 +54,58 @@ export function hasLoopMark(value: string | string[] | undefined): boolean {
   return false;
 }
 
-export interface UpstreamHeaderOptions {
-  /** The connecting address (see clientAddress). */
-  readonly client: string;
-  /** The connecting address is one of our region load balancers or a configured trusted proxy. */
-  readonly trusted: boolean;
-  /** Forwarded to another region: add our CDN-Loop token. */
-  readonly crossRegion: boolean;
-  /** A WebSocket upgrade: keep `Connection: upgrade` and `Upgrade`. */
-  readonly upgrade: boolean;
-}
-
 /**
- * Turns the client's headers into the upstream request's, in place: hop-by-hop headers (and those
- * named in Connection) removed; X-Forwarded-For appended to when it came from a trusted hop and
- * replaced otherwise (a client cannot forge its address); X-Forwarded-Proto and -Host set.
+ * The upstream request's headers, as a new object (deleting from `req.headers` would turn it into
+ * a slow dictionary-mode object that every later copy and iteration pays for): hop-by-hop headers
+ * (and those named in Connection) left out; X-Forwarded-For appended to when it came from a
+ * trusted hop and replaced otherwise (a client cannot forge its address); X-Forwarded-Proto and
+ * -Host; X-Request-Id; CDN-Loop extended with our token when crossing regions.
  */
-export function prepareUpstreamHeaders(h: IncomingHttpHeaders, o: UpstreamHeaderOptions): void {
+export function upstreamHeaders(
+  h: IncomingHttpHeaders,
+  client: string,
+  trusted: boolean,
+  crossRegion: boolean,
+  upgrade: boolean,
+  requestId: string,
+): IncomingHttpHeaders {
+  const out: IncomingHttpHeaders = {};
   const listed = h.connection;
-  if (typeof listed === 'string' && listed !== 'keep-alive' && listed !== 'close') {
-    for (const name of listed.split(',')) {
-      const n = name.trim().toLowerCase();
-      if (n !== '' && n !== 'host' && n !== 'upgrade') delete h[n];
-    }
+  const extra = typeof listed === 'string' && listed !== 'keep-alive' && listed !== 'close' ? connectionListed(listed) : undefined;
+  for (const name in h) {
+    if (NOT_COPIED.has(name) || (extra !== undefined && extra.has(name))) continue;
+    out[name] = h[name];
   }
-  const upgrade = o.upgrade ? h.upgrade : undefined;
-  for (const name of HOP_BY_HOP) if (h[name] !== undefined) delete h[name];
-  if (upgrade !== undefined) {
-    h.connection = 'upgrade';
-    h.upgrade = upgrade;
+  if (upgrade && h.upgrade !== undefined) {
+    out.connection = 'upgrade';
+    out.upgrade = h.upgrade;
   }
   const prior = h['x-forwarded-for'];
-  if (o.trusted && prior !== undefined && prior !== '') {
-    h['x-forwarded-for'] = `${Array.isArray(prior) ? prior.join(', ') : prior}, ${o.client}`;
+  if (trusted && prior !== undefined && prior !== '') {
+    out['x-forwarded-for'] = `${Array.isArray(prior) ? prior.join(', ') : prior}, ${client}`;
+    // A trusted hop's X-Forwarded-Proto describes the original client's connection: keep it.
+    out['x-forwarded-proto'] = h['x-forwarded-proto'] ?? 'http';
   } else {
-    h['x-forwarded-for'] = o.client;
-    h['x-forwarded-proto'] = 'http';
+    out['x-forwarded-for'] = client;
+    out['x-forwarded-proto'] = 'http';
   }
-  // A trusted hop's X-Forwarded-Proto describes the original client's connection: keep it.
-  if (h['x-forwarded-proto'] === undefined) h['x-forwarded-proto'] = 'http';
-  if (h.host !== undefined) h['x-forwarded-host'] = h.host;
-  if (o.crossRegion) {
-    const loop = h['cdn-loop'];
-    h['cdn-loop'] = loop === undefined || loop === '' ? CDN_LOOP_ID : `${Array.isArray(loop) ? loop.join(', ') : loop}, ${CDN_LOOP_ID}`;
+  if (h.host !== undefined) out['x-forwarded-host'] = h.host;
+  out['x-request-id'] = requestId;
+  const loop = h['cdn-loop'];
+  if (crossRegion) {
+    out['cdn-loop'] = loop === undefined || loop === '' ? CDN_LOOP_ID : `${Array.isArray(loop) ? loop.join(', ') : loop}, ${CDN_LOOP_ID}`;
+  } else if (loop !== undefined) {
+    out['cdn-loop'] = loop;
   }
+  return out;
+}
+
+/** Header names listed in a Connection header (other than `upgrade`, `host`). */
+function connectionListed(value: string): Set<string> {
+  const names = new Set<string>();
+  for (const name of value.split(',')) {
+    const n = name.trim().toLowerCase();
+    if (n !== '' && n !== 'host' && n !== 'upgrade') names.add(n);
+  }
+  return names;
 }

@@ -7,7 +7,7 @@ import { parseHostHeader } from '../table/host.js';
 import { decide, formatUpstream, type Decision, type Upstream } from './decide.js';
 import { onExchangeClose, ProxyResponse, type ExchangeSink, type ForwardErrorInfo } from './exchange.js';
 import type { Forwarder, UpgradeSink } from './forward.js';
-import { clientAddress, ensureRequestId, hasLoopMark, prepareUpstreamHeaders } from './headers.js';
+import { clientAddress, hasLoopMark, requestIdOf, upstreamHeaders } from './headers.js';
 import type { HealthChecker, HealthResult } from './health.js';
 import { NO_OBSERVER, type ProxyObserver, type RouteKind } from './observer.js';
 import { ERRORS, rawResponse, sendError, sendRawError, type ErrorKind } from './responses.js';
@@ -301,8 +301,10 @@ export class ProxyServer implements ExchangeSink {
     if (h['x-forwarded-for'] !== undefined || h['x-forwarded-proto'] !== undefined) {
       trusted = snapshot.regionAddresses.has(client) || (this.#trusted?.check(client, client.includes(':') ? 'ipv6' : 'ipv4') ?? false);
     }
-    prepareUpstreamHeaders(h, { client, trusted, crossRegion, upgrade });
-    return ensureRequestId(h);
+    const requestId = requestIdOf(h['x-request-id']);
+    // IncomingMessage.headers has a setter: the forwarders read the prepared headers from here.
+    req.headers = upstreamHeaders(h, client, trusted, crossRegion, upgrade, requestId);
+    return requestId;
   }
 
   #clientError(err: NodeJS.ErrnoException, socket: Duplex): void {

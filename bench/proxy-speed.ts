@@ -1,0 +1,295 @@
+// Request-path speed: the same load against each target, in one invocation, targets alternated.
+//
+//   node --import tsx bench/proxy-speed.ts [--rounds 2] [--duration 10] [--connections 64] [--only a,b]
+//
+// Load: wrk (`apt-get install -y wrk`), else autocannon (devDependency): keep-alive, 64
+// connections, 10 s per run, GET of a 12-byte response. Targets, each its own process:
+//   backend       the backend itself (nginx, 1 worker, `return 200`; a node:http server without nginx)
+//   nginx         nginx as a reverse proxy (1 worker, upstream keepalive) → backend   [needs nginx]
+//   bare-hp       a bare http-proxy-3 script with a keep-alive agent → backend
+//   bare-undici   a bare undici Pool.stream script → backend
+//   edge-hp       EdgeProxy, http-proxy-3 engine, 100,000 routes, health cache on, log level info
+//   edge-undici   EdgeProxy, undici engine, same
+// Each round runs every target once, the order rotating by one per round to cancel drift; the
+// report gives the median of the rounds, ratios to nginx from the same rounds, and the latency
+// EdgeProxy adds over the matching bare script. Then a paced 1,000 req/s run against EdgeProxy
+// counts health probes per proxied request. Missing nginx or wrk: that part is skipped with a note.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '2' },
+    duration: { type: 'string', default: '10' },
+    connections: { type: 'string', default: '64' },
+    routes: { type: 'string', default: '100000' },
+    only: { type: 'string' },
+  },
+});
+const ROUNDS = Number(values.rounds);
+const DURATION = Number(values.duration);
+const CONNECTIONS = Number(values.connections);
+
+const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+const HAVE_NGINX = has('nginx');
+const HAVE_WRK = has('wrk');
+const children: ChildProcess[] = [];
+const tmp = mkdtempSync(join(tmpdir(), 'edgeproxy-bench-'));
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts a process and waits for its `{"ready":true}` line (or for the port to accept, for nginx). */
+async function start(cmd: string, args: string[], readyLine: boolean, port: number): Promise<{ child: ChildProcess; lines: string[]; pid: number | undefined }> {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  const lines: string[] = [];
+  let buf = '';
+  child.stdout!.on('data', (c: Buffer) => {
+    buf += c.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      lines.push(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  });
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (readyLine && lines.some((l) => l.includes('"ready":true'))) break;
+    if (!readyLine && (await accepts(port))) break;
+    if (child.exitCode !== null) throw new Error(`${cmd} ${args.join(' ')} exited with ${child.exitCode}`);
+    if (Date.now() > deadline) throw new Error(`${cmd} not ready in 60 s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { child, lines, pid: child.pid };
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    import('node:net').then(({ connect }) => {
+      const s = connect(port, '127.0.0.1');
+      s.on('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+  });
+}
+
+function nginxConf(name: string, body: string): string {
+  const dir = join(tmp, name);
+  spawnSync('mkdir', ['-p', join(dir, 'logs')]);
+  const file = join(dir, 'nginx.conf');
+  writeFileSync(
+    file,
+    `worker_processes 1;\nuser root;\npid ${dir}/nginx.pid;\nerror_log ${dir}/error.log warn;\nevents { worker_connections 4096; }\n` +
+      `http {\n access_log off;\n client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/f; uwsgi_temp_path ${dir}/u; scgi_temp_path ${dir}/s;\n keepalive_requests 1000000;\n${body}\n}\n`,
+  );
+  return dir;
+}
+
+interface Result {
+  target: string;
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  /** CPU time the target's processes used per request (µs): robust to other load on the machine. */
+  cpuUs: number;
+}
+
+/** utime + stime (ms) of a process and its child processes (nginx: master + worker). */
+function cpuMs(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  const tick = 10; // USER_HZ = 100 on Linux
+  const one = (p: number | string): number => {
+    try {
+      const f = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+      return (Number(rest[11]) + Number(rest[12])) * tick;
+    } catch {
+      return 0;
+    }
+  };
+  let total = one(pid);
+  try {
+    for (const c of readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/)) if (c !== '') total += one(c);
+  } catch {
+    // no children file: the process alone
+  }
+  return total;
+}
+
+function parseWrkMs(s: string): number {
+  const m = /([0-9.]+)(us|ms|s)/.exec(s);
+  if (m === null) return NaN;
+  const v = Number(m[1]);
+  return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
+}
+
+async function load(target: string, port: number, pid: number | undefined): Promise<Result> {
+  const cpu0 = cpuMs(pid);
+  const r = await loadOnly(target, port);
+  return { ...r, cpuUs: ((cpuMs(pid) - cpu0) * 1000) / (r.rps * DURATION) };
+}
+
+async function loadOnly(target: string, port: number, path = '/'): Promise<Omit<Result, 'cpuUs'>> {
+  const url = `http://127.0.0.1:${port}${path}`;
+  if (HAVE_WRK) {
+    const r = spawnSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '--latency', '-H', 'Host: bench.example', url], { encoding: 'utf8' });
+    const out = r.stdout;
+    const rps = Number(/Requests\/sec:\s+([0-9.]+)/.exec(out)?.[1]);
+    const p50 = parseWrkMs(/\n\s+50%\s+(\S+)/.exec(out)?.[1] ?? '');
+    const p99 = parseWrkMs(/\n\s+99%\s+(\S+)/.exec(out)?.[1] ?? '');
+    const errs = /Non-2xx or 3xx responses: (\d+)/.exec(out);
+    const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+    const errors = Number(errs?.[1] ?? 0) + (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
+    return { target, rps, p50, p99, errors };
+  }
+  const r = spawnSync('npx', ['autocannon', '-c', String(CONNECTIONS), '-d', String(DURATION), '-j', '-H', 'host=bench.example', url], { encoding: 'utf8' });
+  const j = JSON.parse(r.stdout) as { requests: { average: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number };
+  return { target, rps: j.requests.average, p50: j.latency.p50, p99: j.latency.p99, errors: j.non2xx + j.errors };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+/**
+ * Node targets run as plain JavaScript bundles (esbuild, as installed with tsx), like the compiled
+ * service: tsx itself compiles with keepNames, which adds a defineProperty call to every closure
+ * created. Falls back to tsx when esbuild cannot be loaded.
+ */
+async function nodeArgs(entry: string): Promise<string[]> {
+  try {
+    const { build } = await import('esbuild');
+    const outfile = join('node_modules', '.cache', 'edgeproxy-bench', basename(entry).replace(/\.ts$/, '.mjs'));
+    await build({ entryPoints: [entry], bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', outfile, logLevel: 'silent' });
+    return [outfile];
+  } catch (err) {
+    console.log(`# esbuild unavailable (${String(err)}): running ${entry} through tsx`);
+    return ['--import', 'tsx', entry];
+  }
+}
+
+async function main(): Promise<void> {
+  console.log(`# proxy-speed: ${cpus().length} CPUs (${cpus()[0]?.model}), Node ${process.version}, load ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  console.log(`# load generator: ${HAVE_WRK ? 'wrk -t1' : 'autocannon (wrk not installed)'} -c${CONNECTIONS} ${DURATION}s keep-alive; rounds: ${ROUNDS}`);
+  const backendPort = await freePort();
+  const targets: { name: string; port: number; pid?: number; child?: ChildProcess; lines?: string[] }[] = [];
+  if (HAVE_NGINX) {
+    const dir = nginxConf('backend', ` server { listen 127.0.0.1:${backendPort}; location / { default_type text/plain; return 200 "hello world\\n"; } }`);
+    targets.push({ name: 'backend', port: backendPort, pid: (await start('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], false, backendPort)).pid });
+  } else {
+    console.log('# nginx not installed (apt-get install -y nginx): backend is node:http, the nginx target is skipped');
+    targets.push({ name: 'backend', port: backendPort, pid: (await start(process.execPath, [...(await nodeArgs('bench/targets/node-backend.ts')), String(backendPort)], true, backendPort)).pid });
+  }
+  if (HAVE_NGINX) {
+    const port = await freePort();
+    const dir = nginxConf(
+      'proxy',
+      ` upstream backend { server 127.0.0.1:${backendPort}; keepalive 128; }\n server { listen 127.0.0.1:${port}; location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; } }`,
+    );
+    targets.push({ name: 'nginx', port, pid: (await start('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], false, port)).pid });
+  }
+  for (const [name, script] of [
+    ['bare-hp', 'bench/targets/bare-http-proxy.ts'],
+    ['bare-undici', 'bench/targets/bare-undici.ts'],
+  ] as const) {
+    const port = await freePort();
+    targets.push({ name, port, pid: (await start(process.execPath, [...(await nodeArgs(script)), String(port), String(backendPort)], true, port)).pid });
+  }
+  for (const [name, engine] of [
+    ['edge-hp', 'http-proxy'],
+    ['edge-undici', 'undici'],
+  ] as const) {
+    const port = await freePort();
+    const s = await start(process.execPath, [...(await nodeArgs('bench/targets/edgeproxy.ts')), '--port', String(port), '--backend-port', String(backendPort), '--routes', values.routes!, '--engine', engine], true, port);
+    const ready = JSON.parse(s.lines.find((l) => l.includes('"ready"'))!) as { routes: number; loadMs: number };
+    console.log(`# ${name}: ${ready.routes} routes loaded in ${ready.loadMs} ms`);
+    targets.push({ name, port, pid: s.pid, child: s.child, lines: s.lines });
+  }
+  const only = values.only?.split(',');
+  const active = targets.filter((t) => only === undefined || only.includes(t.name) || t.name === 'nginx');
+
+  // Warm-up: 2 s each (JIT, connection pools).
+  if (HAVE_WRK) for (const t of active) spawnSync('wrk', ['-t1', `-c${CONNECTIONS}`, '-d2s', '-H', 'Host: bench.example', `http://127.0.0.1:${t.port}/`]);
+
+  const results = new Map<string, Result[]>();
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = active.map((_, i) => active[(i + round) % active.length]!);
+    for (const t of order) {
+      const r = await load(t.name, t.port, t.pid);
+      (results.get(t.name) ?? results.set(t.name, []).get(t.name)!).push(r);
+      console.log(`  round ${round + 1} ${t.name.padEnd(12)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  CPU ${r.cpuUs.toFixed(1)} µs/req  errors ${r.errors}`);
+    }
+  }
+
+  const summary = active.map((t) => {
+    const rs = results.get(t.name)!;
+    return { target: t.name, rps: median(rs.map((r) => r.rps)), p50: median(rs.map((r) => r.p50)), p99: median(rs.map((r) => r.p99)), cpuUs: median(rs.map((r) => r.cpuUs)), errors: rs.reduce((a, r) => a + r.errors, 0) };
+  });
+  const nginx = summary.find((s) => s.target === 'nginx');
+  const by = (n: string) => summary.find((s) => s.target === n);
+  console.log('\n| target | req/s | p50 ms | p99 ms | CPU µs/req | req/s ÷ nginx | p50 ÷ nginx | p99 ÷ nginx | errors |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
+  for (const s of summary) {
+    const r = (x: number, y: number | undefined) => (y === undefined ? 'n/a' : `${(x / y).toFixed(2)}×`);
+    console.log(`| ${s.target} | ${s.rps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${s.cpuUs.toFixed(1)} | ${r(s.rps, nginx?.rps)} | ${r(s.p50, nginx?.p50)} | ${r(s.p99, nginx?.p99)} | ${s.errors} |`);
+  }
+  const pairs: [string, string][] = [
+    ['edge-hp', 'bare-hp'],
+    ['edge-undici', 'bare-undici'],
+    ['edge-undici', 'bare-hp'],
+    ['edge-undici', 'edge-hp'],
+  ];
+  console.log('\n| comparison | req/s ratio | CPU/req ratio | p50 added ms | p99 added ms |');
+  console.log('|---|---|---|---|---|');
+  for (const [a, b] of pairs) {
+    const x = by(a);
+    const y = by(b);
+    if (x && y) console.log(`| ${a} vs ${b} | ${(x.rps / y.rps).toFixed(3)}× | ${(x.cpuUs / y.cpuUs).toFixed(3)}× | ${(x.p50 - y.p50).toFixed(2)} | ${(x.p99 - y.p99).toFixed(2)} |`);
+  }
+
+  // Health probes per proxied request at a steady 1,000 req/s to one VM (autocannon paces).
+  const edge = targets.find((t) => t.name === 'edge-undici')!;
+  const probesBefore = await probes(edge);
+  const paced = spawnSync('npx', ['autocannon', '-c', '10', '-d', '10', '-R', '1000', '-j', '-H', 'host=bench.example', `http://127.0.0.1:${edge.port}/`], { encoding: 'utf8' });
+  const pj = JSON.parse(paced.stdout) as { requests: { total: number }; non2xx: number };
+  const probesAfter = await probes(edge);
+  console.log(`\nhealth probes at 1,000 req/s for 10 s (cache TTL 1 s): ${probesAfter - probesBefore} probes / ${pj.requests.total} requests = ${((probesAfter - probesBefore) / pj.requests.total).toFixed(5)} per request (non-2xx ${pj.non2xx})`);
+  console.log(`# load after: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  console.log(JSON.stringify({ summary }));
+}
+
+/** The EdgeProxy target's health probe count so far (it answers SIGUSR2 with a JSON line). */
+async function probes(t: { child?: ChildProcess; lines?: string[] }): Promise<number> {
+  const before = t.lines!.length;
+  t.child!.kill('SIGUSR2');
+  const deadline = Date.now() + 2000;
+  while (t.lines!.length === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  const line = t.lines!.slice(before).find((l) => l.includes('"probes"'));
+  return line === undefined ? NaN : (JSON.parse(line) as { probes: number }).probes;
+}
+
+try {
+  await main();
+} finally {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 300));
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  rmSync(tmp, { recursive: true, force: true });
+}
