@@ -4,25 +4,8 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
+import { ROUTES_QUERY } from '../src/db/routes-query.js';
 import { createDatabase, startPostgres, type PgServer, type TestDatabase } from './support/postgres.js';
-
-// The routing query, exactly as documented in the service spec.
-const ROUTES_QUERY = `
-SELECT
-    d.name as domain_name,
-    v.private_ip as vm_private_ip,
-    v.port as vm_port,
-    v.region_id as vm_region_id,
-    r.public_ipv4 as region_public_ip
-FROM domains d
-INNER JOIN deployments dep ON d.deployment_id = dep.id
-INNER JOIN vms v ON dep.vm_id = v.id
-INNER JOIN regions r ON v.region_id = r.id
-WHERE d.verified_at IS NOT NULL
-  AND dep.status = 'ready'
-  AND v.status = 'running'
-ORDER BY d.name
-`;
 
 const external = Boolean(process.env.EDGEPROXY_TEST_DATABASE_URL);
 
