@@ -159,6 +159,25 @@ describe('recovery', () => {
     }
   });
 
+  it('mode replication never polls: a resync while the stream is down is a bootstrap', async () => {
+    const t = await setup();
+    try {
+      await t.seed.route({ name: 'only-stream.example', regionId: REGION_A, vmPort: 3000 });
+      const p = await t.proxy({ updateIntervalMs: 50 });
+      await p.waitForLog(started);
+      await t.seed.query(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = current_database()`);
+      await p.waitForLog((l) => l.msg === 'replication stream lost; serving the last table');
+      const outcome = await p.resync();
+      assert.equal(outcome.ok, true, JSON.stringify(outcome));
+      assert.equal(p.status().streamState, 'streaming');
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(p.poller.loads, 0, 'no poll ran in mode replication');
+      assert.equal(p.store.current?.source, 'stream');
+    } finally {
+      await t.close();
+    }
+  });
+
   it('a role without REPLICATION: polls, with one warning saying why and how to enable streaming', async () => {
     const t = await setup();
     try {

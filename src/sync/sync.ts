@@ -122,11 +122,13 @@ export class Sync {
   }
 
   /**
-   * A full resync now. While streaming, that is a fresh bootstrap (new slot, new snapshot): a
-   * poll would race the stream. Otherwise a reload with the documented query.
+   * A full resync now. While streaming (and in mode replication), that is a fresh bootstrap (new
+   * slot, new snapshot): a poll would race the stream. Otherwise a reload with the documented query.
    */
   async resync(): Promise<ResyncOutcome> {
-    if (this.#stream === undefined || this.#stopped) return this.poller.resync();
+    const { mode } = this.#o;
+    // The poller answers when it is what feeds the table (mode poll, or auto while the stream is down).
+    if (mode === 'poll' || this.#stopped || (mode === 'auto' && this.#stream === undefined && !this.poller.paused)) return this.poller.resync();
     const before = this.#o.store.current?.routes;
     const started = performance.now();
     await this.#closeStream();
