@@ -533,3 +533,43 @@ describe('HealthChecker.close', () => {
     assert.equal(hung.requests.length, 10);
   });
 });
+
+describe('peek (the request path fast path)', () => {
+  it('returns a fresh result; a just-expired healthy one while one background probe refreshes it; never an expired unhealthy one', async () => {
+    let status = 200;
+    let probes = 0;
+    const server = http.createServer((_req, res) => {
+      probes++;
+      res.writeHead(status).end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const target = { ip: '127.0.0.1', port: (server.address() as { port: number }).port };
+    let clock = 0;
+    const c = new HealthChecker({ timeoutMs: 500, cacheTtlMs: 1000, logger: pino({ level: 'silent' }), now: () => clock });
+    try {
+      assert.equal(c.peek(target), undefined, 'nothing cached yet');
+      assert.equal((await c.check(target)).healthy, true);
+      assert.equal(probes, 1);
+      clock = 999;
+      assert.equal(c.peek(target)?.healthy, true);
+      assert.equal(probes, 1, 'fresh: no probe');
+      clock = 1200; // expired, within TTL + timeout: served, one refresh started
+      status = 500;
+      assert.equal(c.peek(target)?.healthy, true);
+      assert.equal(c.peek(target)?.healthy, true);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(probes, 2, 'exactly one background probe');
+      assert.equal(c.peek(target)?.healthy, false, 'the refresh found it unhealthy');
+      clock = 2300 + 1000; // the unhealthy result expired: never served stale
+      assert.equal(c.peek(target), undefined);
+      clock = 10_000; // long idle: even a healthy result is too old to use
+      status = 200;
+      assert.equal((await c.check(target)).healthy, true);
+      clock = 10_000 + 1000 + 500;
+      assert.equal(c.peek(target), undefined, 'more than TTL + timeout old');
+    } finally {
+      c.close();
+      server.close();
+    }
+  });
+});

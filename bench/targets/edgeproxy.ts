@@ -25,6 +25,7 @@ const { values } = parseArgs({
     routes: { type: 'string', default: '100000' },
     engine: { type: 'string', default: 'undici' },
     'no-listen': { type: 'boolean', default: false },
+    'health-ttl': { type: 'string', default: '1000' },
   },
 });
 const N = Number(values.routes);
@@ -72,7 +73,7 @@ for (let i = 0; i < L; i++) sink += decide(store.current, hosts[i & 4095], REGIO
 const decideNs = ((performance.now() - l0) * 1e6) / L;
 
 const logger = createLogger('info');
-const health = new HealthChecker({ timeoutMs: 2000, cacheTtlMs: 1000, logger });
+const health = new HealthChecker({ timeoutMs: 2000, cacheTtlMs: Number(values['health-ttl']), logger });
 const forwarder = new Forwarder({ logger, engine: values.engine as ForwardEngine });
 const proxy = new ProxyServer({ store, health, forwarder, regionId: REGION, crossRegionPort: 80, logger });
 let port = 0;

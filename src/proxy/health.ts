@@ -166,14 +166,23 @@ export class HealthChecker {
   }
 
   /**
-   * The cached result when it is fresh, without a promise or a probe (the request path's fast
-   * path); undefined when `check()` has to probe or wait.
+   * The request path's fast path: the cached result without a promise, or undefined when the
+   * caller has to `check()` and wait. A healthy result that has just expired (less than one probe
+   * timeout past its TTL) is still returned while one probe refreshes it in the background, so
+   * requests do not queue behind the refresh probe every TTL (it cost 0.5–1 ms at p99 under load);
+   * such a result is at most TTL + probe time old, the bound `check()` already had. Unhealthy
+   * results are never used past their TTL: a VM is routed again only after a probe succeeds.
    */
   peek(target: HealthTarget): HealthResult | undefined {
     if (this.ttlMs <= 0 || this.closed) return undefined;
     const entry = this.entries.get(keyOf(target));
-    if (entry?.result === undefined || this.now() - entry.checkedAt >= this.ttlMs) return undefined;
-    return entry.result;
+    const result = entry?.result;
+    if (result === undefined) return undefined;
+    const age = this.now() - entry!.checkedAt;
+    if (age < this.ttlMs) return result;
+    if (!result.healthy || age >= this.ttlMs + this.timeoutMs) return undefined;
+    if (entry!.inflight === undefined) void this.check(target);
+    return result;
   }
 
   /**
