@@ -10,7 +10,8 @@
 //   bare-undici   a bare undici Pool.stream script → backend
 //   edge-hp       EdgeProxy, http-proxy-3 engine, 100,000 routes, health cache on, log level info
 //   edge-undici   EdgeProxy, undici engine, same
-// Each round runs every target once, the order rotating by one per round to cancel drift; the
+// Each round runs every target once (after a 2 s warm-up of that target), the order rotating by
+// one per round to cancel drift; the
 // report gives the median of the rounds, ratios to nginx from the same rounds, and the latency
 // EdgeProxy adds over the matching bare script. Then a paced 1,000 req/s run against EdgeProxy
 // counts health probes per proxied request. Missing nginx or wrk: that part is skipped with a note.
@@ -140,6 +141,9 @@ function parseWrkMs(s: string): number {
 }
 
 async function load(target: string, port: number, pid: number | undefined): Promise<Result> {
+  // 2 s right before each measured run: the target was idle while the others ran (its pooled
+  // upstream connections closed, V8 may have shrunk its heap).
+  if (HAVE_WRK) spawnSync('wrk', ['-t1', `-c${CONNECTIONS}`, '-d2s', '-H', 'Host: bench.example', `http://127.0.0.1:${port}/`]);
   const cpu0 = cpuMs(pid);
   const r = await loadOnly(target, port);
   return { ...r, cpuUs: ((cpuMs(pid) - cpu0) * 1000) / (r.rps * DURATION) };
@@ -224,9 +228,6 @@ async function main(): Promise<void> {
   }
   const only = values.only?.split(',');
   const active = targets.filter((t) => only === undefined || only.includes(t.name) || t.name === 'nginx');
-
-  // Warm-up: 2 s each (JIT, connection pools).
-  if (HAVE_WRK) for (const t of active) spawnSync('wrk', ['-t1', `-c${CONNECTIONS}`, '-d2s', '-H', 'Host: bench.example', `http://127.0.0.1:${t.port}/`]);
 
   const results = new Map<string, Result[]>();
   for (let round = 0; round < ROUNDS; round++) {
