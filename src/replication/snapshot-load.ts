@@ -3,6 +3,12 @@ import { READ_COLUMNS, TABLES, type TableName } from '../table/rows.js';
 import type { Columns } from '../table/rows.js';
 import type { TableShapes } from './decode.js';
 
+/**
+ * Columns the query only tests for NULL: read as NULL or true instead of parsing a million
+ * timestamps into Dates. rows.ts treats any non-null value as "set".
+ */
+const ONLY_NULLNESS = new Set(['domains.verified_at']);
+
 export interface SnapshotRows {
   readonly tables: { readonly [T in TableName]: readonly Columns[] };
   readonly shapes: TableShapes;
@@ -32,11 +38,17 @@ export async function loadUnderSnapshot(client: pg.ClientBase, snapshotName: str
     for (const table of TABLES) {
       const schema = where.rows.find((r) => r.name === table)?.schema ?? null;
       if (schema === null) throw new Error(`table ${table} does not exist (as the documented query resolves it)`);
-      const columns = READ_COLUMNS[table].map((c) => pg.escapeIdentifier(c)).join(', ');
-      const result = await client.query<Columns>(`SELECT ${columns} FROM ${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(table)}`);
+      const qualified = `${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(table)}`;
+      // The column types the stream's relation messages will be checked against, from the catalog.
+      const types = await client.query<{ name: string; type: number }>(
+        `SELECT attname AS name, atttypid::int AS type FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attname = ANY($2)`,
+        [qualified, READ_COLUMNS[table]],
+      );
+      const columns = READ_COLUMNS[table].map((c) => (ONLY_NULLNESS.has(`${table}.${c}`) ? `CASE WHEN ${pg.escapeIdentifier(c)} IS NULL THEN NULL ELSE true END AS ${pg.escapeIdentifier(c)}` : pg.escapeIdentifier(c))).join(', ');
+      const result = await client.query<Columns>(`SELECT ${columns} FROM ${qualified}`);
       tables[table] = result.rows;
       rowCount += result.rows.length;
-      shapes[table] = { schema, types: Object.fromEntries(result.fields.map((f) => [f.name, f.dataTypeID])) };
+      shapes[table] = { schema, types: Object.fromEntries(types.rows.map((r) => [r.name, r.type])) };
     }
     await client.query('COMMIT');
     return { tables, shapes, rowCount, durationMs: performance.now() - started };
