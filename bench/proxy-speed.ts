@@ -177,6 +177,9 @@ const median = (xs: number[]) => {
  * service: tsx itself compiles with keepNames, which adds a defineProperty call to every closure
  * created. Falls back to tsx when esbuild cannot be loaded.
  */
+/** The V8 flags EdgeProxy ships with (bin shebang, `npm start`, Dockerfile): docs/decisions/0007. */
+const EDGEPROXY_NODE_FLAGS = ['--max-semi-space-size=32'];
+
 async function nodeArgs(entry: string): Promise<string[]> {
   try {
     const { build } = await import('esbuild');
@@ -221,7 +224,7 @@ async function main(): Promise<void> {
     ['edge-undici', 'undici'],
   ] as const) {
     const port = await freePort();
-    const s = await start(process.execPath, [...(await nodeArgs('bench/targets/edgeproxy.ts')), '--port', String(port), '--backend-port', String(backendPort), '--routes', values.routes!, '--engine', engine], true, port);
+    const s = await start(process.execPath, [...EDGEPROXY_NODE_FLAGS, ...(await nodeArgs('bench/targets/edgeproxy.ts')), '--port', String(port), '--backend-port', String(backendPort), '--routes', values.routes!, '--engine', engine], true, port);
     const ready = JSON.parse(s.lines.find((l) => l.includes('"ready"'))!) as { routes: number; loadMs: number };
     console.log(`# ${name}: ${ready.routes} routes loaded in ${ready.loadMs} ms`);
     targets.push({ name, port, pid: s.pid, child: s.child, lines: s.lines });

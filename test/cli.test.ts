@@ -1,6 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { OPTIONS } from '../src/config/config.js';
 import { helpDefault } from '../src/cli/options.js';
 import { describeRun, runCli as cli, type Run } from './support/cli.js';
@@ -90,6 +92,14 @@ describe('edgeproxy --help and --version', { concurrency: 4 }, () => {
     assert.equal(r.code, 0, describeRun(r));
     assert.equal(r.stdout, `${pkg.version}\n`);
     assert.equal(r.stderr, '');
+  });
+
+  it('the built bin runs through its shebang (with the V8 flags it ships with)', () => {
+    // npm test builds first; `package.json` "bin" points here.
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string; bin: { edgeproxy: string } };
+    const bin = fileURLToPath(new URL(`../${pkg.bin.edgeproxy}`, import.meta.url));
+    assert.match(readFileSync(bin, 'utf8').split('\n')[0]!, /^#!\/usr\/bin\/env -S node --max-semi-space-size=32$/);
+    assert.equal(execFileSync(bin, ['--version'], { encoding: 'utf8' }), `${pkg.version}\n`);
   });
 });
 
