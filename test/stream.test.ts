@@ -90,6 +90,7 @@ describe('streaming', () => {
     const t = await setup();
     try {
       await t.seed.route({ name: 'r1.example', regionId: REGION_A, vmPort: 3001 });
+      await t.seed.route({ name: 'bad name.example', regionId: REGION_A, vmPort: 3009 });
       const p = await t.proxy();
       await p.waitForLog((l) => l.msg === 'replication stream started');
       await t.seed.route({ name: 'r2.example', regionId: REGION_A, vmPort: 3002 });
@@ -102,6 +103,8 @@ describe('streaming', () => {
       assert.equal(p.status().reconnects, 1);
       assert.equal(p.status().streamState, 'streaming');
       assert.equal(p.logs.filter((l) => l.msg === 'replication stream started').length, 2);
+      // The bad row was reported by the first bootstrap, not again by the second.
+      assert.equal(p.logs.filter((l) => l.msg === 'skipped a route row' && (l.row as { domain: string }).domain === 'bad name.example').length, 1);
       await t.seed.route({ name: 'r3.example', regionId: REGION_A, vmPort: 3003 });
       await waitForQueryTable(p.store, t.seed.client);
     } finally {

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { SyncMode } from '../config/config.js';
 import type { Logger } from '../log/logger.js';
-import { type FailureKind, ReplicationStream, StreamError, type StreamStart } from '../replication/stream.js';
+import { ReplicationStream, StreamError, type StreamStart } from '../replication/stream.js';
 import type { Transaction } from '../replication/transaction.js';
 import { diffRoutes, isEmptyDiff } from '../table/diff.js';
 import type { Duplicate } from '../table/query-routes.js';
@@ -78,6 +78,7 @@ export class Sync {
   #lastFullLoadMs: number | undefined;
   /** Duplicate names already warned about: host → what was said (warn again only when it changes). */
   #duplicates = new Map<string, string>();
+  #bootstrapProblemsKey = '';
 
   constructor(opts: SyncOptions) {
     this.#o = {
@@ -227,7 +228,10 @@ export class Sync {
     this.#streamState = 'streaming';
     this.#reason = undefined;
     this.#warnedUnavailable = undefined;
-    this.#reportProblems(problems);
+    // The same bad rows are found again by every re-bootstrap: say them again only if they changed.
+    const problemsKey = JSON.stringify(problems);
+    if (problemsKey !== this.#bootstrapProblemsKey) this.#reportProblems(problems);
+    this.#bootstrapProblemsKey = problemsKey;
     this.#duplicates.clear();
     this.#reportDuplicates(state.duplicates(), undefined);
     const diff = previous === undefined ? undefined : diffRoutes(previous.routes, state.routes);
@@ -382,8 +386,6 @@ export class Sync {
     if (problems.length > MAX_LOGGED_PROBLEMS) logger.warn({ skipped: problems.length }, `more route rows skipped (first ${MAX_LOGGED_PROBLEMS} logged)`);
   }
 }
-
-export type { FailureKind };
 
 function round(ms: number): number {
   return Math.round(ms * 10) / 10;
