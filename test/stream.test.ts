@@ -43,6 +43,10 @@ describe('streaming', () => {
       const p = await t.proxy();
       const started = await p.waitForLog((l) => l.msg === 'replication stream started');
       assert.equal(started.publicationCreated, true);
+      assert.deepEqual(
+        p.logs.filter((l) => l.msg === 'replication setup step').map((l) => l.step),
+        ['check_publication', 'connect_replication', 'create_slot', 'load_snapshot', 'start_streaming', 'streaming'],
+      );
       assert.equal(p.store.current?.source, 'stream');
       assert.equal(p.store.current?.routes.get('before.example')?.vmPort, 3001);
       const ids = await t.seed.route({ name: 'after.example', regionId: REGION_B, vmPort: 3002 });

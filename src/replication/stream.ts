@@ -158,6 +158,7 @@ export class ReplicationStream {
   /** The server's WAL position from its last keepalive. */
   #walEnd: string | undefined;
   #onFailure: ((err: StreamError) => void) | undefined;
+  readonly #setupStarted = performance.now();
   /** The replication connection (pg's internal Connection: the library gives no other way to write to it). */
   #connection: { sendCopyFromChunk(chunk: Buffer): void } | undefined;
 
@@ -275,6 +276,7 @@ export class ReplicationStream {
       throw new StreamError(this.#step, 'transient', `internal: setup cannot go from ${this.#step} to ${to}`);
     }
     this.#step = to;
+    this.#opts.logger.debug({ step: to, elapsedMs: Math.round(performance.now() - this.#setupStarted) }, 'replication setup step');
   }
 
   /** The owner applied (and published) everything up to `lsn`. */
