@@ -143,3 +143,20 @@ describe('duplicate names while streaming', () => {
     }
   });
 });
+
+describe('region addresses (trusted for X-Forwarded-For)', () => {
+  for (const syncMode of ['replication', 'poll'] as const) {
+    it(`include regions without routes (mode ${syncMode})`, async () => {
+      const t = await setup();
+      try {
+        await t.seed.route({ name: 'a.example', regionId: REGION_A, vmPort: 3001 });
+        const p = await t.proxy({ syncMode });
+        for (let i = 0; !p.store.ready && i < 200; i++) await new Promise((r) => setTimeout(r, 10));
+        // REGION_B (10.9.9.9) has no VM: the documented query never names it.
+        assert.deepEqual([...(p.store.current?.regionAddresses ?? [])].sort(), ['10.9.9.9', '127.0.0.1']);
+      } finally {
+        await t.close();
+      }
+    });
+  }
+});
