@@ -154,6 +154,13 @@ describe('region addresses (trusted for X-Forwarded-For)', () => {
         for (let i = 0; !p.store.ready && i < 200; i++) await new Promise((r) => setTimeout(r, 10));
         // REGION_B (10.9.9.9) has no VM: the documented query never names it.
         assert.deepEqual([...(p.store.current?.regionAddresses ?? [])].sort(), ['10.9.9.9', '127.0.0.1']);
+        if (syncMode === 'replication') {
+          // A region's new address streams in like any other change.
+          await t.seed.query(`UPDATE regions SET public_ipv4 = '10.9.9.10' WHERE id = $1`, [REGION_B]);
+          const addresses = () => [...(p.store.current?.regionAddresses ?? [])].sort().join(',');
+          for (let i = 0; addresses() !== '10.9.9.10,127.0.0.1' && i < 250; i++) await new Promise((r) => setTimeout(r, 20));
+          assert.equal(addresses(), '10.9.9.10,127.0.0.1');
+        }
       } finally {
         await t.close();
       }

@@ -5,9 +5,8 @@ import { ReplicationStream, StreamError, type StreamStart } from '../replication
 import type { Transaction } from '../replication/transaction.js';
 import { diffRoutes, isEmptyDiff } from '../table/diff.js';
 import type { Duplicate } from '../table/query-routes.js';
-import { parseIp, type RowProblem } from '../table/route.js';
+import type { RowProblem } from '../table/route.js';
 import { RowState } from '../table/row-state.js';
-import type { Columns } from '../table/rows.js';
 import { Poller, type ResyncOutcome } from './poller.js';
 import type { RouteStore } from './route-store.js';
 import type { StreamState, SyncStatus } from './status.js';
@@ -55,7 +54,6 @@ export class Sync {
   #state: RowState | undefined;
   /** Transactions that arrived while the bootstrap snapshot was being turned into a RowState. */
   #queue: Transaction[] | undefined;
-  #regions = new Map<string, string>();
   #regionAddresses: ReadonlySet<string> = new Set();
   #streamState: StreamState;
   #reason: string | undefined;
@@ -206,9 +204,7 @@ export class Sync {
       return;
     }
     const buildMs = performance.now() - t0;
-    this.#regions = new Map();
-    for (const row of started.snapshot.tables.regions) this.#setRegion(row);
-    this.#regionAddresses = new Set(this.#regions.values());
+    this.#regionAddresses = state.regionAddresses();
     // The poller must not publish after this point: its result could be older than the stream.
     await this.poller.pause();
     if (this.#stopped) {
@@ -264,17 +260,7 @@ export class Sync {
     if (state === undefined) throw new Error('internal: transaction before bootstrap');
     const result = state.apply(tx.changes); // throws RowError: the stream turns that into a resync
     this.#state = result.state;
-    let regionsChanged = false;
-    for (const c of tx.changes) {
-      if (c.table !== 'regions') continue;
-      regionsChanged = true;
-      if (c.op === 'delete') this.#regions.delete(c.id);
-      else {
-        if (c.op === 'update' && c.oldId !== undefined) this.#regions.delete(c.oldId);
-        this.#setRegion(c.row);
-      }
-    }
-    if (regionsChanged) this.#regionAddresses = new Set(this.#regions.values());
+    if (tx.changes.some((c) => c.table === 'regions')) this.#regionAddresses = result.state.regionAddresses();
     this.#reportProblems(result.problems);
     if (result.touchedHosts.size > 0) this.#reportDuplicates(result.state.duplicates(result.touchedHosts), result.touchedHosts);
     this.#transactions += 1;
@@ -285,14 +271,6 @@ export class Sync {
       this.#publishScheduled = true;
       setImmediate(() => this.#publish());
     }
-  }
-
-  #setRegion(row: Columns): void {
-    const id = row.id;
-    if (id === null || id === undefined) return;
-    const ip = row.public_ipv4 === undefined ? this.#regions.get(String(id)) : parseIp(row.public_ipv4);
-    if (ip === undefined) this.#regions.delete(String(id));
-    else this.#regions.set(String(id), ip);
   }
 
   #publish(): void {

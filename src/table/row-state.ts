@@ -1,7 +1,7 @@
 import { normaliseHost } from './host.js';
 import { type IdSet, type IdSetDraft, idSetAdd, idSetDelete, idSetDraftAdd, idSetFinish, idSetValues } from './id-set.js';
 import type { Duplicate } from './query-routes.js';
-import { compareRoutes, makeRoute, type Route, type RowProblem } from './route.js';
+import { compareRoutes, makeRoute, parseIp, type Route, type RowProblem } from './route.js';
 import {
   type Columns,
   type DeploymentRow,
@@ -97,6 +97,16 @@ export class RowState {
     };
     if (hosts === undefined) m.hostDomains.forEach(check);
     else for (const host of hosts) check(m.hostDomains.get(host), host);
+    return out;
+  }
+
+  /** The valid public addresses of all regions (our load balancers); a pass over the few region rows. */
+  regionAddresses(): Set<string> {
+    const out = new Set<string>();
+    this.maps.regions.forEach((r) => {
+      const ip = parseIp(r.publicIpv4);
+      if (ip !== undefined) out.add(ip);
+    });
     return out;
   }
 
