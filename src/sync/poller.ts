@@ -4,6 +4,7 @@ import { loadRoutes, type LoadedRoutes } from '../db/load-routes.js';
 import type { Logger } from '../log/logger.js';
 import { diffRoutes, isEmptyDiff, type RouteDiff } from '../table/diff.js';
 import type { RouteStore } from './route-store.js';
+import { logDuplicates, logSkippedRows } from './row-reports.js';
 
 export interface PollerOptions {
   readonly pool: pg.Pool;
@@ -150,13 +151,8 @@ export class Poller {
     const key = JSON.stringify([loaded.problems, loaded.duplicates.map((d) => [d.host, d.others.length])]);
     if (key === this.#lastReportKey) return;
     this.#lastReportKey = key;
-    const { logger } = this.#opts;
-    for (const p of loaded.problems.slice(0, 100)) logger.warn({ row: p }, 'skipped a route row');
-    if (loaded.problems.length > 100) logger.warn({ skipped: loaded.problems.length }, 'more route rows skipped (first 100 logged)');
-    for (const d of loaded.duplicates.slice(0, 100)) {
-      logger.warn({ host: d.host, chosen: d.chosen, others: d.others }, 'duplicate domain name');
-    }
-    if (loaded.duplicates.length > 100) logger.warn({ duplicates: loaded.duplicates.length }, 'more duplicate domain names (first 100 logged)');
+    logSkippedRows(this.#opts.logger, loaded.problems);
+    logDuplicates(this.#opts.logger, loaded.duplicates);
   }
 }
 

@@ -5,10 +5,10 @@ import { ReplicationStream, StreamError, type StreamStart } from '../replication
 import type { Transaction } from '../replication/transaction.js';
 import { diffRoutes, isEmptyDiff } from '../table/diff.js';
 import type { Duplicate } from '../table/query-routes.js';
-import type { RowProblem } from '../table/route.js';
 import { RowState } from '../table/row-state.js';
 import { Poller, type ResyncOutcome } from './poller.js';
 import type { RouteStore } from './route-store.js';
+import { logDuplicates, logSkippedRows } from './row-reports.js';
 import type { StreamState, SyncStatus } from './status.js';
 
 export interface SyncOptions {
@@ -37,8 +37,6 @@ export class SyncStartError extends Error {
   override name = 'SyncStartError';
 }
 
-const MAX_LOGGED_PROBLEMS = 100;
-const MAX_LOGGED_DUPLICATES = 100;
 
 /**
  * Keeps the route table following the database. In mode `poll`, only the Poller. In `auto` and
@@ -226,7 +224,7 @@ export class Sync {
     this.#warnedUnavailable = undefined;
     // The same bad rows are found again by every re-bootstrap: say them again only if they changed.
     const problemsKey = JSON.stringify(problems);
-    if (problemsKey !== this.#bootstrapProblemsKey) this.#reportProblems(problems);
+    if (problemsKey !== this.#bootstrapProblemsKey) logSkippedRows(this.#o.logger, problems);
     this.#bootstrapProblemsKey = problemsKey;
     this.#duplicates.clear();
     this.#reportDuplicates(state.duplicates(), undefined);
@@ -261,7 +259,7 @@ export class Sync {
     const result = state.apply(tx.changes); // throws RowError: the stream turns that into a resync
     this.#state = result.state;
     if (tx.changes.some((c) => c.table === 'regions')) this.#regionAddresses = result.state.regionAddresses();
-    this.#reportProblems(result.problems);
+    logSkippedRows(this.#o.logger, result.problems);
     if (result.touchedHosts.size > 0) this.#reportDuplicates(result.state.duplicates(result.touchedHosts), result.touchedHosts);
     this.#transactions += 1;
     this.#pending = tx;
@@ -348,20 +346,13 @@ export class Sync {
       const still = new Set(found.map((d) => d.host));
       for (const host of checked) if (!still.has(host)) this.#duplicates.delete(host);
     }
-    let logged = 0;
-    for (const d of found) {
+    const changed = found.filter((d) => {
       const key = JSON.stringify([d.chosen, d.others]);
-      if (this.#duplicates.get(d.host) === key) continue;
+      if (this.#duplicates.get(d.host) === key) return false;
       this.#duplicates.set(d.host, key);
-      if (logged++ < MAX_LOGGED_DUPLICATES) this.#o.logger.warn({ host: d.host, chosen: d.chosen, others: d.others }, 'duplicate domain name');
-    }
-    if (logged > MAX_LOGGED_DUPLICATES) this.#o.logger.warn({ duplicates: logged }, `more duplicate domain names (first ${MAX_LOGGED_DUPLICATES} logged)`);
-  }
-
-  #reportProblems(problems: readonly RowProblem[]): void {
-    const { logger } = this.#o;
-    for (const p of problems.slice(0, MAX_LOGGED_PROBLEMS)) logger.warn({ row: p }, 'skipped a route row');
-    if (problems.length > MAX_LOGGED_PROBLEMS) logger.warn({ skipped: problems.length }, `more route rows skipped (first ${MAX_LOGGED_PROBLEMS} logged)`);
+      return true;
+    });
+    logDuplicates(this.#o.logger, changed);
   }
 }
 
