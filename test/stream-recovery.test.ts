@@ -3,10 +3,11 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { SyncStartError } from '../src/sync/sync.js';
-import { createDatabase, startPostgres, type PgServer } from './support/postgres.js';
+import { startPostgres, type PgServer } from './support/postgres.js';
 import { waitForQueryTable } from './support/routes.js';
 import { Seeder } from './support/seed.js';
-import { eventually, REGION_A, startTestService, type TestService } from './support/service.js';
+import { eventually, REGION_A } from './support/service.js';
+import { streamFixture, type StreamFixture } from './support/stream-fixture.js';
 
 let server: PgServer;
 before(async () => {
@@ -16,31 +17,10 @@ after(async () => {
   await server.stop();
 });
 
-type Overrides = Partial<Parameters<typeof startTestService>[0]>;
-
-async function setup(srv: PgServer = server) {
-  const db = await createDatabase(srv);
-  const seed = await Seeder.connect(db.url);
-  await seed.region(REGION_A, '127.0.0.1');
-  const cleanups: (() => Promise<void>)[] = [];
-  return {
-    db,
-    seed,
-    async proxy(more: Overrides = {}): Promise<TestService> {
-      const s = await startTestService({ databaseUrl: db.url, syncMode: 'replication', updateIntervalMs: 60_000, logLevel: 'info', ...more });
-      cleanups.push(() => s.stop('test done'));
-      return s;
-    },
-    async close() {
-      for (const c of cleanups.reverse()) await c();
-      await seed.close().catch(() => undefined);
-      await db.drop();
-    },
-  };
-}
+const setup = (srv: PgServer = server) => streamFixture(srv, { [REGION_A]: '127.0.0.1' }, { logLevel: 'info' });
 
 /** A role with the given attributes that may read the routing tables; its URL (trust auth: no password). */
-async function role(t: Awaited<ReturnType<typeof setup>>, attributes: string): Promise<string> {
+async function role(t: StreamFixture, attributes: string): Promise<string> {
   const name = `r_${randomUUID().slice(0, 8)}`;
   await t.seed.query(`CREATE ROLE ${name} LOGIN ${attributes}`);
   await t.seed.query(`GRANT SELECT ON domains, deployments, vms, regions TO ${name}`);

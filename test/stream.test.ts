@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createDatabase, startPostgres, type PgServer } from './support/postgres.js';
+import { startPostgres, type PgServer } from './support/postgres.js';
 import { waitForQueryTable } from './support/routes.js';
-import { Seeder } from './support/seed.js';
-import { REGION_A, REGION_B, startTestService, type TestService } from './support/service.js';
+import { REGION_A, REGION_B } from './support/service.js';
+import { streamFixture } from './support/stream-fixture.js';
 
 let server: PgServer;
 before(async () => {
@@ -13,27 +13,7 @@ after(async () => {
   await server.stop();
 });
 
-async function setup(overrides: Partial<Parameters<typeof startTestService>[0]> = {}) {
-  const db = await createDatabase(server);
-  const seed = await Seeder.connect(db.url);
-  await seed.region(REGION_A, '127.0.0.1');
-  await seed.region(REGION_B, '10.9.9.9');
-  const cleanups: (() => Promise<void>)[] = [];
-  return {
-    db,
-    seed,
-    async proxy(more: Partial<Parameters<typeof startTestService>[0]> = {}): Promise<TestService> {
-      const s = await startTestService({ databaseUrl: db.url, syncMode: 'replication', updateIntervalMs: 60_000, ...overrides, ...more });
-      cleanups.push(() => s.stop('test done'));
-      return s;
-    },
-    async close() {
-      for (const c of cleanups.reverse()) await c();
-      await seed.close();
-      await db.drop();
-    },
-  };
-}
+const setup = () => streamFixture(server, { [REGION_A]: '127.0.0.1', [REGION_B]: '10.9.9.9' });
 
 describe('streaming', () => {
   it('bootstraps from a snapshot, then applies each committed change', async () => {
