@@ -146,17 +146,24 @@ it(`streamed table equals the documented query after every transaction (${STEPS}
         await q(`UPDATE vms SET status = $2, port = $3 WHERE id = $1`, [v, r.pick(VM_STATUS), 3000 + r.int(5)]);
       },
     ];
-    let committed = 0;
+    let committedWrites = 0;
     let rolledBack = 0;
     let maxRoutes = 0;
     for (let step = 0; step < STEPS; step++) {
       const n = 1 + r.int(4);
       const rollback = r.chance(0.1);
       await c.query('BEGIN');
-      for (let i = 0; i < n; i++) await r.pick(ops)!((sql, params) => c.query(sql, params));
+      let wrote = false; // a transaction that changed no row is not sent on the stream
+      for (let i = 0; i < n; i++) {
+        await r.pick(ops)!(async (sql, params) => {
+          const res = await c.query(sql, params);
+          wrote ||= (res.rowCount ?? 0) > 0;
+          return res;
+        });
+      }
       await c.query(rollback ? 'ROLLBACK' : 'COMMIT');
       if (rollback) rolledBack++;
-      else committed++;
+      else if (wrote) committedWrites++;
       try {
         await waitForQueryTable(service.store, c, 5000);
       } catch (err) {
@@ -164,10 +171,13 @@ it(`streamed table equals the documented query after every transaction (${STEPS}
       }
       maxRoutes = Math.max(maxRoutes, service.store.current?.routes.size ?? 0);
     }
+    // Every committed transaction that wrote a row arrives once; the last ones may change no route,
+    // so give them a moment to arrive.
+    for (let i = 0; service.status().transactions < committedWrites && i < 250; i++) await new Promise((res) => setTimeout(res, 20));
     const status = service.status();
     assert.equal(status.streamState, 'streaming', 'no resync was needed');
     assert.equal(status.reconnects, 0);
-    assert.ok(status.transactions >= committed * 0.9, `${status.transactions} transactions applied for ${committed} commits`);
+    assert.equal(status.transactions, committedWrites, `${status.transactions} transactions applied for ${committedWrites} commits that wrote rows`);
     assert.ok(rolledBack > 0 || STEPS < 50);
     assert.ok(maxRoutes > 0, 'the run produced some routes');
   } finally {
