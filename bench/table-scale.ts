@@ -18,7 +18,7 @@ import { runInNewContext } from 'node:vm';
 import { routesFromQueryRows } from '../src/table/query-routes.js';
 import type { Route } from '../src/table/route.js';
 import { type RowChange, RowState, type TableRows } from '../src/table/row-state.js';
-import type { Columns } from '../src/table/rows.js';
+import { type Columns, rowValues } from '../src/table/rows.js';
 import { ShardedMap } from '../src/table/sharded-map.js';
 
 const N = Number(process.argv[2] ?? 1_000_000);
@@ -116,7 +116,13 @@ function buildTables(): TableRows {
   const deployments = freshRows(depIds.map((id, i) => ({ id, status: 'ready', vm_id: vmIds[i] })));
   const domains = freshRows(domainIds.map((id, i) => ({ id, name: names[i], deployment_id: depIds[i], verified_at: null as Date | null })));
   for (const d of domains) d.verified_at = new Date(verifiedAt.getTime()); // timestamptz arrives as a Date
-  return { domains, deployments, vms, regions };
+  // As the bootstrap reads them: one array of values per row.
+  return {
+    domains: domains.map((r) => rowValues('domains', r)),
+    deployments: deployments.map((r) => rowValues('deployments', r)),
+    vms: vms.map((r) => rowValues('vms', r)),
+    regions: regions.map((r) => rowValues('regions', r)),
+  };
 }
 
 function buildQueryRows(): Columns[] {

@@ -16,7 +16,7 @@ import { diffRoutes } from '../src/table/diff.js';
 import { compareRoutes, type Route } from '../src/table/route.js';
 import { routesFromQueryRows } from '../src/table/query-routes.js';
 import { type ApplyResult, type RowChange, RowState, type TableRows } from '../src/table/row-state.js';
-import { type Columns, READ_COLUMNS, RowError, TABLES, type TableName } from '../src/table/rows.js';
+import { READ_COLUMNS, RowError, type RowValues, rowValues, TABLES, type TableName } from '../src/table/rows.js';
 import type { ShardedMap } from '../src/table/sharded-map.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -90,8 +90,9 @@ function applyToModel(m: Model, change: RowChange): void {
 
 /** Full table contents as a bootstrap would read them (extra columns included, any order). */
 function tableRows(m: Model, rng?: Rng): TableRows {
-  const rows = <T extends TableName>(t: T): Columns[] => {
-    const out = [...m[t].values()].map((r) => withExtras(t, { ...r }));
+  const rows = <T extends TableName>(t: T): RowValues[] => {
+    // Extra columns are what a bootstrap would be sent if it read whole rows: rowValues drops them.
+    const out = [...m[t].values()].map((r) => rowValues(t, withExtras(t, { ...r })));
     return rng === undefined ? out : rng.shuffle(out);
   };
   return { domains: rows('domains'), deployments: rows('deployments'), vms: rows('vms'), regions: rows('regions') };
@@ -821,10 +822,10 @@ describe('RowState.loadAsync', () => {
       changes.push(domain(i, `h${i % 8000}.example`, i));
     }
     const tables: TableRows = {
-      domains: changes.flatMap((c) => (c.op === 'insert' && c.table === 'domains' ? [c.row] : [])),
-      deployments: changes.flatMap((c) => (c.op === 'insert' && c.table === 'deployments' ? [c.row] : [])),
-      vms: changes.flatMap((c) => (c.op === 'insert' && c.table === 'vms' ? [c.row] : [])),
-      regions: changes.flatMap((c) => (c.op === 'insert' && c.table === 'regions' ? [c.row] : [])),
+      domains: changes.flatMap((c) => (c.op === 'insert' && c.table === 'domains' ? [rowValues('domains', c.row)] : [])),
+      deployments: changes.flatMap((c) => (c.op === 'insert' && c.table === 'deployments' ? [rowValues('deployments', c.row)] : [])),
+      vms: changes.flatMap((c) => (c.op === 'insert' && c.table === 'vms' ? [rowValues('vms', c.row)] : [])),
+      regions: changes.flatMap((c) => (c.op === 'insert' && c.table === 'regions' ? [rowValues('regions', c.row)] : [])),
     };
     let turns = 0;
     const ticker = setInterval(() => turns++, 0);
@@ -843,8 +844,8 @@ describe('RowState.loadAsync', () => {
 });
 
 describe('RowState.load: problems and shared structure', () => {
-  const rowsOf = (changes: readonly RowChange[], table: TableName): Columns[] =>
-    changes.flatMap((c) => (c.op === 'insert' && c.table === table ? [c.row] : []));
+  const rowsOf = (changes: readonly RowChange[], table: TableName): RowValues[] =>
+    changes.flatMap((c) => (c.op === 'insert' && c.table === table ? [rowValues(table, c.row)] : []));
   const tablesOf = (changes: readonly RowChange[]): TableRows => ({
     domains: rowsOf(changes, 'domains'),
     deployments: rowsOf(changes, 'deployments'),
@@ -871,18 +872,29 @@ describe('RowState.load: problems and shared structure', () => {
   });
 
   it('a duplicate primary key in the bootstrap read is reported and the first row kept', () => {
-    const tables = tablesOf([...base, domain(1, 'first.example', 1), domain(1, 'second.example', 1)]);
+    const tables = tablesOf([
+      ...base,
+      domain(2, 'other.example', 1),
+      domain(1, 'first.example', 1),
+      domain(3, 'another.example', 2),
+      domain(1, 'second.example', 1),
+      domain(1, 'third.example', 1),
+    ]);
     const loaded = RowState.load(tables);
     assert.deepStrictEqual(
-      loaded.problems.map((p) => [p.field, p.value]),
-      [['domains.id', DOM(1)]],
+      loaded.problems.filter((p) => p.field === 'domains.id').map((p) => [p.field, p.value]),
+      [
+        ['domains.id', DOM(1)],
+        ['domains.id', DOM(1)],
+      ],
     );
-    assert.deepStrictEqual([...loaded.state.routes.keys()], ['first.example']);
-    assert.equal(loaded.state.counts.domains, 1);
+    assert.deepStrictEqual([...loaded.state.routes.keys()].sort(), ['first.example', 'other.example']);
+    assert.equal(loaded.state.counts.domains, 3);
+    assert.equal(loaded.state.routes.get('second.example'), undefined);
     // the index agrees with the kept row: deleting it removes the route and leaves nothing behind
     const r = loaded.state.apply([del('domains', DOM(1))]);
     assert.deepStrictEqual(r.changedHosts, ['first.example']);
-    assert.equal(r.state.routes.size, 0);
+    assert.deepStrictEqual([...r.state.routes.keys()], ['other.example']);
   });
 
   it('a transaction that changes no route keeps the same route map object', () => {

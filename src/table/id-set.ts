@@ -88,6 +88,6 @@ export function idSetFinish(draft: IdSetDraft): IdSet {
   // slice: an array grown by push keeps spare capacity; the copy is exactly as long as it needs to be.
   if (draft.length <= ARRAY_LIMIT) return Object.freeze(draft.slice());
   const builder = ShardedMap.builder<true>(draft.length);
-  for (const id of draft) builder.set(id, true);
+  builder.setAll(draft, true);
   return builder.build();
 }

@@ -6,8 +6,11 @@ import {
   type Columns,
   type DeploymentRow,
   type DomainRow,
+  READ_COLUMNS,
   type RegionRow,
   RowError,
+  rowFromValues,
+  type RowValues,
   type RowTypes,
   type SharedId,
   type TableName,
@@ -23,11 +26,12 @@ export type RowChange =
   | { readonly op: 'update'; readonly table: TableName; readonly row: Columns; readonly oldId?: string }
   | { readonly op: 'delete'; readonly table: TableName; readonly id: string };
 
+/** Full table contents, each row's values in READ_COLUMNS order (see rowValues for rows by name). */
 export interface TableRows {
-  readonly domains: readonly Columns[];
-  readonly deployments: readonly Columns[];
-  readonly vms: readonly Columns[];
-  readonly regions: readonly Columns[];
+  readonly domains: readonly RowValues[];
+  readonly deployments: readonly RowValues[];
+  readonly vms: readonly RowValues[];
+  readonly regions: readonly RowValues[];
 }
 
 export interface ApplyResult {
@@ -157,34 +161,33 @@ export class RowState {
     const vms = ShardedMap.builder<VmRow>(tables.vms.length);
     const deployments = ShardedMap.builder<DeploymentRow>(tables.deployments.length);
     const domains = ShardedMap.builder<DomainRow>(tables.domains.length);
-    // Indexes hold drafts while loading (arrays grown in place) and IdSets once finished.
-    const regionVms = ShardedMap.builder<IdSetDraft | IdSet>(tables.regions.length);
-    const vmDeployments = ShardedMap.builder<IdSetDraft | IdSet>(tables.vms.length);
-    const deploymentDomains = ShardedMap.builder<IdSetDraft | IdSet>(tables.deployments.length);
-    const hostDomains = ShardedMap.builder<IdSetDraft | IdSet>(tables.domains.length);
+    // Each parent-keyed index is sized like its parent map, so a parent id falls in the same shard
+    // index in both and the shard found for the parent lookup serves the index too.
+    const regionVms = new DraftIndex(tables.regions.length);
+    const vmDeployments = new DraftIndex(tables.vms.length);
+    const deploymentDomains = new DraftIndex(tables.deployments.length);
+    // Same size hint: a host's shard is the same in both host-keyed maps.
+    const hostDomains = new DraftIndex(tables.domains.length);
     const routes = ShardedMap.builder<Route>(tables.domains.length);
-    const shared: SharedId = (parent, id) => {
-      const row = parent === 'regions' ? regions.get(id) : parent === 'vms' ? vms.get(id) : parent === 'deployments' ? deployments.get(id) : domains.get(id);
-      return row === undefined ? id : row.id;
-    };
     const lookup: Lookup = { deployments, vms, regions };
 
-    yield* loadTable('regions', tables.regions, undefined, regions, shared, problems, () => {});
-    yield* loadTable('vms', tables.vms, undefined, vms, shared, problems, (v) => {
-      if (v.regionId !== null) draftAdd(regionVms, v.regionId, v.id);
+    yield* loadTable('regions', tables.regions, undefined, regions, problems, () => {});
+    yield* loadTable('vms', tables.vms, { column: READ_COLUMNS.vms.indexOf('region_id'), map: regions }, vms, problems, (v, _region, shard) => {
+      if (v.regionId !== null) regionVms.add(shard, v.regionId, v.id);
     });
     yield;
-    yield* loadTable('deployments', tables.deployments, byParentShard(tables.deployments, 'vm_id', vms), deployments, shared, problems, (d) => {
-      if (d.vmId !== null) draftAdd(vmDeployments, d.vmId, d.id);
+    yield* loadTable('deployments', tables.deployments, { column: READ_COLUMNS.deployments.indexOf('vm_id'), map: vms }, deployments, problems, (d, _vm, shard) => {
+      if (d.vmId !== null) vmDeployments.add(shard, d.vmId, d.id);
     });
     yield;
     // Host-keyed work (the host index and the routes) is collected here and done afterwards in
     // host-shard order: in parent-shard order every host lands in a random shard.
     const byHost: { hosts: string[]; ids: string[]; routes: (Route | undefined)[] } = { hosts: [], ids: [], routes: [] };
-    yield* loadTable('domains', tables.domains, byParentShard(tables.domains, 'deployment_id', deployments), domains, shared, problems, (d) => {
-      if (d.deploymentId !== null) draftAdd(deploymentDomains, d.deploymentId, d.id);
+    yield* loadTable('domains', tables.domains, { column: READ_COLUMNS.domains.indexOf('deployment_id'), map: deployments }, domains, problems, (d, deployment, shard) => {
+      if (d.deploymentId !== null) deploymentDomains.add(shard, d.deploymentId, d.id);
       const host = hostOf(d);
-      const c = chain(d, lookup);
+      // The deployment was found while the row was read: only the VM and region are looked up.
+      const c = d.verified ? chainFrom(deployment, lookup) : undefined;
       if (c !== undefined && host === undefined) problems.push(badName(d));
       if (host === undefined) return;
       let route: Route | undefined;
@@ -198,25 +201,26 @@ export class RowState {
       byHost.routes.push(route);
     });
     yield;
-    const hostOrder = shardOrder(byHost.hosts, hostDomains);
+    const { order: hostOrder, shards: hostShards } = shardOrder(byHost.hosts, routes);
     for (let j = 0; j < hostOrder.length; j++) {
       if (j % LOAD_BATCH === LOAD_BATCH - 1) yield;
       const k = hostOrder[j]!;
       const host = byHost.hosts[k]!;
-      draftAdd(hostDomains, host, byHost.ids[k]!);
+      const shard = hostShards[k]!;
+      const first = hostDomains.add(shard, host, byHost.ids[k]!);
       const route = byHost.routes[k];
       if (route === undefined) continue;
-      // The same duplicate rule as pickRoute, one row at a time.
-      const best = routes.get(host);
-      if (best === undefined || compareRoutes(route, best) < 0) routes.set(host, route);
+      // The same duplicate rule as pickRoute, one row at a time; a host's first row has no rival.
+      const best = first ? undefined : routes.getIn(shard, host);
+      if (best === undefined || compareRoutes(route, best) < 0) routes.setIn(shard, host, route);
     }
 
     yield;
-    const hostIndex = finishIndex(hostDomains);
+    const hostIndex = hostDomains.finish();
     yield;
-    const deploymentIndex = finishIndex(deploymentDomains);
+    const deploymentIndex = deploymentDomains.finish();
     yield;
-    const vmIndex = finishIndex(vmDeployments);
+    const vmIndex = vmDeployments.finish();
     yield;
     const state = new RowState({
       domains: domains.build(),
@@ -226,7 +230,7 @@ export class RowState {
       hostDomains: hostIndex,
       deploymentDomains: deploymentIndex,
       vmDeployments: vmIndex,
-      regionVms: finishIndex(regionVms),
+      regionVms: regionVms.finish(),
       routes: routes.build(),
     });
     return { state, problems };
@@ -387,10 +391,11 @@ function toRowOrResync<T extends TableName>(table: T, change: RowChange, previou
 
 /**
  * The order to read child rows in: grouped by the shard their parent key falls in (stable, NULLs
- * last). The parent lookup and the parent-keyed index (same shard count, so the same shard index)
- * then stay in cache across a group instead of missing on every row of a million.
+ * last), with that shard for each position (-1 for NULL). The parent lookup and the parent-keyed
+ * index (same shard count, so the same shard index) then stay in cache across a group instead of
+ * missing on every row of a million.
  */
-function byParentShard(rows: readonly Columns[], column: string, parent: ShardedMapBuilder<unknown>): Int32Array {
+function byParentShard(rows: readonly RowValues[], column: number, parent: ShardedMapBuilder<unknown>): { order: Int32Array; shards: Int32Array } {
   const groups = parent.shardCount + 1;
   const group = new Int32Array(rows.length);
   const start = new Int32Array(groups + 1);
@@ -402,38 +407,60 @@ function byParentShard(rows: readonly Columns[], column: string, parent: Sharded
   }
   for (let g = 0; g < groups; g++) start[g + 1]! += start[g]!;
   const order = new Int32Array(rows.length);
-  for (let i = 0; i < rows.length; i++) order[start[group[i]!]!++] = i;
-  return order;
+  const shards = new Int32Array(rows.length);
+  for (let i = 0; i < rows.length; i++) {
+    const g = group[i]!;
+    const at = start[g]!++;
+    order[at] = i;
+    shards[at] = g === groups - 1 ? -1 : g;
+  }
+  return { order, shards };
 }
 
 /** Rows between two pauses of a load (a few milliseconds of work). */
 const LOAD_BATCH = 4096;
 
-function* loadTable<T extends TableName>(
+/**
+ * Loads one table's rows into `into`. With `parent`, rows are read grouped by their parent's
+ * shard, each row's parent is looked up once (its id string is shared by the child row, see
+ * SharedId) and handed to `each` with its shard, so the parent-keyed index needs no hashing.
+ */
+function* loadTable<T extends TableName, P extends { readonly id: string }>(
   table: T,
-  rows: readonly Columns[],
-  order: Int32Array | undefined,
+  rows: readonly RowValues[],
+  parent: { readonly column: number; readonly map: ShardedMapBuilder<P> } | undefined,
   into: ShardedMapBuilder<RowTypes[T]>,
-  shared: SharedId,
   problems: RowProblem[],
-  each: (row: RowTypes[T]) => void,
+  each: (row: RowTypes[T], parent: P | undefined, parentShard: number) => void,
 ): Generator<void, void> {
+  const grouped = parent === undefined ? undefined : byParentShard(rows, parent.column, parent.map);
   // 1. Rows in parent-shard order (their parent lookups stay in cache).
   const built: (RowTypes[T] | undefined)[] = new Array<RowTypes[T] | undefined>(rows.length);
+  const parents: (P | undefined)[] = new Array<P | undefined>(rows.length);
+  let current: P | undefined;
+  // toRow asks for the parent of the one foreign key each table has: the row looked up just before.
+  const shared: SharedId = (_table, id) => (current === undefined ? id : current.id);
+  const id = 0; // READ_COLUMNS lists id first
   const groups = into.shardCount;
   const shardOfRow = new Int32Array(rows.length);
   const start = new Int32Array(groups + 1);
   for (let k = 0; k < rows.length; k++) {
     if (k % LOAD_BATCH === LOAD_BATCH - 1) yield;
-    const columns = rows[order === undefined ? k : order[k]!]!;
+    const columns = rows[grouped === undefined ? k : grouped.order[k]!]!;
+    current = undefined;
+    if (parent !== undefined && grouped!.shards[k]! >= 0) {
+      const value = columns[parent.column];
+      current = parent.map.getIn(grouped!.shards[k]!, typeof value === 'string' ? value : String(value));
+      parents[k] = current;
+    }
     try {
-      const row = toRow(table, columns, undefined, shared);
+      const row = rowFromValues(table, columns, shared);
       built[k] = row;
       const g = into.shardOf(row.id);
       shardOfRow[k] = g;
       start[g + 1]!++;
     } catch (err) {
-      problems.push({ domain: '', field: `${table}.id`, value: String(columns.id), reason: (err as Error).message });
+      problems.push({ domain: '', field: `${table}.id`, value: String(columns[id]), reason: (err as Error).message });
       shardOfRow[k] = -1;
     }
   }
@@ -452,7 +479,13 @@ function* loadTable<T extends TableName>(
     if (j % LOAD_BATCH === LOAD_BATCH - 1) yield;
     const k = byShard[j]!;
     const row = built[k]!;
-    if (!into.add(row.id, row)) {
+    const g = shardOfRow[k]!;
+    // Set, then check: ids are primary keys, so a repeat (a table without one) is the rare case,
+    // and only then is the first row with the id looked for (among this shard's rows) and put back.
+    if (!into.putIn(g, row.id, row)) {
+      let first = j - 1;
+      while (shardOfRow[byShard[first]!] === g && (built[byShard[first]!] === undefined || built[byShard[first]!]!.id !== row.id)) first--;
+      into.putIn(g, row.id, built[byShard[first]!]!);
       problems.push({ domain: '', field: `${table}.id`, value: row.id, reason: 'duplicate id in the bootstrap read (row skipped)' });
       built[k] = undefined;
     }
@@ -461,38 +494,58 @@ function* loadTable<T extends TableName>(
   for (let k = 0; k < rows.length; k++) {
     if (k % LOAD_BATCH === LOAD_BATCH - 1) yield;
     const row = built[k];
-    if (row !== undefined) each(row);
+    if (row !== undefined) each(row, parents[k], grouped === undefined ? -1 : grouped.shards[k]!);
   }
 }
 
-/** Indexes of `keys` in the order of their shards in `map` (stable within a shard). */
-function shardOrder(keys: readonly string[], map: ShardedMapBuilder<unknown>): Int32Array {
+/** Indexes of `keys` in the order of their shards in `map` (stable within a shard), and each key's shard. */
+function shardOrder(keys: readonly string[], map: ShardedMapBuilder<unknown>): { order: Int32Array; shards: Int32Array } {
   const groups = map.shardCount;
-  const shard = new Int32Array(keys.length);
+  const shards = new Int32Array(keys.length);
   const start = new Int32Array(groups + 1);
   for (let k = 0; k < keys.length; k++) {
     const g = map.shardOf(keys[k]!);
-    shard[k] = g;
+    shards[k] = g;
     start[g + 1]!++;
   }
   for (let g = 0; g < groups; g++) start[g + 1]! += start[g]!;
   const order = new Int32Array(keys.length);
-  for (let k = 0; k < keys.length; k++) order[start[shard[k]!]!++] = k;
-  return order;
+  for (let k = 0; k < keys.length; k++) order[start[shards[k]!]!++] = k;
+  return { order, shards };
 }
 
-function draftAdd(index: ShardedMapBuilder<IdSetDraft | IdSet>, parent: string, child: string): void {
-  const before = index.get(parent) as IdSetDraft | undefined;
-  const after = idSetDraftAdd(before, child);
-  if (after !== before) index.set(parent, after);
-}
+/**
+ * A reverse index while loading: a parent's first child is stored as the id itself, more as an
+ * array grown in place. Only parents with several children need finishing, so they are listed
+ * (a pass over a million single-child entries would only read them back).
+ */
+class DraftIndex {
+  private readonly map: ShardedMapBuilder<IdSetDraft | IdSet>;
+  private readonly multi: string[] = [];
 
-/** Turns an index's drafts into IdSets; every value is an IdSet afterwards, hence the cast. */
-function finishIndex(index: ShardedMapBuilder<IdSetDraft | IdSet>): ShardedMap<IdSet> {
-  index.forEach((value, parent) => {
-    if (typeof value !== 'string') index.set(parent, idSetFinish(value as IdSetDraft));
-  });
-  return index.build() as ShardedMap<IdSet>;
+  constructor(sizeHint: number) {
+    this.map = ShardedMap.builder(sizeHint);
+  }
+
+  /** Adds `child` under `parent`, which falls in `shard` (see shardOf); returns whether it is the parent's first child. */
+  add(shard: number, parent: string, child: string): boolean {
+    const before = this.map.getIn(shard, parent) as IdSetDraft | undefined;
+    const after = idSetDraftAdd(before, child);
+    if (after === before) return false;
+    this.map.setIn(shard, parent, after);
+    if (before === undefined) return true;
+    this.multi.push(parent);
+    return false;
+  }
+
+  finish(): ShardedMap<IdSet> {
+    for (const parent of this.multi) {
+      const shard = this.map.shardOf(parent);
+      this.map.setIn(shard, parent, idSetFinish(this.map.getIn(shard, parent) as IdSetDraft));
+    }
+    // Every value is an IdSet now.
+    return this.map.build() as ShardedMap<IdSet>;
+  }
 }
 
 function reindex(index: ShardedMapEditor<IdSet>, parent: string, child: string, add: boolean): void {
@@ -510,7 +563,11 @@ interface Lookup {
 /** The documented query's WHERE and JOINs for one domain row. */
 function chain(d: DomainRow, m: Lookup): { vm: VmRow; region: RegionRow } | undefined {
   if (!d.verified || d.deploymentId === null) return undefined;
-  const dep = m.deployments.get(d.deploymentId);
+  return chainFrom(m.deployments.get(d.deploymentId), m);
+}
+
+/** The rest of `chain` from a verified domain's deployment row. */
+function chainFrom(dep: DeploymentRow | undefined, m: Lookup): { vm: VmRow; region: RegionRow } | undefined {
   if (dep === undefined || !dep.ready || dep.vmId === null) return undefined;
   const vm = m.vms.get(dep.vmId);
   if (vm === undefined || !vm.running || vm.regionId === null) return undefined;

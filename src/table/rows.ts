@@ -10,7 +10,7 @@ export function isTableName(name: string): name is TableName {
   return (TABLES as readonly string[]).includes(name);
 }
 
-/** The columns each table contributes to the documented query (plus its primary key). */
+/** The columns each table contributes to the documented query (plus its primary key), id first; rowFromValues reads values in this order. */
 export const READ_COLUMNS: { readonly [T in TableName]: readonly string[] } = {
   domains: ['id', 'name', 'deployment_id', 'verified_at'],
   deployments: ['id', 'status', 'vm_id'],
@@ -78,7 +78,10 @@ export type SharedId = (parent: TableName, id: string) => string;
 
 function fk(columns: Columns, column: string, previous: string | null, parent: TableName, shared: SharedId | undefined): string | null {
   const value = columns[column];
-  if (value === undefined) return previous;
+  return value === undefined ? previous : parentId(value, parent, shared);
+}
+
+function parentId(value: unknown, parent: TableName, shared: SharedId | undefined): string | null {
   const id = key(value);
   return id === null || shared === undefined ? id : shared(parent, id);
 }
@@ -89,55 +92,94 @@ function pick<T>(columns: Columns, column: string, previous: T, convert: (v: unk
 }
 
 /**
+ * One row's values in READ_COLUMNS order: how the bootstrap reads a table (an array per row is
+ * cheaper to receive than an object per row at a million rows).
+ */
+export type RowValues = readonly unknown[];
+
+/** A row's values in READ_COLUMNS order, from its columns by name. */
+export function rowValues(table: TableName, columns: Columns): unknown[] {
+  return READ_COLUMNS[table].map((column) => columns[column]);
+}
+
+/**
+ * Builds a stored row from its values in READ_COLUMNS order. Throws RowError when the row has no
+ * usable id or a value is missing (`undefined`). `shared`, when given, maps foreign-key values to
+ * the parent's own id string.
+ */
+export function rowFromValues<T extends TableName>(table: T, values: RowValues, shared?: SharedId): RowTypes[T] {
+  const id = key(values[0]);
+  if (id === null) throw new RowError(table, 'row without an id');
+  const names = READ_COLUMNS[table];
+  for (let i = 1; i < names.length; i++) {
+    if (values[i] === undefined) throw new RowError(table, `row ${id}: column ${names[i]} missing`);
+  }
+  let row: RowTypes[TableName];
+  switch (table) {
+    case 'domains':
+      row = { id, name: values[1], deploymentId: parentId(values[2], 'deployments', shared), verified: values[3] !== null } satisfies DomainRow;
+      break;
+    case 'deployments':
+      row = { id, vmId: parentId(values[2], 'vms', shared), ready: values[1] === 'ready' } satisfies DeploymentRow;
+      break;
+    case 'vms':
+      row = { id, privateIp: values[1], port: values[2], regionId: parentId(values[3], 'regions', shared), running: values[4] === 'running' } satisfies VmRow;
+      break;
+    case 'regions':
+      row = { id, publicIpv4: values[1] } satisfies RegionRow;
+      break;
+    default:
+      throw new RowError(table, 'unknown table');
+  }
+  return Object.freeze(row) as RowTypes[T];
+}
+
+/**
  * Builds the stored row from column values, merging into `previous` for columns that arrived as
  * `undefined`. Throws RowError when the row has no usable id or a column is missing with nothing
  * to merge it into (the caller then resynchronises instead of guessing). `shared`, when given,
  * maps foreign-key values to the parent's own id string.
  */
 export function toRow<T extends TableName>(table: T, columns: Columns, previous?: RowTypes[T], shared?: SharedId): RowTypes[T] {
-  const id = key(columns.id) ?? previous?.id ?? null;
-  if (id === null) throw new RowError(table, 'row without an id');
-  if (previous === undefined) {
-    for (const column of READ_COLUMNS[table]) {
-      if (columns[column] === undefined) throw new RowError(table, `row ${id}: column ${column} missing`);
-    }
-  }
-  const p = previous as Partial<RowTypes[TableName]> | undefined;
+  // A new row is built exactly as the bootstrap builds it.
+  if (previous === undefined) return rowFromValues(table, rowValues(table, columns), shared);
+  const id = key(columns.id) ?? previous.id;
+  const p = previous as RowTypes[TableName];
   let row: RowTypes[TableName];
   switch (table) {
     case 'domains': {
-      const d = p as DomainRow | undefined;
+      const d = p as DomainRow;
       row = {
         id,
-        name: pick(columns, 'name', d?.name, (v) => v),
-        deploymentId: fk(columns, 'deployment_id', d?.deploymentId ?? null, 'deployments', shared),
-        verified: pick(columns, 'verified_at', d?.verified ?? false, (v) => v !== null),
+        name: pick(columns, 'name', d.name, (v) => v),
+        deploymentId: fk(columns, 'deployment_id', d.deploymentId, 'deployments', shared),
+        verified: pick(columns, 'verified_at', d.verified, (v) => v !== null),
       };
       break;
     }
     case 'deployments': {
-      const d = p as DeploymentRow | undefined;
+      const d = p as DeploymentRow;
       row = {
         id,
-        vmId: fk(columns, 'vm_id', d?.vmId ?? null, 'vms', shared),
-        ready: pick(columns, 'status', d?.ready ?? false, (v) => v === 'ready'),
+        vmId: fk(columns, 'vm_id', d.vmId, 'vms', shared),
+        ready: pick(columns, 'status', d.ready, (v) => v === 'ready'),
       };
       break;
     }
     case 'vms': {
-      const v = p as VmRow | undefined;
+      const v = p as VmRow;
       row = {
         id,
-        privateIp: pick(columns, 'private_ip', v?.privateIp, (x) => x),
-        port: pick(columns, 'port', v?.port, (x) => x),
-        regionId: fk(columns, 'region_id', v?.regionId ?? null, 'regions', shared),
-        running: pick(columns, 'status', v?.running ?? false, (x) => x === 'running'),
+        privateIp: pick(columns, 'private_ip', v.privateIp, (x) => x),
+        port: pick(columns, 'port', v.port, (x) => x),
+        regionId: fk(columns, 'region_id', v.regionId, 'regions', shared),
+        running: pick(columns, 'status', v.running, (x) => x === 'running'),
       };
       break;
     }
     case 'regions': {
-      const r = p as RegionRow | undefined;
-      row = { id, publicIpv4: pick(columns, 'public_ipv4', r?.publicIpv4, (x) => x) };
+      const r = p as RegionRow;
+      row = { id, publicIpv4: pick(columns, 'public_ipv4', r.publicIpv4, (x) => x) };
       break;
     }
     default:
