@@ -13,7 +13,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { diffRoutes } from '../src/table/diff.js';
-import { compareRoutes, type Route } from '../src/table/route.js';
+import { compareRoutes, makeRoute, type Route } from '../src/table/route.js';
 import { routesFromQueryRows } from '../src/table/query-routes.js';
 import { type ApplyResult, type RowChange, RowState, type TableRows } from '../src/table/row-state.js';
 import { READ_COLUMNS, RowError, type RowValues, rowValues, TABLES, type TableName } from '../src/table/rows.js';
@@ -895,6 +895,25 @@ describe('RowState.load: problems and shared structure', () => {
     const r = loaded.state.apply([del('domains', DOM(1))]);
     assert.deepStrictEqual(r.changedHosts, ['first.example']);
     assert.deepStrictEqual([...r.state.routes.keys()], ['other.example']);
+  });
+
+  it('makeRoute judges each region id and address on its own, in any order of good and bad values', () => {
+    const good = '6f1c3e9a-0000-4000-8000-000000000001';
+    const cases: [unknown, unknown, string | undefined][] = [
+      [good, '10.0.0.1', undefined],
+      [good, '10.0.0.1', undefined],
+      ['not-a-uuid', '10.0.0.1', 'vm_region_id'],
+      [good, 'nope', 'region_public_ip'],
+      [good.toUpperCase(), '10.0.0.2', undefined],
+      [undefined, '10.0.0.2', 'vm_region_id'],
+      [good, null, 'region_public_ip'],
+      [good, '10.0.0.2', undefined],
+    ];
+    for (const [regionId, lb, field] of cases) {
+      const r = makeRoute('a.example', 'a.example', '10.1.1.1', 80, regionId, lb);
+      assert.equal(r.ok ? undefined : r.problem.field, field, `${String(regionId)} ${String(lb)}`);
+      if (r.ok) assert.deepStrictEqual([r.route.vmRegionId, r.route.regionPublicIp], [good, lb]);
+    }
   });
 
   it('a transaction that changes no route keeps the same route map object', () => {
