@@ -815,7 +815,7 @@ describe('RowState: a region with 200 VMs (reverse index past the array limit)',
 });
 
 describe('RowState.loadAsync', () => {
-  it('builds the same state as load, giving the event loop turns while it works', async () => {
+  it('builds the same state as load, giving the event loop turns while it works and releasing the rows read', async () => {
     const changes: RowChange[] = [region(1), region(2)];
     for (let i = 1; i <= 9000; i++) {
       changes.push(vm(i, 1 + (i % 2), `10.0.${i >> 8}.${i & 255}`, 3000 + (i % 7)), deployment(i, i));
@@ -827,11 +827,13 @@ describe('RowState.loadAsync', () => {
       vms: changes.flatMap((c) => (c.op === 'insert' && c.table === 'vms' ? [rowValues('vms', c.row)] : [])),
       regions: changes.flatMap((c) => (c.op === 'insert' && c.table === 'regions' ? [rowValues('regions', c.row)] : [])),
     };
+    const sync = RowState.load(tables);
     let turns = 0;
     const ticker = setInterval(() => turns++, 0);
-    const loaded = await RowState.loadAsync(tables, 0);
+    const loaded = await RowState.loadAsync(tables, 0, { release: true });
     clearInterval(ticker);
-    const sync = RowState.load(tables);
+    // release: the raw rows were let go as the build went
+    assert.deepStrictEqual([tables.domains.length, tables.deployments.length, tables.vms.length, tables.regions.length], [0, 0, 0, 0]);
     assert.ok(turns >= 3, `the event loop ran ${turns} times during the load`);
     assert.equal(loaded.state.routes.size, 8000);
     assert.deepStrictEqual(sorted(snapshot(loaded.state.routes)), sorted(snapshot(sync.state.routes)));

@@ -196,7 +196,7 @@ export class Sync {
       return;
     }
     const t0 = performance.now();
-    const { state, problems } = await RowState.loadAsync(started.snapshot.tables);
+    const { state, problems } = await RowState.loadAsync(started.snapshot.tables, undefined, { release: true });
     if (this.#stopped) {
       await started.stream.close();
       return;

@@ -134,16 +134,19 @@ export class RowState {
    * the lookups of a million rows mostly in cache.
    */
   static load(tables: TableRows): { state: RowState; problems: RowProblem[] } {
-    const steps = RowState.#loadSteps(tables);
+    const steps = RowState.#loadSteps(tables, false);
     for (let r = steps.next(); ; r = steps.next()) if (r.done === true) return r.value;
   }
 
   /**
    * `load`, giving the event loop a turn at least every `sliceMs` of work: a bootstrap while the
    * proxy already serves (a reconnect) must not stall requests for the seconds a million rows take.
+   * With `release`, each table's row list is emptied once it has been read, so the raw rows (as
+   * much memory as the state itself at a million routes) are not kept alive through the rest of
+   * the build, next to the table that still serves.
    */
-  static async loadAsync(tables: TableRows, sliceMs = 10): Promise<{ state: RowState; problems: RowProblem[] }> {
-    const steps = RowState.#loadSteps(tables);
+  static async loadAsync(tables: TableRows, sliceMs = 10, options: { release?: boolean } = {}): Promise<{ state: RowState; problems: RowProblem[] }> {
+    const steps = RowState.#loadSteps(tables, options.release === true);
     let sliceStart = performance.now();
     for (let r = steps.next(); ; r = steps.next()) {
       if (r.done === true) return r.value;
@@ -155,7 +158,7 @@ export class RowState {
   }
 
   /** The load, as a generator that pauses every LOAD_BATCH rows (so callers may yield). */
-  static *#loadSteps(tables: TableRows): Generator<void, { state: RowState; problems: RowProblem[] }> {
+  static *#loadSteps(tables: TableRows, release: boolean): Generator<void, { state: RowState; problems: RowProblem[] }> {
     const problems: RowProblem[] = [];
     const regions = ShardedMap.builder<RegionRow>(tables.regions.length);
     const vms = ShardedMap.builder<VmRow>(tables.vms.length);
@@ -172,13 +175,16 @@ export class RowState {
     const lookup: Lookup = { deployments, vms, regions };
 
     yield* loadTable('regions', tables.regions, undefined, regions, problems, () => {});
+    if (release) (tables.regions as RowValues[]).length = 0;
     yield* loadTable('vms', tables.vms, { column: READ_COLUMNS.vms.indexOf('region_id'), map: regions }, vms, problems, (v, _region, shard) => {
       if (v.regionId !== null) regionVms.add(shard, v.regionId, v.id);
     });
+    if (release) (tables.vms as RowValues[]).length = 0;
     yield;
     yield* loadTable('deployments', tables.deployments, { column: READ_COLUMNS.deployments.indexOf('vm_id'), map: vms }, deployments, problems, (d, _vm, shard) => {
       if (d.vmId !== null) vmDeployments.add(shard, d.vmId, d.id);
     });
+    if (release) (tables.deployments as RowValues[]).length = 0;
     yield;
     // Host-keyed work (the host index and the routes) is collected here and done afterwards in
     // host-shard order: in parent-shard order every host lands in a random shard.
@@ -200,6 +206,7 @@ export class RowState {
       byHost.ids.push(d.id);
       byHost.routes.push(route);
     });
+    if (release) (tables.domains as RowValues[]).length = 0;
     yield;
     const { order: hostOrder, shards: hostShards } = shardOrder(byHost.hosts, routes);
     for (let j = 0; j < hostOrder.length; j++) {
