@@ -289,18 +289,33 @@ describe('ShardedMap', () => {
 });
 
 describe('ShardedMap: builder, forEach and untouched editors', () => {
-  it('builder: setAll, putIn and getIn agree with set and get', () => {
+  it('builder: fillShard fills an empty shard in one go, keeping the first of a repeated key', () => {
+    const b = ShardedMap.builder<number>(1_000);
+    const keys = range(1_000).filter((k) => b.shardOf(k) === 3);
+    assert.ok(keys.length > 2);
+    assert.deepStrictEqual(b.fillShard(3, keys.map((k, i) => [k, i] as const)), []);
+    assert.throws(() => b.fillShard(3, []), /not empty/);
+    const other = range(1_000).filter((k) => b.shardOf(k) === 4);
+    const [a, c] = [other[0]!, other[1]!];
+    // a repeats twice and c once: their first values stay, the repeats are reported by position
+    assert.deepStrictEqual(b.fillShard(4, [[a, 1], [c, 2], [a, 3], [c, 4], [a, 5]]), [2, 3, 4]);
+    const m = b.build();
+    assert.equal(m.size, keys.length + 2);
+    assert.equal(m.get(keys[1]!), 1);
+    assert.equal(m.get(a), 1);
+    assert.equal(m.get(c), 2);
+  });
+
+  it('builder: setAll, setIn and getIn agree with set and get', () => {
     const keys = range(5_000);
     const b = ShardedMap.builder<boolean>(keys.length);
     b.setAll([...keys, 'k7'], true);
     assert.equal(b.size, 5_000);
     for (const k of keys) assert.equal(b.getIn(b.shardOf(k), k), true, k);
-    assert.equal(b.putIn(b.shardOf('k1'), 'k1', false), false, 'an existing key is not new');
-    assert.equal(b.putIn(b.shardOf('fresh'), 'fresh', true), true);
+    b.setIn(b.shardOf('k1'), 'k1', false);
     const m = b.build();
-    assert.equal(m.size, 5_001);
+    assert.equal(m.size, 5_000);
     assert.equal(m.get('k1'), false);
-    assert.equal(m.get('fresh'), true);
     for (const k of ['k0', 'k4999']) assert.equal(shardsOf(m)[b.shardOf(k)]!.has(k), true, k);
     assert.throws(() => b.setAll(['x'], true), /after build/);
   });

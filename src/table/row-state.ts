@@ -471,30 +471,35 @@ function* loadTable<T extends TableName, P extends { readonly id: string }>(
       shardOfRow[k] = -1;
     }
   }
-  // 2. Inserted in their own shard's order (a stable counting sort): each shard is filled in one
-  // go instead of one random shard per row, which was the most expensive step of a 1M-row load.
+  // 2. Each shard filled in one go from its rows, grouped by a stable counting sort: one random
+  // shard per row was the most expensive step of a 1M-row load, and a Map made from a list is
+  // sized once instead of growing five times on the way to ~128 entries.
   for (let g = 0; g < groups; g++) start[g + 1]! += start[g]!;
   const byShard = new Int32Array(rows.length);
-  let placed = 0;
+  const next = start.slice(0, groups);
   for (let k = 0; k < rows.length; k++) {
     const g = shardOfRow[k]!;
-    if (g < 0) continue;
-    byShard[start[g]!++] = k;
-    placed++;
+    if (g >= 0) byShard[next[g]!++] = k;
   }
-  for (let j = 0; j < placed; j++) {
-    if (j % LOAD_BATCH === LOAD_BATCH - 1) yield;
-    const k = byShard[j]!;
-    const row = built[k]!;
-    const g = shardOfRow[k]!;
-    // Set, then check: ids are primary keys, so a repeat (a table without one) is the rare case,
-    // and only then is the first row with the id looked for (among this shard's rows) and put back.
-    if (!into.putIn(g, row.id, row)) {
-      let first = j - 1;
-      while (shardOfRow[byShard[first]!] === g && (built[byShard[first]!] === undefined || built[byShard[first]!]!.id !== row.id)) first--;
-      into.putIn(g, row.id, built[byShard[first]!]!);
-      problems.push({ domain: '', field: `${table}.id`, value: row.id, reason: 'duplicate id in the bootstrap read (row skipped)' });
+  let sincePause = 0;
+  for (let g = 0; g < groups; g++) {
+    const from = start[g]!;
+    const to = start[g + 1]!;
+    if (from === to) continue;
+    const entries = new Array<[string, RowTypes[T]]>(to - from);
+    for (let j = from; j < to; j++) {
+      const row = built[byShard[j]!]!;
+      entries[j - from] = [row.id, row];
+    }
+    for (const repeat of into.fillShard(g, entries)) {
+      const k = byShard[from + repeat]!;
+      problems.push({ domain: '', field: `${table}.id`, value: built[k]!.id, reason: 'duplicate id in the bootstrap read (row skipped)' });
       built[k] = undefined;
+    }
+    sincePause += to - from;
+    if (sincePause >= LOAD_BATCH) {
+      sincePause = 0;
+      yield;
     }
   }
   // 3. Indexes and routes, back in parent-shard order.

@@ -265,13 +265,25 @@ export class ShardedMapBuilder<V> {
     this.shards[shard]!.set(key, value);
   }
 
-  /** Sets `key` in `shard`; returns whether the key was new (one lookup, where `addIn` needs two). */
-  putIn(shard: number, key: string, value: V): boolean {
+  /**
+   * Fills the empty `shard` with `entries` in one go (the Map's table is sized once, where one
+   * `set` at a time grows it over and over). A key that repeats keeps its first value; returns
+   * the positions in `entries` of the repeats, which were skipped.
+   */
+  fillShard(shard: number, entries: readonly (readonly [string, V])[]): number[] {
     if (this.built) throw new Error('ShardedMapBuilder used after build()');
-    const map = this.shards[shard]!;
-    const size = map.size;
-    map.set(key, value);
-    return map.size !== size;
+    if (this.shards[shard]!.size !== 0) throw new Error('ShardedMapBuilder.fillShard: the shard is not empty');
+    const map = new Map<string, V>(entries);
+    this.shards[shard] = map;
+    if (map.size === entries.length) return [];
+    // Rare (keys are primary keys): the last of a repeated key won; redo it keeping the first.
+    map.clear();
+    const repeats: number[] = [];
+    entries.forEach(([key, value], i) => {
+      if (map.has(key)) repeats.push(i);
+      else map.set(key, value);
+    });
+    return repeats;
   }
 
   /**
