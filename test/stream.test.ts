@@ -16,6 +16,31 @@ after(async () => {
 const setup = () => streamFixture(server, { [REGION_A]: '127.0.0.1', [REGION_B]: '10.9.9.9' });
 
 describe('streaming', () => {
+  it('bootstraps rows in every status and verification state exactly as the documented query reads them', async () => {
+    const t = await setup();
+    try {
+      const vmStatuses = ['pending', 'starting', 'running', 'stopping', 'stopped', 'failed'];
+      const deploymentStatuses = ['pending', 'building', 'ready', 'failed', 'inactive'];
+      let n = 0;
+      for (const vmStatus of vmStatuses) {
+        for (const deploymentStatus of deploymentStatuses) {
+          for (const verified of [true, false]) {
+            n++;
+            await t.seed.route({ name: `s${n}.example`, regionId: REGION_A, vmPort: 3000 + n, vmStatus, deploymentStatus, verified });
+          }
+        }
+      }
+      const p = await t.proxy();
+      await p.waitForLog((l) => l.msg === 'replication stream started');
+      assert.equal(p.store.current?.source, 'stream');
+      // Straight from the bootstrap, before any change streams: only running + ready + verified.
+      assert.deepEqual([...(p.store.current?.routes.keys() ?? [])], ['s25.example']);
+      await waitForQueryTable(p.store, t.seed.client);
+    } finally {
+      await t.close();
+    }
+  });
+
   it('bootstraps from a snapshot, then applies each committed change', async () => {
     const t = await setup();
     try {
