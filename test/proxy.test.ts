@@ -175,6 +175,28 @@ describe('routing', () => {
     }
   });
 
+  it('headers a Connection header lists stop at the proxy, in both directions (Host never does)', async () => {
+    const t = await setup();
+    try {
+      const vm = await t.backend('vm', (_req, res) => {
+        res.writeHead(200, { connection: 'X-Internal, keep-alive', 'x-internal': 'secret', 'x-public': 'yes' });
+        res.end('ok');
+      });
+      await t.seed.route({ name: 'hop.example', regionId: REGION_A, vmPort: vm.port });
+      const p = await t.proxy();
+      const r = await request(p.port, { host: 'hop.example', headers: { connection: 'X-Hop, Host, keep-alive', 'x-hop': 'drop me', 'x-end': 'keep me' } });
+      assert.equal(r.status, 200);
+      const seen = vm.proxied().at(-1)!.headers;
+      assert.equal(seen['x-hop'], undefined, 'a request header the client listed in Connection');
+      assert.equal(seen['x-end'], 'keep me');
+      assert.equal(seen.host, 'hop.example');
+      assert.equal(r.headers['x-internal'], undefined, 'a response header the VM listed in Connection');
+      assert.equal(r.headers['x-public'], 'yes');
+    } finally {
+      await t.close();
+    }
+  });
+
   it('each clause of the documented query: unverified domain, non-ready deployment, non-running VM, no VM', async () => {
     const t = await setup();
     try {

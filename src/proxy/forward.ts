@@ -4,6 +4,7 @@ import { createProxyServer, type ProxyServer as HttpProxy } from 'http-proxy-3';
 import { Agent as UndiciAgent, type Dispatcher } from 'undici';
 import type { Logger } from '../log/logger.js';
 import { formatUpstream, type Upstream } from './decide.js';
+import { connectionTokens } from './headers.js';
 import type { ForwardErrorInfo, ProxyResponse } from './exchange.js';
 
 /**
@@ -378,8 +379,7 @@ function responseHeaders(raw: Buffer[]): string[] {
     out.push(name, raw[i + 1]!.toString('latin1'));
   }
   if (listed !== undefined && listed !== 'keep-alive' && listed !== 'close') {
-    // Headers named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
-    const names = new Set(listed.split(',').map((n) => n.trim().toLowerCase()));
+    const names = connectionTokens(listed);
     const kept: string[] = [];
     for (let i = 0; i < out.length; i += 2) if (!names.has(out[i]!.toLowerCase())) kept.push(out[i]!, out[i + 1]!);
     return kept;

@@ -100,12 +100,23 @@ export function upstreamHeaders(
   return out;
 }
 
-/** Header names listed in a Connection header (other than `upgrade`, `host`). */
-function connectionListed(value: string): Set<string> {
+/**
+ * The header names a Connection header lists, lowercase: hop-by-hop for that one connection
+ * (RFC 9110 §7.6.1), so neither a request nor a response passes them on. Shared by both directions.
+ */
+export function connectionTokens(value: string): Set<string> {
   const names = new Set<string>();
   for (const name of value.split(',')) {
     const n = name.trim().toLowerCase();
-    if (n !== '' && n !== 'host' && n !== 'upgrade') names.add(n);
+    if (n !== '') names.add(n);
   }
+  return names;
+}
+
+/** connectionTokens for a request: `host` is never dropped, and `upgrade` is handled on its own. */
+function connectionListed(value: string): Set<string> {
+  const names = connectionTokens(value);
+  names.delete('host');
+  names.delete('upgrade');
   return names;
 }
