@@ -208,7 +208,7 @@ export class RowState {
     });
     if (release) (tables.domains as RowValues[]).length = 0;
     yield;
-    const { order: hostOrder, shards: hostShards } = shardOrder(byHost.hosts, routes);
+    const { order: hostOrder, shards: hostShards } = yield* shardOrder(byHost.hosts, routes);
     for (let j = 0; j < hostOrder.length; j++) {
       if (j % LOAD_BATCH === LOAD_BATCH - 1) yield;
       const k = hostOrder[j]!;
@@ -402,11 +402,12 @@ function toRowOrResync<T extends TableName>(table: T, change: RowChange, previou
  * index (same shard count, so the same shard index) then stay in cache across a group instead of
  * missing on every row of a million.
  */
-function byParentShard(rows: readonly RowValues[], column: number, parent: ShardedMapBuilder<unknown>): { order: Int32Array; shards: Int32Array } {
+function* byParentShard(rows: readonly RowValues[], column: number, parent: ShardedMapBuilder<unknown>): Generator<void, { order: Int32Array; shards: Int32Array }> {
   const groups = parent.shardCount + 1;
   const group = new Int32Array(rows.length);
   const start = new Int32Array(groups + 1);
   for (let i = 0; i < rows.length; i++) {
+    if (i % LOAD_BATCH === LOAD_BATCH - 1) yield;
     const value = rows[i]![column];
     const g = value === null || value === undefined ? groups - 1 : parent.shardOf(typeof value === 'string' ? value : String(value));
     group[i] = g;
@@ -416,6 +417,7 @@ function byParentShard(rows: readonly RowValues[], column: number, parent: Shard
   const order = new Int32Array(rows.length);
   const shards = new Int32Array(rows.length);
   for (let i = 0; i < rows.length; i++) {
+    if (i % LOAD_BATCH === LOAD_BATCH - 1) yield;
     const g = group[i]!;
     const at = start[g]!++;
     order[at] = i;
@@ -440,7 +442,7 @@ function* loadTable<T extends TableName, P extends { readonly id: string }>(
   problems: RowProblem[],
   each: (row: RowTypes[T], parent: P | undefined, parentShard: number) => void,
 ): Generator<void, void> {
-  const grouped = parent === undefined ? undefined : byParentShard(rows, parent.column, parent.map);
+  const grouped = parent === undefined ? undefined : yield* byParentShard(rows, parent.column, parent.map);
   // 1. Rows in parent-shard order (their parent lookups stay in cache).
   const built: (RowTypes[T] | undefined)[] = new Array<RowTypes[T] | undefined>(rows.length);
   const parents: (P | undefined)[] = new Array<P | undefined>(rows.length);
@@ -511,11 +513,12 @@ function* loadTable<T extends TableName, P extends { readonly id: string }>(
 }
 
 /** Indexes of `keys` in the order of their shards in `map` (stable within a shard), and each key's shard. */
-function shardOrder(keys: readonly string[], map: ShardedMapBuilder<unknown>): { order: Int32Array; shards: Int32Array } {
+function* shardOrder(keys: readonly string[], map: ShardedMapBuilder<unknown>): Generator<void, { order: Int32Array; shards: Int32Array }> {
   const groups = map.shardCount;
   const shards = new Int32Array(keys.length);
   const start = new Int32Array(groups + 1);
   for (let k = 0; k < keys.length; k++) {
+    if (k % LOAD_BATCH === LOAD_BATCH - 1) yield;
     const g = map.shardOf(keys[k]!);
     shards[k] = g;
     start[g + 1]!++;
