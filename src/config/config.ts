@@ -73,6 +73,14 @@ function duration(min: number, what: string) {
   };
 }
 
+/** A value from a fixed list, matched case-insensitively. */
+function oneOf<T extends string>(values: readonly T[]) {
+  return (raw: string): T | { error: string } => {
+    const value = raw.trim().toLowerCase();
+    return (values as readonly string[]).includes(value) ? (value as T) : { error: `must be one of ${values.join(', ')}` };
+  };
+}
+
 export function parseListenAddress(raw: string): ListenAddress | { error: string } {
   const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):([0-9]{1,5})$/.exec(raw.trim());
   if (m === null) return { error: 'is not a listen address (examples: :8080, 127.0.0.1:8080, [::1]:8080)' };
@@ -160,10 +168,7 @@ export const OPTIONS = [
     env: 'EDGEPROXY_LOG_LEVEL',
     description: 'Log level: debug, info, warn, error',
     default: 'info',
-    parse: (raw) => {
-      const level = raw.trim().toLowerCase();
-      return (LOG_LEVELS as readonly string[]).includes(level) ? (level as LogLevel) : { error: 'must be one of debug, info, warn, error' };
-    },
+    parse: oneOf(LOG_LEVELS),
   }),
   spec({
     key: 'healthTimeoutMs',
@@ -206,10 +211,7 @@ export const OPTIONS = [
     env: 'EDGEPROXY_SYNC_MODE',
     description: 'auto: stream changes by logical replication, poll when it is unavailable; replication: streaming only; poll: periodic reloads only',
     default: 'auto',
-    parse: (raw) => {
-      const mode = raw.trim().toLowerCase();
-      return (SYNC_MODES as readonly string[]).includes(mode) ? (mode as SyncMode) : { error: 'must be one of auto, replication, poll' };
-    },
+    parse: oneOf(SYNC_MODES),
   }),
   spec({
     key: 'publication',

@@ -5,7 +5,7 @@
  * Every metric is listed in the README ("Admin API and metrics").
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { SyncMode } from '../config/config.js';
+import { SYNC_MODES } from '../config/config.js';
 import type { ProxyObserver, RouteKind } from '../proxy/observer.js';
 import { parseLsn } from '../replication/lsn.js';
 import type { ResyncOutcome } from '../sync/poller.js';
@@ -22,7 +22,6 @@ export interface MetricsSource {
 /** What asked for a resync. */
 export type ResyncTrigger = 'admin' | 'sighup';
 
-const SYNC_MODES: readonly SyncMode[] = ['auto', 'replication', 'poll'];
 const FEEDING: readonly SyncStatus['feeding'][] = ['poll', 'stream', 'none'];
 const STREAM_STATES: readonly StreamState[] = ['disabled', 'bootstrapping', 'streaming', 'backoff', 'unavailable'];
 const ROUTE_KINDS: readonly RouteKind[] = ['same-region', 'cross-region', 'not-found', 'not-ready', 'loop', 'rejected'];
