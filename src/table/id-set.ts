@@ -65,7 +65,9 @@ export function idSetOf(ids: readonly string[]): IdSet | undefined {
   if (ids.length === 0) return undefined;
   if (ids.length === 1) return ids[0];
   if (ids.length <= ARRAY_LIMIT) return Object.freeze(ids.slice());
-  return ShardedMap.from(ids.map((x) => [x, true] as const));
+  const builder = ShardedMap.builder<true>(ids.length);
+  builder.setAll(ids, true);
+  return builder.build();
 }
 
 /**
@@ -85,9 +87,6 @@ export function idSetDraftAdd(draft: IdSetDraft | undefined, id: string): IdSetD
 
 export function idSetFinish(draft: IdSetDraft): IdSet {
   if (typeof draft === 'string') return draft;
-  // slice: an array grown by push keeps spare capacity; the copy is exactly as long as it needs to be.
-  if (draft.length <= ARRAY_LIMIT) return Object.freeze(draft.slice());
-  const builder = ShardedMap.builder<true>(draft.length);
-  builder.setAll(draft, true);
-  return builder.build();
+  // idSetOf copies: an array grown by push keeps spare capacity, and the draft stays mutable.
+  return idSetOf(draft)!;
 }

@@ -244,15 +244,6 @@ export class ShardedMapBuilder<V> {
     this.shards[this.mask === 0 ? 0 : hashKey(key) & this.mask]!.set(key, value);
   }
 
-  /** Sets `key` unless it is already there; returns whether it was set (one hash for both steps). */
-  add(key: string, value: V): boolean {
-    if (this.built) throw new Error('ShardedMapBuilder used after build()');
-    const shard = this.shards[this.shardOf(key)]!;
-    if (shard.has(key)) return false;
-    shard.set(key, value);
-    return true;
-  }
-
   // The *In variants take the shard `shardOf(key)` returned, so a bootstrap that has already
   // grouped keys by shard does not hash each key again for every map it touches.
 
@@ -306,11 +297,6 @@ export class ShardedMapBuilder<V> {
       const i = order[j]!;
       this.shards[shardOfKey[i]!]!.set(keys[i]!, value);
     }
-  }
-
-  /** Visits every entry; `fn` may replace the value of the entry it is given (through `set`). */
-  forEach(fn: (value: V, key: string) => void): void {
-    for (const shard of this.shards) shard.forEach(fn);
   }
 
   build(): ShardedMap<V> {
