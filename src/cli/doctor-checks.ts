@@ -148,7 +148,7 @@ async function streamingChecks(client: pg.Client, c: ServerCapabilities, publica
         ),
   );
 
-  const pub = await checkPublication(client, publication);
+  const pub = await checkPublication(client, publication, c.serverVersionNum);
   const pubProblem = describePublicationProblem(pub);
   const onPrimary = c.inRecovery ? 'on the primary (this server is a standby): ' : '';
   out.push(

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { READ_COLUMNS, TABLES, type TableName } from '../table/rows.js';
+import type { ServerCapabilities } from './capabilities.js';
 
 export const PUBLISHED_ACTIONS = ['insert', 'update', 'delete', 'truncate'] as const;
 export type PublishedAction = (typeof PUBLISHED_ACTIONS)[number];
@@ -35,8 +36,8 @@ export function createPublicationSql(name: string): string {
   return `CREATE PUBLICATION ${ident(name)} FOR TABLE ${tableList(TABLES)};`;
 }
 
-export async function checkPublication(db: pg.ClientBase | pg.Pool, name: string): Promise<PublicationCheck> {
-  const version = Number((await db.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`)).rows[0]?.v);
+/** `serverVersionNum` as readCapabilities read it (the columns to ask for depend on it). */
+export async function checkPublication(db: pg.ClientBase | pg.Pool, name: string, serverVersionNum: number): Promise<PublicationCheck> {
   const pub = await db.query<Record<string, boolean>>(
     'SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1',
     [name],
@@ -46,7 +47,7 @@ export async function checkPublication(db: pg.ClientBase | pg.Pool, name: string
     return { name, exists: false, missingTables: [...TABLES], missingActions: [], filtered: [], fixSql: createPublicationSql(name) };
   }
   // attnames and rowfilter exist from PostgreSQL 15 on.
-  const extra = version >= 150000 ? ', pt.attnames, pt.rowfilter' : ', NULL::name[] AS attnames, NULL::text AS rowfilter';
+  const extra = serverVersionNum >= 150000 ? ', pt.attnames, pt.rowfilter' : ', NULL::name[] AS attnames, NULL::text AS rowfilter';
   const tables = await db.query<{ name: TableName; published: boolean; attnames: string[] | null; rowfilter: string | null }>(
     `SELECT t.name, pt.tablename IS NOT NULL AS published${extra}
        FROM unnest($2::text[]) AS t(name)
@@ -87,8 +88,13 @@ export function describePublicationProblem(c: PublicationCheck): string | undefi
  * primary); otherwise throws PublicationError carrying the SQL an operator must run on the
  * primary. An existing publication is never altered: it belongs to whoever created it.
  */
-export async function ensurePublication(db: pg.ClientBase | pg.Pool, name: string, inRecovery: boolean): Promise<'exists' | 'created'> {
-  const check = await checkPublication(db, name);
+export async function ensurePublication(
+  db: pg.ClientBase | pg.Pool,
+  name: string,
+  server: Pick<ServerCapabilities, 'inRecovery' | 'serverVersionNum'>,
+): Promise<'exists' | 'created'> {
+  const { inRecovery } = server;
+  const check = await checkPublication(db, name, server.serverVersionNum);
   const problem = describePublicationProblem(check);
   if (problem === undefined) return 'exists';
   if (!check.exists && !inRecovery) {

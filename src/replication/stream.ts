@@ -219,7 +219,7 @@ export class ReplicationStream {
       const capacity = streamingCapacityProblem(caps);
       if (capacity !== undefined) throw new StreamError('check_server', 'transient', capacity);
       this.#advance('check_publication');
-      pub = await ensurePublication(plain, publication, caps.inRecovery);
+      pub = await ensurePublication(plain, publication, caps);
       this.#advance('connect_replication');
 
       const streaming = new Promise<void>((resolve, reject) => {
