@@ -150,7 +150,6 @@ export class ReplicationStream {
   #step: SetupStep = 'check_server';
   #closed = false;
   #failed = false;
-  #started = false;
   #statusTimer: NodeJS.Timeout | undefined;
   /** End LSN of the last transaction received, and of the last one the owner applied. */
   #received: string | undefined;
@@ -169,10 +168,6 @@ export class ReplicationStream {
       // Manual acknowledgement only: the library's timer would acknowledge what we have not applied.
       { acknowledge: { auto: false, timeoutSeconds: 0 } },
     );
-  }
-
-  get step(): SetupStep {
-    return this.#step;
   }
 
   static async open(opts: StreamOptions, slotName = makeSlotName()): Promise<StreamStart> {
@@ -264,7 +259,6 @@ export class ReplicationStream {
       await plain.end().catch(() => undefined);
     }
     this.#advance('streaming');
-    this.#started = true;
     this.#onFailure = this.#opts.onFailure;
     this.#statusTimer = setInterval(() => this.#sendStatus(), this.#opts.statusIntervalMs);
     this.#statusTimer.unref();
@@ -292,7 +286,7 @@ export class ReplicationStream {
   }
 
   #sendStatus(): void {
-    const lsn = this.#started && !this.#closed && !this.#failed ? this.confirmedLsn : undefined;
+    const lsn = this.#step === 'streaming' && !this.#closed && !this.#failed ? this.confirmedLsn : undefined;
     if (lsn === undefined || this.#connection === undefined) return;
     try {
       this.#connection.sendCopyFromChunk(standbyStatusUpdate(parseLsn(lsn), Date.now()));
