@@ -1,4 +1,5 @@
 import type { ListenAddress } from '../config/config.js';
+import { formatUpstream } from '../proxy/decide.js';
 import { CommandFailed, UsageError } from './exit.js';
 
 /**
@@ -12,7 +13,7 @@ export function adminBaseUrl(addr: ListenAddress | undefined): string {
   let host = addr.host ?? '127.0.0.1';
   if (host === '0.0.0.0') host = '127.0.0.1';
   if (host === '::') host = '::1';
-  return `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
+  return `http://${formatUpstream({ ip: host, port: addr.port })}`;
 }
 
 export interface AdminReply {

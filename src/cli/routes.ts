@@ -1,5 +1,6 @@
 import type { ExplainView, TableView } from '../admin/routes-view.js';
 import type { ListenAddress } from '../config/config.js';
+import { formatUpstream } from '../proxy/decide.js';
 import { adminBaseUrl, callAdmin } from './admin-client.js';
 import { CommandFailed } from './exit.js';
 import { formatTable } from './table.js';
@@ -30,7 +31,7 @@ export async function routesCommand(args: RoutesArgs, out: (text: string) => voi
       return;
     }
     if (!view.ready) throw new CommandFailed('the route table is not loaded yet (the proxy answers 503 to every request)');
-    out(formatTable(['HOST', 'KIND', 'TARGET', 'VM', 'VM REGION'], view.routes.map((r) => [r.host, r.kind, r.target, `${r.vmIp.includes(':') ? `[${r.vmIp}]` : r.vmIp}:${r.vmPort}`, r.vmRegionId])));
+    out(formatTable(['HOST', 'KIND', 'TARGET', 'VM', 'VM REGION'], view.routes.map((r) => [r.host, r.kind, r.target, formatUpstream({ ip: r.vmIp, port: r.vmPort }), r.vmRegionId])));
     const s = view.sync;
     out(
       `${view.count} route${view.count === 1 ? '' : 's'}${args.contains === undefined ? '' : ` containing "${args.contains}"`}` +

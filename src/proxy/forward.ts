@@ -212,7 +212,7 @@ export class Forwarder {
     // Hop-by-hop headers describe the upstream connection (its keep-alive timeout is not ours).
     const h = proxyRes.headers;
     const listed = h.connection;
-    if (listed !== undefined) for (const name of listed.split(',')) delete h[name.trim().toLowerCase()];
+    if (listed !== undefined) for (const name of connectionTokens(listed)) delete h[name];
     for (const name of HOP_BY_HOP_RESPONSE) delete h[name];
     h.connection = res.shouldKeepAlive ? 'keep-alive' : 'close';
     // The upstream dropped the connection mid-body: pipe() would leave the client waiting for
