@@ -6,7 +6,7 @@
 import pg from 'pg';
 import type { SyncMode } from '../config/config.js';
 import { readCapabilities, STANDBY_DECODING_MIN_VERSION, type ServerCapabilities } from '../db/capabilities.js';
-import { describePgError } from '../db/pool.js';
+import { describePgError } from '../db/errors.js';
 import { checkPrimaryKeys, checkPublication, describePublicationProblem } from '../db/publication.js';
 import { ROUTES_QUERY } from '../db/routes-query.js';
 import { routesFromQueryRows } from '../table/query-routes.js';

@@ -4,7 +4,7 @@ import { hideBin } from 'yargs/helpers';
 import { MAX_ROUTE_LIMIT } from '../admin/routes-view.js';
 import { ConfigError, resolveConfig, resolveOptions, type Config } from '../config/config.js';
 import { parseDuration } from '../config/duration.js';
-import { describePgError } from '../db/pool.js';
+import { describePgError } from '../db/errors.js';
 import { VERSION } from '../version.js';
 import { CommandFailed, UsageError } from './exit.js';
 import { withConfigOptions } from './options.js';

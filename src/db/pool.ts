@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Logger } from '../log/logger.js';
+import { describePgError } from './errors.js';
 
 export interface PoolOptions {
   readonly databaseUrl: string;
@@ -29,16 +30,4 @@ export function createPool(opts: PoolOptions): pg.Pool {
     opts.logger.warn({ err: describePgError(err) }, 'idle database connection failed');
   });
   return pool;
-}
-
-/**
- * A pg error reduced to what helps an operator (code, message, detail), never the connection
- * string. pg's own messages do not contain the password.
- */
-export function describePgError(err: unknown): { type: string; message: string; code?: string; detail?: string } {
-  if (err instanceof Error) {
-    const e = err as Error & { code?: string; detail?: string };
-    return { type: e.name, message: e.message, ...(e.code ? { code: e.code } : {}), ...(e.detail ? { detail: e.detail } : {}) };
-  }
-  return { type: typeof err, message: String(err) };
 }

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
 import { readCapabilities, streamingCapacityProblem, streamingUnavailableReason } from '../db/capabilities.js';
 import { ensurePublication, PublicationError } from '../db/publication.js';
-import { describePgError } from '../db/pool.js';
+import { describePgError } from '../db/errors.js';
 import type { Logger } from '../log/logger.js';
 import { ChangeDecoder } from './decode.js';
 import { maxLsn, normaliseLsn, parseLsn } from './lsn.js';

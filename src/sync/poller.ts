@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { describePgError } from '../db/pool.js';
+import { describePgError } from '../db/errors.js';
 import { loadRoutes, type LoadedRoutes } from '../db/load-routes.js';
 import type { Logger } from '../log/logger.js';
 import { diffRoutes, isEmptyDiff, type RouteDiff } from '../table/diff.js';
