@@ -2,7 +2,7 @@
  * The route table as the admin API shows it: the whole table (GET /routes) and how one host would
  * be routed right now, and why (GET /routes/<host>). Pure apart from reading the health cache.
  */
-import { decide, formatUpstream } from '../proxy/decide.js';
+import { decide, formatUpstream, routeTarget } from '../proxy/decide.js';
 import type { HealthChecker } from '../proxy/health.js';
 import type { RouteSnapshot } from '../sync/route-store.js';
 import type { SyncStatus } from '../sync/status.js';
@@ -85,11 +85,11 @@ export function viewStatus(s: SyncStatus): SyncStatusView {
 }
 
 export function viewRoute(route: Route, ctx: RoutingContext): RouteView {
-  const same = route.vmRegionId === ctx.regionId;
+  const d = routeTarget(route, ctx.regionId, ctx.crossRegionPort);
   return {
     host: route.host,
-    kind: same ? 'same-region' : 'cross-region',
-    target: same ? formatUpstream({ ip: route.vmIp, port: route.vmPort }) : formatUpstream({ ip: route.regionPublicIp, port: ctx.crossRegionPort }),
+    kind: d.kind,
+    target: formatUpstream(d.upstream),
     vmIp: route.vmIp,
     vmPort: route.vmPort,
     vmRegionId: route.vmRegionId,

@@ -26,6 +26,11 @@ export function decide(snapshot: RouteSnapshot | undefined, hostHeader: string |
   if (parsed.ipLiteral) return { kind: 'not-found', host: parsed.host, reason: 'IP address in Host header' };
   const route = snapshot.routes.get(parsed.host);
   if (route === undefined) return { kind: 'not-found', host: parsed.host, reason: 'no route for host' };
+  return routeTarget(route, regionId, crossRegionPort);
+}
+
+/** Where a route is proxied from this proxy's region: the VM itself, or its region's load balancer. */
+export function routeTarget(route: Route, regionId: string, crossRegionPort: number): Extract<Decision, { route: Route }> {
   if (route.vmRegionId === regionId) return { kind: 'same-region', route, upstream: { ip: route.vmIp, port: route.vmPort } };
   return { kind: 'cross-region', route, upstream: { ip: route.regionPublicIp, port: crossRegionPort } };
 }
