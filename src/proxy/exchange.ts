@@ -40,8 +40,6 @@ export class ProxyResponse extends ServerResponse<IncomingMessage> {
   sink: ExchangeSink | undefined = undefined;
   /** Aborts the upstream request when the client leaves first (undici engine). */
   cancel: { cancel(): void } | undefined = undefined;
-  /** The forwarder handling this request, for the one retry after the keep-alive race. */
-  forwarder: { forward(req: IncomingMessage, res: ProxyResponse, upstream: Upstream): void } | undefined = undefined;
 }
 
 /** `close` listener shared by every response (no per-request closure). */

@@ -130,9 +130,8 @@ export class Forwarder {
   // ---- undici ------------------------------------------------------------------------------
 
   #forwardUndici(req: IncomingMessage, res: ProxyResponse, upstream: Upstream): void {
-    const exchange = new UndiciExchange(res);
+    const exchange = new UndiciExchange(res, this);
     res.cancel = exchange;
-    res.forwarder = this;
     this.#undici.dispatch(
       {
         origin: `http://${formatUpstream(upstream)}`,
@@ -310,7 +309,11 @@ class UndiciExchange implements Dispatcher.DispatchHandler {
   #abort: ((err?: Error) => void) | undefined = undefined;
   #done = false;
 
-  constructor(readonly res: ProxyResponse) {}
+  constructor(
+    readonly res: ProxyResponse,
+    /** The forwarder that started this exchange, for the one retry after the keep-alive race. */
+    private readonly forwarder: Forwarder,
+  ) {}
 
   /** The client went away: abort the upstream request (its connection is not reused). */
   cancel(): void {
@@ -357,8 +360,8 @@ class UndiciExchange implements Dispatcher.DispatchHandler {
     // A reset before any response byte may be the keep-alive race (the upstream closed a pooled
     // connection as we reused it; undici does not say whether it was reused): an idempotent request
     // without a body is sent once more, on a new connection. Only a second failure counts.
-    if (res.upstreamAt === 0 && res.attempts === 1 && RACE_CODES.has(classified.code) && res.forwarder !== undefined && res.upstream !== undefined && canRetry(res.req)) {
-      res.forwarder.forward(res.req, res, res.upstream);
+    if (res.upstreamAt === 0 && res.attempts === 1 && RACE_CODES.has(classified.code) && res.upstream !== undefined && canRetry(res.req)) {
+      this.forwarder.forward(res.req, res, res.upstream);
       return;
     }
     res.sink?.forwardFailed(res, classified);
