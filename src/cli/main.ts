@@ -37,8 +37,8 @@ async function run(fn: () => Promise<void>): Promise<void> {
   }
 }
 
-function options<K extends keyof Config>(keys: readonly K[], args: Record<string, unknown>): Pick<Config, K> {
-  return resolveOptions(keys, args, process.env);
+function options<K extends keyof Config, O extends K = never>(keys: readonly K[], args: Record<string, unknown>, optional: readonly O[] = []) {
+  return resolveOptions(keys, args, process.env, optional);
 }
 
 function timeoutOf(args: Record<string, unknown>): number {
@@ -155,11 +155,9 @@ export async function main(argv: string[]): Promise<void> {
           ),
       (args) =>
         run(async () => {
-          const o = options(['databaseUrl', 'publication', 'syncMode'], args);
-          const regionGiven = args['region-id'] !== undefined || (process.env.EDGEPROXY_REGION_ID ?? '') !== '';
-          const regionId = regionGiven ? options(['regionId'], args).regionId : undefined;
+          const o = options(['databaseUrl', 'publication', 'syncMode', 'regionId'], args, ['regionId']);
           const { doctorCommand } = await import('./doctor.js');
-          await doctorCommand({ ...o, regionId, json: args.json }, out);
+          await doctorCommand({ ...o, regionId: o.regionId, json: args.json }, out);
         }),
     )
     .strict()

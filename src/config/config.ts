@@ -303,7 +303,16 @@ export function resolveConfig(flags: Readonly<Record<string, unknown>>, env: Nod
 }
 
 /** The same rules for some of the options only (commands such as `resync` or `doctor` need a few). */
-export function resolveOptions<K extends keyof Config>(keys: readonly K[], flags: Readonly<Record<string, unknown>>, env: NodeJS.ProcessEnv): Pick<Config, K> {
+/**
+ * Resolves `keys` from flags, then env, then defaults. A key in `optional` that is given nowhere
+ * and has no default is left out instead of being an error.
+ */
+export function resolveOptions<K extends keyof Config, O extends K = never>(
+  keys: readonly K[],
+  flags: Readonly<Record<string, unknown>>,
+  env: NodeJS.ProcessEnv,
+  optional: readonly O[] = [],
+): Omit<Pick<Config, K>, O> & Partial<Pick<Config, O>> {
   const out: Record<string, unknown> = {};
   for (const o of OPTIONS as readonly OptionSpec<keyof Config>[]) {
     if (!(keys as readonly string[]).includes(o.key)) continue;
@@ -321,7 +330,10 @@ export function resolveOptions<K extends keyof Config>(keys: readonly K[], flags
       raw = o.default;
       source = o.env;
     }
-    if (raw === undefined) throw new ConfigError(`${o.env} (or --${o.flag}) is required: ${o.description}`);
+    if (raw === undefined) {
+      if ((optional as readonly string[]).includes(o.key)) continue;
+      throw new ConfigError(`${o.env} (or --${o.flag}) is required: ${o.description}`);
+    }
     const value = o.parse(raw);
     if (typeof value === 'object' && value !== null && 'error' in value) {
       const shown = o.secret ? '' : ` ${JSON.stringify(raw)}`;
@@ -329,7 +341,7 @@ export function resolveOptions<K extends keyof Config>(keys: readonly K[], flags
     }
     out[o.key] = value;
   }
-  return out as Pick<Config, K>;
+  return out as Omit<Pick<Config, K>, O> & Partial<Pick<Config, O>>;
 }
 
 /** The database URL with its password replaced, for logs and error messages. */
