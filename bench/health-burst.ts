@@ -18,7 +18,15 @@ async function server(delayMs: number) {
   s.on('connection', () => connections++);
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
   const port = (s.address() as AddressInfo).port;
-  return { port, stats: () => ({ requests, connections }), close: () => new Promise<void>((r) => { s.closeAllConnections(); s.close(() => r()); }) };
+  return {
+    port,
+    stats: () => ({ requests, connections }),
+    close: () =>
+      new Promise<void>((r) => {
+        s.closeAllConnections();
+        s.close(() => r());
+      }),
+  };
 }
 
 async function burst(ttl: number, delayMs: number, n: number) {
@@ -29,7 +37,18 @@ async function burst(ttl: number, delayMs: number, n: number) {
   const results = await Promise.all(Array.from({ length: n }, () => c.check(target)));
   const ms = performance.now() - t0;
   const healthy = results.filter((r) => r.healthy).length;
-  const out = { ttl, backendDelayMs: delayMs, checks: n, probes: c.probes, serverRequests: srv.stats().requests, connections: srv.stats().connections, probesPerCheck: c.probes / n, healthy, unhealthy: n - healthy, wallMs: Math.round(ms) };
+  const out = {
+    ttl,
+    backendDelayMs: delayMs,
+    checks: n,
+    probes: c.probes,
+    serverRequests: srv.stats().requests,
+    connections: srv.stats().connections,
+    probesPerCheck: c.probes / n,
+    healthy,
+    unhealthy: n - healthy,
+    wallMs: Math.round(ms),
+  };
   c.close();
   await srv.close();
   return out;
@@ -45,12 +64,25 @@ async function sustained(ttl: number, delayMs: number, rate: number, seconds: nu
   const t0 = performance.now();
   let checks = 0;
   while (performance.now() - t0 < seconds * 1000) {
-    for (let i = 0; i < perTick; i++) { pending.push(c.check(target)); checks++; }
+    for (let i = 0; i < perTick; i++) {
+      pending.push(c.check(target));
+      checks++;
+    }
     await new Promise((r) => setTimeout(r, 10));
   }
   const results = (await Promise.all(pending)) as { healthy: boolean }[];
   const healthy = results.filter((r) => r.healthy).length;
-  const out = { ttl, backendDelayMs: delayMs, ratePerS: rate, seconds, checks, probes: c.probes, serverRequests: srv.stats().requests, probesPerCheck: +(c.probes / checks).toFixed(5), unhealthy: checks - healthy };
+  const out = {
+    ttl,
+    backendDelayMs: delayMs,
+    ratePerS: rate,
+    seconds,
+    checks,
+    probes: c.probes,
+    serverRequests: srv.stats().requests,
+    probesPerCheck: +(c.probes / checks).toFixed(5),
+    unhealthy: checks - healthy,
+  };
   c.close();
   await srv.close();
   return out;

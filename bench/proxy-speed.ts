@@ -52,7 +52,12 @@ function freePort(): Promise<number> {
 }
 
 /** Starts a process and waits for its `{"ready":true}` line (or for the port to accept, for nginx). */
-async function start(cmd: string, args: string[], readyLine: boolean, port: number): Promise<{ child: ChildProcess; lines: string[]; pid: number | undefined }> {
+async function start(
+  cmd: string,
+  args: string[],
+  readyLine: boolean,
+  port: number,
+): Promise<{ child: ChildProcess; lines: string[]; pid: number | undefined }> {
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(child);
   const lines: string[] = [];
@@ -152,7 +157,9 @@ async function load(target: string, port: number, pid: number | undefined): Prom
 async function loadOnly(target: string, port: number, path = '/'): Promise<Omit<Result, 'cpuUs'>> {
   const url = `http://127.0.0.1:${port}${path}`;
   if (HAVE_WRK) {
-    const r = spawnSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '--latency', '-H', 'Host: bench.example', url], { encoding: 'utf8' });
+    const r = spawnSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '--latency', '-H', 'Host: bench.example', url], {
+      encoding: 'utf8',
+    });
     const out = r.stdout;
     const rps = Number(/Requests\/sec:\s+([0-9.]+)/.exec(out)?.[1]);
     const p50 = parseWrkMs(/\n\s+50%\s+(\S+)/.exec(out)?.[1] ?? '');
@@ -162,8 +169,15 @@ async function loadOnly(target: string, port: number, path = '/'): Promise<Omit<
     const errors = Number(errs?.[1] ?? 0) + (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
     return { target, rps, p50, p99, errors };
   }
-  const r = spawnSync('npx', ['autocannon', '-c', String(CONNECTIONS), '-d', String(DURATION), '-j', '-H', 'host=bench.example', url], { encoding: 'utf8' });
-  const j = JSON.parse(r.stdout) as { requests: { average: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number };
+  const r = spawnSync('npx', ['autocannon', '-c', String(CONNECTIONS), '-d', String(DURATION), '-j', '-H', 'host=bench.example', url], {
+    encoding: 'utf8',
+  });
+  const j = JSON.parse(r.stdout) as {
+    requests: { average: number };
+    latency: { p50: number; p99: number };
+    non2xx: number;
+    errors: number;
+  };
   return { target, rps: j.requests.average, p50: j.latency.p50, p99: j.latency.p99, errors: j.non2xx + j.errors };
 }
 
@@ -184,7 +198,16 @@ async function nodeArgs(entry: string): Promise<string[]> {
   try {
     const { build } = await import('esbuild');
     const outfile = join('node_modules', '.cache', 'edgeproxy-bench', basename(entry).replace(/\.ts$/, '.mjs'));
-    await build({ entryPoints: [entry], bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', outfile, logLevel: 'silent' });
+    await build({
+      entryPoints: [entry],
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      packages: 'external',
+      outfile,
+      logLevel: 'silent',
+    });
     return [outfile];
   } catch (err) {
     console.log(`# esbuild unavailable (${String(err)}): running ${entry} through tsx`);
@@ -193,16 +216,34 @@ async function nodeArgs(entry: string): Promise<string[]> {
 }
 
 async function main(): Promise<void> {
-  console.log(`# proxy-speed: ${cpus().length} CPUs (${cpus()[0]?.model}), Node ${process.version}, load ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-  console.log(`# load generator: ${HAVE_WRK ? 'wrk -t1' : 'autocannon (wrk not installed)'} -c${CONNECTIONS} ${DURATION}s keep-alive; rounds: ${ROUNDS}`);
+  console.log(
+    `# proxy-speed: ${cpus().length} CPUs (${cpus()[0]?.model}), Node ${process.version}, load ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
+  );
+  console.log(
+    `# load generator: ${HAVE_WRK ? 'wrk -t1' : 'autocannon (wrk not installed)'} -c${CONNECTIONS} ${DURATION}s keep-alive; rounds: ${ROUNDS}`,
+  );
   const backendPort = await freePort();
   const targets: { name: string; port: number; pid?: number; child?: ChildProcess; lines?: string[] }[] = [];
   if (HAVE_NGINX) {
-    const dir = nginxConf('backend', ` server { listen 127.0.0.1:${backendPort}; location / { default_type text/plain; return 200 "hello world\\n"; } }`);
-    targets.push({ name: 'backend', port: backendPort, pid: (await start('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], false, backendPort)).pid });
+    const dir = nginxConf(
+      'backend',
+      ` server { listen 127.0.0.1:${backendPort}; location / { default_type text/plain; return 200 "hello world\\n"; } }`,
+    );
+    targets.push({
+      name: 'backend',
+      port: backendPort,
+      pid: (await start('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], false, backendPort)).pid,
+    });
   } else {
     console.log('# nginx not installed (apt-get install -y nginx): backend is node:http, the nginx target is skipped');
-    targets.push({ name: 'backend', port: backendPort, pid: (await start(process.execPath, [...(await nodeArgs('bench/targets/node-backend.ts')), String(backendPort)], true, backendPort)).pid });
+    targets.push({
+      name: 'backend',
+      port: backendPort,
+      pid: (await start(process.execPath, [...(await nodeArgs('bench/targets/node-backend.ts')), String(backendPort)], true, backendPort))
+        .pid,
+    });
   }
   if (HAVE_NGINX) {
     const port = await freePort();
@@ -210,21 +251,45 @@ async function main(): Promise<void> {
       'proxy',
       ` upstream backend { server 127.0.0.1:${backendPort}; keepalive 128; }\n server { listen 127.0.0.1:${port}; location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; } }`,
     );
-    targets.push({ name: 'nginx', port, pid: (await start('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], false, port)).pid });
+    targets.push({
+      name: 'nginx',
+      port,
+      pid: (await start('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], false, port)).pid,
+    });
   }
   for (const [name, script] of [
     ['bare-hp', 'bench/targets/bare-http-proxy.ts'],
     ['bare-undici', 'bench/targets/bare-undici.ts'],
   ] as const) {
     const port = await freePort();
-    targets.push({ name, port, pid: (await start(process.execPath, [...(await nodeArgs(script)), String(port), String(backendPort)], true, port)).pid });
+    targets.push({
+      name,
+      port,
+      pid: (await start(process.execPath, [...(await nodeArgs(script)), String(port), String(backendPort)], true, port)).pid,
+    });
   }
   for (const [name, engine] of [
     ['edge-hp', 'http-proxy'],
     ['edge-undici', 'undici'],
   ] as const) {
     const port = await freePort();
-    const s = await start(process.execPath, [...EDGEPROXY_NODE_FLAGS, ...(await nodeArgs('bench/targets/edgeproxy.ts')), '--port', String(port), '--backend-port', String(backendPort), '--routes', values.routes!, '--engine', engine], true, port);
+    const s = await start(
+      process.execPath,
+      [
+        ...EDGEPROXY_NODE_FLAGS,
+        ...(await nodeArgs('bench/targets/edgeproxy.ts')),
+        '--port',
+        String(port),
+        '--backend-port',
+        String(backendPort),
+        '--routes',
+        values.routes!,
+        '--engine',
+        engine,
+      ],
+      true,
+      port,
+    );
     const ready = JSON.parse(s.lines.find((l) => l.includes('"ready"'))!) as { routes: number; loadMs: number };
     console.log(`# ${name}: ${ready.routes} routes loaded in ${ready.loadMs} ms`);
     targets.push({ name, port, pid: s.pid, child: s.child, lines: s.lines });
@@ -238,13 +303,22 @@ async function main(): Promise<void> {
     for (const t of order) {
       const r = await load(t.name, t.port, t.pid);
       (results.get(t.name) ?? results.set(t.name, []).get(t.name)!).push(r);
-      console.log(`  round ${round + 1} ${t.name.padEnd(12)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  CPU ${r.cpuUs.toFixed(1)} µs/req  errors ${r.errors}`);
+      console.log(
+        `  round ${round + 1} ${t.name.padEnd(12)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  CPU ${r.cpuUs.toFixed(1)} µs/req  errors ${r.errors}`,
+      );
     }
   }
 
   const summary = active.map((t) => {
     const rs = results.get(t.name)!;
-    return { target: t.name, rps: median(rs.map((r) => r.rps)), p50: median(rs.map((r) => r.p50)), p99: median(rs.map((r) => r.p99)), cpuUs: median(rs.map((r) => r.cpuUs)), errors: rs.reduce((a, r) => a + r.errors, 0) };
+    return {
+      target: t.name,
+      rps: median(rs.map((r) => r.rps)),
+      p50: median(rs.map((r) => r.p50)),
+      p99: median(rs.map((r) => r.p99)),
+      cpuUs: median(rs.map((r) => r.cpuUs)),
+      errors: rs.reduce((a, r) => a + r.errors, 0),
+    };
   });
   const nginx = summary.find((s) => s.target === 'nginx');
   const by = (n: string) => summary.find((s) => s.target === n);
@@ -252,7 +326,9 @@ async function main(): Promise<void> {
   console.log('|---|---|---|---|---|---|---|---|---|');
   for (const s of summary) {
     const r = (x: number, y: number | undefined) => (y === undefined ? 'n/a' : `${(x / y).toFixed(2)}×`);
-    console.log(`| ${s.target} | ${s.rps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${s.cpuUs.toFixed(1)} | ${r(s.rps, nginx?.rps)} | ${r(s.p50, nginx?.p50)} | ${r(s.p99, nginx?.p99)} | ${s.errors} |`);
+    console.log(
+      `| ${s.target} | ${s.rps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${s.cpuUs.toFixed(1)} | ${r(s.rps, nginx?.rps)} | ${r(s.p50, nginx?.p50)} | ${r(s.p99, nginx?.p99)} | ${s.errors} |`,
+    );
   }
   const pairs: [string, string][] = [
     ['edge-hp', 'bare-hp'],
@@ -265,17 +341,30 @@ async function main(): Promise<void> {
   for (const [a, b] of pairs) {
     const x = by(a);
     const y = by(b);
-    if (x && y) console.log(`| ${a} vs ${b} | ${(x.rps / y.rps).toFixed(3)}× | ${(x.cpuUs / y.cpuUs).toFixed(3)}× | ${(x.p50 - y.p50).toFixed(2)} | ${(x.p99 - y.p99).toFixed(2)} |`);
+    if (x && y)
+      console.log(
+        `| ${a} vs ${b} | ${(x.rps / y.rps).toFixed(3)}× | ${(x.cpuUs / y.cpuUs).toFixed(3)}× | ${(x.p50 - y.p50).toFixed(2)} | ${(x.p99 - y.p99).toFixed(2)} |`,
+      );
   }
 
   // Health probes per proxied request at a steady 1,000 req/s to one VM (autocannon paces).
   const edge = targets.find((t) => t.name === 'edge-undici')!;
   const probesBefore = await probes(edge);
-  const paced = spawnSync('npx', ['autocannon', '-c', '10', '-d', '10', '-R', '1000', '-j', '-H', 'host=bench.example', `http://127.0.0.1:${edge.port}/`], { encoding: 'utf8' });
+  const paced = spawnSync(
+    'npx',
+    ['autocannon', '-c', '10', '-d', '10', '-R', '1000', '-j', '-H', 'host=bench.example', `http://127.0.0.1:${edge.port}/`],
+    { encoding: 'utf8' },
+  );
   const pj = JSON.parse(paced.stdout) as { requests: { total: number }; non2xx: number };
   const probesAfter = await probes(edge);
-  console.log(`\nhealth probes at 1,000 req/s for 10 s (cache TTL 1 s): ${probesAfter - probesBefore} probes / ${pj.requests.total} requests = ${((probesAfter - probesBefore) / pj.requests.total).toFixed(5)} per request (non-2xx ${pj.non2xx})`);
-  console.log(`# load after: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  console.log(
+    `\nhealth probes at 1,000 req/s for 10 s (cache TTL 1 s): ${probesAfter - probesBefore} probes / ${pj.requests.total} requests = ${((probesAfter - probesBefore) / pj.requests.total).toFixed(5)} per request (non-2xx ${pj.non2xx})`,
+  );
+  console.log(
+    `# load after: ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
+  );
   console.log(JSON.stringify({ summary }));
 }
 

@@ -12,7 +12,10 @@ const sizes = (process.argv[2] ?? '10000,100000,1000000').split(',').map(Number)
 console.log('| routes | full load (rows → snapshot) | RSS | heap used | heap for the table | per route | routing decision |');
 console.log('|---|---|---|---|---|---|---|');
 for (const n of sizes) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'bench/targets/edgeproxy.ts', '--routes', String(n), '--no-listen'], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'bench/targets/edgeproxy.ts', '--routes', String(n), '--no-listen'], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 20,
+  });
   const line = r.stdout.split('\n').find((l) => l.includes('"ready"'));
   if (line === undefined) {
     console.log(`| ${n} | failed: ${r.stderr.slice(0, 200)} |`);
@@ -20,5 +23,7 @@ for (const n of sizes) {
   }
   const j = JSON.parse(line) as { loadMs: number; rssMiB: number; heapMiB: number; tableHeapMiB: number; decideNs: number };
   const perRoute = Math.round((j.tableHeapMiB * 1048576) / n);
-  console.log(`| ${n.toLocaleString('en')} | ${j.loadMs} ms | ${j.rssMiB} MiB | ${j.heapMiB} MiB | ${j.tableHeapMiB} MiB | ${perRoute} B | ${j.decideNs} ns |`);
+  console.log(
+    `| ${n.toLocaleString('en')} | ${j.loadMs} ms | ${j.rssMiB} MiB | ${j.heapMiB} MiB | ${j.tableHeapMiB} MiB | ${perRoute} B | ${j.decideNs} ns |`,
+  );
 }

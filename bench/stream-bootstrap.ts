@@ -25,14 +25,25 @@ const c = new pg.Client({ connectionString: db.url });
 await c.connect();
 const t0 = performance.now();
 // One region per 1,000 VMs' worth of rows is irrelevant to cost; 3 regions like a real fleet.
-await c.query(`INSERT INTO regions (id, name, code, public_ipv4) SELECT gen_random_uuid(), 'r' || g, 'r' || g, ('10.0.0.' || g)::inet FROM generate_series(1, 3) g`);
-await c.query(`
+await c.query(
+  `INSERT INTO regions (id, name, code, public_ipv4) SELECT gen_random_uuid(), 'r' || g, 'r' || g, ('10.0.0.' || g)::inet FROM generate_series(1, 3) g`,
+);
+await c.query(
+  `
   INSERT INTO vms (id, region_id, status, private_ip, port)
   SELECT md5('vm' || g)::uuid, (SELECT id FROM regions ORDER BY id LIMIT 1 OFFSET g % 3), 'running',
          ('10.' || (g >> 16) % 256 || '.' || (g >> 8) % 256 || '.' || g % 256)::inet, 3000 + g % 1000
-  FROM generate_series(1, $1) g`, [ROUTES]);
-await c.query(`INSERT INTO deployments (id, status, vm_id) SELECT md5('dep' || g)::uuid, 'ready', md5('vm' || g)::uuid FROM generate_series(1, $1) g`, [ROUTES]);
-await c.query(`INSERT INTO domains (id, name, deployment_id, verified_at) SELECT md5('dom' || g)::uuid, 'site' || g || '.example.com', md5('dep' || g)::uuid, now() FROM generate_series(1, $1) g`, [ROUTES]);
+  FROM generate_series(1, $1) g`,
+  [ROUTES],
+);
+await c.query(
+  `INSERT INTO deployments (id, status, vm_id) SELECT md5('dep' || g)::uuid, 'ready', md5('vm' || g)::uuid FROM generate_series(1, $1) g`,
+  [ROUTES],
+);
+await c.query(
+  `INSERT INTO domains (id, name, deployment_id, verified_at) SELECT md5('dom' || g)::uuid, 'site' || g || '.example.com', md5('dep' || g)::uuid, now() FROM generate_series(1, $1) g`,
+  [ROUTES],
+);
 await c.query('VACUUM ANALYZE');
 await c.query('CREATE PUBLICATION edgeproxy FOR TABLE domains, deployments, vms, regions');
 console.error(`# seeded ${ROUTES} routes in ${Math.round(performance.now() - t0)} ms`);

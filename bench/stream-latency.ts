@@ -56,7 +56,8 @@ async function routedAfter(port: number, host: string, want: string, since: numb
   for (;;) {
     const got = await get(port, host);
     if (got === want) return performance.now() - since;
-    if (performance.now() - since > timeoutMs) throw new Error(`${host} not routed to ${want} within ${timeoutMs} ms (last answer: ${JSON.stringify(got.slice(0, 200))})`);
+    if (performance.now() - since > timeoutMs)
+      throw new Error(`${host} not routed to ${want} within ${timeoutMs} ms (last answer: ${JSON.stringify(got.slice(0, 200))})`);
   }
 }
 
@@ -126,9 +127,23 @@ async function proxy(databaseUrl: string, mode: SyncMode): Promise<RunningServic
   return service;
 }
 
-async function scenario(label: string, opts: { primary: PgServer; readUrl: string; writeUrl: string; mode: SyncMode; samples: number; fixture: Fixture; ports: { a: number; b: number }; nudge?: pg.Client }) {
+async function scenario(
+  label: string,
+  opts: {
+    primary: PgServer;
+    readUrl: string;
+    writeUrl: string;
+    mode: SyncMode;
+    samples: number;
+    fixture: Fixture;
+    ports: { a: number; b: number };
+    nudge?: pg.Client;
+  },
+) {
   const { fixture, ports } = opts;
-  const nudge = opts.nudge ? setInterval(() => void opts.nudge!.query('SELECT pg_log_standby_snapshot()').catch(() => undefined), 100) : undefined;
+  const nudge = opts.nudge
+    ? setInterval(() => void opts.nudge!.query('SELECT pg_log_standby_snapshot()').catch(() => undefined), 100)
+    : undefined;
   const service = await proxy(opts.readUrl, opts.mode);
   if (nudge) clearInterval(nudge);
   const port = service.port;
@@ -163,7 +178,14 @@ async function scenario(label: string, opts: { primary: PgServer; readUrl: strin
   }
   const status = service.status();
   await service.stop('bench done');
-  const out = { scenario: label, mode: opts.mode, singleRowMs: summary(single), tx2000RowsMs: summary(bulk), streamState: status.streamState, reconnects: status.reconnects };
+  const out = {
+    scenario: label,
+    mode: opts.mode,
+    singleRowMs: summary(single),
+    tx2000RowsMs: summary(bulk),
+    streamState: status.streamState,
+    reconnects: status.reconnects,
+  };
   console.log(JSON.stringify(out));
   return out;
 }
@@ -177,7 +199,18 @@ async function main() {
   await applyMigrations(db.url);
   const fixture = await seed(db.url, ports);
   const results = [];
-  if (SCENARIOS.has('primary')) results.push(await scenario('primary, streaming', { primary, readUrl: db.url, writeUrl: db.url, mode: 'replication', samples: SAMPLES, fixture, ports }));
+  if (SCENARIOS.has('primary'))
+    results.push(
+      await scenario('primary, streaming', {
+        primary,
+        readUrl: db.url,
+        writeUrl: db.url,
+        mode: 'replication',
+        samples: SAMPLES,
+        fixture,
+        ports,
+      }),
+    );
   let standby: PgServer | undefined;
   if (SCENARIOS.has('standby') && primary.majorVersion >= 16) {
     standby = await startStandby(primary);
@@ -185,10 +218,31 @@ async function main() {
     await onStandby.connect();
     await waitForReplay(fixture.writer, onStandby);
     await onStandby.end();
-    results.push(await scenario('standby, streaming', { primary, readUrl: standby.url(db.name), writeUrl: db.url, mode: 'replication', samples: SAMPLES, fixture, ports, nudge: fixture.writer }));
+    results.push(
+      await scenario('standby, streaming', {
+        primary,
+        readUrl: standby.url(db.name),
+        writeUrl: db.url,
+        mode: 'replication',
+        samples: SAMPLES,
+        fixture,
+        ports,
+        nudge: fixture.writer,
+      }),
+    );
   }
   if (SCENARIOS.has('poll')) {
-    results.push(await scenario('primary, polling every 10s', { primary, readUrl: db.url, writeUrl: db.url, mode: 'poll', samples: POLL_SAMPLES, fixture, ports }));
+    results.push(
+      await scenario('primary, polling every 10s', {
+        primary,
+        readUrl: db.url,
+        writeUrl: db.url,
+        mode: 'poll',
+        samples: POLL_SAMPLES,
+        fixture,
+        ports,
+      }),
+    );
   }
   console.log('\nscenario                     | single-row p50 / p99 / max (ms) | 2,000-row tx p50 / p99 / max (ms)');
   for (const r of results) {

@@ -54,7 +54,24 @@ function rand(): number {
 const randInt = (n: number) => Math.floor(rand() * n);
 const pick = <T>(items: readonly T[]): T => items[randInt(items.length)]!;
 
-const WORDS = ['blue', 'fast', 'quiet', 'brave', 'shop', 'api', 'app', 'cloud', 'data', 'green', 'lunar', 'pixel', 'rapid', 'solar', 'tiny', 'urban'];
+const WORDS = [
+  'blue',
+  'fast',
+  'quiet',
+  'brave',
+  'shop',
+  'api',
+  'app',
+  'cloud',
+  'data',
+  'green',
+  'lunar',
+  'pixel',
+  'rapid',
+  'solar',
+  'tiny',
+  'urban',
+];
 const SUFFIXES = ['com', 'io', 'dev', 'app', 'de', 'co.uk', 'net', 'zeitwork.app'];
 function domainName(i: number): string {
   return `${pick(WORDS)}-${pick(WORDS)}-${i.toString(36)}.${pick(SUFFIXES)}`;
@@ -221,14 +238,24 @@ function makeChange(c: number, kind: Kind): RowChange {
       change = {
         op: 'update',
         table: 'vms',
-        row: { id: freshString(vmIds[i]!), private_ip: privateIp(i), port: vmPort[i], region_id: freshString(regionIds[vmRegion[i]!]!), status: vmRunning[i] ? 'running' : 'stopped' },
+        row: {
+          id: freshString(vmIds[i]!),
+          private_ip: privateIp(i),
+          port: vmPort[i],
+          region_id: freshString(regionIds[vmRegion[i]!]!),
+          status: vmRunning[i] ? 'running' : 'stopped',
+        },
       };
       break;
     }
     case 'deployment re-point': {
       const j = randInt(N);
       depVm[j] = randInt(N);
-      change = { op: 'update', table: 'deployments', row: { id: freshString(depIds[j]!), status: 'ready', vm_id: freshString(vmIds[depVm[j]!]!) } };
+      change = {
+        op: 'update',
+        table: 'deployments',
+        row: { id: freshString(depIds[j]!), status: 'ready', vm_id: freshString(vmIds[depVm[j]!]!) },
+      };
       break;
     }
     case 'domain rename': {
@@ -236,7 +263,12 @@ function makeChange(c: number, kind: Kind): RowChange {
       change = {
         op: 'update',
         table: 'domains',
-        row: { id: freshString(domainIds[d]!), name: `renamed-${renamed++}.example.com`, deployment_id: freshString(depIds[d]!), verified_at: new Date(verifiedAt.getTime()) },
+        row: {
+          id: freshString(domainIds[d]!),
+          name: `renamed-${renamed++}.example.com`,
+          deployment_id: freshString(depIds[d]!),
+          verified_at: new Date(verifiedAt.getTime()),
+        },
       };
       break;
     }
@@ -299,7 +331,13 @@ for (let c = 0; c < 400; c++) {
   if (grown > 0) allocated.get(kind)!.push(grown);
 }
 const allocatedMedian = Object.fromEntries(
-  KINDS.map((k) => [k, percentile([...allocated.get(k)!].sort((a, b) => a - b), 50)]),
+  KINDS.map((k) => [
+    k,
+    percentile(
+      [...allocated.get(k)!].sort((a, b) => a - b),
+      50,
+    ),
+  ]),
 ) as Record<Kind, number>;
 
 // ---------------------------------------------------------------------------------------------
@@ -349,12 +387,24 @@ const rows: [string, string, string][] = [
   // other processes on a shared machine, but not the target's measure.
   ['RowState.load, process CPU time', fmtMs(loadCpuMs), ''],
   ['routesFromQueryRows', fmtMs(queryMs), ''],
-  ['heap, RowState (rows + indexes + routes)', `${(stateBytes / 1048576).toFixed(0)} MB = ${perRoute(stateBytes).toFixed(0)} B/route`, 'target: <= 1 KB/route'],
-  ['heap, RowState after 2,000 changes', `${(stateBytesAfterChanges / 1048576).toFixed(0)} MB = ${perRoute(stateBytesAfterChanges).toFixed(0)} B/route`, ''],
+  [
+    'heap, RowState (rows + indexes + routes)',
+    `${(stateBytes / 1048576).toFixed(0)} MB = ${perRoute(stateBytes).toFixed(0)} B/route`,
+    'target: <= 1 KB/route',
+  ],
+  [
+    'heap, RowState after 2,000 changes',
+    `${(stateBytesAfterChanges / 1048576).toFixed(0)} MB = ${perRoute(stateBytesAfterChanges).toFixed(0)} B/route`,
+    '',
+  ],
   ['heap, query route map only', `${(queryBytes / 1048576).toFixed(0)} MB = ${perRoute(queryBytes).toFixed(0)} B/route`, ''],
 ];
 for (const [kind, s] of Object.entries(applyStats)) {
-  rows.push([`apply 1 row: ${kind}`, `p50 ${fmtMs(s.p50)}  p99 ${fmtMs(s.p99)}  max ${fmtMs(s.max)}`, kind === 'all' ? 'target: p99 <= 5 ms' : '']);
+  rows.push([
+    `apply 1 row: ${kind}`,
+    `p50 ${fmtMs(s.p50)}  p99 ${fmtMs(s.p99)}  max ${fmtMs(s.max)}`,
+    kind === 'all' ? 'target: p99 <= 5 ms' : '',
+  ]);
 }
 for (const kind of KINDS) rows.push([`allocated per apply: ${kind}`, `${(allocatedMedian[kind] / 1024).toFixed(1)} KB`, '']);
 for (const l of lookups) {
@@ -382,13 +432,20 @@ console.log(
     stateBytesPerRoute: Math.round(perRoute(stateBytes)),
     stateBytesPerRouteAfterChanges: Math.round(perRoute(stateBytesAfterChanges)),
     queryRoutesBytesPerRoute: Math.round(perRoute(queryBytes)),
-    applyMs: Object.fromEntries(Object.entries(applyStats).map(([k, s]) => [k, { p50: +s.p50.toFixed(3), p99: +s.p99.toFixed(3), max: +s.max.toFixed(3) }])),
+    applyMs: Object.fromEntries(
+      Object.entries(applyStats).map(([k, s]) => [k, { p50: +s.p50.toFixed(3), p99: +s.p99.toFixed(3), max: +s.max.toFixed(3) }]),
+    ),
     allocatedBytesPerApply: allocatedMedian,
     changedHostsTotal,
     appliesWithGcPause: appliesWithGc,
     appliesWithContextSwitch: appliesPreempted,
     loadAvgStart,
     loadAvgEnd,
-    lookupNs: lookups.map((l) => ({ size: l.size, fresh: +l.freshNs.toFixed(1), repeated: +l.warmNs.toFixed(1), plainMap: +l.plainMapFreshNs.toFixed(1) })),
+    lookupNs: lookups.map((l) => ({
+      size: l.size,
+      fresh: +l.freshNs.toFixed(1),
+      repeated: +l.warmNs.toFixed(1),
+      plainMap: +l.plainMapFreshNs.toFixed(1),
+    })),
   }),
 );

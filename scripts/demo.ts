@@ -65,7 +65,13 @@ function listenAddress(env: string, fallback: string): { host: string; port: num
 function listen(server: http.Server, addr: { host: string; port: number }, what: string, env: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new Error(err.code === 'EADDRINUSE' ? `${what}: ${addr.host}:${addr.port} is taken; set ${env} to another address (e.g. 127.0.0.1:0)` : `${what}: ${err.message}`)),
+      reject(
+        new Error(
+          err.code === 'EADDRINUSE'
+            ? `${what}: ${addr.host}:${addr.port} is taken; set ${env} to another address (e.g. 127.0.0.1:0)`
+            : `${what}: ${err.message}`,
+        ),
+      ),
     );
     server.listen(addr.port, addr.host, () => resolve((server.address() as AddressInfo).port));
   });
@@ -82,7 +88,9 @@ function vmServer(vm: DemoVm): http.Server {
       return;
     }
     res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
-    res.end(`Hello from ${vm.name} (region local) — Host ${req.headers.host}, path ${req.url}, X-Forwarded-For ${req.headers['x-forwarded-for'] ?? '-'}\n`);
+    res.end(
+      `Hello from ${vm.name} (region local) — Host ${req.headers.host}, path ${req.url}, X-Forwarded-For ${req.headers['x-forwarded-for'] ?? '-'}\n`,
+    );
   });
 }
 
@@ -122,9 +130,19 @@ function controlServer(db: pg.Pool): http.Server {
 }
 
 async function seed(db: pg.Pool, lbIp: string): Promise<void> {
-  await db.query(`INSERT INTO regions (id, name, code, public_ipv4) VALUES ($1, 'local', 'loc', '192.0.2.1'), ($2, 'remote', 'rem', $3)`, [LOCAL_REGION, REMOTE_REGION, lbIp]);
+  await db.query(`INSERT INTO regions (id, name, code, public_ipv4) VALUES ($1, 'local', 'loc', '192.0.2.1'), ($2, 'remote', 'rem', $3)`, [
+    LOCAL_REGION,
+    REMOTE_REGION,
+    lbIp,
+  ]);
   for (const vm of VMS) {
-    await db.query(`INSERT INTO vms (id, region_id, status, private_ip, port, metadata) VALUES ($1, $2, 'running', $3, $4, $5)`, [vm.id, vm.region, vm.ip, vm.port, { name: vm.name }]);
+    await db.query(`INSERT INTO vms (id, region_id, status, private_ip, port, metadata) VALUES ($1, $2, 'running', $3, $4, $5)`, [
+      vm.id,
+      vm.region,
+      vm.ip,
+      vm.port,
+      { name: vm.name },
+    ]);
   }
   let n = 0;
   for (const [domain, vmName] of DOMAINS) {
@@ -132,7 +150,11 @@ async function seed(db: pg.Pool, lbIp: string): Promise<void> {
     const vm = VMS.find((v) => v.name === vmName)!;
     const dep = `d0000000-0000-4000-8000-00000000000${n}`;
     await db.query(`INSERT INTO deployments (id, status, vm_id) VALUES ($1, 'ready', $2)`, [dep, vm.id]);
-    await db.query(`INSERT INTO domains (id, name, deployment_id, verified_at) VALUES ($1, $2, $3, now())`, [`e0000000-0000-4000-8000-00000000000${n}`, domain, dep]);
+    await db.query(`INSERT INTO domains (id, name, deployment_id, verified_at) VALUES ($1, $2, $3, now())`, [
+      `e0000000-0000-4000-8000-00000000000${n}`,
+      domain,
+      dep,
+    ]);
   }
 }
 
@@ -206,15 +228,19 @@ async function main(): Promise<void> {
       service = await startService(config, createLogger(config.logLevel));
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      throw new Error(e.code === 'EADDRINUSE' ? `${e.message}: set EDGEPROXY_HTTP_ADDR / EDGEPROXY_ADMIN_ADDR to free addresses (port 0 picks one)` : e.message, { cause: err });
+      throw new Error(
+        e.code === 'EADDRINUSE'
+          ? `${e.message}: set EDGEPROXY_HTTP_ADDR / EDGEPROXY_ADMIN_ADDR to free addresses (port 0 picks one)`
+          : e.message,
+        { cause: err },
+      );
     }
     const proxy = `http://${httpAddr.host}:${service.port}`;
     const admin = `http://${adminAddr.host}:${service.adminPort}`;
     const ctl = `http://${controlAddr.host}:${controlPort}`;
     const cli = 'npx tsx src/cli/main.ts';
     const move = `UPDATE deployments SET vm_id = (SELECT id FROM vms WHERE metadata->>'name' = 'vm-2') WHERE id = (SELECT deployment_id FROM domains WHERE name = 'shop.demo.test')`;
-    const addDomain =
-      `INSERT INTO domains (id, name, deployment_id, verified_at) SELECT gen_random_uuid(), 'new.demo.test', deployment_id, now() FROM domains WHERE name = 'blog.demo.test'`;
+    const addDomain = `INSERT INTO domains (id, name, deployment_id, verified_at) SELECT gen_random_uuid(), 'new.demo.test', deployment_id, now() FROM domains WHERE name = 'blog.demo.test'`;
     say(`
 EdgeProxy demo is running.
   PostgreSQL ${postgres.majorVersion} at ${databaseUrl} (migrations applied: ${applied.applied.join(', ') || 'none'}; data in ${postgres.dataDir ?? 'an external server'})

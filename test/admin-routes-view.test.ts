@@ -24,7 +24,9 @@ const STATUS: SyncStatus = {
 };
 
 function snapshot(hosts: string[]): RouteSnapshot {
-  const routes = ShardedMap.from<Route>(hosts.map((host, i) => [host, { host, vmIp: '10.0.0.1', vmPort: 1000 + i, vmRegionId: REGION, regionPublicIp: '192.0.2.1' }]));
+  const routes = ShardedMap.from<Route>(
+    hosts.map((host, i) => [host, { host, vmIp: '10.0.0.1', vmPort: 1000 + i, vmRegionId: REGION, regionPublicIp: '192.0.2.1' }]),
+  );
   return { routes, regionAddresses: new Set(), generation: 1, source: 'poll', publishedAt: 0, position: undefined };
 }
 

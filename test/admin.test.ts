@@ -18,7 +18,11 @@ after(async () => {
 
 const ADMIN = { host: '127.0.0.1', port: 0 } as const;
 
-async function getJson(port: number, path: string, method = 'GET'): Promise<{ status: number; body: Record<string, unknown>; headers: Record<string, unknown> }> {
+async function getJson(
+  port: number,
+  path: string,
+  method = 'GET',
+): Promise<{ status: number; body: Record<string, unknown>; headers: Record<string, unknown> }> {
   const r = await request(port, { path, method });
   return { status: r.status, headers: r.headers, body: JSON.parse(r.body) as Record<string, unknown> };
 }
@@ -93,8 +97,24 @@ describe('admin API on a loaded service', () => {
     assert.equal(r.body.regionId, REGION_A);
     assert.equal(r.body.source, 'poll');
     assert.deepEqual(r.body.routes, [
-      { host: 'cross.example', kind: 'cross-region', target: `127.0.0.1:${lb.port}`, vmIp: '10.9.8.7', vmPort: 3000, vmRegionId: REGION_B, regionPublicIp: '127.0.0.1' },
-      { host: 'same.example', kind: 'same-region', target: `127.0.0.1:${vm.port}`, vmIp: '127.0.0.1', vmPort: vm.port, vmRegionId: REGION_A, regionPublicIp: '127.0.0.1' },
+      {
+        host: 'cross.example',
+        kind: 'cross-region',
+        target: `127.0.0.1:${lb.port}`,
+        vmIp: '10.9.8.7',
+        vmPort: 3000,
+        vmRegionId: REGION_B,
+        regionPublicIp: '127.0.0.1',
+      },
+      {
+        host: 'same.example',
+        kind: 'same-region',
+        target: `127.0.0.1:${vm.port}`,
+        vmIp: '127.0.0.1',
+        vmPort: vm.port,
+        vmRegionId: REGION_A,
+        regionPublicIp: '127.0.0.1',
+      },
     ]);
     assert.equal(r.body.truncated, false);
     const sync = r.body.sync as Record<string, unknown>;
@@ -108,10 +128,16 @@ describe('admin API on a loaded service', () => {
     assert.equal(first.status, 200);
     assert.equal(first.body.count, 2);
     assert.equal(first.body.truncated, true);
-    assert.deepEqual((first.body.routes as { host: string }[]).map((x) => x.host), ['cross.example']);
+    assert.deepEqual(
+      (first.body.routes as { host: string }[]).map((x) => x.host),
+      ['cross.example'],
+    );
     const same = await getJson(admin, '/routes?contains=SAME');
     assert.equal(same.body.count, 1);
-    assert.deepEqual((same.body.routes as { host: string }[]).map((x) => x.host), ['same.example']);
+    assert.deepEqual(
+      (same.body.routes as { host: string }[]).map((x) => x.host),
+      ['same.example'],
+    );
     for (const bad of ['0', '100001', 'ten', '1.5', '-1']) {
       const r = await getJson(admin, `/routes?limit=${bad}`);
       assert.equal(r.status, 400, bad);

@@ -49,7 +49,10 @@ describe('resync and routes against a running proxy', { concurrency: 1 }, () => 
     const lines = r.stdout.split('\n');
     assert.match(lines[0]!, /^HOST\s+KIND\s+TARGET\s+VM\s+VM REGION$/);
     assert.match(lines[1]!, new RegExp(`^cross\\.example\\s+cross-region\\s+192\\.0\\.2\\.7:80\\s+10\\.9\\.8\\.7:3000\\s+${REGION_B}$`));
-    assert.match(lines[2]!, new RegExp(`^same\\.example\\s+same-region\\s+127\\.0\\.0\\.1:${vm.port}\\s+127\\.0\\.0\\.1:${vm.port}\\s+${REGION_A}$`));
+    assert.match(
+      lines[2]!,
+      new RegExp(`^same\\.example\\s+same-region\\s+127\\.0\\.0\\.1:${vm.port}\\s+127\\.0\\.0\\.1:${vm.port}\\s+${REGION_A}$`),
+    );
     assert.match(lines[3]!, /^2 routes; this proxy's region .*sync mode poll, fed by poll, stream disabled$/);
   });
 
@@ -123,7 +126,12 @@ describe('resync and routes against a running proxy', { concurrency: 1 }, () => 
       const r = await runCli([command, '--admin-addr', `127.0.0.1:${port}`]);
       assert.equal(r.code, 1, describeRun(r));
       assert.equal(r.stdout, '');
-      assert.match(r.stderr, new RegExp(`^edgeproxy: cannot reach the proxy's admin API at http://127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\): is \`edgeproxy serve\` running`));
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `^edgeproxy: cannot reach the proxy's admin API at http://127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\): is \`edgeproxy serve\` running`,
+        ),
+      );
     }
   });
 });
@@ -131,7 +139,10 @@ describe('resync and routes against a running proxy', { concurrency: 1 }, () => 
 describe('resync that fails', () => {
   it('exit 1 with the database error when the reload fails; routes says the table is not loaded', async () => {
     const port = await closedPort();
-    const svc = await startTestService({ databaseUrl: `postgres://postgres@127.0.0.1:${port}/nothing`, adminAddr: { host: '127.0.0.1', port: 0 } });
+    const svc = await startTestService({
+      databaseUrl: `postgres://postgres@127.0.0.1:${port}/nothing`,
+      adminAddr: { host: '127.0.0.1', port: 0 },
+    });
     try {
       const addr = `127.0.0.1:${svc.adminPort}`;
       const r = await runCli(['resync', '--admin-addr', addr]);

@@ -42,7 +42,10 @@ describe('edgeproxy --help and --version', { concurrency: 4 }, () => {
       const start = text.indexOf('Configuration (flag over env var over default):');
       const end = text.indexOf('Options:', start);
       assert.ok(start >= 0 && end > start, `no configuration group in:\n${r.stdout}`);
-      const chunks = text.slice(start, end).split(/ (?=--[a-z])/).slice(1);
+      const chunks = text
+        .slice(start, end)
+        .split(/ (?=--[a-z])/)
+        .slice(1);
       assert.equal(chunks.length, OPTIONS.length, `expected one entry per option:\n${chunks.join('\n')}`);
       for (const o of OPTIONS) {
         const chunk = chunks.find((c) => c.startsWith(`--${o.flag} `));
@@ -64,7 +67,10 @@ describe('edgeproxy --help and --version', { concurrency: 4 }, () => {
         ['publication', 'edgeproxy'],
         ['admin-addr', '127.0.0.1:9090'],
       ]) {
-        assert.ok(chunks.some((c) => c.startsWith(`--${flag} `) && c.includes(`[default: ${def}]`)), `--${flag} default ${def}`);
+        assert.ok(
+          chunks.some((c) => c.startsWith(`--${flag} `) && c.includes(`[default: ${def}]`)),
+          `--${flag} default ${def}`,
+        );
       }
       assert.match(text, /--version/);
       assert.match(text, /--help/);
@@ -83,7 +89,8 @@ describe('edgeproxy --help and --version', { concurrency: 4 }, () => {
 
   it('--help lists the commands', async () => {
     const r = await cli(['--help']);
-    for (const command of ['serve', 'resync', 'routes [host]', 'migrate', 'doctor']) assert.ok(r.stdout.includes(`edgeproxy ${command}`), `${command} in:\n${r.stdout}`);
+    for (const command of ['serve', 'resync', 'routes [host]', 'migrate', 'doctor'])
+      assert.ok(r.stdout.includes(`edgeproxy ${command}`), `${command} in:\n${r.stdout}`);
   });
 
   it('--version prints the package.json version', async () => {
@@ -96,7 +103,10 @@ describe('edgeproxy --help and --version', { concurrency: 4 }, () => {
 
   it('the built bin runs through its shebang (with the V8 flags it ships with)', () => {
     // npm test builds first; `package.json` "bin" points here.
-    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string; bin: { edgeproxy: string } };
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+      version: string;
+      bin: { edgeproxy: string };
+    };
     const bin = fileURLToPath(new URL(`../${pkg.bin.edgeproxy}`, import.meta.url));
     assert.match(readFileSync(bin, 'utf8').split('\n')[0]!, /^#!\/usr\/bin\/env -S node --max-semi-space-size=32$/);
     assert.equal(execFileSync(bin, ['--version'], { encoding: 'utf8' }), `${pkg.version}\n`);
@@ -189,7 +199,12 @@ describe('edgeproxy with a bad configuration: exit 2, one line on stderr', { con
     { name: 'routes: limit out of range', args: ['routes', '--limit', '0'], env: {}, names: ['--limit:', '1 to 100000'] },
     { name: 'routes: limit not a number', args: ['routes', '--limit', 'ten'], env: {}, names: ['--limit:'] },
     { name: 'migrate: no database URL', args: ['migrate'], env: {}, names: ['EDGEPROXY_DATABASE_URL', 'required'] },
-    { name: 'migrate: bad database URL with a password', args: ['migrate', '--database-url', `mysql://edge:${PASSWORD}@db/x`], env: {}, names: ['--database-url:'] },
+    {
+      name: 'migrate: bad database URL with a password',
+      args: ['migrate', '--database-url', `mysql://edge:${PASSWORD}@db/x`],
+      env: {},
+      names: ['--database-url:'],
+    },
     { name: 'doctor: bad sync mode', args: ['doctor', '--sync-mode', 'stream'], env: GOOD_ENV, names: ['--sync-mode:', '"stream"'] },
     { name: 'doctor: bad region id', args: ['doctor'], env: { ...GOOD_ENV, EDGEPROXY_REGION_ID: 'eu' }, names: ['EDGEPROXY_REGION_ID:'] },
     { name: 'doctor: bad publication name', args: ['doctor', '--publication', 'Edge-Proxy'], env: GOOD_ENV, names: ['--publication:'] },

@@ -259,12 +259,18 @@ describe('resolveConfig', () => {
     assert.equal(resolveConfig({}, { ...BASE_ENV, EDGEPROXY_ADMIN_ADDR: '' }).adminAddr, undefined);
     assert.equal(resolveConfig({}, { ...BASE_ENV, EDGEPROXY_ADMIN_ADDR: 'off' }).adminAddr, undefined);
     assert.equal(resolveConfig({ 'admin-addr': '' }, BASE_ENV).adminAddr, undefined);
-    assert.deepEqual(resolveConfig({ 'admin-addr': '127.0.0.1:0' }, { ...BASE_ENV, EDGEPROXY_ADMIN_ADDR: '' }).adminAddr, { host: '127.0.0.1', port: 0 });
+    assert.deepEqual(resolveConfig({ 'admin-addr': '127.0.0.1:0' }, { ...BASE_ENV, EDGEPROXY_ADMIN_ADDR: '' }).adminAddr, {
+      host: '127.0.0.1',
+      port: 0,
+    });
   });
 
   it('resolves a subset of the options without requiring the others (resync, routes, doctor)', () => {
     assert.deepEqual(resolveOptions(['adminAddr'], {}, {}), { adminAddr: { host: '127.0.0.1', port: 9090 } });
-    assert.deepEqual(resolveOptions(['databaseUrl', 'publication'], {}, { EDGEPROXY_DATABASE_URL: DB_URL }), { databaseUrl: DB_URL, publication: 'edgeproxy' });
+    assert.deepEqual(resolveOptions(['databaseUrl', 'publication'], {}, { EDGEPROXY_DATABASE_URL: DB_URL }), {
+      databaseUrl: DB_URL,
+      publication: 'edgeproxy',
+    });
     assert.throws(() => resolveOptions(['databaseUrl'], {}, {}), /EDGEPROXY_DATABASE_URL \(or --database-url\) is required/);
   });
 
@@ -291,14 +297,23 @@ describe('resolveConfig', () => {
   });
 
   it('lowercases the region id (and the log level)', () => {
-    const config = resolveConfig({}, { ...BASE_ENV, EDGEPROXY_REGION_ID: ' 01234567-89AB-CDEF-0123-456789ABCDEF ', EDGEPROXY_LOG_LEVEL: 'WARN' });
+    const config = resolveConfig(
+      {},
+      { ...BASE_ENV, EDGEPROXY_REGION_ID: ' 01234567-89AB-CDEF-0123-456789ABCDEF ', EDGEPROXY_LOG_LEVEL: 'WARN' },
+    );
     assert.equal(config.regionId, REGION);
     assert.equal(config.logLevel, 'warn');
   });
 
   it('accepts the boundary values', () => {
     const config = resolveConfig(
-      { 'update-interval': '10ms', 'health-timeout': '1ms', 'health-cache-ttl': '0', 'cross-region-port': '65535', 'shutdown-timeout': '0s' },
+      {
+        'update-interval': '10ms',
+        'health-timeout': '1ms',
+        'health-cache-ttl': '0',
+        'cross-region-port': '65535',
+        'shutdown-timeout': '0s',
+      },
       BASE_ENV,
     );
     assert.equal(config.updateIntervalMs, 10);
@@ -457,7 +472,9 @@ describe('redactDatabaseUrl', () => {
   });
 
   it('hides password query parameters, whatever their case', () => {
-    const redacted = redactDatabaseUrl(`postgres://edge@db/zeitwork?password=${PASSWORD}&sslpassword=${PASSWORD}x&PassWord=${PASSWORD}y&application_name=edge`);
+    const redacted = redactDatabaseUrl(
+      `postgres://edge@db/zeitwork?password=${PASSWORD}&sslpassword=${PASSWORD}x&PassWord=${PASSWORD}y&application_name=edge`,
+    );
     assert.ok(!redacted.includes(PASSWORD), redacted);
     const params = new URL(redacted).searchParams;
     assert.equal(params.get('password'), '***');

@@ -33,7 +33,9 @@ async function startDemo(ports: { proxy: number; admin: number; control: number 
   );
   const text = (l: Record<string, unknown>) => (typeof l.text === 'string' ? l.text : '');
   const where = text(await run.waitFor((l) => text(l).startsWith('  proxy http://'), 30_000));
-  const m = /proxy http:\/\/127\.0\.0\.1:(\d+) +admin API http:\/\/127\.0\.0\.1:(\d+) +demo control http:\/\/127\.0\.0\.1:(\d+)/.exec(where);
+  const m = /proxy http:\/\/127\.0\.0\.1:(\d+) +admin API http:\/\/127\.0\.0\.1:(\d+) +demo control http:\/\/127\.0\.0\.1:(\d+)/.exec(
+    where,
+  );
   assert.ok(m, where);
   const db = /at (postgres:\/\/\S+) .*; data in (\S+)\)$/.exec(text(await run.waitFor((l) => text(l).startsWith('  PostgreSQL '))))!;
   assert.ok(existsSync(db[2]!), db[2]);
@@ -71,12 +73,19 @@ describe('npm run demo', () => {
 
       const changed = await request(first.control, { path: '/sql', method: 'POST', body: first.moveSql });
       assert.equal(changed.body, 'UPDATE 1\n');
-      await eventually('shop.demo.test on vm-2', async () => /^Hello from vm-2 /.test((await request(first.proxy, { host: 'shop.demo.test' })).body), 10_000);
+      await eventually(
+        'shop.demo.test on vm-2',
+        async () => /^Hello from vm-2 /.test((await request(first.proxy, { host: 'shop.demo.test' })).body),
+        10_000,
+      );
 
       const routes = JSON.parse((await request(first.admin, { path: '/routes' })).body) as { count: number };
       assert.equal(routes.count, 4);
       // The printed operator commands work against it, and the demo database passes doctor.
-      const [table, doctor] = await Promise.all([runCli(['routes', '--admin-addr', `127.0.0.1:${first.admin}`]), runCli(['doctor', '--database-url', first.databaseUrl])]);
+      const [table, doctor] = await Promise.all([
+        runCli(['routes', '--admin-addr', `127.0.0.1:${first.admin}`]),
+        runCli(['doctor', '--database-url', first.databaseUrl]),
+      ]);
       assert.equal(table.code, 0, describeRun(table));
       assert.match(table.stdout, /^shop\.demo\.test +same-region /m);
       assert.match(table.stdout, /^api\.demo\.test +cross-region /m);

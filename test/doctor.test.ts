@@ -99,7 +99,10 @@ describe('edgeproxy doctor', { concurrency: true }, () => {
 
       // The human form prints the fix under the failed line.
       const human = await runCli(['doctor'], { EDGEPROXY_DATABASE_URL: db.url });
-      assert.match(human.stdout, /^FAIL {2}publication +publication "edgeproxy" does not exist\n +fix: CREATE PUBLICATION "edgeproxy" FOR TABLE/m);
+      assert.match(
+        human.stdout,
+        /^FAIL {2}publication +publication "edgeproxy" does not exist\n +fix: CREATE PUBLICATION "edgeproxy" FOR TABLE/m,
+      );
       assert.match(human.stdout, /12 passed, 1 failed, 0 warnings, 0 skipped\n$/);
     } finally {
       await seed.close();
@@ -206,7 +209,9 @@ describe('edgeproxy doctor', { concurrency: true }, () => {
       await seed.route({ name: 'A.example.', regionId: REGION_B, vmIp: '10.0.0.3', vmPort: 3000 });
       await seed.route({ name: 'bad port.example', regionId: REGION_A, vmPort: 3000 });
       await seed.route({ name: 'c.example', regionId: REGION_A, vmPort: 3000 });
-      await seed.query(`UPDATE vms SET port = NULL WHERE id = (SELECT dep.vm_id FROM domains d JOIN deployments dep ON dep.id = d.deployment_id WHERE d.name = 'c.example')`);
+      await seed.query(
+        `UPDATE vms SET port = NULL WHERE id = (SELECT dep.vm_id FROM domains d JOIN deployments dep ON dep.id = d.deployment_id WHERE d.name = 'c.example')`,
+      );
       const { run, ok, checks } = await doctorJson(db.url);
       assert.equal(run.code, 0, describeRun(run));
       assert.equal(ok, true);

@@ -132,9 +132,7 @@ describe('HealthChecker verdicts', () => {
     const s = await statusServer(200);
     const c = checker();
     assert.deepEqual(await c.check(s.target), { healthy: true, status: 200 });
-    assert.deepEqual(s.requests, [
-      { method: 'GET', url: '/', host: `127.0.0.1:${s.target.port}`, userAgent: HEALTH_USER_AGENT },
-    ]);
+    assert.deepEqual(s.requests, [{ method: 'GET', url: '/', host: `127.0.0.1:${s.target.port}`, userAgent: HEALTH_USER_AGENT }]);
     assert.equal(c.probes, 1);
   });
 
@@ -147,8 +145,14 @@ describe('HealthChecker verdicts', () => {
     assert.deepEqual(await c.check(login.target), { healthy: true, status: 302 });
     await delay(50);
     assert.equal(landing.requests.length, 0, 'redirect target requested');
-    assert.deepEqual(moved.requests.map((r) => r.url), ['/']);
-    assert.deepEqual(login.requests.map((r) => r.url), ['/']);
+    assert.deepEqual(
+      moved.requests.map((r) => r.url),
+      ['/'],
+    );
+    assert.deepEqual(
+      login.requests.map((r) => r.url),
+      ['/'],
+    );
   });
 
   it('404 and 500 are unhealthy with their status', async () => {

@@ -108,9 +108,7 @@ test('two databases, both migrated, isolated from each other', async () => {
     });
   }
   await withClient(db1.url, (c) =>
-    c.query(`INSERT INTO regions (id, name, code, public_ipv4) VALUES ($1, 'only-in-db1', 'x', '192.0.2.1')`, [
-      randomUUID(),
-    ]),
+    c.query(`INSERT INTO regions (id, name, code, public_ipv4) VALUES ($1, 'only-in-db1', 'x', '192.0.2.1')`, [randomUUID()]),
   );
   const inDb2 = await withClient(db2.url, (c) => c.query(`SELECT 1 FROM regions WHERE name = 'only-in-db1'`));
   assert.equal(inDb2.rowCount, 0);
@@ -122,13 +120,8 @@ test('a full route chain comes back from the documented query', async () => {
   const deployment = randomUUID();
   const pendingDeployment = randomUUID();
   await withClient(db2.url, async (c) => {
-    await c.query(`INSERT INTO regions (id, name, code, public_ipv4) VALUES ($1, 'Frankfurt', 'fra', '203.0.113.7')`, [
-      region,
-    ]);
-    await c.query(`INSERT INTO vms (id, region_id, status, private_ip, port) VALUES ($1, $2, 'running', '10.0.0.5', 3000)`, [
-      vm,
-      region,
-    ]);
+    await c.query(`INSERT INTO regions (id, name, code, public_ipv4) VALUES ($1, 'Frankfurt', 'fra', '203.0.113.7')`, [region]);
+    await c.query(`INSERT INTO vms (id, region_id, status, private_ip, port) VALUES ($1, $2, 'running', '10.0.0.5', 3000)`, [vm, region]);
     await c.query(`INSERT INTO deployments (id, status, vm_id) VALUES ($1, 'ready', $2), ($3, 'pending', $2)`, [
       deployment,
       vm,

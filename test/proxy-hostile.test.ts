@@ -62,8 +62,16 @@ describe('hostile requests never reach an upstream', () => {
   });
 
   it('both Content-Length and Transfer-Encoding (request smuggling) → 400', async () => {
-    await expectStatus('POST / HTTP/1.1\r\nHost: app.example\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400, 'CL + TE');
-    await expectStatus('POST / HTTP/1.1\r\nHost: app.example\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd', 400, 'two Content-Lengths');
+    await expectStatus(
+      'POST / HTTP/1.1\r\nHost: app.example\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+      400,
+      'CL + TE',
+    );
+    await expectStatus(
+      'POST / HTTP/1.1\r\nHost: app.example\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd',
+      400,
+      'two Content-Lengths',
+    );
   });
 
   it('oversized headers → 431', async () => {
@@ -93,7 +101,11 @@ describe('hostile requests never reach an upstream', () => {
   });
 
   it('a non-WebSocket upgrade (h2c) → 400', async () => {
-    await expectStatus('GET / HTTP/1.1\r\nHost: app.example\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n', 400, 'h2c');
+    await expectStatus(
+      'GET / HTTP/1.1\r\nHost: app.example\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n',
+      400,
+      'h2c',
+    );
   });
 
   it('garbage instead of HTTP → 400', async () => {
@@ -138,7 +150,11 @@ describe('request ids', () => {
 
 describe('process health after abuse', () => {
   it('200 malformed requests in parallel leave no connection open on the proxy', async () => {
-    const bad = ['GET / HTTP/1.1\r\nHost: app.example\r\nX\x01: y\r\n\r\n', 'CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\n\r\n', `GET / HTTP/1.1\r\nHost: a\r\nX: ${'z'.repeat(20_000)}\r\n\r\n`];
+    const bad = [
+      'GET / HTTP/1.1\r\nHost: app.example\r\nX\x01: y\r\n\r\n',
+      'CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\n\r\n',
+      `GET / HTTP/1.1\r\nHost: a\r\nX: ${'z'.repeat(20_000)}\r\n\r\n`,
+    ];
     await Promise.all(Array.from({ length: 200 }, (_, i) => rawExchange(p.port, [bad[i % bad.length]!], { timeoutMs: 3000 })));
     const count = () => new Promise<number>((r) => p.proxy.server.getConnections((_e, n) => r(n)));
     const deadline = Date.now() + 3000;

@@ -81,7 +81,11 @@ describe('X-Forwarded-For trust', () => {
   it('from a region load balancer address: kept and appended to', async () => {
     const p = await proxy(['127.0.0.1']);
     try {
-      await request(p.port, { host: 'near.example', path: '/lb', headers: { 'x-forwarded-for': '198.51.100.9', 'x-forwarded-proto': 'https' } });
+      await request(p.port, {
+        host: 'near.example',
+        path: '/lb',
+        headers: { 'x-forwarded-for': '198.51.100.9', 'x-forwarded-proto': 'https' },
+      });
       const h = vm.proxied().find((r) => r.url === '/lb')!.headers;
       assert.equal(h['x-forwarded-for'], '198.51.100.9, 127.0.0.1');
       assert.equal(h['x-forwarded-proto'], 'https', "a trusted hop's X-Forwarded-Proto is kept");
@@ -93,7 +97,11 @@ describe('X-Forwarded-For trust', () => {
   it('from anyone else: replaced by the connecting address (no forged client address)', async () => {
     const p = await proxy(['192.0.2.10']);
     try {
-      await request(p.port, { host: 'far.example', path: '/forged', headers: { 'x-forwarded-for': '1.2.3.4', 'x-forwarded-proto': 'https' } });
+      await request(p.port, {
+        host: 'far.example',
+        path: '/forged',
+        headers: { 'x-forwarded-for': '1.2.3.4', 'x-forwarded-proto': 'https' },
+      });
       const h = lb.proxied().find((r) => r.url === '/forged')!.headers;
       assert.equal(h['x-forwarded-for'], '127.0.0.1');
       assert.equal(h['x-forwarded-proto'], 'http');

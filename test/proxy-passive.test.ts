@@ -51,7 +51,11 @@ for (const engine of ENGINES) {
         assert.equal((await request(p.port, { host: 'app.example' })).status, 503);
         assert.equal(p.health.probes, probes);
         resetting = false;
-        await eventually('routed again after a good probe', async () => (await request(p.port, { host: 'app.example' })).body === 'back', 3000);
+        await eventually(
+          'routed again after a good probe',
+          async () => (await request(p.port, { host: 'app.example' })).body === 'back',
+          3000,
+        );
         await p.waitFor((l) => l.msg === 'vm healthy again' && l.source === 'probe');
       } finally {
         await p.close();

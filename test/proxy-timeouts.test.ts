@@ -135,7 +135,10 @@ describe('client timeouts', () => {
     const p = await startProxy({ server: { timeouts: { headerTimeoutMs: 300, requestTimeoutMs: 600, idleTimeoutMs: 5000 } } });
     try {
       p.routes({ 'app.example': { vmPort: vm.port } });
-      const chunks = ['POST /up HTTP/1.1\r\nHost: app.example\r\nContent-Length: 100000\r\n\r\n', ...Array.from({ length: 40 }, () => 'x'.repeat(10))];
+      const chunks = [
+        'POST /up HTTP/1.1\r\nHost: app.example\r\nContent-Length: 100000\r\n\r\n',
+        ...Array.from({ length: 40 }, () => 'x'.repeat(10)),
+      ];
       const r = await rawExchange(p.port, chunks, { gapMs: 100, timeoutMs: 4000 });
       assert.equal(r.closed, true);
       assert.ok(r.ms < 2500, `closed after ${r.ms} ms`);

@@ -106,7 +106,11 @@ let p: TestProxy;
 before(async () => {
   ws = await startWsBackend();
   p = await startProxy({ crossRegionPort: ws.port, forwarder: { headerTimeoutMs: 400 } });
-  p.routes({ 'near.example': { vmPort: ws.port }, 'far.example': { vmPort: 1, region: OTHER_REGION }, 'dead.example': { vmPort: await closedPort() } });
+  p.routes({
+    'near.example': { vmPort: ws.port },
+    'far.example': { vmPort: 1, region: OTHER_REGION },
+    'dead.example': { vmPort: await closedPort() },
+  });
 });
 after(async () => {
   await p.close();

@@ -163,7 +163,13 @@ describe('routing', () => {
       await t.seed.route({ name: 'App.Example.COM', regionId: REGION_A, vmPort: vm.port });
       await t.seed.route({ name: 'bücher.example', regionId: REGION_A, vmPort: vm.port });
       const p = await t.proxy();
-      for (const host of ['app.example.com', 'APP.example.com.', 'app.example.com:8080', 'xn--bcher-kva.example', 'XN--BCHER-KVA.example:80']) {
+      for (const host of [
+        'app.example.com',
+        'APP.example.com.',
+        'app.example.com:8080',
+        'xn--bcher-kva.example',
+        'XN--BCHER-KVA.example:80',
+      ]) {
         const r = await request(p.port, { host, path: '/x?y=1' });
         assert.equal(r.status, 200, host);
         assert.equal(r.body, 'vm GET /x?y=1');
@@ -184,7 +190,10 @@ describe('routing', () => {
       });
       await t.seed.route({ name: 'hop.example', regionId: REGION_A, vmPort: vm.port });
       const p = await t.proxy();
-      const r = await request(p.port, { host: 'hop.example', headers: { connection: 'X-Hop, Host, keep-alive', 'x-hop': 'drop me', 'x-end': 'keep me' } });
+      const r = await request(p.port, {
+        host: 'hop.example',
+        headers: { connection: 'X-Hop, Host, keep-alive', 'x-hop': 'drop me', 'x-end': 'keep me' },
+      });
       assert.equal(r.status, 200);
       const seen = vm.proxied().at(-1)!.headers;
       assert.equal(seen['x-hop'], undefined, 'a request header the client listed in Connection');
@@ -218,7 +227,7 @@ describe('routing', () => {
     }
   });
 
-  it('same region → the VM directly; other region → that region\'s load balancer, Host preserved, no health probe', async () => {
+  it("same region → the VM directly; other region → that region's load balancer, Host preserved, no health probe", async () => {
     const t = await setup();
     try {
       const vm = await t.backend('vm');
@@ -282,21 +291,24 @@ describe('routing', () => {
       await t.seed.route({ name: 'stream.example', regionId: REGION_A, vmPort: vm.port });
       const p = await t.proxy();
       const echoed = await new Promise<number>((resolve, reject) => {
-        const req = http.request({ host: '127.0.0.1', port: p.port, method: 'POST', path: '/up', headers: { host: 'stream.example' }, agent: false }, (res) => {
-          let got = 0;
-          let sentMore = false;
-          res.on('data', (c: Buffer) => {
-            got += c.length;
-            // The first chunk came back before the upload finished: nothing buffered it whole.
-            if (!sentMore) {
-              sentMore = true;
-              for (let i = 0; i < 64; i++) req.write(Buffer.alloc(64 * 1024, 1));
-              req.end();
-            }
-          });
-          res.on('end', () => resolve(got));
-          res.on('error', reject);
-        });
+        const req = http.request(
+          { host: '127.0.0.1', port: p.port, method: 'POST', path: '/up', headers: { host: 'stream.example' }, agent: false },
+          (res) => {
+            let got = 0;
+            let sentMore = false;
+            res.on('data', (c: Buffer) => {
+              got += c.length;
+              // The first chunk came back before the upload finished: nothing buffered it whole.
+              if (!sentMore) {
+                sentMore = true;
+                for (let i = 0; i < 64; i++) req.write(Buffer.alloc(64 * 1024, 1));
+                req.end();
+              }
+            });
+            res.on('end', () => resolve(got));
+            res.on('error', reject);
+          },
+        );
         req.on('error', reject);
         req.write(Buffer.alloc(64 * 1024, 1));
       });

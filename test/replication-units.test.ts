@@ -28,7 +28,15 @@ const rel = (name: string, columns: [string, number][], opts: Partial<Pgoutput.M
   schema: 'public',
   name,
   replicaIdentity: 'default',
-  columns: columns.map(([n, typeOid]) => ({ name: n, flags: n === 'id' ? 1 : 0, typeOid, typeMod: -1, typeSchema: null, typeName: null, parser: (x: unknown) => x })),
+  columns: columns.map(([n, typeOid]) => ({
+    name: n,
+    flags: n === 'id' ? 1 : 0,
+    typeOid,
+    typeMod: -1,
+    typeSchema: null,
+    typeName: null,
+    parser: (x: unknown) => x,
+  })),
   keyColumns: ['id'],
   ...opts,
 });
@@ -43,27 +51,60 @@ const SHAPES: TableShapes = {
   vms: { schema: 'public', types: { id: UUID, private_ip: INET, port: INT4, region_id: UUID, status: 16001 } },
   regions: { schema: 'public', types: { id: UUID, public_ipv4: INET } },
 };
-const VMS = rel('vms', [['id', UUID], ['private_ip', INET], ['port', INT4], ['region_id', UUID], ['status', 16001], ['note', TEXT]]);
+const VMS = rel('vms', [
+  ['id', UUID],
+  ['private_ip', INET],
+  ['port', INT4],
+  ['region_id', UUID],
+  ['status', 16001],
+  ['note', TEXT],
+]);
 
 describe('ChangeDecoder', () => {
   const d = new ChangeDecoder(SHAPES);
   it('turns begin/commit into transaction bounds with commit times in ms', () => {
-    assert.deepEqual(d.decode({ tag: 'begin', commitLsn: '00000000/00000010', commitTime: 1_700_000_000_123_456n, xid: 7 }), { kind: 'begin', xid: 7, commitTimeMs: 1_700_000_000_123.456 });
-    assert.deepEqual(d.decode({ tag: 'commit', flags: 0, commitLsn: '0/10', commitEndLsn: '00000000/00000040', commitTime: 1n }), { kind: 'commit', endLsn: '00000000/00000040', commitTimeMs: 0.001 });
+    assert.deepEqual(d.decode({ tag: 'begin', commitLsn: '00000000/00000010', commitTime: 1_700_000_000_123_456n, xid: 7 }), {
+      kind: 'begin',
+      xid: 7,
+      commitTimeMs: 1_700_000_000_123.456,
+    });
+    assert.deepEqual(d.decode({ tag: 'commit', flags: 0, commitLsn: '0/10', commitEndLsn: '00000000/00000040', commitTime: 1n }), {
+      kind: 'commit',
+      endLsn: '00000000/00000040',
+      commitTimeMs: 0.001,
+    });
   });
   it('maps inserts, updates and deletes of the routing tables to row changes', () => {
-    assert.deepEqual(d.decode({ tag: 'insert', relation: VMS, new: { id: 'a', port: 1 } }), { kind: 'change', change: { op: 'insert', table: 'vms', row: { id: 'a', port: 1 } } });
-    assert.deepEqual(d.decode({ tag: 'update', relation: VMS, key: null, old: null, new: { id: 'a', port: 2 } }), { kind: 'change', change: { op: 'update', table: 'vms', row: { id: 'a', port: 2 } } });
+    assert.deepEqual(d.decode({ tag: 'insert', relation: VMS, new: { id: 'a', port: 1 } }), {
+      kind: 'change',
+      change: { op: 'insert', table: 'vms', row: { id: 'a', port: 1 } },
+    });
+    assert.deepEqual(d.decode({ tag: 'update', relation: VMS, key: null, old: null, new: { id: 'a', port: 2 } }), {
+      kind: 'change',
+      change: { op: 'update', table: 'vms', row: { id: 'a', port: 2 } },
+    });
     // primary key changed: the old key comes along
-    assert.deepEqual(d.decode({ tag: 'update', relation: VMS, key: { id: 'a' }, old: null, new: { id: 'b' } }), { kind: 'change', change: { op: 'update', table: 'vms', row: { id: 'b' }, oldId: 'a' } });
+    assert.deepEqual(d.decode({ tag: 'update', relation: VMS, key: { id: 'a' }, old: null, new: { id: 'b' } }), {
+      kind: 'change',
+      change: { op: 'update', table: 'vms', row: { id: 'b' }, oldId: 'a' },
+    });
     // REPLICA IDENTITY FULL sends the old row even when the key did not change
-    assert.deepEqual(d.decode({ tag: 'update', relation: VMS, key: null, old: { id: 'b', port: 1 }, new: { id: 'b', port: 3 } }), { kind: 'change', change: { op: 'update', table: 'vms', row: { id: 'b', port: 3 } } });
-    assert.deepEqual(d.decode({ tag: 'delete', relation: VMS, key: { id: 'b' }, old: null }), { kind: 'change', change: { op: 'delete', table: 'vms', id: 'b' } });
+    assert.deepEqual(d.decode({ tag: 'update', relation: VMS, key: null, old: { id: 'b', port: 1 }, new: { id: 'b', port: 3 } }), {
+      kind: 'change',
+      change: { op: 'update', table: 'vms', row: { id: 'b', port: 3 } },
+    });
+    assert.deepEqual(d.decode({ tag: 'delete', relation: VMS, key: { id: 'b' }, old: null }), {
+      kind: 'change',
+      change: { op: 'delete', table: 'vms', id: 'b' },
+    });
   });
   it('skips tables it does not route from, and tables of the same name in another schema', () => {
     assert.equal(d.decode({ tag: 'insert', relation: rel('audit', [['id', UUID]]), new: { id: 'x' } }).kind, 'skip');
     assert.equal(d.decode({ tag: 'insert', relation: { ...VMS, schema: 'archive' }, new: { id: 'x' } }).kind, 'skip');
-    assert.equal(d.decode({ tag: 'truncate', cascade: false, restartIdentity: false, relations: [rel('audit', [['id', UUID]])] }).kind, 'skip');
+    assert.equal(
+      d.decode({ tag: 'truncate', cascade: false, restartIdentity: false, relations: [rel('audit', [['id', UUID]])] }).kind,
+      'skip',
+    );
   });
   it('asks for a resync on TRUNCATE of a routing table', () => {
     const r = d.decode({ tag: 'truncate', cascade: true, restartIdentity: false, relations: [rel('audit', [['id', UUID]]), VMS] });
@@ -71,15 +112,51 @@ describe('ChangeDecoder', () => {
   });
   it('accepts a relation with new columns, and asks for a resync when a read column goes or changes type', () => {
     assert.equal(d.decode(VMS).kind, 'skip');
-    const dropped = d.decode(rel('vms', [['id', UUID], ['private_ip', INET], ['region_id', UUID], ['status', 16001]]));
+    const dropped = d.decode(
+      rel('vms', [
+        ['id', UUID],
+        ['private_ip', INET],
+        ['region_id', UUID],
+        ['status', 16001],
+      ]),
+    );
     assert.deepEqual(dropped, { kind: 'resync', reason: 'vms.port is no longer published (schema change)' });
-    const retyped = d.decode(rel('vms', [['id', UUID], ['private_ip', INET], ['port', 20], ['region_id', UUID], ['status', 16001]]));
+    const retyped = d.decode(
+      rel('vms', [
+        ['id', UUID],
+        ['private_ip', INET],
+        ['port', 20],
+        ['region_id', UUID],
+        ['status', 16001],
+      ]),
+    );
     assert.deepEqual(retyped, { kind: 'resync', reason: 'vms.port changed type (schema change)' });
   });
   it('asks for a resync when deletes would not carry the id', () => {
-    const r = d.decode(rel('regions', [['id', UUID], ['public_ipv4', INET]], { replicaIdentity: 'index', keyColumns: ['public_ipv4'] }));
+    const r = d.decode(
+      rel(
+        'regions',
+        [
+          ['id', UUID],
+          ['public_ipv4', INET],
+        ],
+        { replicaIdentity: 'index', keyColumns: ['public_ipv4'] },
+      ),
+    );
     assert.equal(r.kind, 'resync');
-    assert.equal(d.decode(rel('regions', [['id', UUID], ['public_ipv4', INET]], { replicaIdentity: 'full', keyColumns: [] })).kind, 'skip');
+    assert.equal(
+      d.decode(
+        rel(
+          'regions',
+          [
+            ['id', UUID],
+            ['public_ipv4', INET],
+          ],
+          { replicaIdentity: 'full', keyColumns: [] },
+        ),
+      ).kind,
+      'skip',
+    );
     assert.equal(d.decode({ tag: 'delete', relation: VMS, key: null, old: null }).kind, 'resync');
   });
 });
@@ -92,7 +169,15 @@ describe('TransactionCollector', () => {
     c.add({ op: 'delete', table: 'vms', id: 'a' });
     c.add({ op: 'insert', table: 'vms', row: { id: 'b' } });
     const tx = c.commit('0/20', 1000);
-    assert.deepEqual(tx, { xid: 5, changes: [{ op: 'delete', table: 'vms', id: 'a' }, { op: 'insert', table: 'vms', row: { id: 'b' } }], endLsn: '0/20', commitTimeMs: 1000 });
+    assert.deepEqual(tx, {
+      xid: 5,
+      changes: [
+        { op: 'delete', table: 'vms', id: 'a' },
+        { op: 'insert', table: 'vms', row: { id: 'b' } },
+      ],
+      endLsn: '0/20',
+      commitTimeMs: 1000,
+    });
     assert.equal(c.inTransaction, false);
   });
   it('rejects changes and commits outside a transaction, and nested begins', () => {
@@ -119,7 +204,15 @@ describe('setup', () => {
   it('steps form one chain from check_server to streaming', () => {
     const seen: string[] = [];
     for (let s: keyof typeof SETUP_TRANSITIONS | undefined = 'check_server'; s !== undefined; s = SETUP_TRANSITIONS[s]) seen.push(s);
-    assert.deepEqual(seen, ['check_server', 'check_publication', 'connect_replication', 'create_slot', 'load_snapshot', 'start_streaming', 'streaming']);
+    assert.deepEqual(seen, [
+      'check_server',
+      'check_publication',
+      'connect_replication',
+      'create_slot',
+      'load_snapshot',
+      'start_streaming',
+      'streaming',
+    ]);
   });
   it('slot names are valid, unique and name the host and pid', () => {
     const a = makeSlotName('Edge-01.fra.example.com', 4242);

@@ -52,7 +52,9 @@ function spawnServe(env: Record<string, string>): Proc {
     }
   });
   child.stderr!.on('data', (c: Buffer) => stderr.push(c.toString('utf8')));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
   return {
     child,
     lines,
@@ -62,7 +64,10 @@ function spawnServe(env: Record<string, string>): Proc {
       const found = lines.find(pred);
       if (found) return Promise.resolve(found);
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`log line not seen; stderr: ${stderr.join('')}; stdout: ${JSON.stringify(lines.slice(-5))}`)), timeoutMs);
+        const timer = setTimeout(
+          () => reject(new Error(`log line not seen; stderr: ${stderr.join('')}; stdout: ${JSON.stringify(lines.slice(-5))}`)),
+          timeoutMs,
+        );
         waiters.push({ pred, resolve: (l) => (clearTimeout(timer), resolve(l)) });
       });
     },
@@ -133,7 +138,12 @@ describe('edgeproxy serve (a real process)', () => {
     });
     await seed.region(REGION_A);
     await seed.route({ name: 'forever.example', regionId: REGION_A, vmPort: vm.port });
-    const p = spawnServe({ EDGEPROXY_DATABASE_URL: db.url, EDGEPROXY_REGION_ID: REGION_A, EDGEPROXY_HTTP_ADDR: '127.0.0.1:0', EDGEPROXY_SHUTDOWN_TIMEOUT: '300ms' });
+    const p = spawnServe({
+      EDGEPROXY_DATABASE_URL: db.url,
+      EDGEPROXY_REGION_ID: REGION_A,
+      EDGEPROXY_HTTP_ADDR: '127.0.0.1:0',
+      EDGEPROXY_SHUTDOWN_TIMEOUT: '300ms',
+    });
     try {
       const port = (await p.waitFor((l) => l.msg === 'listening')).port as number;
       await p.waitFor((l) => l.msg === 'route table loaded');
@@ -194,7 +204,6 @@ describe('internal errors', () => {
   });
 });
 
-
 describe('replication slots', () => {
   it('SIGTERM while the slot creation waits for an open transaction: stops at once, exits 0, leaves no slot', async () => {
     const db = await createDatabase(pg);
@@ -202,7 +211,12 @@ describe('replication slots', () => {
     const blocker = await Seeder.connect(db.url);
     await blocker.query('BEGIN');
     await blocker.query('SELECT txid_current()'); // holds an xid: CREATE_REPLICATION_SLOT waits for it
-    const p = spawnServe({ EDGEPROXY_DATABASE_URL: db.url, EDGEPROXY_REGION_ID: REGION_A, EDGEPROXY_HTTP_ADDR: '127.0.0.1:0', EDGEPROXY_SYNC_MODE: 'replication' });
+    const p = spawnServe({
+      EDGEPROXY_DATABASE_URL: db.url,
+      EDGEPROXY_REGION_ID: REGION_A,
+      EDGEPROXY_HTTP_ADDR: '127.0.0.1:0',
+      EDGEPROXY_SYNC_MODE: 'replication',
+    });
     try {
       await p.waitFor((l) => l.msg === 'listening');
       await new Promise((r) => setTimeout(r, 300));
@@ -232,8 +246,15 @@ describe('replication slots', () => {
       const seed = await Seeder.connect(db.url);
       await seed.region(REGION_A);
       const slots = async () =>
-        (await seed.query(`SELECT count(*)::int AS n FROM pg_replication_slots WHERE database = current_database()`)).rows[0] as { n: number };
-      const p = spawnServe({ EDGEPROXY_DATABASE_URL: db.url, EDGEPROXY_REGION_ID: REGION_A, EDGEPROXY_HTTP_ADDR: '127.0.0.1:0', EDGEPROXY_SYNC_MODE: 'replication' });
+        (await seed.query(`SELECT count(*)::int AS n FROM pg_replication_slots WHERE database = current_database()`)).rows[0] as {
+          n: number;
+        };
+      const p = spawnServe({
+        EDGEPROXY_DATABASE_URL: db.url,
+        EDGEPROXY_REGION_ID: REGION_A,
+        EDGEPROXY_HTTP_ADDR: '127.0.0.1:0',
+        EDGEPROXY_SYNC_MODE: 'replication',
+      });
       try {
         const started = await p.waitFor((l) => l.msg === 'replication stream started');
         assert.match(String(started.slot), /^edgeproxy_/);

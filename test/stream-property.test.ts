@@ -60,26 +60,44 @@ it(`streamed table equals the documented query after every transaction (${STEPS}
   const service = await startTestService({ databaseUrl: db.url, syncMode: 'replication', updateIntervalMs: 60_000, logLevel: 'info' });
   try {
     await service.waitForLog((l) => l.msg === 'replication stream started');
-    const ids = async (table: string): Promise<string[]> => (await c.query<{ id: string }>(`SELECT id FROM ${table} ORDER BY id`)).rows.map((x) => x.id);
+    const ids = async (table: string): Promise<string[]> =>
+      (await c.query<{ id: string }>(`SELECT id FROM ${table} ORDER BY id`)).rows.map((x) => x.id);
     const ops: ((q: (sql: string, params?: unknown[]) => Promise<unknown>) => Promise<void>)[] = [
       // a whole chain
       async (q) => {
         const vm = randomUUID();
         const dep = randomUUID();
         await q(`INSERT INTO vms (id, region_id, status, private_ip, port) VALUES ($1, $2, $3, $4, $5)`, [
-          vm, r.pick(regions), r.pick(VM_STATUS), `10.1.${r.int(4)}.${r.int(250) + 1}`, r.chance(0.05) ? null : 3000 + r.int(5),
+          vm,
+          r.pick(regions),
+          r.pick(VM_STATUS),
+          `10.1.${r.int(4)}.${r.int(250) + 1}`,
+          r.chance(0.05) ? null : 3000 + r.int(5),
         ]);
         await q(`INSERT INTO deployments (id, status, vm_id) VALUES ($1, $2, $3)`, [dep, r.pick(DEP_STATUS), vm]);
-        await q(`INSERT INTO domains (id, name, deployment_id, verified_at) VALUES ($1, $2, $3, $4)`, [randomUUID(), r.pick(NAMES), dep, r.chance(0.8) ? new Date() : null]);
+        await q(`INSERT INTO domains (id, name, deployment_id, verified_at) VALUES ($1, $2, $3, $4)`, [
+          randomUUID(),
+          r.pick(NAMES),
+          dep,
+          r.chance(0.8) ? new Date() : null,
+        ]);
       },
       // a domain onto an existing deployment (or none)
       async (q) => {
         const dep = r.chance(0.9) ? r.pick(await ids('deployments')) : null;
-        await q(`INSERT INTO domains (id, name, deployment_id, verified_at) VALUES ($1, $2, $3, now())`, [randomUUID(), r.pick(NAMES), dep ?? null]);
+        await q(`INSERT INTO domains (id, name, deployment_id, verified_at) VALUES ($1, $2, $3, now())`, [
+          randomUUID(),
+          r.pick(NAMES),
+          dep ?? null,
+        ]);
       },
       async (q) => {
         const d = r.pick(await ids('domains'));
-        if (d) await q(`UPDATE domains SET deployment_id = $2 WHERE id = $1`, [d, r.chance(0.85) ? (r.pick(await ids('deployments')) ?? null) : null]);
+        if (d)
+          await q(`UPDATE domains SET deployment_id = $2 WHERE id = $1`, [
+            d,
+            r.chance(0.85) ? (r.pick(await ids('deployments')) ?? null) : null,
+          ]);
       },
       async (q) => {
         const d = r.pick(await ids('domains'));
@@ -177,7 +195,11 @@ it(`streamed table equals the documented query after every transaction (${STEPS}
     const status = service.status();
     assert.equal(status.streamState, 'streaming', 'no resync was needed');
     assert.equal(status.reconnects, 0);
-    assert.equal(status.transactions, committedWrites, `${status.transactions} transactions applied for ${committedWrites} commits that wrote rows`);
+    assert.equal(
+      status.transactions,
+      committedWrites,
+      `${status.transactions} transactions applied for ${committedWrites} commits that wrote rows`,
+    );
     assert.ok(rolledBack > 0 || STEPS < 50);
     assert.ok(maxRoutes > 0, 'the run produced some routes');
   } finally {

@@ -45,9 +45,16 @@ describe('consistent bootstrap', () => {
           const vm = randomUUID();
           const dep = randomUUID();
           await writer.query('BEGIN');
-          await writer.query(`INSERT INTO vms (id, region_id, status, private_ip, port) VALUES ($1, $2, 'running', '10.0.0.1', 3000)`, [vm, REGION_A]);
+          await writer.query(`INSERT INTO vms (id, region_id, status, private_ip, port) VALUES ($1, $2, 'running', '10.0.0.1', 3000)`, [
+            vm,
+            REGION_A,
+          ]);
           await writer.query(`INSERT INTO deployments (id, status, vm_id) VALUES ($1, 'ready', $2)`, [dep, vm]);
-          await writer.query(`INSERT INTO domains (id, name, deployment_id, verified_at) VALUES ($1, $2, $3, now())`, [randomUUID(), `w${commits}.example`, dep]);
+          await writer.query(`INSERT INTO domains (id, name, deployment_id, verified_at) VALUES ($1, $2, $3, now())`, [
+            randomUUID(),
+            `w${commits}.example`,
+            dep,
+          ]);
           const earlier = vms[Math.floor(Math.random() * vms.length)];
           if (earlier) await writer.query('UPDATE vms SET port = port + 1 WHERE id = $1', [earlier]);
           await writer.query('COMMIT');
@@ -199,7 +206,10 @@ describe('recovery', () => {
       const url = await role(t, 'REPLICATION');
       await assert.rejects(t.proxy({ databaseUrl: url, syncMode: 'auto' }), (err: Error) => {
         assert.match(err.message, /publication "edgeproxy" does not exist/);
-        assert.ok(err.message.includes('CREATE PUBLICATION "edgeproxy" FOR TABLE "domains", "deployments", "vms", "regions";'), err.message);
+        assert.ok(
+          err.message.includes('CREATE PUBLICATION "edgeproxy" FOR TABLE "domains", "deployments", "vms", "regions";'),
+          err.message,
+        );
         return true;
       });
       // With the publication in place, the same role streams.

@@ -45,7 +45,12 @@ describe('streaming from a PostgreSQL 16+ standby', () => {
     // Slot creation on a standby waits for a running-transactions record from the primary,
     // which an idle primary writes rarely: nudge it, as docs/streaming.md tells operators to.
     const nudge = setInterval(() => void p0.seed.query('SELECT pg_log_standby_snapshot()').catch(() => undefined), 100);
-    const service = await startTestService({ databaseUrl: p0.standby.url(p0.db.name), syncMode: 'replication', updateIntervalMs: 60_000, logLevel: 'info' });
+    const service = await startTestService({
+      databaseUrl: p0.standby.url(p0.db.name),
+      syncMode: 'replication',
+      updateIntervalMs: 60_000,
+      logLevel: 'info',
+    });
     try {
       await service.waitForLog((l) => l.msg === 'replication stream started', 20_000);
       clearInterval(nudge);
@@ -84,7 +89,12 @@ describe('a PostgreSQL 15 standby', () => {
 
   it('polls, with one warning saying decoding on a standby needs PostgreSQL 16', async () => {
     const p0 = await pair(primary);
-    const service = await startTestService({ databaseUrl: p0.standby.url(p0.db.name), syncMode: 'auto', updateIntervalMs: 100, logLevel: 'info' });
+    const service = await startTestService({
+      databaseUrl: p0.standby.url(p0.db.name),
+      syncMode: 'auto',
+      updateIntervalMs: 100,
+      logLevel: 'info',
+    });
     try {
       const warn = await service.waitForLog((l) => l.msg.startsWith('logical replication unavailable'));
       assert.match(String(warn.reason), /PostgreSQL 15\.\d+ standby, and logical decoding on a standby needs PostgreSQL 16 or later/);

@@ -75,7 +75,10 @@ describe('streaming', () => {
       // server can release WAL.
       const confirmed = async () =>
         (
-          await t.seed.query(`SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE database = current_database()`, [status.lsn])
+          await t.seed.query(
+            `SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE database = current_database()`,
+            [status.lsn],
+          )
         ).rows[0]?.ok === true;
       const t0 = Date.now();
       while (!(await confirmed())) {
@@ -113,7 +116,10 @@ describe('streaming', () => {
       assert.equal(p.status().streamState, 'streaming');
       assert.equal(p.logs.filter((l) => l.msg === 'replication stream started').length, 2);
       // The bad row was reported by the first bootstrap, not again by the second.
-      assert.equal(p.logs.filter((l) => l.msg === 'skipped a route row' && (l.row as { domain: string }).domain === 'bad name.example').length, 1);
+      assert.equal(
+        p.logs.filter((l) => l.msg === 'skipped a route row' && (l.row as { domain: string }).domain === 'bad name.example').length,
+        1,
+      );
       await t.seed.route({ name: 'r3.example', regionId: REGION_A, vmPort: 3003 });
       await waitForQueryTable(p.store, t.seed.client);
     } finally {

@@ -12,7 +12,18 @@ async function failingSync(random: () => number) {
   const lines: Record<string, unknown>[] = [];
   const logger = createLogger('info', { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) });
   const pool = createPool({ databaseUrl: url, applicationName: 'test', queryTimeoutMs: 1000, logger });
-  const sync = new Sync({ mode: 'replication', databaseUrl: url, publication: 'edgeproxy', pool, store: new RouteStore(), intervalMs: 1000, logger, retryMinMs: 20, retryMaxMs: 100, random });
+  const sync = new Sync({
+    mode: 'replication',
+    databaseUrl: url,
+    publication: 'edgeproxy',
+    pool,
+    store: new RouteStore(),
+    intervalMs: 1000,
+    logger,
+    retryMinMs: 20,
+    retryMaxMs: 100,
+    random,
+  });
   return { sync, lines, pool };
 }
 
@@ -28,7 +39,12 @@ describe('stream retry backoff', () => {
         const failures = () => lines.filter((l) => l.msg === 'replication bootstrap failed');
         const deadline = Date.now() + 5000;
         while (failures().length < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-        assert.deepEqual(failures().slice(0, 5).map((l) => l.retryInMs), expected);
+        assert.deepEqual(
+          failures()
+            .slice(0, 5)
+            .map((l) => l.retryInMs),
+          expected,
+        );
         const first = failures()[0]!;
         assert.equal((first.err as { step: string }).step, 'check_server');
         assert.equal((first.err as { kind: string }).kind, 'transient');

@@ -248,7 +248,11 @@ class Harness {
   /** A fresh bootstrap from the model gives the same routes as the incrementally maintained state. */
   checkReload(): void {
     const loaded = RowState.load(tableRows(this.model, this.rng));
-    assert.deepStrictEqual(loaded.problems.filter((p) => p.field.endsWith('.id')), [], 'load problems');
+    assert.deepStrictEqual(
+      loaded.problems.filter((p) => p.field.endsWith('.id')),
+      [],
+      'load problems',
+    );
     assertSameRoutes(loaded.state.routes, this.expected, 'reload from model');
     assertSameRoutes(this.state.routes, this.expected, 'incremental state');
   }
@@ -308,7 +312,16 @@ const BASE_NAMES = [
   'münchen.example',
   'h.example',
 ];
-const INVALID_NAMES = ['bad name.example', 'a..example', '', 'x/y.example', 'a%41.example', 'user@a.example', `${'x'.repeat(250)}.com`, '.'];
+const INVALID_NAMES = [
+  'bad name.example',
+  'a..example',
+  '',
+  'x/y.example',
+  'a%41.example',
+  'user@a.example',
+  `${'x'.repeat(250)}.com`,
+  '.',
+];
 const PRIVATE_IPS = ['10.0.0.1', '10.0.0.2', '10.0.0.10', '10.0.1.7/24', 'fd00::1', 'FD00::2', '10.0.0.1/32'];
 const INVALID_IPS = ['not-an-ip', '10.0.0.256', ''];
 const PORTS = [8080, 3000, 80, 443];
@@ -402,7 +415,7 @@ class Generator {
       const good = table === 'deployments' ? 'ready' : 'running';
       return old === good ? r.pick(table === 'deployments' ? DEPLOYMENT_STATUSES : VM_STATUSES) : good;
     }
-    if (column === 'verified_at' && r.chance(0.7)) return old === null ? this.verifiedAt() ?? new Date(1) : null;
+    if (column === 'verified_at' && r.chance(0.7)) return old === null ? (this.verifiedAt() ?? new Date(1)) : null;
     return this.column(table, column);
   }
 
@@ -591,7 +604,11 @@ function deployment(n: number, vmN: number, status = 'ready'): RowChange {
   return { op: 'insert', table: 'deployments', row: withExtras('deployments', { id: DEP(n), status, vm_id: VM(vmN) }) };
 }
 function domain(n: number, name: string, depN: number, verified: Date | null = VERIFIED): RowChange {
-  return { op: 'insert', table: 'domains', row: withExtras('domains', { id: DOM(n), name, deployment_id: DEP(depN), verified_at: verified }) };
+  return {
+    op: 'insert',
+    table: 'domains',
+    row: withExtras('domains', { id: DOM(n), name, deployment_id: DEP(depN), verified_at: verified }),
+  };
 }
 function update(table: TableName, row: Record<string, unknown>, oldId?: string): RowChange {
   return oldId === undefined ? { op: 'update', table, row } : { op: 'update', table, row, oldId };
@@ -641,7 +658,11 @@ describe('RowState: duplicate names', () => {
       const h = new Harness();
       h.apply(infra);
       for (const change of order) h.apply([change]);
-      assert.deepStrictEqual(snapshot(h.state.routes).get('dup.example'), winner, `order ${order.map((c) => (c.op === 'insert' ? c.row.id : '')).join(',')}`);
+      assert.deepStrictEqual(
+        snapshot(h.state.routes).get('dup.example'),
+        winner,
+        `order ${order.map((c) => (c.op === 'insert' ? c.row.id : '')).join(',')}`,
+      );
       const loaded = RowState.load(tableRows(h.model, new Rng(order.length + h.model.domains.size)));
       assert.deepStrictEqual(snapshot(loaded.state.routes).get('dup.example'), winner);
     }
@@ -709,7 +730,10 @@ describe('RowState: errors and merges', () => {
       );
       assertSameRoutes(before.routes, h.expected, 'state unchanged after a failed apply');
     }
-    assert.deepStrictEqual(sorted(h.expected).map(([host]) => host), ['a.example']);
+    assert.deepStrictEqual(
+      sorted(h.expected).map(([host]) => host),
+      ['a.example'],
+    );
   });
 
   it('an update to an unknown row with every column behaves as an insert', () => {
@@ -764,7 +788,11 @@ describe('RowState: errors and merges', () => {
 
 describe('RowState: a region with 200 VMs (reverse index past the array limit)', () => {
   const N = 200;
-  const rowsFor = (i: number): RowChange[] => [vm(i, 1, `10.1.${i >> 8}.${i & 255}`, 8000 + i), deployment(i, i), domain(i, `site${i}.example`, i)];
+  const rowsFor = (i: number): RowChange[] => [
+    vm(i, 1, `10.1.${i >> 8}.${i & 255}`, 8000 + i),
+    deployment(i, i),
+    domain(i, `site${i}.example`, i),
+  ];
 
   it('grows one VM at a time, then deletes one, changes the region, shrinks back', () => {
     const h = new Harness();

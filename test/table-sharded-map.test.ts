@@ -163,7 +163,11 @@ describe('ShardedMap', () => {
       const map = versions[v]!;
       const model = models[v]!;
       assert.equal(map.size, model.size, `version ${v}`);
-      assert.deepEqual(sortedEntries(map), [...model].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)), `version ${v}`);
+      assert.deepEqual(
+        sortedEntries(map),
+        [...model].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+        `version ${v}`,
+      );
     }
   });
 
@@ -282,7 +286,10 @@ describe('ShardedMap', () => {
     const keys = [...m.keys()];
     assert.equal(new Set(keys).size, expected.size);
     assert.deepEqual(new Set(keys), new Set(expected.keys()));
-    assert.deepEqual([...m.values()].sort((a, b) => a - b), [...expected.values()].sort((a, b) => a - b));
+    assert.deepEqual(
+      [...m.values()].sort((a, b) => a - b),
+      [...expected.values()].sort((a, b) => a - b),
+    );
     // the base is still complete
     assert.equal([...base.entries()].length, 20_000);
   });
@@ -293,12 +300,27 @@ describe('ShardedMap: builder, forEach and untouched editors', () => {
     const b = ShardedMap.builder<number>(1_000);
     const keys = range(1_000).filter((k) => b.shardOf(k) === 3);
     assert.ok(keys.length > 2);
-    assert.deepStrictEqual(b.fillShard(3, keys.map((k, i) => [k, i] as const)), []);
+    assert.deepStrictEqual(
+      b.fillShard(
+        3,
+        keys.map((k, i) => [k, i] as const),
+      ),
+      [],
+    );
     assert.throws(() => b.fillShard(3, []), /not empty/);
     const other = range(1_000).filter((k) => b.shardOf(k) === 4);
     const [a, c] = [other[0]!, other[1]!];
     // a repeats twice and c once: their first values stay, the repeats are reported by position
-    assert.deepStrictEqual(b.fillShard(4, [[a, 1], [c, 2], [a, 3], [c, 4], [a, 5]]), [2, 3, 4]);
+    assert.deepStrictEqual(
+      b.fillShard(4, [
+        [a, 1],
+        [c, 2],
+        [a, 3],
+        [c, 4],
+        [a, 5],
+      ]),
+      [2, 3, 4],
+    );
     const m = b.build();
     assert.equal(m.size, keys.length + 2);
     assert.equal(m.get(keys[1]!), 1);

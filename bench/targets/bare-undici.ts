@@ -10,7 +10,13 @@ http
     const headers = { ...req.headers };
     delete headers.connection;
     pool.stream(
-      { path: req.url ?? '/', method: req.method as 'GET', headers, body: req.method === 'GET' || req.method === 'HEAD' ? null : req, opaque: res },
+      {
+        path: req.url ?? '/',
+        method: req.method as 'GET',
+        headers,
+        body: req.method === 'GET' || req.method === 'HEAD' ? null : req,
+        opaque: res,
+      },
       ({ statusCode, headers: h, opaque }) => {
         const r = opaque as http.ServerResponse;
         delete h.connection;

@@ -43,7 +43,13 @@ const rows = JSON.parse(
   JSON.stringify(
     Array.from({ length: N }, (_, i) =>
       i === 0
-        ? { domain_name: 'bench.example', vm_private_ip: '127.0.0.1', vm_port: Number(values['backend-port']), vm_region_id: REGION, region_public_ip: '127.0.0.1' }
+        ? {
+            domain_name: 'bench.example',
+            vm_private_ip: '127.0.0.1',
+            vm_port: Number(values['backend-port']),
+            vm_region_id: REGION,
+            region_public_ip: '127.0.0.1',
+          }
         : {
             domain_name: `site-${i}.customer-${i % 997}.example`,
             vm_private_ip: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
@@ -64,7 +70,9 @@ gc();
 const mem = process.memoryUsage();
 
 // Lookup cost: the whole routing decision (Host parsing + map lookup) for random known hosts.
-const hosts = Array.from({ length: 4096 }, (_, i) => (i === 0 ? 'bench.example' : `site-${1 + ((i * 7919) % (N - 1))}.customer-${(1 + ((i * 7919) % (N - 1))) % 997}.example`));
+const hosts = Array.from({ length: 4096 }, (_, i) =>
+  i === 0 ? 'bench.example' : `site-${1 + ((i * 7919) % (N - 1))}.customer-${(1 + ((i * 7919) % (N - 1))) % 997}.example`,
+);
 let sink = 0;
 for (let i = 0; i < 200_000; i++) sink += decide(store.current, hosts[i & 4095], REGION, 80).kind.length;
 const L = 2_000_000;

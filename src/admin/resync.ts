@@ -24,7 +24,10 @@ export async function operatorResync(
   metrics.recordResync(trigger, outcome, durationMs);
   if (outcome.ok) {
     const { added, removed, changed } = outcome.diff;
-    logger.info({ trigger, routes: outcome.routes, added: added.length, removed: removed.length, changed: changed.length, durationMs }, 'resync finished');
+    logger.info(
+      { trigger, routes: outcome.routes, added: added.length, removed: removed.length, changed: changed.length, durationMs },
+      'resync finished',
+    );
   } else {
     logger.error({ trigger, error: outcome.error, durationMs }, 'resync failed');
   }

@@ -172,12 +172,25 @@ class SmallestK<T> {
 }
 
 /** How a request with this Host would be routed now, with the reason; uses the proxy's own decision. */
-export function explainHost(query: string, snapshot: RouteSnapshot | undefined, health: Pick<HealthChecker, 'last'>, ctx: RoutingContext): ExplainView {
+export function explainHost(
+  query: string,
+  snapshot: RouteSnapshot | undefined,
+  health: Pick<HealthChecker, 'last'>,
+  ctx: RoutingContext,
+): ExplainView {
   const d = decide(snapshot, query, ctx.regionId, ctx.crossRegionPort);
   const generation = snapshot?.generation ?? null;
   switch (d.kind) {
     case 'not-ready':
-      return { query, host: null, decision: 'not-ready', reason: 'the route table is not loaded yet: every request gets 503', route: null, health: null, generation };
+      return {
+        query,
+        host: null,
+        decision: 'not-ready',
+        reason: 'the route table is not loaded yet: every request gets 503',
+        route: null,
+        health: null,
+        generation,
+      };
     case 'not-found': {
       const valid = d.reason === 'no route for host';
       return {

@@ -31,7 +31,14 @@ export interface AdminServerOptions extends RoutingContext {
 
 /** JSON body of POST /resync. */
 export type ResyncResponse =
-  | { readonly ok: true; readonly routes: number; readonly durationMs: number; readonly added: readonly string[]; readonly removed: readonly string[]; readonly changed: readonly string[] }
+  | {
+      readonly ok: true;
+      readonly routes: number;
+      readonly durationMs: number;
+      readonly added: readonly string[];
+      readonly removed: readonly string[];
+      readonly changed: readonly string[];
+    }
   | { readonly ok: false; readonly error: string };
 
 const ENDPOINTS = ['GET /healthz', 'GET /readyz', 'GET /metrics', 'GET /routes', 'GET /routes/<host>', 'POST /resync'];
@@ -88,7 +95,9 @@ export class AdminServer {
       return json(res, outcome.ok ? 200 : 500, body);
     }
     if (method !== 'GET' && method !== 'HEAD') {
-      return ENDPOINTS.some((e) => e.endsWith(` ${path}`)) || path.startsWith('/routes/') ? methodNotAllowed(res, 'GET, HEAD') : notFound(res);
+      return ENDPOINTS.some((e) => e.endsWith(` ${path}`)) || path.startsWith('/routes/')
+        ? methodNotAllowed(res, 'GET, HEAD')
+        : notFound(res);
     }
     switch (path) {
       case '/healthz':
@@ -142,7 +151,11 @@ function parseTableQuery(params: URLSearchParams): TableQuery | { error: string 
 
 function json(res: ServerResponse, status: number, body: unknown): void {
   const text = `${JSON.stringify(body)}\n`;
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
   res.end(res.req.method === 'HEAD' ? undefined : text);
 }
 

@@ -8,7 +8,9 @@ import { CommandFailed, UsageError } from './exit.js';
  */
 export function adminBaseUrl(addr: ListenAddress | undefined): string {
   if (addr === undefined) {
-    throw new UsageError('the admin API address is empty (EDGEPROXY_ADMIN_ADDR or --admin-addr): this command talks to the running proxy through it');
+    throw new UsageError(
+      'the admin API address is empty (EDGEPROXY_ADMIN_ADDR or --admin-addr): this command talks to the running proxy through it',
+    );
   }
   let host = addr.host ?? '127.0.0.1';
   if (host === '0.0.0.0') host = '127.0.0.1';
@@ -30,7 +32,9 @@ export async function callAdmin(base: string, path: string, opts: { method?: str
     const e = err as Error & { cause?: { code?: string; message?: string } };
     if (e.name === 'TimeoutError') throw new CommandFailed(`no answer from the proxy's admin API at ${base} within ${opts.timeoutMs} ms`);
     const why = e.cause?.code ?? e.cause?.message ?? e.message;
-    throw new CommandFailed(`cannot reach the proxy's admin API at ${base} (${why}): is \`edgeproxy serve\` running on this host, with the same EDGEPROXY_ADMIN_ADDR?`);
+    throw new CommandFailed(
+      `cannot reach the proxy's admin API at ${base} (${why}): is \`edgeproxy serve\` running on this host, with the same EDGEPROXY_ADMIN_ADDR?`,
+    );
   }
   const text = await res.text();
   try {

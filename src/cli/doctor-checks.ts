@@ -49,7 +49,14 @@ export const CHECKS = [
   'duplicate domain names',
 ] as const;
 
-const STREAMING_CHECKS = new Set<string>(['wal_level', 'publication', 'primary keys', 'replication privilege', 'replication slots', 'wal senders']);
+const STREAMING_CHECKS = new Set<string>([
+  'wal_level',
+  'publication',
+  'primary keys',
+  'replication privilege',
+  'replication slots',
+  'wal senders',
+]);
 
 const pass = (check: string, detail: string): CheckResult => ({ check, status: 'pass', detail });
 const fail = (check: string, detail: string, fix: string): CheckResult => ({ check, status: 'fail', detail, fix });
@@ -59,14 +66,21 @@ const skip = (check: string, detail: string): CheckResult => ({ check, status: '
 export async function runDoctor(opts: DoctorOptions): Promise<CheckResult[]> {
   const url = new URL(opts.databaseUrl);
   const where = `${url.hostname}:${url.port || '5432'}${url.pathname}`;
-  const client = new pg.Client({ connectionString: opts.databaseUrl, application_name: 'edgeproxy doctor', connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000 });
+  const client = new pg.Client({
+    connectionString: opts.databaseUrl,
+    application_name: 'edgeproxy doctor',
+    connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000,
+  });
   client.on('error', () => undefined);
   const started = performance.now();
   try {
     await client.connect();
   } catch (err) {
     const e = describePgError(err);
-    return [fail('connect', `cannot connect to ${where}: ${e.message}${e.code ? ` (${e.code})` : ''}`, connectFix(e.code, where)), ...CHECKS.slice(1).map((c) => skip(c, 'not checked: no connection'))];
+    return [
+      fail('connect', `cannot connect to ${where}: ${e.message}${e.code ? ` (${e.code})` : ''}`, connectFix(e.code, where)),
+      ...CHECKS.slice(1).map((c) => skip(c, 'not checked: no connection')),
+    ];
   }
   try {
     // A check must not hang on a lock or a huge table forever.
@@ -110,7 +124,11 @@ function serverChecks(c: ServerCapabilities): CheckResult[] {
   out.push(
     major >= 10
       ? pass('server version', `PostgreSQL ${c.serverVersion}`)
-      : fail('server version', `PostgreSQL ${c.serverVersion} has no logical replication (pgoutput)`, 'upgrade to PostgreSQL 16 or later (10 at the very least)'),
+      : fail(
+          'server version',
+          `PostgreSQL ${c.serverVersion} has no logical replication (pgoutput)`,
+          'upgrade to PostgreSQL 16 or later (10 at the very least)',
+        ),
   );
   if (!c.inRecovery) {
     out.push(pass('primary or standby', 'primary (not in recovery)'));
@@ -131,7 +149,12 @@ function serverChecks(c: ServerCapabilities): CheckResult[] {
       ),
     );
   } else {
-    out.push(pass('primary or standby', `standby (read replica) with hot_standby_feedback on; PostgreSQL ${c.serverVersion} can decode logical replication on a standby`));
+    out.push(
+      pass(
+        'primary or standby',
+        `standby (read replica) with hot_standby_feedback on; PostgreSQL ${c.serverVersion} can decode logical replication on a standby`,
+      ),
+    );
   }
   return out;
 }
@@ -172,13 +195,20 @@ async function streamingChecks(client: pg.Client, c: ServerCapabilities, publica
   out.push(
     c.replication
       ? pass('replication privilege', `role ${c.role} ${c.superuser ? 'is a superuser' : 'has the REPLICATION attribute'}`)
-      : fail('replication privilege', `role ${c.role} lacks the REPLICATION attribute`, `${c.inRecovery ? 'on the primary: ' : ''}ALTER ROLE ${pg.escapeIdentifier(c.role)} WITH REPLICATION;`),
+      : fail(
+          'replication privilege',
+          `role ${c.role} lacks the REPLICATION attribute`,
+          `${c.inRecovery ? 'on the primary: ' : ''}ALTER ROLE ${pg.escapeIdentifier(c.role)} WITH REPLICATION;`,
+        ),
   );
 
   const freeSlots = c.maxReplicationSlots - c.usedReplicationSlots;
   out.push(
     freeSlots >= 1
-      ? pass('replication slots', `${c.usedReplicationSlots} of ${c.maxReplicationSlots} in use, ${freeSlots} free (each proxy streaming from this server takes one temporary slot)`)
+      ? pass(
+          'replication slots',
+          `${c.usedReplicationSlots} of ${c.maxReplicationSlots} in use, ${freeSlots} free (each proxy streaming from this server takes one temporary slot)`,
+        )
       : fail(
           'replication slots',
           `all ${c.maxReplicationSlots} replication slots are in use`,
@@ -189,7 +219,11 @@ async function streamingChecks(client: pg.Client, c: ServerCapabilities, publica
   out.push(
     freeSenders >= 1
       ? pass('wal senders', `${c.usedWalSenders} of ${c.maxWalSenders} in use, ${freeSenders} free (each streaming proxy takes one)`)
-      : fail('wal senders', `all ${c.maxWalSenders} WAL senders are busy`, 'raise max_wal_senders (ALTER SYSTEM SET max_wal_senders = <proxies + standbys + spare>; restart)'),
+      : fail(
+          'wal senders',
+          `all ${c.maxWalSenders} WAL senders are busy`,
+          'raise max_wal_senders (ALTER SYSTEM SET max_wal_senders = <proxies + standbys + spare>; restart)',
+        ),
   );
   return out;
 }
@@ -205,9 +239,21 @@ async function queryChecks(client: pg.Client, c: ServerCapabilities, regionId: s
   const missing = priv.rows.filter((r) => !r.exists).map((r) => r.name);
   const denied = priv.rows.filter((r) => r.exists && r.can !== true).map((r) => r.name);
   if (missing.length > 0) {
-    out.push(fail('read access', `table${missing.length > 1 ? 's' : ''} ${missing.join(', ')} not found (search_path: public)`, 'point EDGEPROXY_DATABASE_URL at the control plane\'s database, or run `edgeproxy migrate` on a development database'));
+    out.push(
+      fail(
+        'read access',
+        `table${missing.length > 1 ? 's' : ''} ${missing.join(', ')} not found (search_path: public)`,
+        "point EDGEPROXY_DATABASE_URL at the control plane's database, or run `edgeproxy migrate` on a development database",
+      ),
+    );
   } else if (denied.length > 0) {
-    out.push(fail('read access', `role ${c.role} may not SELECT from ${denied.join(', ')}`, `${c.inRecovery ? 'on the primary: ' : ''}GRANT SELECT ON ${TABLES.join(', ')} TO ${pg.escapeIdentifier(c.role)};`));
+    out.push(
+      fail(
+        'read access',
+        `role ${c.role} may not SELECT from ${denied.join(', ')}`,
+        `${c.inRecovery ? 'on the primary: ' : ''}GRANT SELECT ON ${TABLES.join(', ')} TO ${pg.escapeIdentifier(c.role)};`,
+      ),
+    );
   } else {
     out.push(pass('read access', `role ${c.role} may SELECT from ${TABLES.join(', ')}`));
   }
@@ -218,7 +264,13 @@ async function queryChecks(client: pg.Client, c: ServerCapabilities, regionId: s
     rows = (await client.query<Record<string, unknown>>(ROUTES_QUERY)).rows;
   } catch (err) {
     const e = describePgError(err);
-    out.push(fail('routing query', `the documented query failed: ${e.message}${e.code ? ` (${e.code})` : ''}`, 'the four tables need the columns the documented query reads (README, "The route table")'));
+    out.push(
+      fail(
+        'routing query',
+        `the documented query failed: ${e.message}${e.code ? ` (${e.code})` : ''}`,
+        'the four tables need the columns the documented query reads (README, "The route table")',
+      ),
+    );
     out.push(skip('route rows', 'not checked: the query failed'));
     out.push(skip('duplicate domain names', 'not checked: the query failed'));
     return out;
@@ -233,7 +285,10 @@ async function queryChecks(client: pg.Client, c: ServerCapabilities, regionId: s
   }
   out.push(
     loaded.routes.size > 0
-      ? pass('routing query', `${rows.length} row${rows.length === 1 ? '' : 's'} → ${loaded.routes.size} route${loaded.routes.size === 1 ? '' : 's'}${split} in ${ms} ms`)
+      ? pass(
+          'routing query',
+          `${rows.length} row${rows.length === 1 ? '' : 's'} → ${loaded.routes.size} route${loaded.routes.size === 1 ? '' : 's'}${split} in ${ms} ms`,
+        )
       : warn(
           'routing query',
           `runs, but returns no routable row (${rows.length} rows): every request would get 404`,

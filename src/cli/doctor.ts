@@ -14,11 +14,18 @@ const MARK: Record<CheckResult['status'], string> = { pass: 'PASS', fail: 'FAIL'
 
 /** `edgeproxy doctor`: one line per check, the fix under each failure; exit 1 if any check failed. */
 export async function doctorCommand(args: DoctorArgs, out: (text: string) => void): Promise<void> {
-  const results = await runDoctor({ databaseUrl: args.databaseUrl, publication: args.publication, syncMode: args.syncMode, regionId: args.regionId });
+  const results = await runDoctor({
+    databaseUrl: args.databaseUrl,
+    publication: args.publication,
+    syncMode: args.syncMode,
+    regionId: args.regionId,
+  });
   const failed = results.filter((r) => r.status === 'fail').length;
   const warned = results.filter((r) => r.status === 'warn').length;
   if (args.json) {
-    out(`${JSON.stringify({ ok: failed === 0, database: redactDatabaseUrl(args.databaseUrl), publication: args.publication, syncMode: args.syncMode, checks: results })}\n`);
+    out(
+      `${JSON.stringify({ ok: failed === 0, database: redactDatabaseUrl(args.databaseUrl), publication: args.publication, syncMode: args.syncMode, checks: results })}\n`,
+    );
   } else {
     out(`edgeproxy doctor: ${redactDatabaseUrl(args.databaseUrl)}, publication "${args.publication}", sync mode ${args.syncMode}\n`);
     const width = Math.max(...results.map((r) => r.check.length));
@@ -27,7 +34,9 @@ export async function doctorCommand(args: DoctorArgs, out: (text: string) => voi
       if (r.fix !== undefined) out(`      ${' '.repeat(width)}  fix: ${r.fix}\n`);
     }
     const passed = results.filter((r) => r.status === 'pass').length;
-    out(`${passed} passed, ${failed} failed, ${warned} warning${warned === 1 ? '' : 's'}, ${results.length - passed - failed - warned} skipped\n`);
+    out(
+      `${passed} passed, ${failed} failed, ${warned} warning${warned === 1 ? '' : 's'}, ${results.length - passed - failed - warned} skipped\n`,
+    );
   }
   if (failed > 0) throw new CommandFailed(`${failed} check${failed === 1 ? '' : 's'} failed`);
 }

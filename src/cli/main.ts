@@ -32,12 +32,20 @@ async function run(fn: () => Promise<void>): Promise<void> {
     }
     const d = describePgError(e);
     // Database and socket errors are the operator's to fix: their message is enough. Anything else is a bug: show the stack.
-    err(d.code !== undefined ? `edgeproxy: ${d.message} (${d.code})\n` : `edgeproxy: unexpected error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    err(
+      d.code !== undefined
+        ? `edgeproxy: ${d.message} (${d.code})\n`
+        : `edgeproxy: unexpected error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+    );
     process.exit(1);
   }
 }
 
-function options<K extends keyof Config, O extends K = never>(keys: readonly K[], args: Record<string, unknown>, optional: readonly O[] = []) {
+function options<K extends keyof Config, O extends K = never>(
+  keys: readonly K[],
+  args: Record<string, unknown>,
+  optional: readonly O[] = [],
+) {
   return resolveOptions(keys, args, process.env, optional);
 }
 
@@ -49,16 +57,20 @@ function timeoutOf(args: Record<string, unknown>): number {
 }
 
 function limitOf(limit: number): number {
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_ROUTE_LIMIT) throw new UsageError(`--limit: must be an integer from 1 to ${MAX_ROUTE_LIMIT}`);
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_ROUTE_LIMIT)
+    throw new UsageError(`--limit: must be an integer from 1 to ${MAX_ROUTE_LIMIT}`);
   return limit;
 }
 
-const jsonOption = <T>(y: Argv<T>, what: string) => y.option('json', { type: 'boolean', default: false, describe: `Print ${what} as one JSON document (for scripts)` });
+const jsonOption = <T>(y: Argv<T>, what: string) =>
+  y.option('json', { type: 'boolean', default: false, describe: `Print ${what} as one JSON document (for scripts)` });
 
 export async function main(argv: string[]): Promise<void> {
   await yargs(argv)
     .scriptName('edgeproxy')
-    .usage('$0 [command] [options]\n\nHTTP edge proxy routing each request by Host to the VM serving the domain, from routing state in PostgreSQL.')
+    .usage(
+      '$0 [command] [options]\n\nHTTP edge proxy routing each request by Host to the VM serving the domain, from routing state in PostgreSQL.',
+    )
     .command(
       ['serve', '$0'],
       'Run the proxy (the default command)',
@@ -85,7 +97,12 @@ export async function main(argv: string[]): Promise<void> {
       'Ask the proxy running on this host (its admin API) to reload the whole route table now; wait and print what changed. SIGHUP to the proxy does the same.',
       (y) =>
         jsonOption(withConfigOptions(y, ['adminAddr']), 'the outcome')
-          .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Also list the hosts added (+), removed (-) and changed (~)' })
+          .option('verbose', {
+            alias: 'v',
+            type: 'boolean',
+            default: false,
+            describe: 'Also list the hosts added (+), removed (-) and changed (~)',
+          })
           .option('timeout', { type: 'string', default: '60s', describe: 'How long to wait for the resync to finish' })
           .example([
             ['$0 resync', 'reload now; prints e.g. "resync done in 41.2 ms: 1200 routes (3 added, 0 removed, 1 changed)"'],
@@ -94,27 +111,48 @@ export async function main(argv: string[]): Promise<void> {
           ])
           .epilogue('Exit status: 0 done, 1 the proxy is unreachable or the resync failed, 2 bad usage.'),
       (args) =>
-        run(() => resyncCommand({ adminAddr: options(['adminAddr'], args).adminAddr, timeoutMs: timeoutOf(args), json: args.json, verbose: args.verbose }, out)),
+        run(() =>
+          resyncCommand(
+            { adminAddr: options(['adminAddr'], args).adminAddr, timeoutMs: timeoutOf(args), json: args.json, verbose: args.verbose },
+            out,
+          ),
+        ),
     )
     .command(
       'routes [host]',
-      'Show the running proxy\'s route table, or how one host would be routed right now and why',
+      "Show the running proxy's route table, or how one host would be routed right now and why",
       (y) =>
         jsonOption(withConfigOptions(y, ['adminAddr']), 'the table or the explanation')
-          .positional('host', { type: 'string', describe: 'A host name, as in a Host header (port, case and a trailing dot do not matter)' })
+          .positional('host', {
+            type: 'string',
+            describe: 'A host name, as in a Host header (port, case and a trailing dot do not matter)',
+          })
           .option('timeout', { type: 'string', default: '10s', describe: 'How long to wait for the proxy' })
-          .option('limit', { type: 'number', default: 1000, describe: 'Table: show at most this many routes, the first by host name (1-100000)' })
+          .option('limit', {
+            type: 'number',
+            default: 1000,
+            describe: 'Table: show at most this many routes, the first by host name (1-100000)',
+          })
           .option('contains', { type: 'string', describe: 'Table: only hosts containing this text' })
           .example([
             ['$0 routes', 'the table: host, kind (same-region or cross-region), target, VM, VM region'],
             ['$0 routes shop.example.com', 'not found / same region with the last health check / cross region via which load balancer'],
             ['$0 routes --json | jq \'.routes[] | select(.kind == "cross-region")\'', 'for scripts'],
           ])
-          .epilogue('Exit status: 0 shown (with a host: it is routed), 1 the host is not routed, the table is not loaded yet, or the proxy is unreachable; 2 bad usage.'),
+          .epilogue(
+            'Exit status: 0 shown (with a host: it is routed), 1 the host is not routed, the table is not loaded yet, or the proxy is unreachable; 2 bad usage.',
+          ),
       (args) =>
         run(() =>
           routesCommand(
-            { adminAddr: options(['adminAddr'], args).adminAddr, host: args.host, limit: limitOf(args.limit), contains: args.contains, timeoutMs: timeoutOf(args), json: args.json },
+            {
+              adminAddr: options(['adminAddr'], args).adminAddr,
+              host: args.host,
+              limit: limitOf(args.limit),
+              contains: args.contains,
+              timeoutMs: timeoutOf(args),
+              json: args.json,
+            },
             out,
           ),
         ),
@@ -124,17 +162,27 @@ export async function main(argv: string[]): Promise<void> {
       'Apply migrations/ (the development/test schema) to EDGEPROXY_DATABASE_URL; already applied files are skipped',
       (y) =>
         jsonOption(withConfigOptions(y, ['databaseUrl']), 'what was applied')
-          .option('dry-run', { type: 'boolean', default: false, describe: 'List the migrations that would run, without running them (only the bookkeeping table pgmigrations is created)' })
+          .option('dry-run', {
+            type: 'boolean',
+            default: false,
+            describe: 'List the migrations that would run, without running them (only the bookkeeping table pgmigrations is created)',
+          })
           .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: "Show node-pg-migrate's progress on stderr" })
           .example([
             ['EDGEPROXY_DATABASE_URL=postgres://postgres@127.0.0.1:5432/dev $0 migrate', 'create the schema in a development database'],
             ['$0 migrate --dry-run --database-url postgres://postgres@127.0.0.1:5432/dev', 'what would run'],
           ])
-          .epilogue('For development and tests only: the production schema belongs to the control plane. Applied files are recorded in the table pgmigrations.'),
+          .epilogue(
+            'For development and tests only: the production schema belongs to the control plane. Applied files are recorded in the table pgmigrations.',
+          ),
       (args) =>
         run(async () => {
           const { migrateCommand } = await import('./migrate.js');
-          await migrateCommand({ databaseUrl: options(['databaseUrl'], args).databaseUrl, dryRun: args['dry-run'], json: args.json, verbose: args.verbose }, out, err);
+          await migrateCommand(
+            { databaseUrl: options(['databaseUrl'], args).databaseUrl, dryRun: args['dry-run'], json: args.json, verbose: args.verbose },
+            out,
+            err,
+          );
         }),
     )
     .command(

@@ -31,7 +31,12 @@ export async function routesCommand(args: RoutesArgs, out: (text: string) => voi
       return;
     }
     if (!view.ready) throw new CommandFailed('the route table is not loaded yet (the proxy answers 503 to every request)');
-    out(formatTable(['HOST', 'KIND', 'TARGET', 'VM', 'VM REGION'], view.routes.map((r) => [r.host, r.kind, r.target, formatUpstream({ ip: r.vmIp, port: r.vmPort }), r.vmRegionId])));
+    out(
+      formatTable(
+        ['HOST', 'KIND', 'TARGET', 'VM', 'VM REGION'],
+        view.routes.map((r) => [r.host, r.kind, r.target, formatUpstream({ ip: r.vmIp, port: r.vmPort }), r.vmRegionId]),
+      ),
+    );
     const s = view.sync;
     out(
       `${view.count} route${view.count === 1 ? '' : 's'}${args.contains === undefined ? '' : ` containing "${args.contains}"`}` +
@@ -51,5 +56,9 @@ export async function routesCommand(args: RoutesArgs, out: (text: string) => voi
       out(`  route: VM ${r.vmIp}:${r.vmPort} in region ${r.vmRegionId}; that region's load balancer ${r.regionPublicIp}\n`);
     }
   }
-  if (view.decision === 'not-found' || view.decision === 'not-ready') throw new CommandFailed(view.decision === 'not-ready' ? 'the route table is not loaded yet' : `${view.host ?? view.query} is not routed`, { cause: 'quiet' });
+  if (view.decision === 'not-found' || view.decision === 'not-ready')
+    throw new CommandFailed(
+      view.decision === 'not-ready' ? 'the route table is not loaded yet' : `${view.host ?? view.query} is not routed`,
+      { cause: 'quiet' },
+    );
 }

@@ -81,7 +81,12 @@ export async function startService(config: Config, logger: Logger, opts: StartOp
     logger,
   });
   const poller = sync.poller;
-  const health = new HealthChecker({ timeoutMs: config.healthTimeoutMs, cacheTtlMs: config.healthCacheTtlMs, logger, observer: metrics.observer });
+  const health = new HealthChecker({
+    timeoutMs: config.healthTimeoutMs,
+    cacheTtlMs: config.healthCacheTtlMs,
+    logger,
+    observer: metrics.observer,
+  });
   const forwarder = new Forwarder({
     logger,
     connectTimeoutMs: config.upstreamConnectTimeoutMs,
@@ -95,7 +100,11 @@ export async function startService(config: Config, logger: Logger, opts: StartOp
     regionId: config.regionId,
     crossRegionPort: config.crossRegionPort,
     logger,
-    timeouts: { idleTimeoutMs: config.idleTimeoutMs, headerTimeoutMs: config.clientHeaderTimeoutMs, requestTimeoutMs: config.clientRequestTimeoutMs },
+    timeouts: {
+      idleTimeoutMs: config.idleTimeoutMs,
+      headerTimeoutMs: config.clientHeaderTimeoutMs,
+      requestTimeoutMs: config.clientRequestTimeoutMs,
+    },
     trustedProxies: config.trustedProxies,
     observer: metrics.observer,
   });

@@ -120,7 +120,8 @@ export function parseCidrList(raw: string): string[] | { error: string } {
     const slash = item.indexOf('/');
     const addr = slash < 0 ? item : item.slice(0, slash);
     const family = isIP(addr);
-    if (family === 0) return { error: `has ${JSON.stringify(item)}, which is not an IP address or CIDR (examples: 10.0.0.0/8, 192.0.2.1, 2001:db8::/32)` };
+    if (family === 0)
+      return { error: `has ${JSON.stringify(item)}, which is not an IP address or CIDR (examples: 10.0.0.0/8, 192.0.2.1, 2001:db8::/32)` };
     const max = family === 4 ? 32 : 128;
     const bits = slash < 0 ? max : /^[0-9]{1,3}$/.test(item.slice(slash + 1)) ? Number(item.slice(slash + 1)) : NaN;
     if (!(bits >= 0 && bits <= max)) return { error: `has ${JSON.stringify(item)}, whose prefix length is not 0-${max}` };
@@ -209,7 +210,8 @@ export const OPTIONS = [
     key: 'syncMode',
     flag: 'sync-mode',
     env: 'EDGEPROXY_SYNC_MODE',
-    description: 'auto: stream changes by logical replication, poll when it is unavailable; replication: streaming only; poll: periodic reloads only',
+    description:
+      'auto: stream changes by logical replication, poll when it is unavailable; replication: streaming only; poll: periodic reloads only',
     default: 'auto',
     parse: oneOf(SYNC_MODES),
   }),
@@ -220,7 +222,9 @@ export const OPTIONS = [
     description: 'Name of the PostgreSQL publication on domains, deployments, vms and regions',
     default: 'edgeproxy',
     parse: (raw) =>
-      /^[a-z_][a-z0-9_]{0,62}$/.test(raw.trim()) ? raw.trim() : { error: 'must be a lowercase SQL identifier: a-z, 0-9 and _, not starting with a digit, at most 63 characters' },
+      /^[a-z_][a-z0-9_]{0,62}$/.test(raw.trim())
+        ? raw.trim()
+        : { error: 'must be a lowercase SQL identifier: a-z, 0-9 and _, not starting with a digit, at most 63 characters' },
   }),
   spec({
     key: 'adminAddr',
@@ -299,7 +303,11 @@ export type OptionName = (typeof OPTIONS)[number]['flag'];
  * default. Throws ConfigError naming the flag or variable on the first bad or missing value.
  */
 export function resolveConfig(flags: Readonly<Record<string, unknown>>, env: NodeJS.ProcessEnv): Config {
-  return resolveOptions(OPTIONS.map((o) => o.key), flags, env) as Config;
+  return resolveOptions(
+    OPTIONS.map((o) => o.key),
+    flags,
+    env,
+  ) as Config;
 }
 
 /** The same rules for some of the options only (commands such as `resync` or `doctor` need a few). */

@@ -37,7 +37,11 @@ export function defaultMigrationsDir(): string {
 }
 
 export async function migrate(opts: MigrateOptions): Promise<MigrateResult> {
-  const client = new pg.Client({ connectionString: opts.databaseUrl, application_name: 'edgeproxy migrate', connectionTimeoutMillis: 10_000 });
+  const client = new pg.Client({
+    connectionString: opts.databaseUrl,
+    application_name: 'edgeproxy migrate',
+    connectionTimeoutMillis: 10_000,
+  });
   client.on('error', () => undefined);
   await client.connect();
   try {

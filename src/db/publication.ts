@@ -67,9 +67,11 @@ export async function checkPublication(db: pg.ClientBase | pg.Pool, name: string
   }
   const fixes: string[] = [];
   if (filtered.length > 0 && !p.puballtables) fixes.push(`ALTER PUBLICATION ${ident(name)} SET TABLE ${tableList(TABLES)};`);
-  else if (missingTables.length > 0 && !p.puballtables) fixes.push(`ALTER PUBLICATION ${ident(name)} ADD TABLE ${tableList(missingTables)};`);
+  else if (missingTables.length > 0 && !p.puballtables)
+    fixes.push(`ALTER PUBLICATION ${ident(name)} ADD TABLE ${tableList(missingTables)};`);
   if (missingActions.length > 0) fixes.push(`ALTER PUBLICATION ${ident(name)} SET (publish = '${PUBLISHED_ACTIONS.join(', ')}');`);
-  if (fixes.length === 0 && missingTables.length > 0) fixes.push(`-- the publication is FOR ALL TABLES, yet ${missingTables.join(', ')} do not resolve to tables: check search_path`);
+  if (fixes.length === 0 && missingTables.length > 0)
+    fixes.push(`-- the publication is FOR ALL TABLES, yet ${missingTables.join(', ')} do not resolve to tables: check search_path`);
   return { name, exists: true, missingTables, missingActions, filtered, fixSql: fixes.length > 0 ? fixes.join('\n') : undefined };
 }
 
@@ -104,7 +106,10 @@ export async function ensurePublication(
     } catch (err) {
       const e = err as { code?: string; message?: string };
       if (e.code === '42710') return 'exists'; // another proxy created it a moment ago
-      throw new PublicationError(`${problem}, and creating it failed (${e.message ?? String(err)}); run on the primary: ${check.fixSql}`, check.fixSql!);
+      throw new PublicationError(
+        `${problem}, and creating it failed (${e.message ?? String(err)}); run on the primary: ${check.fixSql}`,
+        check.fixSql!,
+      );
     }
   }
   const where = inRecovery ? 'on the primary (this server is a standby)' : 'on the primary';
@@ -135,9 +140,15 @@ export async function checkPrimaryKeys(db: pg.ClientBase | pg.Pool): Promise<Key
     if (r.replident === 'f') return { table: r.name, ok: true, problem: undefined, fixSql: undefined };
     if (r.replident === 'd' && pkIsId) return { table: r.name, ok: true, problem: undefined, fixSql: undefined };
     if (r.replident === 'd' && r.pk === null) {
-      return { table: r.name, ok: false, problem: `table ${r.name} has no primary key`, fixSql: `ALTER TABLE ${ident(r.name)} ADD PRIMARY KEY (id);` };
+      return {
+        table: r.name,
+        ok: false,
+        problem: `table ${r.name} has no primary key`,
+        fixSql: `ALTER TABLE ${ident(r.name)} ADD PRIMARY KEY (id);`,
+      };
     }
-    const what = r.replident === 'd' ? `its primary key is (${(r.pk ?? []).join(', ')}), not (id)` : `its replica identity is '${r.replident}'`;
+    const what =
+      r.replident === 'd' ? `its primary key is (${(r.pk ?? []).join(', ')}), not (id)` : `its replica identity is '${r.replident}'`;
     return {
       table: r.name,
       ok: false,

@@ -18,7 +18,10 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
       base: { service: 'edgeproxy', pid: process.pid, hostname: os.hostname() },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
-      redact: { paths: ['password', '*.password', 'databaseUrl', '*.databaseUrl', 'connectionString', '*.connectionString'], censor: '***' },
+      redact: {
+        paths: ['password', '*.password', 'databaseUrl', '*.databaseUrl', 'connectionString', '*.connectionString'],
+        censor: '***',
+      },
     },
     destination ?? pino.destination({ dest: 1, sync: true }),
   );

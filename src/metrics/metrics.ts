@@ -43,7 +43,10 @@ export class Metrics {
   constructor() {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'edgeproxy_' });
-    new Gauge({ name: 'edgeproxy_build_info', help: 'Always 1; the version in a label', labelNames: ['version'], registers }).set({ version: VERSION }, 1);
+    new Gauge({ name: 'edgeproxy_build_info', help: 'Always 1; the version in a label', labelNames: ['version'], registers }).set(
+      { version: VERSION },
+      1,
+    );
 
     // --- pushed by the request path -------------------------------------------------------
     const requests = new Counter({
@@ -57,7 +60,10 @@ export class Metrics {
       const h = new Histogram({ name, help, labelNames: ['kind'] as const, buckets: LATENCY_BUCKETS, registers });
       return { histogram: h, children: new Map(ROUTE_KINDS.map((k) => [k, h.labels(k)])) };
     };
-    const duration = latencyByKind('edgeproxy_request_duration_seconds', 'Whole request duration on the public port (until the response ended), by route kind');
+    const duration = latencyByKind(
+      'edgeproxy_request_duration_seconds',
+      'Whole request duration on the public port (until the response ended), by route kind',
+    );
     const upstream = latencyByKind(
       'edgeproxy_upstream_response_seconds',
       "Time from forwarding to the upstream's response headers (VM or region load balancer), by route kind",
@@ -136,7 +142,11 @@ export class Metrics {
     fromSnapshot('edgeproxy_route_table_ready', '1 once a first route table is loaded (the proxy answers 503 before)', () => 1);
     fromSnapshot('edgeproxy_routes', 'Routes (hosts) in the current table', (s) => s.routes.size);
     fromSnapshot('edgeproxy_route_table_generation', 'Snapshots published since start', (s) => s.generation);
-    fromSnapshot('edgeproxy_route_table_published_timestamp_seconds', 'When the current table was published (Unix time)', (s) => s.publishedAt / 1000);
+    fromSnapshot(
+      'edgeproxy_route_table_published_timestamp_seconds',
+      'When the current table was published (Unix time)',
+      (s) => s.publishedAt / 1000,
+    );
     fromSnapshot(
       'edgeproxy_snapshot_lsn',
       'WAL position (LSN as a byte offset) of the last transaction applied from the stream; 0 when the table does not come from the stream',
@@ -164,7 +174,13 @@ export class Metrics {
           if (s !== undefined) this.inc(value(s));
         },
       });
-    const enumFromStatus = <T extends string>(name: string, help: string, label: string, values: readonly T[], current: (s: SyncStatus) => T) =>
+    const enumFromStatus = <T extends string>(
+      name: string,
+      help: string,
+      label: string,
+      values: readonly T[],
+      current: (s: SyncStatus) => T,
+    ) =>
       new Gauge({
         name,
         help,
@@ -178,7 +194,13 @@ export class Metrics {
       });
     enumFromStatus('edgeproxy_sync_mode', 'The configured sync mode (1 for the configured one)', 'mode', SYNC_MODES, (s) => s.mode);
     enumFromStatus('edgeproxy_sync_feeding', 'What feeds the route table now (1 for the active one)', 'source', FEEDING, (s) => s.feeding);
-    enumFromStatus('edgeproxy_stream_state', 'State of the logical replication stream (1 for the current one)', 'state', STREAM_STATES, (s) => s.streamState);
+    enumFromStatus(
+      'edgeproxy_stream_state',
+      'State of the logical replication stream (1 for the current one)',
+      'state',
+      STREAM_STATES,
+      (s) => s.streamState,
+    );
     fromStatus(
       'edgeproxy_replication_lag_seconds',
       'Commit-to-applied lag of the last transaction applied from the stream; NaN when not streaming',
@@ -187,8 +209,10 @@ export class Metrics {
     );
     totalFromStatus('edgeproxy_stream_reconnects_total', 'Stream bootstraps after the first one', (s) => s.reconnects);
     totalFromStatus('edgeproxy_stream_transactions_total', 'Transactions applied from the stream', (s) => s.transactions);
-    fromStatus('edgeproxy_full_load_last_success_timestamp_seconds', 'Last successful full load (poll, resync or stream bootstrap), Unix time; 0 if none', (s) =>
-      s.lastFullLoadAt === undefined ? undefined : s.lastFullLoadAt / 1000,
+    fromStatus(
+      'edgeproxy_full_load_last_success_timestamp_seconds',
+      'Last successful full load (poll, resync or stream bootstrap), Unix time; 0 if none',
+      (s) => (s.lastFullLoadAt === undefined ? undefined : s.lastFullLoadAt / 1000),
     );
     fromStatus('edgeproxy_full_load_last_duration_seconds', 'Duration of the last successful full load', (s) =>
       s.lastFullLoadMs === undefined ? undefined : s.lastFullLoadMs / 1000,

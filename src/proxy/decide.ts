@@ -18,7 +18,12 @@ export type Decision =
  * Same region → the VM itself (after a health check); another region → that region's load
  * balancer on `crossRegionPort`, with the Host preserved.
  */
-export function decide(snapshot: RouteSnapshot | undefined, hostHeader: string | undefined, regionId: string, crossRegionPort: number): Decision {
+export function decide(
+  snapshot: RouteSnapshot | undefined,
+  hostHeader: string | undefined,
+  regionId: string,
+  crossRegionPort: number,
+): Decision {
   if (snapshot === undefined) return { kind: 'not-ready' };
   const parsed = parseHostHeader(hostHeader);
   if (!parsed.ok) return { kind: 'not-found', host: hostHeader ?? '', reason: parsed.reason };

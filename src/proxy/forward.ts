@@ -115,9 +115,15 @@ export class Forwarder {
       proxyReq.once('socket', () => (reused = proxyReq.reusedSocket));
       proxyReq.once('upgrade', () => sink.upgraded());
     });
-    this.#proxy.ws(req, socket, head, { target: { protocol: 'http:', host: upstream.ip, hostname: upstream.ip, port: upstream.port } }, (err) => {
-      sink.upgradeFailed(classifyError(err, reused, false), (socket as Duplex & { bytesWritten?: number }).bytesWritten !== 0);
-    });
+    this.#proxy.ws(
+      req,
+      socket,
+      head,
+      { target: { protocol: 'http:', host: upstream.ip, hostname: upstream.ip, port: upstream.port } },
+      (err) => {
+        sink.upgradeFailed(classifyError(err, reused, false), (socket as Duplex & { bytesWritten?: number }).bytesWritten !== 0);
+      },
+    );
   }
 
   /** Closes every upstream connection (in-flight requests are cut). */
@@ -148,7 +154,12 @@ export class Forwarder {
   // ---- http-proxy-3 ------------------------------------------------------------------------
 
   #forwardHttpProxy(req: IncomingMessage, res: ProxyResponse, upstream: Upstream): void {
-    this.#proxy.web(req, res, { target: { protocol: 'http:', host: upstream.ip, hostname: upstream.ip, port: upstream.port } }, this.#onHttpProxyError);
+    this.#proxy.web(
+      req,
+      res,
+      { target: { protocol: 'http:', host: upstream.ip, hostname: upstream.ip, port: upstream.port } },
+      this.#onHttpProxyError,
+    );
   }
 
   readonly #onHttpProxyError = (err: Error, req: IncomingMessage, res: unknown): void => {
@@ -156,7 +167,15 @@ export class Forwarder {
     const info = classifyError(err, r.upstreamRequest?.reusedSocket === true, r.upstreamAt > 0);
     // The keep-alive race on a request without a body: it never reached the app, so send it again
     // once on a fresh connection (http-proxy-3 would otherwise answer 502).
-    if (!info.connectionFailed && info.code === 'ECONNRESET' && r.upstreamAt === 0 && r.attempts === 1 && req.readableEnded && canRetry(req) && r.upstream !== undefined) {
+    if (
+      !info.connectionFailed &&
+      info.code === 'ECONNRESET' &&
+      r.upstreamAt === 0 &&
+      r.attempts === 1 &&
+      req.readableEnded &&
+      canRetry(req) &&
+      r.upstream !== undefined
+    ) {
       this.forward(req, r, r.upstream);
       return;
     }
@@ -203,7 +222,10 @@ export class Forwarder {
     res.upstreamAt = performance.now();
     const problem = invalidResponse(proxyRes.statusCode ?? 0, proxyRes.rawHeaders);
     if (problem !== undefined) {
-      this.#logger.error({ host: req.headers.host, url: req.url, problem, requestId: res.requestId }, 'upstream sent an invalid response; answering 502');
+      this.#logger.error(
+        { host: req.headers.host, url: req.url, problem, requestId: res.requestId },
+        'upstream sent an invalid response; answering 502',
+      );
       proxyRes.destroy();
       res.sink?.forwardFailed(res, { code: 'UPSTREAM_INVALID_RESPONSE', message: problem, status: 502, connectionFailed: false });
       return;
@@ -258,7 +280,12 @@ function clearRequestTimer(this: TimedRequest): void {
 function onProxyResClose(this: ProxyRes): void {
   const res = this[kClientRes];
   if (!this.complete && !res.destroyed) {
-    res.sink?.forwardFailed(res, { code: 'ECONNRESET', message: 'upstream closed the connection mid-response', status: 502, connectionFailed: true });
+    res.sink?.forwardFailed(res, {
+      code: 'ECONNRESET',
+      message: 'upstream closed the connection mid-response',
+      status: 502,
+      connectionFailed: true,
+    });
   }
 }
 

@@ -23,8 +23,7 @@ export interface HealthTarget {
 }
 
 export type HealthResult =
-  | { readonly healthy: true; readonly status: number }
-  | { readonly healthy: false; readonly status?: number; readonly reason: string };
+  { readonly healthy: true; readonly status: number } | { readonly healthy: false; readonly status?: number; readonly reason: string };
 
 export interface HealthCheckerOptions {
   /** Covers the wait for a pooled socket, connect and the response headers (spec: 2000). */

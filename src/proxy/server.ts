@@ -192,7 +192,10 @@ export class ProxyServer implements ExchangeSink {
       return;
     }
     if (this.#debug) {
-      this.#opts.logger.debug({ host: res.routeHost, target: formatUpstream(res.upstream!), reason: result.reason, status: 503, requestId: res.requestId }, 'vm unhealthy; answered 503');
+      this.#opts.logger.debug(
+        { host: res.routeHost, target: formatUpstream(res.upstream!), reason: result.reason, status: 503, requestId: res.requestId },
+        'vm unhealthy; answered 503',
+      );
     }
     sendError(res, 'unhealthy');
   }
@@ -221,7 +224,8 @@ export class ProxyServer implements ExchangeSink {
       'proxy error',
     );
     // Refused or reset: the VM is down or crashing; skip it until a probe says otherwise.
-    if (res.kind === 'same-region' && info.connectionFailed && upstream !== undefined) this.#opts.health.markUnhealthy(upstream, `proxy: ${info.code}`);
+    if (res.kind === 'same-region' && info.connectionFailed && upstream !== undefined)
+      this.#opts.health.markUnhealthy(upstream, `proxy: ${info.code}`);
     try {
       sendError(res, info.status === 504 ? 'gateway-timeout' : 'bad-gateway');
     } catch {
@@ -272,7 +276,8 @@ export class ProxyServer implements ExchangeSink {
     if (m === null) return 'request target is not a path';
     const authority = parseHostHeader(m[1]);
     const hostName = parseHostHeader(host);
-    if (m[1]!.includes('@') || !authority.ok || !hostName.ok || authority.host !== hostName.host) return 'absolute-form request target names another host';
+    if (m[1]!.includes('@') || !authority.ok || !hostName.ok || authority.host !== hostName.host)
+      return 'absolute-form request target names another host';
     const rest = m[2]!;
     req.url = rest === '' ? '/' : rest.charCodeAt(0) === 63 /* ? */ ? `/${rest}` : rest;
     return undefined;
@@ -286,7 +291,16 @@ export class ProxyServer implements ExchangeSink {
   }
 
   #loop(req: IncomingMessage, host: string, upstream: Upstream): void {
-    this.#opts.logger.warn({ host, target: formatUpstream(upstream), cdnLoop: req.headers['cdn-loop'], via: req.headers.via ?? null, client: clientAddress(req) }, 'loop detected; answered 508');
+    this.#opts.logger.warn(
+      {
+        host,
+        target: formatUpstream(upstream),
+        cdnLoop: req.headers['cdn-loop'],
+        via: req.headers.via ?? null,
+        client: clientAddress(req),
+      },
+      'loop detected; answered 508',
+    );
   }
 
   /**
@@ -341,7 +355,12 @@ export class ProxyServer implements ExchangeSink {
     let upstreamAt = 0;
     let forwardStarted = 0;
     socket.once('close', () => {
-      this.#observe(kind, status === 0 ? CLIENT_CLOSED_STATUS : status, (performance.now() - started) / 1000, upstreamAt > 0 ? (upstreamAt - forwardStarted) / 1000 : undefined);
+      this.#observe(
+        kind,
+        status === 0 ? CLIENT_CLOSED_STATUS : status,
+        (performance.now() - started) / 1000,
+        upstreamAt > 0 ? (upstreamAt - forwardStarted) / 1000 : undefined,
+      );
     });
     const fail = (k: RouteKind, e: ErrorKind) => {
       kind = k;
@@ -353,7 +372,16 @@ export class ProxyServer implements ExchangeSink {
       const snapshot = this.#opts.store.current;
       const refusal = this.#checkRequest(req);
       if (refusal !== undefined || String(req.headers.upgrade).toLowerCase() !== 'websocket' || req.method !== 'GET') {
-        this.#opts.logger.warn({ host: req.headers.host ?? null, method: req.method, url: req.url, reason: refusal ?? 'only WebSocket upgrades are proxied', status: 400 }, 'request rejected');
+        this.#opts.logger.warn(
+          {
+            host: req.headers.host ?? null,
+            method: req.method,
+            url: req.url,
+            reason: refusal ?? 'only WebSocket upgrades are proxied',
+            status: 400,
+          },
+          'request rejected',
+        );
         return fail('rejected', 'bad-request');
       }
       const decision: Decision = decide(snapshot, req.headers.host, this.#opts.regionId, this.#opts.crossRegionPort);
@@ -375,7 +403,10 @@ export class ProxyServer implements ExchangeSink {
           status = 101;
         },
         upgradeFailed: (info, written) => {
-          this.#opts.logger.error({ host: decision.route.host, kind: decision.kind, target: formatUpstream(upstream), requestId, err: info }, 'proxy error');
+          this.#opts.logger.error(
+            { host: decision.route.host, kind: decision.kind, target: formatUpstream(upstream), requestId, err: info },
+            'proxy error',
+          );
           if (decision.kind === 'same-region' && info.connectionFailed) this.#opts.health.markUnhealthy(upstream, `proxy: ${info.code}`);
           if (!written && status === 0) fail(decision.kind, info.status === 504 ? 'gateway-timeout' : 'bad-gateway');
           else socket.destroy();

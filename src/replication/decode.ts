@@ -56,7 +56,10 @@ export class ChangeDecoder {
         // `key` comes when the primary key changed (REPLICA IDENTITY DEFAULT), `old` with FULL.
         const before = (msg.key ?? msg.old)?.id as unknown;
         const oldId = before === undefined || before === null || String(before) === String(msg.new.id) ? undefined : String(before);
-        return { kind: 'change', change: oldId === undefined ? { op: 'update', table, row: msg.new } : { op: 'update', table, row: msg.new, oldId } };
+        return {
+          kind: 'change',
+          change: oldId === undefined ? { op: 'update', table, row: msg.new } : { op: 'update', table, row: msg.new, oldId },
+        };
       }
       case 'delete': {
         const table = this.#table(msg.relation);
@@ -67,7 +70,8 @@ export class ChangeDecoder {
       }
       case 'truncate': {
         const ours = msg.relations.map((r) => (r === undefined ? undefined : this.#table(r))).filter((t) => t !== undefined);
-        if (msg.relations.some((r) => r === undefined)) return { kind: 'resync', reason: 'TRUNCATE of a relation not announced on the stream' };
+        if (msg.relations.some((r) => r === undefined))
+          return { kind: 'resync', reason: 'TRUNCATE of a relation not announced on the stream' };
         return ours.length === 0 ? SKIP : { kind: 'resync', reason: `TRUNCATE of ${ours.join(', ')}` };
       }
       default:
@@ -90,7 +94,10 @@ export class ChangeDecoder {
       }
     }
     if (rel.replicaIdentity !== 'full' && !rel.keyColumns.includes('id')) {
-      return { kind: 'resync', reason: `${table}'s replica identity (${rel.replicaIdentity}: ${rel.keyColumns.join(', ') || 'no columns'}) does not carry id` };
+      return {
+        kind: 'resync',
+        reason: `${table}'s replica identity (${rel.replicaIdentity}: ${rel.keyColumns.join(', ') || 'no columns'}) does not carry id`,
+      };
     }
     return SKIP;
   }

@@ -17,13 +17,7 @@ import { type Transaction, TransactionCollector } from './transaction.js';
  * step runs only after the one before it succeeded, and an error names the step it happened in.
  */
 export type SetupStep =
-  | 'check_server'
-  | 'check_publication'
-  | 'connect_replication'
-  | 'create_slot'
-  | 'load_snapshot'
-  | 'start_streaming'
-  | 'streaming';
+  'check_server' | 'check_publication' | 'connect_replication' | 'create_slot' | 'load_snapshot' | 'start_streaming' | 'streaming';
 
 export const SETUP_TRANSITIONS: { readonly [S in SetupStep]: SetupStep | undefined } = {
   check_server: 'check_publication',
@@ -87,7 +81,12 @@ export interface StreamStart {
 
 /** A slot name unique per process: [a-z0-9_], at most 63 characters. */
 export function makeSlotName(host = os.hostname(), pid = process.pid): string {
-  const h = host.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_+|_+$/g, '').slice(0, 30) || 'host';
+  const h =
+    host
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '_')
+      .replace(/^_+|_+$/g, '')
+      .slice(0, 30) || 'host';
   return `edgeproxy_${h}_${pid}_${randomBytes(4).toString('hex')}`.slice(0, 63);
 }
 
@@ -123,16 +122,22 @@ function classify(step: SetupStep, err: unknown): StreamError {
   const e = describePgError(err);
   const text = `${e.message}${e.detail ? ` (${e.detail})` : ''}`;
   if (e.code === '55000' && /wal_level/i.test(e.message)) {
-    return new StreamError(step, 'unavailable', `${text}: run ALTER SYSTEM SET wal_level = logical and restart PostgreSQL`, undefined, { cause: err });
+    return new StreamError(step, 'unavailable', `${text}: run ALTER SYSTEM SET wal_level = logical and restart PostgreSQL`, undefined, {
+      cause: err,
+    });
   }
   if (e.code === '0A000' && /recovery/i.test(e.message)) {
-    return new StreamError(step, 'unavailable', `${text}: logical decoding on a standby needs PostgreSQL 16 or later`, undefined, { cause: err });
+    return new StreamError(step, 'unavailable', `${text}: logical decoding on a standby needs PostgreSQL 16 or later`, undefined, {
+      cause: err,
+    });
   }
   if (e.code === '42501' || /must be superuser or replication role|permission denied to start WAL sender/i.test(e.message)) {
     return new StreamError(step, 'unavailable', `${text}: grant it with ALTER ROLE ... WITH REPLICATION`, undefined, { cause: err });
   }
   if (e.code === '28000' && /replication/i.test(e.message)) {
-    return new StreamError(step, 'unavailable', `${text}: allow replication connections for this role in pg_hba.conf`, undefined, { cause: err });
+    return new StreamError(step, 'unavailable', `${text}: allow replication connections for this role in pg_hba.conf`, undefined, {
+      cause: err,
+    });
   }
   return new StreamError(step, 'transient', text, undefined, { cause: err });
 }
@@ -177,7 +182,14 @@ export class ReplicationStream {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new StreamError(stream.#step, 'transient', `setup did not finish within ${opts.setupTimeoutMs} ms (slot creation waits for transactions open on the primary)`)),
+        () =>
+          reject(
+            new StreamError(
+              stream.#step,
+              'transient',
+              `setup did not finish within ${opts.setupTimeoutMs} ms (slot creation waits for transactions open on the primary)`,
+            ),
+          ),
         opts.setupTimeoutMs,
       );
     });
@@ -200,7 +212,10 @@ export class ReplicationStream {
 
   async #setup(slotName: string): Promise<Omit<StreamStart, 'stream' | 'slotName' | 'setupMs'>> {
     const { databaseUrl, publication } = this.#opts;
-    const plain = new pg.Client({ connectionString: databaseUrl, application_name: `edgeproxy ${os.hostname()} ${process.pid} bootstrap`.slice(0, 63) });
+    const plain = new pg.Client({
+      connectionString: databaseUrl,
+      application_name: `edgeproxy ${os.hostname()} ${process.pid} bootstrap`.slice(0, 63),
+    });
     plain.on('error', () => undefined); // surfaced by the failing query instead
     let pub: 'exists' | 'created';
     let snapshot: SnapshotRows | undefined;
@@ -246,7 +261,8 @@ export class ReplicationStream {
           this.#advance('start_streaming');
           return consistentPoint;
         },
-        (err) => this.#fail(new StreamError('streaming', 'transient', `could not parse a pgoutput message: ${describePgError(err).message}`)),
+        (err) =>
+          this.#fail(new StreamError('streaming', 'transient', `could not parse a pgoutput message: ${describePgError(err).message}`)),
       );
       const subscribed = this.#service.subscribe(plugin, slotName);
       // subscribe() settles when the session ends: after setup, that is a failure.
@@ -321,7 +337,9 @@ export class ReplicationStream {
           return;
       }
     } catch (err) {
-      this.#fail(new StreamError('streaming', 'resync', `could not apply a change: ${describePgError(err).message}`, undefined, { cause: err }));
+      this.#fail(
+        new StreamError('streaming', 'resync', `could not apply a change: ${describePgError(err).message}`, undefined, { cause: err }),
+      );
     }
   }
 

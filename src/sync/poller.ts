@@ -138,7 +138,13 @@ export class Poller {
       const retryMs = Math.min(intervalMs, RETRY_MIN_MS * 2 ** (this.#failures - 1));
       const current = store.current;
       logger.error(
-        { err: describePgError(err), failures: this.#failures, retryInMs: retryMs, servingRoutes: current?.routes.size ?? 0, ready: current !== undefined },
+        {
+          err: describePgError(err),
+          failures: this.#failures,
+          retryInMs: retryMs,
+          servingRoutes: current?.routes.size ?? 0,
+          ready: current !== undefined,
+        },
         current === undefined ? 'route table load failed; not ready yet' : 'route table reload failed; serving the last good table',
       );
       this.#schedule(retryMs);

@@ -13,6 +13,8 @@ export function logSkippedRows(logger: Logger, problems: readonly RowProblem[]):
 
 /** Warns about hosts that several routable rows name (shared by the poller and the stream). */
 export function logDuplicates(logger: Logger, duplicates: readonly Duplicate[]): void {
-  for (const d of duplicates.slice(0, MAX_LOGGED)) logger.warn({ host: d.host, chosen: d.chosen, others: d.others }, 'duplicate domain name');
-  if (duplicates.length > MAX_LOGGED) logger.warn({ duplicates: duplicates.length }, `more duplicate domain names (first ${MAX_LOGGED} logged)`);
+  for (const d of duplicates.slice(0, MAX_LOGGED))
+    logger.warn({ host: d.host, chosen: d.chosen, others: d.others }, 'duplicate domain name');
+  if (duplicates.length > MAX_LOGGED)
+    logger.warn({ duplicates: duplicates.length }, `more duplicate domain names (first ${MAX_LOGGED} logged)`);
 }

@@ -37,7 +37,6 @@ export class SyncStartError extends Error {
   override name = 'SyncStartError';
 }
 
-
 /**
  * Keeps the route table following the database. In mode `poll`, only the Poller. In `auto` and
  * `replication`, a replication stream: bootstrap from a snapshot, then apply each committed
@@ -125,7 +124,8 @@ export class Sync {
   async resync(): Promise<ResyncOutcome> {
     const { mode } = this.#o;
     // The poller answers when it is what feeds the table (mode poll, or auto while the stream is down).
-    if (mode === 'poll' || this.#stopped || (mode === 'auto' && this.#stream === undefined && !this.poller.paused)) return this.poller.resync();
+    if (mode === 'poll' || this.#stopped || (mode === 'auto' && this.#stream === undefined && !this.poller.paused))
+      return this.poller.resync();
     const before = this.#o.store.current?.routes;
     const started = performance.now();
     await this.#closeStream();
@@ -186,7 +186,9 @@ export class Sync {
       if (startup && (e.kind === 'publication' || (e.kind === 'unavailable' && this.#o.mode === 'replication'))) {
         await this.poller.stop();
         this.#stopped = true;
-        throw new SyncStartError(e.kind === 'unavailable' ? `streaming is unavailable (EDGEPROXY_SYNC_MODE=replication): ${e.message}` : e.message);
+        throw new SyncStartError(
+          e.kind === 'unavailable' ? `streaming is unavailable (EDGEPROXY_SYNC_MODE=replication): ${e.message}` : e.message,
+        );
       }
       this.#afterFailure(e, 'bootstrap');
       return;
@@ -215,7 +217,10 @@ export class Sync {
     this.#state = state;
     this.#stream = started.stream;
     this.#lsn = started.consistentPoint;
-    store.publish(state.routes, 'stream', { regionAddresses: this.#regionAddresses, position: { lsn: started.consistentPoint, commitTime: undefined } });
+    store.publish(state.routes, 'stream', {
+      regionAddresses: this.#regionAddresses,
+      position: { lsn: started.consistentPoint, commitTime: undefined },
+    });
     this.#lastFullLoadAt = Date.now();
     this.#lastFullLoadMs = started.snapshot.durationMs + buildMs;
     this.#failures = 0;
@@ -244,7 +249,11 @@ export class Sync {
       },
       'replication stream started',
     );
-    if (diff !== undefined && !isEmptyDiff(diff)) logger.debug({ added: diff.added.slice(0, 20), removed: diff.removed.slice(0, 20), changed: diff.changed.slice(0, 20) }, 'bootstrap changed routes');
+    if (diff !== undefined && !isEmptyDiff(diff))
+      logger.debug(
+        { added: diff.added.slice(0, 20), removed: diff.removed.slice(0, 20), changed: diff.changed.slice(0, 20) },
+        'bootstrap changed routes',
+      );
     for (const tx of queued) this.#receive(tx);
   }
 
@@ -277,12 +286,21 @@ export class Sync {
     const state = this.#state;
     const stream = this.#stream;
     if (tx === undefined || state === undefined || stream === undefined) return;
-    this.#o.store.publish(state.routes, 'stream', { regionAddresses: this.#regionAddresses, position: { lsn: tx.endLsn, commitTime: tx.commitTimeMs } });
+    this.#o.store.publish(state.routes, 'stream', {
+      regionAddresses: this.#regionAddresses,
+      position: { lsn: tx.endLsn, commitTime: tx.commitTimeMs },
+    });
     stream.applied(tx.endLsn);
     this.#lsn = tx.endLsn;
     this.#lagMs = Math.max(0, Date.now() - tx.commitTimeMs);
     this.#o.logger.debug(
-      { lsn: tx.endLsn, transactions: this.#pendingCount, changedRoutes: this.#pendingChanged, lagMs: round(this.#lagMs), routes: state.routes.size },
+      {
+        lsn: tx.endLsn,
+        transactions: this.#pendingCount,
+        changedRoutes: this.#pendingChanged,
+        lagMs: round(this.#lagMs),
+        routes: state.routes.size,
+      },
       'applied transactions',
     );
     this.#pending = undefined;

@@ -39,8 +39,7 @@ export function normaliseHost(name: string): string | undefined {
 }
 
 export type HostHeaderResult =
-  | { readonly ok: true; readonly host: string; readonly ipLiteral: boolean }
-  | { readonly ok: false; readonly reason: string };
+  { readonly ok: true; readonly host: string; readonly ipLiteral: boolean } | { readonly ok: false; readonly reason: string };
 
 /**
  * Parses an HTTP Host header value: strips the port, accepts `[v6]:port` and IPv4 literals

@@ -90,9 +90,7 @@ function fail(domain: string, field: string, value: unknown, reason: string): Ro
  * row whatever order the database returns them in. See docs/decisions/0002-duplicate-domains.md.
  */
 export function compareRoutes(a: Route, b: Route): number {
-  return (
-    cmp(a.vmRegionId, b.vmRegionId) || cmp(a.vmIp, b.vmIp) || a.vmPort - b.vmPort || cmp(a.regionPublicIp, b.regionPublicIp)
-  );
+  return cmp(a.vmRegionId, b.vmRegionId) || cmp(a.vmIp, b.vmIp) || a.vmPort - b.vmPort || cmp(a.regionPublicIp, b.regionPublicIp);
 }
 
 function cmp(a: string, b: string): number {

@@ -145,7 +145,11 @@ export class RowState {
    * much memory as the state itself at a million routes) are not kept alive through the rest of
    * the build, next to the table that still serves.
    */
-  static async loadAsync(tables: TableRows, sliceMs = 10, options: { release?: boolean } = {}): Promise<{ state: RowState; problems: RowProblem[] }> {
+  static async loadAsync(
+    tables: TableRows,
+    sliceMs = 10,
+    options: { release?: boolean } = {},
+  ): Promise<{ state: RowState; problems: RowProblem[] }> {
     const steps = RowState.#loadSteps(tables, options.release === true);
     let sliceStart = performance.now();
     for (let r = steps.next(); ; r = steps.next()) {
@@ -176,36 +180,57 @@ export class RowState {
 
     yield* loadTable('regions', tables.regions, undefined, regions, problems, () => {});
     if (release) (tables.regions as RowValues[]).length = 0;
-    yield* loadTable('vms', tables.vms, { column: READ_COLUMNS.vms.indexOf('region_id'), map: regions }, vms, problems, (v, _region, shard) => {
-      if (v.regionId !== null) regionVms.add(shard, v.regionId, v.id);
-    });
+    yield* loadTable(
+      'vms',
+      tables.vms,
+      { column: READ_COLUMNS.vms.indexOf('region_id'), map: regions },
+      vms,
+      problems,
+      (v, _region, shard) => {
+        if (v.regionId !== null) regionVms.add(shard, v.regionId, v.id);
+      },
+    );
     if (release) (tables.vms as RowValues[]).length = 0;
     yield;
-    yield* loadTable('deployments', tables.deployments, { column: READ_COLUMNS.deployments.indexOf('vm_id'), map: vms }, deployments, problems, (d, _vm, shard) => {
-      if (d.vmId !== null) vmDeployments.add(shard, d.vmId, d.id);
-    });
+    yield* loadTable(
+      'deployments',
+      tables.deployments,
+      { column: READ_COLUMNS.deployments.indexOf('vm_id'), map: vms },
+      deployments,
+      problems,
+      (d, _vm, shard) => {
+        if (d.vmId !== null) vmDeployments.add(shard, d.vmId, d.id);
+      },
+    );
     if (release) (tables.deployments as RowValues[]).length = 0;
     yield;
     // Host-keyed work (the host index and the routes) is collected here and done afterwards in
     // host-shard order: in parent-shard order every host lands in a random shard.
     const byHost: { hosts: string[]; ids: string[]; routes: (Route | undefined)[] } = { hosts: [], ids: [], routes: [] };
-    yield* loadTable('domains', tables.domains, { column: READ_COLUMNS.domains.indexOf('deployment_id'), map: deployments }, domains, problems, (d, deployment, shard) => {
-      if (d.deploymentId !== null) deploymentDomains.add(shard, d.deploymentId, d.id);
-      const host = hostOf(d);
-      // The deployment was found while the row was read: only the VM and region are looked up.
-      const c = d.verified ? chainFrom(deployment, lookup) : undefined;
-      if (c !== undefined && host === undefined) problems.push(badName(d));
-      if (host === undefined) return;
-      let route: Route | undefined;
-      if (c !== undefined) {
-        const result = makeRoute(host, String(d.name), c.vm.privateIp, c.vm.port, c.vm.regionId, c.region.publicIpv4);
-        if (result.ok) route = result.route;
-        else problems.push(result.problem);
-      }
-      byHost.hosts.push(host);
-      byHost.ids.push(d.id);
-      byHost.routes.push(route);
-    });
+    yield* loadTable(
+      'domains',
+      tables.domains,
+      { column: READ_COLUMNS.domains.indexOf('deployment_id'), map: deployments },
+      domains,
+      problems,
+      (d, deployment, shard) => {
+        if (d.deploymentId !== null) deploymentDomains.add(shard, d.deploymentId, d.id);
+        const host = hostOf(d);
+        // The deployment was found while the row was read: only the VM and region are looked up.
+        const c = d.verified ? chainFrom(deployment, lookup) : undefined;
+        if (c !== undefined && host === undefined) problems.push(badName(d));
+        if (host === undefined) return;
+        let route: Route | undefined;
+        if (c !== undefined) {
+          const result = makeRoute(host, String(d.name), c.vm.privateIp, c.vm.port, c.vm.regionId, c.region.publicIpv4);
+          if (result.ok) route = result.route;
+          else problems.push(result.problem);
+        }
+        byHost.hosts.push(host);
+        byHost.ids.push(d.id);
+        byHost.routes.push(route);
+      },
+    );
     if (release) (tables.domains as RowValues[]).length = 0;
     yield;
     const { order: hostOrder, shards: hostShards } = yield* shardOrder(byHost.hosts, routes);
@@ -263,7 +288,14 @@ export class RowState {
       routes: m.routes.edit(),
     };
     const shared: SharedId = (parent, id) => {
-      const row = parent === 'regions' ? e.regions.get(id) : parent === 'vms' ? e.vms.get(id) : parent === 'deployments' ? e.deployments.get(id) : e.domains.get(id);
+      const row =
+        parent === 'regions'
+          ? e.regions.get(id)
+          : parent === 'vms'
+            ? e.vms.get(id)
+            : parent === 'deployments'
+              ? e.deployments.get(id)
+              : e.domains.get(id);
       return row === undefined ? id : row.id;
     };
     const hosts = new Set<string>();
@@ -402,7 +434,11 @@ function toRowOrResync<T extends TableName>(table: T, change: RowChange, previou
  * index (same shard count, so the same shard index) then stay in cache across a group instead of
  * missing on every row of a million.
  */
-function* byParentShard(rows: readonly RowValues[], column: number, parent: ShardedMapBuilder<unknown>): Generator<void, { order: Int32Array; shards: Int32Array }> {
+function* byParentShard(
+  rows: readonly RowValues[],
+  column: number,
+  parent: ShardedMapBuilder<unknown>,
+): Generator<void, { order: Int32Array; shards: Int32Array }> {
   const groups = parent.shardCount + 1;
   const group = new Int32Array(rows.length);
   const start = new Int32Array(groups + 1);

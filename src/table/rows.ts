@@ -117,14 +117,25 @@ export function rowFromValues<T extends TableName>(table: T, values: RowValues, 
   let row: RowTypes[TableName];
   switch (table) {
     case 'domains':
-      row = { id, name: values[1], deploymentId: parentId(values[2], 'deployments', shared), verified: values[3] !== null } satisfies DomainRow;
+      row = {
+        id,
+        name: values[1],
+        deploymentId: parentId(values[2], 'deployments', shared),
+        verified: values[3] !== null,
+      } satisfies DomainRow;
       break;
     case 'deployments':
       // `true`: the bootstrap reads status as the query's test (see snapshot-load.ts)
       row = { id, vmId: parentId(values[2], 'vms', shared), ready: values[1] === 'ready' || values[1] === true } satisfies DeploymentRow;
       break;
     case 'vms':
-      row = { id, privateIp: values[1], port: values[2], regionId: parentId(values[3], 'regions', shared), running: values[4] === 'running' || values[4] === true } satisfies VmRow;
+      row = {
+        id,
+        privateIp: values[1],
+        port: values[2],
+        regionId: parentId(values[3], 'regions', shared),
+        running: values[4] === 'running' || values[4] === true,
+      } satisfies VmRow;
       break;
     case 'regions':
       row = { id, publicIpv4: values[1] } satisfies RegionRow;

@@ -90,16 +90,37 @@ export interface Reply {
 }
 
 /** One request through a fresh connection (no agent), so tests never share sockets by accident. */
-export function request(port: number, opts: { host?: string; path?: string; method?: string; headers?: Record<string, string>; body?: string | Buffer; timeoutMs?: number } = {}): Promise<Reply> {
+export function request(
+  port: number,
+  opts: {
+    host?: string;
+    path?: string;
+    method?: string;
+    headers?: Record<string, string>;
+    body?: string | Buffer;
+    timeoutMs?: number;
+  } = {},
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { ...(opts.headers ?? {}) };
     if (opts.host !== undefined) headers.host = opts.host;
-    const req = http.request({ host: '127.0.0.1', port, path: opts.path ?? '/', method: opts.method ?? 'GET', headers, agent: false, setHost: opts.host === undefined }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: opts.path ?? '/',
+        method: opts.method ?? 'GET',
+        headers,
+        agent: false,
+        setHost: opts.host === undefined,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.setTimeout(opts.timeoutMs ?? 10_000, () => req.destroy(new Error('test request timed out')));
     req.end(opts.body);
@@ -143,7 +164,11 @@ export async function startBlackhole(): Promise<{ port: number; close(): Promise
  * Writes raw bytes to `port` (each chunk after `gapMs`) and resolves with everything received
  * until the server closes the connection or `timeoutMs` passes (`closed` says which).
  */
-export function rawExchange(port: number, chunks: (string | Buffer)[], opts: { gapMs?: number; timeoutMs?: number; host?: string } = {}): Promise<{ text: string; closed: boolean; ms: number }> {
+export function rawExchange(
+  port: number,
+  chunks: (string | Buffer)[],
+  opts: { gapMs?: number; timeoutMs?: number; host?: string } = {},
+): Promise<{ text: string; closed: boolean; ms: number }> {
   return new Promise((resolve) => {
     const started = Date.now();
     const socket = net.connect(port, opts.host ?? '127.0.0.1');
@@ -183,7 +208,10 @@ export interface TestProxy {
   /** Resolves with the first log line matching `pred` (past or future), or rejects after `timeoutMs`. */
   waitFor(pred: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
   /** Every observer call, in order. */
-  readonly observed: { requests: { kind: string; status: number; seconds: number; upstreamSeconds: number | undefined }[]; probes: { healthy: boolean; seconds: number }[] };
+  readonly observed: {
+    requests: { kind: string; status: number; seconds: number; upstreamSeconds: number | undefined }[];
+    probes: { healthy: boolean; seconds: number }[];
+  };
   /** Replaces the route table (routes: host → target). */
   routes(routes: Record<string, { vmPort: number; vmIp?: string; region?: string; regionIp?: string }>, regionAddresses?: string[]): void;
   close(): Promise<void>;
@@ -196,15 +224,17 @@ export const OTHER_REGION = '0b000000-0000-4000-8000-00000000000b';
  * The request path on its own, without PostgreSQL: a RouteStore filled by the test, the real
  * HealthChecker, Forwarder and ProxyServer on an ephemeral port, logs captured (debug).
  */
-export async function startProxy(opts: {
-  engine?: ForwardEngine;
-  crossRegionPort?: number;
-  healthCacheTtlMs?: number;
-  healthTimeoutMs?: number;
-  forwarder?: Partial<ForwarderOptions>;
-  server?: Partial<ProxyServerOptions>;
-  logLevel?: 'debug' | 'info';
-} = {}): Promise<TestProxy> {
+export async function startProxy(
+  opts: {
+    engine?: ForwardEngine;
+    crossRegionPort?: number;
+    healthCacheTtlMs?: number;
+    healthTimeoutMs?: number;
+    forwarder?: Partial<ForwarderOptions>;
+    server?: Partial<ProxyServerOptions>;
+    logLevel?: 'debug' | 'info';
+  } = {},
+): Promise<TestProxy> {
   const logs: Record<string, unknown>[] = [];
   const logger = createLogger(opts.logLevel ?? 'debug', { write: (l: string) => void logs.push(JSON.parse(l) as Record<string, unknown>) });
   const observed: TestProxy['observed'] = { requests: [], probes: [] };
@@ -213,9 +243,23 @@ export async function startProxy(opts: {
     probe: (healthy, seconds) => void observed.probes.push({ healthy, seconds }),
   };
   const store = new RouteStore();
-  const health = new HealthChecker({ timeoutMs: opts.healthTimeoutMs ?? 2000, cacheTtlMs: opts.healthCacheTtlMs ?? 1000, logger, observer });
+  const health = new HealthChecker({
+    timeoutMs: opts.healthTimeoutMs ?? 2000,
+    cacheTtlMs: opts.healthCacheTtlMs ?? 1000,
+    logger,
+    observer,
+  });
   const forwarder = new Forwarder({ logger, engine: opts.engine, ...opts.forwarder });
-  const proxy = new ProxyServer({ store, health, forwarder, regionId: PROXY_REGION, crossRegionPort: opts.crossRegionPort ?? 80, logger, observer, ...opts.server });
+  const proxy = new ProxyServer({
+    store,
+    health,
+    forwarder,
+    regionId: PROXY_REGION,
+    crossRegionPort: opts.crossRegionPort ?? 80,
+    logger,
+    observer,
+    ...opts.server,
+  });
   const { port } = await proxy.listen('127.0.0.1', 0);
   return {
     port,
@@ -230,14 +274,29 @@ export async function startProxy(opts: {
       for (;;) {
         const found = logs.find(pred);
         if (found !== undefined) return found;
-        if (Date.now() > deadline) throw new Error(`no matching log line within ${timeoutMs} ms; last: ${logs.slice(-3).map((l) => JSON.stringify(l)).join('\n')}`);
+        if (Date.now() > deadline)
+          throw new Error(
+            `no matching log line within ${timeoutMs} ms; last: ${logs
+              .slice(-3)
+              .map((l) => JSON.stringify(l))
+              .join('\n')}`,
+          );
         await new Promise((r) => setTimeout(r, 20));
       }
     },
     routes(routes, regionAddresses = ['127.0.0.1']) {
       const entries = Object.entries(routes).map(
         ([host, r]) =>
-          [host, { host, vmIp: r.vmIp ?? '127.0.0.1', vmPort: r.vmPort, vmRegionId: r.region ?? PROXY_REGION, regionPublicIp: r.regionIp ?? '127.0.0.1' }] as const,
+          [
+            host,
+            {
+              host,
+              vmIp: r.vmIp ?? '127.0.0.1',
+              vmPort: r.vmPort,
+              vmRegionId: r.region ?? PROXY_REGION,
+              regionPublicIp: r.regionIp ?? '127.0.0.1',
+            },
+          ] as const,
       );
       store.publish(ShardedMap.from(entries), 'poll', { regionAddresses: new Set(regionAddresses) });
     },

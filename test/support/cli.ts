@@ -53,9 +53,18 @@ export interface LongRun {
 }
 
 /** Starts a long-running command (`serve`, the demo script...) and follows its stdout line by line. */
-export function spawnLong(command: readonly string[], env: Readonly<Record<string, string>> = {}, opts: { ownProcessGroup?: boolean } = {}): LongRun {
+export function spawnLong(
+  command: readonly string[],
+  env: Readonly<Record<string, string>> = {},
+  opts: { ownProcessGroup?: boolean } = {},
+): LongRun {
   // ownProcessGroup: signal the whole group with process.kill(-pid, sig), as Ctrl-C in a terminal does.
-  const child = spawn(process.execPath, ['--import', 'tsx', ...command], { cwd: ROOT, env: baseEnv(env), stdio: ['ignore', 'pipe', 'pipe'], detached: opts.ownProcessGroup ?? false });
+  const child = spawn(process.execPath, ['--import', 'tsx', ...command], {
+    cwd: ROOT,
+    env: baseEnv(env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: opts.ownProcessGroup ?? false,
+  });
   const lines: Record<string, unknown>[] = [];
   let all = '';
   let buf = '';
@@ -83,7 +92,9 @@ export function spawnLong(command: readonly string[], env: Readonly<Record<strin
     }
   });
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (all += chunk));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
   return {
     child,
     lines,

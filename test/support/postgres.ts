@@ -805,15 +805,7 @@ export async function startPostgres(opts: StartOptions = {}): Promise<PgServer> 
   };
   const args = Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]);
 
-  const server = new LocalServer(
-    bins.binDir,
-    bins.majorVersion,
-    baseDir,
-    dataDir,
-    args,
-    user,
-    opts.readyTimeoutMs ?? READY_TIMEOUT_MS,
-  );
+  const server = new LocalServer(bins.binDir, bins.majorVersion, baseDir, dataDir, args, user, opts.readyTimeoutMs ?? READY_TIMEOUT_MS);
   const t1 = performance.now();
   for (let attempt = 1; ; attempt++) {
     server.port = await pickPort();
@@ -912,14 +904,9 @@ async function dropDatabase(maintenanceUrl: string, name: string): Promise<void>
   await withClient(maintenanceUrl, async (c) => {
     const deadline = Date.now() + 10_000;
     while (true) {
-      await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [
-        name,
-      ]);
+      await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [name]);
       try {
-        await c.query(
-          'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active',
-          [name],
-        );
+        await c.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active', [name]);
         await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
         return;
       } catch (err) {

@@ -48,7 +48,11 @@ export class Seeder {
       s.vmIp ?? '127.0.0.1',
       s.vmPort,
     ]);
-    await this.client.query('INSERT INTO deployments (id, status, vm_id) VALUES ($1, $2, $3)', [deploymentId, s.deploymentStatus ?? 'ready', vmId]);
+    await this.client.query('INSERT INTO deployments (id, status, vm_id) VALUES ($1, $2, $3)', [
+      deploymentId,
+      s.deploymentStatus ?? 'ready',
+      vmId,
+    ]);
     await this.client.query('INSERT INTO domains (id, name, deployment_id, verified_at) VALUES ($1, $2, $3, $4)', [
       domainId,
       s.name,

@@ -69,7 +69,18 @@ export async function startTestService(overrides: Partial<Config> & { databaseUr
       const found = logs.find(pred);
       if (found !== undefined) return Promise.resolve(found);
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no matching log line within ${timeoutMs} ms; last lines:\n${logs.slice(-5).map((l) => JSON.stringify(l)).join('\n')}`)), timeoutMs);
+        const timer = setTimeout(
+          () =>
+            reject(
+              new Error(
+                `no matching log line within ${timeoutMs} ms; last lines:\n${logs
+                  .slice(-5)
+                  .map((l) => JSON.stringify(l))
+                  .join('\n')}`,
+              ),
+            ),
+          timeoutMs,
+        );
         waiters.push({
           pred,
           resolve: (l) => {
@@ -83,7 +94,11 @@ export async function startTestService(overrides: Partial<Config> & { databaseUr
 }
 
 /** Polls `cond` until it holds (default 5 s). */
-export async function eventually<T>(what: string, cond: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 5000): Promise<T> {
+export async function eventually<T>(
+  what: string,
+  cond: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 5000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {

@@ -13,7 +13,11 @@ export interface StreamFixture {
 }
 
 /** A fresh database on `server` with the given regions (id → public address) and a way to start proxies on it. */
-export async function streamFixture(server: PgServer, regions: Readonly<Record<string, string>>, defaults: Partial<Config> = {}): Promise<StreamFixture> {
+export async function streamFixture(
+  server: PgServer,
+  regions: Readonly<Record<string, string>>,
+  defaults: Partial<Config> = {},
+): Promise<StreamFixture> {
   const db = await createDatabase(server);
   const seed = await Seeder.connect(db.url);
   for (const [id, ip] of Object.entries(regions)) await seed.region(id, ip);
