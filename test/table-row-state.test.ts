@@ -206,10 +206,13 @@ class Harness {
   state: RowState;
   expected: Snapshot;
 
+  readonly #rng: Rng | undefined;
+
   constructor(
     readonly model: Model = emptyModel(),
-    private readonly rng?: Rng,
+    rng?: Rng,
   ) {
+    this.#rng = rng;
     this.state = RowState.load(tableRows(model, rng)).state;
     this.expected = expectedRoutes(model, rng);
     assertSameRoutes(this.state.routes, this.expected, 'load');
@@ -224,7 +227,7 @@ class Harness {
   check(changes: readonly RowChange[]): ApplyResult {
     const before = this.state;
     const result = before.apply(changes);
-    const expected = expectedRoutes(this.model, this.rng);
+    const expected = expectedRoutes(this.model, this.#rng);
     assertSameRoutes(result.state.routes, expected, 'routes after apply');
     const changed = [...result.changedHosts].sort();
     assert.equal(new Set(changed).size, changed.length, 'changedHosts has no duplicates');
@@ -247,7 +250,7 @@ class Harness {
 
   /** A fresh bootstrap from the model gives the same routes as the incrementally maintained state. */
   checkReload(): void {
-    const loaded = RowState.load(tableRows(this.model, this.rng));
+    const loaded = RowState.load(tableRows(this.model, this.#rng));
     assert.deepStrictEqual(
       loaded.problems.filter((p) => p.field.endsWith('.id')),
       [],
@@ -263,11 +266,15 @@ class Harness {
 // ---------------------------------------------------------------------------------------------
 
 class Rng {
-  constructor(private s: number) {}
+  #s: number;
+
+  constructor(seed: number) {
+    this.#s = seed;
+  }
   /** mulberry32 */
   next(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
+    this.#s = (this.#s + 0x6d2b79f5) >>> 0;
+    let t = this.#s;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;

@@ -5,9 +5,9 @@ import { runInNewContext } from 'node:vm';
 import { hashKey, ShardedMap, TARGET_SHARD_SIZE } from '../src/table/sharded-map.js';
 import { type IdSet, idSetAdd, idSetDelete, idSetHas, idSetOf, idSetValues } from '../src/table/id-set.js';
 
-/** The shards are private (listed in chunks); a few tests look at them to check freezing and sharing directly. */
+/** A few tests look at the shards themselves to check freezing and sharing directly. */
 function shardsOf<V>(map: ShardedMap<V>): readonly ReadonlyMap<string, V>[] {
-  return (map as unknown as { chunks: readonly (readonly ReadonlyMap<string, V>[])[] }).chunks.flat();
+  return map.chunkList.flat();
 }
 
 function range(n: number, prefix = 'k'): string[] {
@@ -384,7 +384,7 @@ describe('ShardedMap: builder, forEach and untouched editors', () => {
     used.set('k1', -1);
     const next = used.commit();
     assert.notEqual(next, base);
-    const chunksOf = (m: ShardedMap<number>) => (m as unknown as { chunks: readonly (readonly unknown[])[] }).chunks;
+    const chunksOf = (m: ShardedMap<number>) => m.chunkList;
     assert.notEqual(chunksOf(next)[0], chunksOf(base)[0]);
     // 100k entries: several chunks of 64 shards, and one write copies exactly one chunk
     const big = mapOf(100_000);

@@ -335,12 +335,15 @@ function invalidResponse(status: number, raw: readonly string[]): string | undef
 class UndiciExchange implements Dispatcher.DispatchHandler {
   #abort: ((err?: Error) => void) | undefined = undefined;
   #done = false;
+  /** The forwarder that started this exchange, for the one retry after the keep-alive race. */
+  readonly #forwarder: Forwarder;
 
   constructor(
     readonly res: ProxyResponse,
-    /** The forwarder that started this exchange, for the one retry after the keep-alive race. */
-    private readonly forwarder: Forwarder,
-  ) {}
+    forwarder: Forwarder,
+  ) {
+    this.#forwarder = forwarder;
+  }
 
   /** The client went away: abort the upstream request (its connection is not reused). */
   cancel(): void {
@@ -388,7 +391,7 @@ class UndiciExchange implements Dispatcher.DispatchHandler {
     // connection as we reused it; undici does not say whether it was reused): an idempotent request
     // without a body is sent once more, on a new connection. Only a second failure counts.
     if (res.upstreamAt === 0 && res.attempts === 1 && RACE_CODES.has(classified.code) && res.upstream !== undefined && canRetry(res.req)) {
-      this.forwarder.forward(res.req, res, res.upstream);
+      this.#forwarder.forward(res.req, res, res.upstream);
       return;
     }
     res.sink?.forwardFailed(res, classified);

@@ -107,20 +107,20 @@ function errorReason(err: unknown): string {
 }
 
 export class HealthChecker {
-  private readonly timeoutMs: number;
-  private readonly ttlMs: number;
-  private readonly pruneAgeMs: number;
-  private readonly logger: Logger;
-  private readonly now: () => number;
-  private readonly observer: ProxyObserver | undefined;
-  private readonly agent: ProbeAgent;
-  private readonly entries = new Map<string, Entry>();
+  readonly #timeoutMs: number;
+  readonly #ttlMs: number;
+  readonly #pruneAgeMs: number;
+  readonly #logger: Logger;
+  readonly #now: () => number;
+  readonly #observer: ProxyObserver | undefined;
+  readonly #agent: ProbeAgent;
+  readonly #entries = new Map<string, Entry>();
   /** Cancel functions of probes in flight or still draining a body; run by close(). */
-  private readonly active = new Set<() => void>();
-  private probeCount = 0;
-  private insertsSincePrune = 0;
-  private lastPruneAt: number;
-  private closed = false;
+  readonly #active = new Set<() => void>();
+  #probeCount = 0;
+  #insertsSincePrune = 0;
+  #lastPruneAt: number;
+  #closed = false;
 
   constructor(opts: HealthCheckerOptions) {
     if (!Number.isFinite(opts.timeoutMs) || opts.timeoutMs <= 0) {
@@ -129,37 +129,37 @@ export class HealthChecker {
     if (!Number.isFinite(opts.cacheTtlMs) || opts.cacheTtlMs < 0) {
       throw new RangeError(`cacheTtlMs must be a number >= 0, got ${opts.cacheTtlMs}`);
     }
-    this.timeoutMs = opts.timeoutMs;
-    this.ttlMs = opts.cacheTtlMs;
-    this.pruneAgeMs = Math.max(opts.cacheTtlMs * 10, MIN_PRUNE_AGE_MS);
-    this.logger = opts.logger;
-    this.now = opts.now ?? (() => performance.now());
-    this.observer = opts.observer;
-    this.lastPruneAt = this.now();
+    this.#timeoutMs = opts.timeoutMs;
+    this.#ttlMs = opts.cacheTtlMs;
+    this.#pruneAgeMs = Math.max(opts.cacheTtlMs * 10, MIN_PRUNE_AGE_MS);
+    this.#logger = opts.logger;
+    this.#now = opts.now ?? (() => performance.now());
+    this.#observer = opts.observer;
+    this.#lastPruneAt = this.#now();
     // With a cache, a few connections per VM are plenty. With TTL 0 (probe per request, as the
     // original did) each request's probe must not queue behind others' and time out waiting.
-    this.agent = new ProbeAgent({ keepAlive: true, maxSockets: opts.cacheTtlMs === 0 ? Infinity : 4, timeout: IDLE_SOCKET_TIMEOUT_MS });
+    this.#agent = new ProbeAgent({ keepAlive: true, maxSockets: opts.cacheTtlMs === 0 ? Infinity : 4, timeout: IDLE_SOCKET_TIMEOUT_MS });
   }
 
   /** Total probes started (a retry on a stale keep-alive socket is part of the same probe). */
   get probes(): number {
-    return this.probeCount;
+    return this.#probeCount;
   }
 
   /** Resolves with the VM's health; never rejects. After close() resolves unhealthy 'closed'. */
   check(target: HealthTarget): Promise<HealthResult> {
-    if (this.closed) return CLOSED_PROMISE;
-    if (this.ttlMs <= 0) return this.probeAndRecord(target, undefined);
+    if (this.#closed) return CLOSED_PROMISE;
+    if (this.#ttlMs <= 0) return this.#probeAndRecord(target, undefined);
 
     const key = keyOf(target);
-    let entry = this.entries.get(key);
+    let entry = this.#entries.get(key);
     if (entry !== undefined) {
-      if (entry.settled !== undefined && this.now() - entry.checkedAt < this.ttlMs) return entry.settled;
+      if (entry.settled !== undefined && this.#now() - entry.checkedAt < this.#ttlMs) return entry.settled;
       if (entry.inflight !== undefined) return entry.inflight;
     } else {
-      entry = this.insert(key);
+      entry = this.#insert(key);
     }
-    const inflight = this.probeAndRecord(target, entry);
+    const inflight = this.#probeAndRecord(target, entry);
     entry.inflight = inflight;
     return inflight;
   }
@@ -173,13 +173,13 @@ export class HealthChecker {
    * results are never used past their TTL: a VM is routed again only after a probe succeeds.
    */
   peek(target: HealthTarget): HealthResult | undefined {
-    if (this.ttlMs <= 0 || this.closed) return undefined;
-    const entry = this.entries.get(keyOf(target));
+    if (this.#ttlMs <= 0 || this.#closed) return undefined;
+    const entry = this.#entries.get(keyOf(target));
     const result = entry?.result;
     if (result === undefined) return undefined;
-    const age = this.now() - entry!.checkedAt;
-    if (age < this.ttlMs) return result;
-    if (!result.healthy || age >= this.ttlMs + this.timeoutMs) return undefined;
+    const age = this.#now() - entry!.checkedAt;
+    if (age < this.#ttlMs) return result;
+    if (!result.healthy || age >= this.#ttlMs + this.#timeoutMs) return undefined;
     if (entry!.inflight === undefined) void this.check(target);
     return result;
   }
@@ -190,46 +190,46 @@ export class HealthChecker {
    * flight still answers the checks that joined it, but its result is not cached over this mark.
    */
   markUnhealthy(target: HealthTarget, reason: string): void {
-    if (this.closed) return;
+    if (this.#closed) return;
     const key = keyOf(target);
-    const entry = this.entries.get(key) ?? this.insert(key);
+    const entry = this.#entries.get(key) ?? this.#insert(key);
     entry.inflight = undefined;
-    this.record(target, entry, { healthy: false, reason: `marked by proxy: ${reason}` }, 'passive');
+    this.#record(target, entry, { healthy: false, reason: `marked by proxy: ${reason}` }, 'passive');
   }
 
   /** The last recorded result for the VM (fresh or not), for diagnostics. */
   last(target: HealthTarget): HealthSnapshot | undefined {
-    const entry = this.entries.get(keyOf(target));
+    const entry = this.#entries.get(keyOf(target));
     if (entry?.result === undefined) return undefined;
-    return { result: entry.result, checkedAt: entry.checkedAt, ageMs: Math.max(0, this.now() - entry.checkedAt) };
+    return { result: entry.result, checkedAt: entry.checkedAt, ageMs: Math.max(0, this.#now() - entry.checkedAt) };
   }
 
   /** Cancels probes in flight (they resolve unhealthy 'closed') and destroys the agent's sockets. */
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.agent.closed = true;
-    for (const cancel of [...this.active]) cancel();
-    this.active.clear();
-    for (const entry of this.entries.values()) entry.inflight = undefined;
-    this.agent.destroy();
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#agent.closed = true;
+    for (const cancel of [...this.#active]) cancel();
+    this.#active.clear();
+    for (const entry of this.#entries.values()) entry.inflight = undefined;
+    this.#agent.destroy();
   }
 
-  private insert(key: string): Entry {
-    const now = this.now();
-    if (++this.insertsSincePrune >= PRUNE_EVERY_INSERTS || now - this.lastPruneAt >= this.pruneAgeMs) {
-      this.prune(now);
+  #insert(key: string): Entry {
+    const now = this.#now();
+    if (++this.#insertsSincePrune >= PRUNE_EVERY_INSERTS || now - this.#lastPruneAt >= this.#pruneAgeMs) {
+      this.#prune(now);
     }
     const entry: Entry = { result: undefined, settled: undefined, checkedAt: now, inflight: undefined };
-    this.entries.set(key, entry);
+    this.#entries.set(key, entry);
     return entry;
   }
 
-  private prune(now: number): void {
-    this.insertsSincePrune = 0;
-    this.lastPruneAt = now;
-    for (const [key, entry] of this.entries) {
-      if (entry.inflight === undefined && now - entry.checkedAt >= this.pruneAgeMs) this.entries.delete(key);
+  #prune(now: number): void {
+    this.#insertsSincePrune = 0;
+    this.#lastPruneAt = now;
+    for (const [key, entry] of this.#entries) {
+      if (entry.inflight === undefined && now - entry.checkedAt >= this.#pruneAgeMs) this.#entries.delete(key);
     }
   }
 
@@ -238,19 +238,19 @@ export class HealthChecker {
    * fills (TTL > 0); its result is cached only if it still owns the slot when it finishes (a
    * passive mark or close() in between releases it).
    */
-  private probeAndRecord(target: HealthTarget, shared: Entry | undefined): Promise<HealthResult> {
-    const started = this.now();
-    const promise: Promise<HealthResult> = this.probe(target).then((result) => {
-      const elapsed = this.now() - started;
+  #probeAndRecord(target: HealthTarget, shared: Entry | undefined): Promise<HealthResult> {
+    const started = this.#now();
+    const promise: Promise<HealthResult> = this.#probe(target).then((result) => {
+      const elapsed = this.#now() - started;
       const durationMs = Math.round(elapsed * 10) / 10;
       if (result !== CLOSED) {
         try {
-          this.observer?.probe(result.healthy, elapsed / 1000);
+          this.#observer?.probe(result.healthy, elapsed / 1000);
         } catch (err) {
-          this.logger.error({ err }, 'observer failed');
+          this.#logger.error({ err }, 'observer failed');
         }
       }
-      this.logger.debug(
+      this.#logger.debug(
         {
           target: hostPort(target),
           healthy: result.healthy,
@@ -260,26 +260,26 @@ export class HealthChecker {
         },
         'health probe',
       );
-      if (this.closed || result === CLOSED) return result;
+      if (this.#closed || result === CLOSED) return result;
       if (shared === undefined) {
         const key = keyOf(target);
-        this.record(target, this.entries.get(key) ?? this.insert(key), result, 'probe');
+        this.#record(target, this.#entries.get(key) ?? this.#insert(key), result, 'probe');
       } else if (shared.inflight === promise) {
         shared.inflight = undefined;
-        this.record(target, shared, result, 'probe');
+        this.#record(target, shared, result, 'probe');
       }
       return result;
     });
     return promise;
   }
 
-  private record(target: HealthTarget, entry: Entry, result: HealthResult, source: 'probe' | 'passive'): void {
+  #record(target: HealthTarget, entry: Entry, result: HealthResult, source: 'probe' | 'passive'): void {
     const previous = entry.result;
     entry.result = result;
     entry.settled = Promise.resolve(result);
-    entry.checkedAt = this.now();
+    entry.checkedAt = this.#now();
     if (!result.healthy && previous?.healthy !== false) {
-      this.logger.warn(
+      this.#logger.warn(
         {
           target: hostPort(target),
           status: result.status ?? null,
@@ -290,13 +290,13 @@ export class HealthChecker {
         'vm unhealthy',
       );
     } else if (result.healthy && previous?.healthy === false) {
-      this.logger.info({ target: hostPort(target), status: result.status, source }, 'vm healthy again');
+      this.#logger.info({ target: hostPort(target), status: result.status, source }, 'vm healthy again');
     }
   }
 
   /** One HTTP probe; resolves exactly once and never rejects. */
-  private probe(target: HealthTarget): Promise<HealthResult> {
-    this.probeCount++;
+  #probe(target: HealthTarget): Promise<HealthResult> {
+    this.#probeCount++;
     return new Promise<HealthResult>((resolve) => {
       let settled = false;
       let req: http.ClientRequest | undefined;
@@ -311,7 +311,7 @@ export class HealthChecker {
       // (on error, timeout, close, or a body we will not drain) instead of keeping it pooled.
       const finish = (destroy: boolean): void => {
         clearTimeout(timer);
-        this.active.delete(cancel);
+        this.#active.delete(cancel);
         if (destroy) {
           res?.destroy();
           req?.destroy();
@@ -324,10 +324,10 @@ export class HealthChecker {
       // One deadline for the whole probe: socket wait + connect + headers decide the verdict;
       // after the verdict, whatever is left of it bounds the body drain.
       const timer = setTimeout(() => {
-        settle({ healthy: false, reason: `timeout after ${this.timeoutMs} ms` });
+        settle({ healthy: false, reason: `timeout after ${this.#timeoutMs} ms` });
         finish(true);
-      }, this.timeoutMs);
-      this.active.add(cancel);
+      }, this.#timeoutMs);
+      this.#active.add(cancel);
 
       const send = (attempt: number): void => {
         let r: http.ClientRequest;
@@ -337,7 +337,7 @@ export class HealthChecker {
             port: target.port,
             path: '/',
             method: 'GET',
-            agent: this.agent,
+            agent: this.#agent,
             headers: { Host: hostPort(target), 'User-Agent': HEALTH_USER_AGENT },
           });
         } catch (err) {

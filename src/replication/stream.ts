@@ -92,16 +92,21 @@ export function makeSlotName(host = os.hostname(), pid = process.pid): string {
 
 /** pgoutput, with the slot created and the tables loaded on the library's own replication connection. */
 class BootstrappingPgoutput extends PgoutputPlugin {
+  readonly #beforeStart: (client: pg.Client, slot: string) => Promise<string>;
+  readonly #onParseError: (err: unknown) => void;
+
   constructor(
     options: Pgoutput.Options,
-    private readonly beforeStart: (client: pg.Client, slot: string) => Promise<string>,
-    private readonly onParseError: (err: unknown) => void,
+    beforeStart: (client: pg.Client, slot: string) => Promise<string>,
+    onParseError: (err: unknown) => void,
   ) {
     super(options);
+    this.#beforeStart = beforeStart;
+    this.#onParseError = onParseError;
   }
 
   override async start(client: pg.Client, slot: string): Promise<unknown> {
-    const lsn = await this.beforeStart(client, slot);
+    const lsn = await this.#beforeStart(client, slot);
     return super.start(client, slot, lsn);
   }
 
@@ -110,7 +115,7 @@ class BootstrappingPgoutput extends PgoutputPlugin {
     try {
       return super.parse(buffer);
     } catch (err) {
-      this.onParseError(err);
+      this.#onParseError(err);
       return { tag: 'message', flags: 0, transactional: false, messageLsn: null, prefix: '', content: new Uint8Array() };
     }
   }

@@ -72,10 +72,14 @@ function hostOf(row: DomainRow | undefined): string | undefined {
  * and recomputes only the routes the changed rows can reach.
  */
 export class RowState {
-  private constructor(private readonly maps: Maps) {}
+  readonly #maps: Maps;
+
+  private constructor(maps: Maps) {
+    this.#maps = maps;
+  }
 
   get routes(): ShardedMap<Route> {
-    return this.maps.routes;
+    return this.#maps.routes;
   }
 
   /**
@@ -83,7 +87,7 @@ export class RowState {
    * the documented query's path) and the others, for warnings. Checks `hosts`, or every host.
    */
   duplicates(hosts?: Iterable<string>): Duplicate[] {
-    const m = this.maps;
+    const m = this.#maps;
     const out: Duplicate[] = [];
     const check = (ids: IdSet | undefined, host: string) => {
       if (ids === undefined || typeof ids === 'string') return; // one domain row
@@ -107,7 +111,7 @@ export class RowState {
   /** The valid public addresses of all regions (our load balancers); a pass over the few region rows. */
   regionAddresses(): Set<string> {
     const out = new Set<string>();
-    this.maps.regions.forEach((r) => {
+    this.#maps.regions.forEach((r) => {
       const ip = parseIp(r.publicIpv4);
       if (ip !== undefined) out.add(ip);
     });
@@ -115,7 +119,7 @@ export class RowState {
   }
 
   get counts(): Readonly<Record<TableName, number>> {
-    const m = this.maps;
+    const m = this.#maps;
     return { domains: m.domains.size, deployments: m.deployments.size, vms: m.vms.size, regions: m.regions.size };
   }
 
@@ -275,7 +279,7 @@ export class RowState {
   apply(changes: readonly RowChange[]): ApplyResult {
     // Editors copy nothing until their first write, so the maps a transaction does not touch cost
     // nothing and come out of commit() as the same objects.
-    const m = this.maps;
+    const m = this.#maps;
     const e: Editors = {
       domains: m.domains.edit(),
       deployments: m.deployments.edit(),
@@ -571,31 +575,31 @@ function* shardOrder(keys: readonly string[], map: ShardedMapBuilder<unknown>): 
  * (a pass over a million single-child entries would only read them back).
  */
 class DraftIndex {
-  private readonly map: ShardedMapBuilder<IdSetDraft | IdSet>;
-  private readonly multi: string[] = [];
+  readonly #map: ShardedMapBuilder<IdSetDraft | IdSet>;
+  readonly #multi: string[] = [];
 
   constructor(sizeHint: number) {
-    this.map = ShardedMap.builder(sizeHint);
+    this.#map = ShardedMap.builder(sizeHint);
   }
 
   /** Adds `child` under `parent`, which falls in `shard` (see shardOf); returns whether it is the parent's first child. */
   add(shard: number, parent: string, child: string): boolean {
-    const before = this.map.getIn(shard, parent) as IdSetDraft | undefined;
+    const before = this.#map.getIn(shard, parent) as IdSetDraft | undefined;
     const after = idSetDraftAdd(before, child);
     if (after === before) return false;
-    this.map.setIn(shard, parent, after);
+    this.#map.setIn(shard, parent, after);
     if (before === undefined) return true;
-    this.multi.push(parent);
+    this.#multi.push(parent);
     return false;
   }
 
   finish(): ShardedMap<IdSet> {
-    for (const parent of this.multi) {
-      const shard = this.map.shardOf(parent);
-      this.map.setIn(shard, parent, idSetFinish(this.map.getIn(shard, parent) as IdSetDraft));
+    for (const parent of this.#multi) {
+      const shard = this.#map.shardOf(parent);
+      this.#map.setIn(shard, parent, idSetFinish(this.#map.getIn(shard, parent) as IdSetDraft));
     }
     // Every value is an IdSet now.
-    return this.map.build() as ShardedMap<IdSet>;
+    return this.#map.build() as ShardedMap<IdSet>;
   }
 }
 

@@ -56,17 +56,19 @@ function chunked<V>(shards: Shard<V>[]): Chunk<V>[] {
  * Shards are frozen (immer's `freeze` makes a Map's mutators throw).
  */
 export class ShardedMap<V> {
-  private readonly mask: number;
+  readonly #mask: number;
+  readonly #chunks: readonly Chunk<V>[];
 
   /**
    * Internal: takes ownership of `chunks` (a power-of-two count of frozen shards, 64 per chunk;
    * a single chunk when there are fewer). Use `from`, `builder` or `edit`.
    */
   constructor(
-    private readonly chunks: readonly Chunk<V>[],
+    chunks: readonly Chunk<V>[],
     readonly size: number,
   ) {
-    this.mask = (chunks.length === 1 ? chunks[0]!.length : chunks.length << CHUNK_BITS) - 1;
+    this.#chunks = chunks;
+    this.#mask = (chunks.length === 1 ? chunks[0]!.length : chunks.length << CHUNK_BITS) - 1;
   }
 
   static empty<V>(): ShardedMap<V> {
@@ -86,12 +88,17 @@ export class ShardedMap<V> {
   }
 
   get shardCount(): number {
-    return this.mask + 1;
+    return this.#mask + 1;
+  }
+
+  /** The shards, 64 per chunk: for tests and diagnostics that check freezing and sharing (never mutate them). */
+  get chunkList(): readonly (readonly ReadonlyMap<string, V>[])[] {
+    return this.#chunks;
   }
 
   get(key: string): V | undefined {
-    const i = this.mask === 0 ? 0 : hashKey(key) & this.mask;
-    return this.chunks[i >>> CHUNK_BITS]![i & CHUNK_MASK]!.get(key);
+    const i = this.#mask === 0 ? 0 : hashKey(key) & this.#mask;
+    return this.#chunks[i >>> CHUNK_BITS]![i & CHUNK_MASK]!.get(key);
   }
 
   has(key: string): boolean {
@@ -99,25 +106,25 @@ export class ShardedMap<V> {
   }
 
   *entries(): IterableIterator<[string, V]> {
-    for (const chunk of this.chunks) for (const shard of chunk) yield* shard.entries();
+    for (const chunk of this.#chunks) for (const shard of chunk) yield* shard.entries();
   }
 
   *values(): IterableIterator<V> {
-    for (const chunk of this.chunks) for (const shard of chunk) yield* shard.values();
+    for (const chunk of this.#chunks) for (const shard of chunk) yield* shard.values();
   }
 
   *keys(): IterableIterator<string> {
-    for (const chunk of this.chunks) for (const shard of chunk) yield* shard.keys();
+    for (const chunk of this.#chunks) for (const shard of chunk) yield* shard.keys();
   }
 
   /** Like `entries()` without a generator step per entry (bulk passes over a million entries). */
   forEach(fn: (value: V, key: string) => void): void {
-    for (const chunk of this.chunks) for (const shard of chunk) shard.forEach(fn);
+    for (const chunk of this.#chunks) for (const shard of chunk) shard.forEach(fn);
   }
 
   /** Starts a batch of changes; nothing is visible in this map, which stays as it is. */
   edit(): ShardedMapEditor<V> {
-    return new ShardedMapEditor(this.chunks, this.size, this);
+    return new ShardedMapEditor(this.#chunks, this.size, this);
   }
 }
 
@@ -127,80 +134,80 @@ export class ShardedMap<V> {
  * an editor that only reads, or writes nothing, allocates nothing and commits to its base map.
  */
 export class ShardedMapEditor<V> {
-  private chunks: readonly Chunk<V>[];
+  #chunks: readonly Chunk<V>[];
   /** Chunks and shards already copied by this editor (written in place from then on); made on first write. */
-  private copiedChunks: Set<number> | undefined;
-  private copied: Set<number> | undefined;
-  private readonly mask: number;
-  private committed = false;
+  #copiedChunks: Set<number> | undefined;
+  #copied: Set<number> | undefined;
+  readonly #mask: number;
+  #committed = false;
+  #size: number;
+  /** What `commit()` returns if nothing was written (same object, nothing new), when given. */
+  readonly #baseMap: ShardedMap<V> | undefined;
 
-  /** `baseMap`, when given, is what `commit()` returns if nothing was written (same object, nothing new). */
-  constructor(
-    base: readonly Chunk<V>[],
-    private size: number,
-    private readonly baseMap?: ShardedMap<V>,
-  ) {
-    this.chunks = base;
-    this.mask = (base.length === 1 ? base[0]!.length : base.length << CHUNK_BITS) - 1;
+  constructor(base: readonly Chunk<V>[], size: number, baseMap?: ShardedMap<V>) {
+    this.#chunks = base;
+    this.#size = size;
+    this.#baseMap = baseMap;
+    this.#mask = (base.length === 1 ? base[0]!.length : base.length << CHUNK_BITS) - 1;
   }
 
   get(key: string): V | undefined {
-    return this.shard(this.mask === 0 ? 0 : hashKey(key) & this.mask).get(key);
+    return this.#shard(this.#mask === 0 ? 0 : hashKey(key) & this.#mask).get(key);
   }
 
   set(key: string, value: V): void {
-    const shard = this.writable(this.mask === 0 ? 0 : hashKey(key) & this.mask);
+    const shard = this.#writable(this.#mask === 0 ? 0 : hashKey(key) & this.#mask);
     const before = shard.size;
     shard.set(key, value);
-    this.size += shard.size - before;
+    this.#size += shard.size - before;
   }
 
   delete(key: string): void {
-    const index = this.mask === 0 ? 0 : hashKey(key) & this.mask;
-    if (!this.shard(index).has(key)) return;
-    this.writable(index).delete(key);
-    this.size -= 1;
+    const index = this.#mask === 0 ? 0 : hashKey(key) & this.#mask;
+    if (!this.#shard(index).has(key)) return;
+    this.#writable(index).delete(key);
+    this.#size -= 1;
   }
 
   get changed(): boolean {
-    return this.copied !== undefined;
+    return this.#copied !== undefined;
   }
 
   commit(): ShardedMap<V> {
-    if (this.committed) throw new Error('ShardedMapEditor.commit() called twice');
-    this.committed = true;
-    if (this.copied === undefined && this.baseMap !== undefined) return this.baseMap;
+    if (this.#committed) throw new Error('ShardedMapEditor.commit() called twice');
+    this.#committed = true;
+    if (this.#copied === undefined && this.#baseMap !== undefined) return this.#baseMap;
     // Re-shard when shards have grown well past the target, so copies stay small.
-    if (this.size > (this.mask + 1) * MAX_SHARD_SIZE && this.mask + 1 < MAX_SHARDS) {
-      const builder = new ShardedMapBuilder<V>(this.size);
-      for (const chunk of this.chunks) for (const shard of chunk) shard.forEach((value, key) => builder.set(key, value));
+    if (this.#size > (this.#mask + 1) * MAX_SHARD_SIZE && this.#mask + 1 < MAX_SHARDS) {
+      const builder = new ShardedMapBuilder<V>(this.#size);
+      for (const chunk of this.#chunks) for (const shard of chunk) shard.forEach((value, key) => builder.set(key, value));
       return builder.build();
     }
-    for (const index of this.copied ?? []) freeze(this.shard(index));
-    return new ShardedMap(this.chunks, this.size);
+    for (const index of this.#copied ?? []) freeze(this.#shard(index));
+    return new ShardedMap(this.#chunks, this.#size);
   }
 
-  private shard(index: number): Shard<V> {
-    return this.chunks[index >>> CHUNK_BITS]![index & CHUNK_MASK]!;
+  #shard(index: number): Shard<V> {
+    return this.#chunks[index >>> CHUNK_BITS]![index & CHUNK_MASK]!;
   }
 
-  private writable(index: number): Map<string, V> {
-    if (this.committed) throw new Error('ShardedMapEditor used after commit()');
-    if (this.copied === undefined || this.copiedChunks === undefined) {
-      this.chunks = this.chunks.slice();
-      this.copied = new Set();
-      this.copiedChunks = new Set();
+  #writable(index: number): Map<string, V> {
+    if (this.#committed) throw new Error('ShardedMapEditor used after commit()');
+    if (this.#copied === undefined || this.#copiedChunks === undefined) {
+      this.#chunks = this.#chunks.slice();
+      this.#copied = new Set();
+      this.#copiedChunks = new Set();
     }
-    if (!this.copied.has(index)) {
+    if (!this.#copied.has(index)) {
       const c = index >>> CHUNK_BITS;
-      if (!this.copiedChunks.has(c)) {
-        (this.chunks as Chunk<V>[])[c] = this.chunks[c]!.slice();
-        this.copiedChunks.add(c);
+      if (!this.#copiedChunks.has(c)) {
+        (this.#chunks as Chunk<V>[])[c] = this.#chunks[c]!.slice();
+        this.#copiedChunks.add(c);
       }
-      (this.chunks[c] as Shard<V>[])[index & CHUNK_MASK] = copyShard(this.shard(index));
-      this.copied.add(index);
+      (this.#chunks[c] as Shard<V>[])[index & CHUNK_MASK] = copyShard(this.#shard(index));
+      this.#copied.add(index);
     }
-    return this.shard(index) as Map<string, V>;
+    return this.#shard(index) as Map<string, V>;
   }
 }
 
@@ -210,50 +217,50 @@ export class ShardedMapEditor<V> {
  * `build()` freezes the shards and hands them over; the builder is unusable afterwards.
  */
 export class ShardedMapBuilder<V> {
-  private readonly shards: Map<string, V>[] = [];
-  private readonly mask: number;
-  private built = false;
+  readonly #shards: Map<string, V>[] = [];
+  readonly #mask: number;
+  #built = false;
 
   constructor(sizeHint: number) {
     const count = shardCountFor(sizeHint);
-    for (let i = 0; i < count; i++) this.shards.push(new Map());
-    this.mask = count - 1;
+    for (let i = 0; i < count; i++) this.#shards.push(new Map());
+    this.#mask = count - 1;
   }
 
   get size(): number {
     let size = 0;
-    for (const shard of this.shards) size += shard.size;
+    for (const shard of this.#shards) size += shard.size;
     return size;
   }
 
   get shardCount(): number {
-    return this.shards.length;
+    return this.#shards.length;
   }
 
   /** Which shard `key` lands in (equal for every map with the same shard count). */
   shardOf(key: string): number {
-    return this.mask === 0 ? 0 : hashKey(key) & this.mask;
+    return this.#mask === 0 ? 0 : hashKey(key) & this.#mask;
   }
 
   get(key: string): V | undefined {
-    return this.shards[this.mask === 0 ? 0 : hashKey(key) & this.mask]!.get(key);
+    return this.#shards[this.#mask === 0 ? 0 : hashKey(key) & this.#mask]!.get(key);
   }
 
   set(key: string, value: V): void {
-    if (this.built) throw new Error('ShardedMapBuilder used after build()');
-    this.shards[this.mask === 0 ? 0 : hashKey(key) & this.mask]!.set(key, value);
+    if (this.#built) throw new Error('ShardedMapBuilder used after build()');
+    this.#shards[this.#mask === 0 ? 0 : hashKey(key) & this.#mask]!.set(key, value);
   }
 
   // The *In variants take the shard `shardOf(key)` returned, so a bootstrap that has already
   // grouped keys by shard does not hash each key again for every map it touches.
 
   getIn(shard: number, key: string): V | undefined {
-    return this.shards[shard]!.get(key);
+    return this.#shards[shard]!.get(key);
   }
 
   setIn(shard: number, key: string, value: V): void {
-    if (this.built) throw new Error('ShardedMapBuilder used after build()');
-    this.shards[shard]!.set(key, value);
+    if (this.#built) throw new Error('ShardedMapBuilder used after build()');
+    this.#shards[shard]!.set(key, value);
   }
 
   /**
@@ -262,10 +269,10 @@ export class ShardedMapBuilder<V> {
    * the positions in `entries` of the repeats, which were skipped.
    */
   fillShard(shard: number, entries: readonly (readonly [string, V])[]): number[] {
-    if (this.built) throw new Error('ShardedMapBuilder used after build()');
-    if (this.shards[shard]!.size !== 0) throw new Error('ShardedMapBuilder.fillShard: the shard is not empty');
+    if (this.#built) throw new Error('ShardedMapBuilder used after build()');
+    if (this.#shards[shard]!.size !== 0) throw new Error('ShardedMapBuilder.fillShard: the shard is not empty');
     const map = new Map<string, V>(entries);
-    this.shards[shard] = map;
+    this.#shards[shard] = map;
     if (map.size === entries.length) return [];
     // Rare (keys are primary keys): the last of a repeated key won; redo it keeping the first.
     map.clear();
@@ -282,31 +289,31 @@ export class ShardedMapBuilder<V> {
    * a million keys, filling shards in order instead of one random shard per key halves the time.
    */
   setAll(keys: readonly string[], value: V): void {
-    if (this.built) throw new Error('ShardedMapBuilder used after build()');
+    if (this.#built) throw new Error('ShardedMapBuilder used after build()');
     const shardOfKey = new Int32Array(keys.length);
-    const start = new Int32Array(this.shards.length + 1);
+    const start = new Int32Array(this.#shards.length + 1);
     for (let i = 0; i < keys.length; i++) {
       const g = this.shardOf(keys[i]!);
       shardOfKey[i] = g;
       start[g + 1]!++;
     }
-    for (let g = 0; g < this.shards.length; g++) start[g + 1]! += start[g]!;
+    for (let g = 0; g < this.#shards.length; g++) start[g + 1]! += start[g]!;
     const order = new Int32Array(keys.length);
     for (let i = 0; i < keys.length; i++) order[start[shardOfKey[i]!]!++] = i;
     for (let j = 0; j < order.length; j++) {
       const i = order[j]!;
-      this.shards[shardOfKey[i]!]!.set(keys[i]!, value);
+      this.#shards[shardOfKey[i]!]!.set(keys[i]!, value);
     }
   }
 
   build(): ShardedMap<V> {
-    if (this.built) throw new Error('ShardedMapBuilder.build() called twice');
-    this.built = true;
+    if (this.#built) throw new Error('ShardedMapBuilder.build() called twice');
+    this.#built = true;
     let size = 0;
-    for (const shard of this.shards) {
+    for (const shard of this.#shards) {
       size += shard.size;
       freeze(shard);
     }
-    return new ShardedMap(chunked(this.shards), size);
+    return new ShardedMap(chunked(this.#shards), size);
   }
 }

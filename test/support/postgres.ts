@@ -441,20 +441,27 @@ class LocalServer implements PgServer {
   readonly external = false;
   port = 0;
   child: ChildProcess | undefined;
-  private log = '';
-  private exited: Promise<void> | undefined;
-  private stopping: Promise<void> | undefined;
-  private removed = false;
+  #log = '';
+  #exited: Promise<void> | undefined;
+  #stopping: Promise<void> | undefined;
+  #removed = false;
+  readonly #args: readonly string[];
+  readonly #user: SpawnUser | undefined;
+  readonly #readyTimeoutMs: number;
 
   constructor(
     readonly binDir: string,
     readonly majorVersion: number,
     readonly baseDir: string,
     readonly dataDir: string,
-    private readonly args: readonly string[],
-    private readonly user: SpawnUser | undefined,
-    private readonly readyTimeoutMs: number,
-  ) {}
+    args: readonly string[],
+    user: SpawnUser | undefined,
+    readyTimeoutMs: number,
+  ) {
+    this.#args = args;
+    this.#user = user;
+    this.#readyTimeoutMs = readyTimeoutMs;
+  }
 
   get pid(): number | undefined {
     return this.child?.pid;
@@ -465,31 +472,31 @@ class LocalServer implements PgServer {
   }
 
   logTail(): string {
-    return this.log;
+    return this.#log;
   }
 
-  private appendLog(chunk: Buffer | string): void {
-    this.log += chunk.toString();
-    if (this.log.length > LOG_TAIL_BYTES) this.log = this.log.slice(-LOG_TAIL_BYTES);
+  #appendLog(chunk: Buffer | string): void {
+    this.#log += chunk.toString();
+    if (this.#log.length > LOG_TAIL_BYTES) this.#log = this.#log.slice(-LOG_TAIL_BYTES);
   }
 
   /** Spawn the postmaster on this.port and wait until it accepts a real connection. */
   async spawnAndWait(): Promise<void> {
-    this.log = '';
+    this.#log = '';
     const child = spawn(
       path.join(this.binDir, 'postgres'),
-      ['-D', this.dataDir, '-p', String(this.port), '-k', this.dataDir, ...this.args],
+      ['-D', this.dataDir, '-p', String(this.port), '-k', this.dataDir, ...this.#args],
       {
         cwd: this.baseDir,
         stdio: ['ignore', 'pipe', 'pipe'],
-        ...(this.user ? { uid: this.user.uid, gid: this.user.gid } : {}),
+        ...(this.#user ? { uid: this.#user.uid, gid: this.#user.gid } : {}),
       },
     );
     this.child = child;
-    child.stdout?.on('data', (c: Buffer) => this.appendLog(c));
-    child.stderr?.on('data', (c: Buffer) => this.appendLog(c));
+    child.stdout?.on('data', (c: Buffer) => this.#appendLog(c));
+    child.stderr?.on('data', (c: Buffer) => this.#appendLog(c));
     let exitInfo: string | undefined;
-    this.exited = new Promise<void>((resolve) => {
+    this.#exited = new Promise<void>((resolve) => {
       child.once('error', (err) => {
         exitInfo = `spawn error: ${err.message}`;
         resolve();
@@ -505,13 +512,13 @@ class LocalServer implements PgServer {
     liveServers.add(this);
     installExitHook();
 
-    const deadline = Date.now() + this.readyTimeoutMs;
+    const deadline = Date.now() + this.#readyTimeoutMs;
     let lastError: string | undefined;
     while (true) {
       if (exitInfo !== undefined) {
         throw new ProcessExitedError(
           `test Postgres ${this.binDir}/postgres ${exitInfo} before accepting connections on port ${this.port}.\n` +
-            `--- server stderr (tail) ---\n${this.log}`,
+            `--- server stderr (tail) ---\n${this.#log}`,
         );
       }
       const client = new pg.Client({
@@ -535,7 +542,7 @@ class LocalServer implements PgServer {
         this.killSync();
         throw new Error(
           `test Postgres on 127.0.0.1:${this.port} (${this.binDir}/postgres) not ready after ` +
-            `${this.readyTimeoutMs} ms; last connection error: ${lastError}\n--- server stderr (tail) ---\n${this.log}`,
+            `${this.#readyTimeoutMs} ms; last connection error: ${lastError}\n--- server stderr (tail) ---\n${this.#log}`,
         );
       }
       await sleep(20);
@@ -547,9 +554,9 @@ class LocalServer implements PgServer {
   }
 
   /** Stop the postmaster (fast shutdown) and wait for it; keeps the data folder. */
-  private async stopProcess(): Promise<void> {
+  async #stopProcess(): Promise<void> {
     const child = this.child;
-    const exited = this.exited;
+    const exited = this.#exited;
     if (!child || !exited) return;
     child.ref(); // keep the event loop alive while we wait for the exit
     try {
@@ -576,22 +583,22 @@ class LocalServer implements PgServer {
   }
 
   stop(): Promise<void> {
-    this.stopping ??= (async () => {
-      await this.stopProcess();
-      this.removed = true;
+    this.#stopping ??= (async () => {
+      await this.#stopProcess();
+      this.#removed = true;
       await fsp.rm(this.baseDir, { recursive: true, force: true });
       tempDirs.delete(this.baseDir);
     })();
-    return this.stopping;
+    return this.#stopping;
   }
 
   get isStopped(): boolean {
-    return this.removed || this.stopping !== undefined;
+    return this.#removed || this.#stopping !== undefined;
   }
 
   async restart(): Promise<void> {
-    if (this.stopping) throw new Error('test Postgres: restart() after stop()');
-    await this.stopProcess();
+    if (this.#stopping) throw new Error('test Postgres: restart() after stop()');
+    await this.#stopProcess();
     // Same port: it was ours a moment ago and lies outside the ephemeral range, but give a
     // lingering socket a few chances.
     for (let attempt = 1; ; attempt++) {
