@@ -40,6 +40,22 @@ describe('normaliseHost', () => {
     assert.equal(normaliseHost('Bücher.example'), normaliseHost('xn--bcher-kva.example.'));
   });
 
+  it('rejects xn-- labels that are not the punycode of a valid label, whatever the runtime IDNA does with them', () => {
+    const bad = [
+      'xn--zz', // not decodable
+      'a.xn--zz.example',
+      'xn--',
+      'xn--a.example',
+      'xn--abc-.example', // decodes to plain ASCII "abc"
+      'xn--xn--zca-hia.com', // decodes to another xn-- label
+      'xn--a-ecp.example', // decodes to a disallowed code point
+      'bücher.xn--zz', // Unicode input with a bad ACE label beside it
+    ];
+    for (const name of bad) assert.equal(normaliseHost(name), undefined, name);
+    assert.equal(normaliseHost('axn--b.example'), 'axn--b.example', 'xn-- inside a label is not an ACE prefix');
+    assert.equal(normaliseHost('bücher.xn--mnchen-3ya.de'), 'xn--bcher-kva.xn--mnchen-3ya.de');
+  });
+
   it('applies IDNA mapping (full-width characters, ideographic full stop)', () => {
     assert.equal(normaliseHost('ｅｘａｍｐｌｅ.com'), 'example.com');
     assert.equal(normaliseHost('example。com'), 'example.com');

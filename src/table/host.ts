@@ -1,4 +1,4 @@
-import { domainToASCII } from 'node:url';
+import { domainToASCII, domainToUnicode } from 'node:url';
 import { isIP } from 'node:net';
 
 // Plain lowercase ASCII host names (the overwhelming majority of requests) skip domainToASCII.
@@ -29,13 +29,32 @@ export function normaliseHost(name: string): string | undefined {
     // domainToASCII lowercases, applies IDNA mapping and returns '' for invalid names.
     host = domainToASCII(host);
     if (!SIMPLE_HOST.test(host)) return undefined;
-  } else if (host.includes('xn--') && domainToASCII(host) === '') {
-    // An ASCII name skips IDNA above, but a punycode label (`xn--…`) must still decode:
-    // domainToASCII returns '' for `xn--zz` and other invalid punycode.
-    return undefined;
   }
+  if (host.includes('xn--') && !validAceLabels(host)) return undefined;
   if (host.length > MAX_HOST_LENGTH) return undefined;
   return host;
+}
+
+// eslint-disable-next-line no-control-regex -- the range is all of ASCII
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/**
+ * Whether every `xn--` label of a lowercase ASCII name is the punycode of a valid IDNA label. The
+ * runtimes disagree on what domainToASCII does with one that is not: Node 20 returns '' for
+ * `xn--zz`, Node 24 returns it unchanged (ada accepts ASCII names as they are). So each label is
+ * decoded instead (domainToUnicode blanks or keeps what it cannot decode), must turn into
+ * something non-ASCII, and the whole name must encode back to itself.
+ */
+function validAceLabels(host: string): boolean {
+  const unicode = domainToUnicode(host);
+  if (unicode === '' || domainToASCII(unicode) !== host) return false;
+  const decoded = unicode.split('.');
+  const labels = host.split('.');
+  if (decoded.length !== labels.length) return false;
+  for (let i = 0; i < labels.length; i++) {
+    if (labels[i]!.startsWith('xn--') && !NON_ASCII.test(decoded[i]!)) return false;
+  }
+  return true;
 }
 
 export type HostHeaderResult =
