@@ -238,7 +238,7 @@ async function main(): Promise<void> {
     const proxy = `http://${httpAddr.host}:${service.port}`;
     const admin = `http://${adminAddr.host}:${service.adminPort}`;
     const ctl = `http://${controlAddr.host}:${controlPort}`;
-    const cli = 'npx tsx src/cli/main.ts';
+    const cli = 'npx tsx src/cli/bin.ts';
     const move = `UPDATE deployments SET vm_id = (SELECT id FROM vms WHERE metadata->>'name' = 'vm-2') WHERE id = (SELECT deployment_id FROM domains WHERE name = 'shop.demo.test')`;
     const addDomain = `INSERT INTO domains (id, name, deployment_id, verified_at) SELECT gen_random_uuid(), 'new.demo.test', deployment_id, now() FROM domains WHERE name = 'blog.demo.test'`;
     say(`

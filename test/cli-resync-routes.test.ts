@@ -164,7 +164,7 @@ describe('SIGHUP to edgeproxy serve', () => {
     const vm = await startBackend('vm');
     await seed.region(REGION_A);
     await seed.route({ name: 'one.example', regionId: REGION_A, vmPort: vm.port });
-    const p = spawnLong(['src/cli/main.ts', 'serve'], {
+    const p = spawnLong(['src/cli/bin.ts', 'serve'], {
       EDGEPROXY_DATABASE_URL: db.url,
       EDGEPROXY_REGION_ID: REGION_A,
       EDGEPROXY_HTTP_ADDR: '127.0.0.1:0',

@@ -1,10 +1,11 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { OPTIONS } from '../src/config/config.js';
 import { helpDefault } from '../src/cli/options.js';
+import { REQUIRED_NODE, runtimeProblem } from '../src/cli/runtime.js';
 import { describeRun, runCli as cli, type Run } from './support/cli.js';
 
 // The CLI as a real process (test/support/cli.ts): configuration errors, --help, --version.
@@ -110,6 +111,46 @@ describe('edgeproxy --help and --version', { concurrency: 4 }, () => {
     const bin = fileURLToPath(new URL(`../${pkg.bin.edgeproxy}`, import.meta.url));
     assert.match(readFileSync(bin, 'utf8').split('\n')[0]!, /^#!\/usr\/bin\/env -S node --max-semi-space-size=32$/);
     assert.equal(execFileSync(bin, ['--version'], { encoding: 'utf8' }), `${pkg.version}\n`);
+  });
+
+  it('the built bin under the plain `node` of the PATH (without the pinned one): runs on Node 24, else refuses in one line', () => {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+      version: string;
+      bin: { edgeproxy: string };
+    };
+    const bin = fileURLToPath(new URL(`../${pkg.bin.edgeproxy}`, import.meta.url));
+    // What an operator's shell finds: the PATH without node_modules/.bin (npm test puts the pinned Node 24 first).
+    const PATH = (process.env.PATH ?? '')
+      .split(':')
+      .filter((dir) => !dir.includes('node_modules'))
+      .join(':');
+    const env = { PATH, HOME: process.env.HOME ?? '/tmp' };
+    const plain = spawnSync('node', ['-p', 'process.versions.node + " " + process.execPath'], { env, encoding: 'utf8' });
+    assert.equal(plain.status, 0, `a node on the PATH without node_modules: ${plain.stderr}`);
+    const [version, execPath] = plain.stdout.trim().split(' ') as [string, string];
+    const r = spawnSync(bin, ['--version'], { env, encoding: 'utf8' });
+    if (runtimeProblem(version, execPath) === undefined) {
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, `${pkg.version}\n`);
+    } else {
+      assert.equal(r.status, 1, r.stderr);
+      assert.equal(r.stdout, '');
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `^edgeproxy: needs Node\\.js ${REQUIRED_NODE.major}\\.${REQUIRED_NODE.minor} or later [^\\n]*v${version.replaceAll('.', '\\.')}[^\\n]*\\n$`,
+        ),
+      );
+    }
+  });
+
+  it('the runtime check: Node 24.11 and later run, older ones are told what they need', () => {
+    for (const v of ['24.11.0', '24.21.0', 'v25.0.1', '26.10.0']) assert.equal(runtimeProblem(v, '/usr/bin/node'), undefined, v);
+    for (const v of ['20.20.2', 'v22.12.0', '24.10.0', 'garbage']) {
+      const problem = runtimeProblem(v, '/usr/bin/node') ?? '';
+      assert.match(problem, /^needs Node\.js 24\.11 or later .*\/usr\/bin\/node is v/, v);
+      assert.ok(!problem.includes('\n'), 'one line');
+    }
   });
 });
 

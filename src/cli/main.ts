@@ -1,4 +1,3 @@
-#!/usr/bin/env -S node --max-semi-space-size=32
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { MAX_ROUTE_LIMIT } from '../admin/routes-view.js';

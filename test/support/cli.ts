@@ -1,5 +1,5 @@
 /**
- * The CLI as a real process: `node --import tsx src/cli/main.ts ...` from the project root, with an
+ * The CLI as a real process: `node --import tsx src/cli/bin.ts ...` from the project root, with an
  * environment holding only PATH and HOME plus what each test sets.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -22,7 +22,7 @@ function baseEnv(env: Readonly<Record<string, string>>): Record<string, string> 
 /** Runs `edgeproxy <args>` to completion (killed after 20 s). */
 export function runCli(args: readonly string[], env: Readonly<Record<string, string>> = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', ...args], {
       cwd: ROOT,
       env: baseEnv(env),
       stdio: ['ignore', 'pipe', 'pipe'],
