@@ -59,6 +59,5 @@ export async function routesCommand(args: RoutesArgs, out: (text: string) => voi
   if (view.decision === 'not-found' || view.decision === 'not-ready')
     throw new CommandFailed(
       view.decision === 'not-ready' ? 'the route table is not loaded yet' : `${view.host ?? view.query} is not routed`,
-      { cause: 'quiet' },
     );
 }

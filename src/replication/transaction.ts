@@ -1,4 +1,5 @@
-import type { RowChange } from '../table/row-state.js';
+import { EdgeProxyError } from '../errors.js';
+import type { RowChange } from '../table/rows.js';
 
 /** One committed transaction's changes to the routing tables. */
 export interface Transaction {
@@ -10,8 +11,13 @@ export interface Transaction {
   readonly commitTimeMs: number;
 }
 
-export class ProtocolError extends Error {
+/** Replication messages out of order: the stream starts over from a fresh snapshot. */
+export class ProtocolError extends EdgeProxyError {
   override name = 'ProtocolError';
+
+  constructor(message: string) {
+    super('STREAM_PROTOCOL', message);
+  }
 }
 
 /**

@@ -1,3 +1,5 @@
+import { EdgeProxyError } from '../errors.js';
+
 /**
  * The rows of the four routing tables, reduced to the columns the documented query reads.
  * Values are kept as the database sent them (text form); route.ts validates them when a route
@@ -54,13 +56,21 @@ export interface RowTypes {
 /** Column values as the database sent them; `undefined` means "unchanged" (an unchanged TOASTed value). */
 export type Columns = Readonly<Record<string, unknown>>;
 
-export class RowError extends Error {
-  constructor(
-    readonly table: TableName,
-    message: string,
-  ) {
-    super(`${table}: ${message}`);
-    this.name = 'RowError';
+/** One row change, as decoded from the replication stream. */
+export type RowChange =
+  | { readonly op: 'insert'; readonly table: TableName; readonly row: Columns }
+  /** `oldId` is set when the primary key itself changed. Columns that arrive `undefined` are unchanged. */
+  | { readonly op: 'update'; readonly table: TableName; readonly row: Columns; readonly oldId?: string }
+  | { readonly op: 'delete'; readonly table: TableName; readonly id: string };
+
+/** A replicated row change that cannot be applied: the stream starts over from a fresh snapshot. */
+export class RowError extends EdgeProxyError {
+  override name = 'RowError';
+  readonly table: TableName;
+
+  constructor(table: TableName, message: string) {
+    super('ROW_UNREADABLE', `${table}: ${message}`);
+    this.table = table;
   }
 }
 

@@ -1,0 +1,79 @@
+/**
+ * EdgeProxy's errors: one small family with stable codes. The code is for programs (log fields,
+ * JSON answers, tests, alerts); the message is for people and carries the fix where one is known.
+ * Nothing branches on a message. Every code is listed in docs/errors.md (a test checks).
+ */
+
+/** Every code, with what it means (the docs table is checked against this). */
+export const ERROR_CODES = {
+  // configuration and the CLI
+  CONFIG_MISSING: 'a required setting is given neither as a flag nor as an environment variable',
+  CONFIG_INVALID: 'a flag or environment variable has a value that cannot be used',
+  USAGE: 'a command line argument is wrong',
+  COMMAND_FAILED: 'a command ran and failed (the proxy is unreachable, a resync or a check failed)',
+  // following the database
+  SYNC_START_FAILED: 'the route table cannot follow the database as configured; the service does not start',
+  SYNC_STOPPED: 'the service is stopping: nothing is loaded any more',
+  LOAD_FAILED: 'a full load of the route table (the documented query) failed; the last table keeps serving',
+  LOAD_SUPERSEDED: 'a full load was asked of the poller while the replication stream feeds the table; nothing was loaded',
+  STREAM_UNAVAILABLE: 'the server cannot stream logical replication as configured (wal_level, REPLICATION, a PostgreSQL 15 standby)',
+  STREAM_PUBLICATION: 'the publication is missing or incomplete and EdgeProxy may not fix it',
+  STREAM_RESYNC: 'the stream showed something the apply step does not follow (TRUNCATE, a schema change); a fresh bootstrap follows',
+  STREAM_TRANSIENT: 'the stream or its setup failed in a way that may pass (a lost connection, a timeout, no free slot)',
+  STREAM_PROTOCOL: 'the replication messages arrived out of order (a begin inside a transaction, a change outside one)',
+  ROW_UNREADABLE: 'a replicated row change cannot be applied (an update of an unknown row with unchanged columns)',
+  // requests
+  HOST_MISSING: 'the request has no Host header',
+  HOST_INVALID_PORT: 'the Host header has a port that is not 1-65535',
+  HOST_INVALID_IPV6: 'the Host header has a malformed IPv6 literal',
+  HOST_INVALID_NAME: 'the Host header is not a valid host name',
+  HOST_IP_LITERAL: 'the Host header is an IP address: sites are reached by name',
+  NO_ROUTE: 'no route for the host: the documented query returns no row for it',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface EdgeProxyErrorOptions extends ErrorOptions {
+  /** What to do about it, when that is known (SQL to run, a setting to change). */
+  readonly fix?: string;
+}
+
+/** The base of every error EdgeProxy throws on purpose. */
+export class EdgeProxyError extends Error {
+  override name = 'EdgeProxyError';
+  readonly code: ErrorCode;
+  readonly fix: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options: EdgeProxyErrorOptions = {}) {
+    super(message, options);
+    this.code = code;
+    this.fix = options.fix;
+  }
+}
+
+/** The one shape of a failed result (a parse, a load, a resync): the code and a message for people. */
+export interface Failure<C extends ErrorCode = ErrorCode> {
+  readonly ok: false;
+  readonly code: C;
+  readonly message: string;
+}
+
+export function failure<C extends ErrorCode>(code: C, message: string): Failure<C> {
+  return { ok: false, code, message };
+}
+
+/** The code and message of anything thrown: our own errors keep their code, others get `fallback`. */
+export function toFailure(err: unknown, fallback: ErrorCode): Failure {
+  if (err instanceof EdgeProxyError) return failure(err.code, err.message);
+  return failure(fallback, err instanceof Error ? err.message : String(err));
+}
+
+/** Whether a value returned by a parse or a load is its Failure. */
+export function isFailure(value: unknown): value is Failure {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as { ok?: unknown }).ok === false &&
+    typeof (value as { code?: unknown }).code === 'string'
+  );
+}
