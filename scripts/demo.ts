@@ -17,6 +17,7 @@ import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { startService, type RunningService } from '../src/cli/serve.js';
 import { ConfigError, parseListenAddress, resolveConfig } from '../src/config/config.js';
+import { isFailure } from '../src/errors.js';
 import { migrate } from '../src/db/migrate.js';
 import { createPublicationSql } from '../src/db/publication.js';
 import { createLogger } from '../src/log/logger.js';
@@ -58,7 +59,7 @@ function say(text = ''): void {
 function listenAddress(env: string, fallback: string): { host: string; port: number } {
   const raw = process.env[env] || fallback;
   const a = parseListenAddress(raw);
-  if ('error' in a) throw new ConfigError(`${env}: ${JSON.stringify(raw)} ${a.error}`);
+  if (isFailure(a)) throw new ConfigError('CONFIG_INVALID', `${env}: ${JSON.stringify(raw)} ${a.message}`);
   return { host: a.host ?? '127.0.0.1', port: a.port };
 }
 

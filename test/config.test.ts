@@ -2,14 +2,17 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   ConfigError,
+  DEFAULTS,
   OPTIONS,
   parseListenAddress,
   redactDatabaseUrl,
   resolveConfig,
   resolveOptions,
   type Config,
+  type RequiredOption,
 } from '../src/config/config.js';
 import { formatDuration, parseDuration } from '../src/config/duration.js';
+import { isFailure } from '../src/errors.js';
 
 const PASSWORD = 's3cret';
 const DB_URL = `postgres://edge:${PASSWORD}@db.internal:5432/zeitwork`;
@@ -114,9 +117,10 @@ describe('parseListenAddress', () => {
   for (const raw of invalid) {
     it(`rejects ${JSON.stringify(raw)}`, () => {
       const r = parseListenAddress(raw);
-      assert.ok('error' in r, `accepted ${raw}: ${JSON.stringify(r)}`);
-      assert.equal(typeof r.error, 'string');
-      assert.ok(r.error.length > 0);
+      assert.ok(isFailure(r), `accepted ${raw}: ${JSON.stringify(r)}`);
+      assert.equal(r.code, 'CONFIG_INVALID');
+      assert.equal(typeof r.message, 'string');
+      assert.ok(r.message.length > 0);
     });
   }
 });
@@ -147,6 +151,13 @@ describe('resolveConfig', () => {
       trustedProxies: [],
     };
     assert.deepEqual(resolveConfig({}, BASE_ENV), expected);
+    const { databaseUrl: _url, regionId: _region, ...defaults } = expected;
+    assert.deepEqual(DEFAULTS, defaults, 'DEFAULTS is the same table, parsed');
+  });
+
+  it('has a default for every option but the two each deployment must give (RequiredOption)', () => {
+    const without = OPTIONS.filter((o) => !('default' in o) || o.default === undefined).map((o) => o.key);
+    assert.deepEqual(without.sort(), ['databaseUrl', 'regionId'] satisfies RequiredOption[]);
   });
 
   it('declares the defaults from the spec in its option table', () => {

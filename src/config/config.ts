@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { EdgeProxyError, failure, isFailure, type Failure } from '../errors.js';
 import { formatDuration, parseDuration } from './duration.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -38,9 +39,16 @@ export interface Config {
 export type SyncMode = 'auto' | 'replication' | 'poll';
 export const SYNC_MODES: readonly SyncMode[] = ['auto', 'replication', 'poll'];
 
-/** A configuration value that cannot be used; the message names the variable or flag. */
-export class ConfigError extends Error {
+/** A configuration value that cannot be used, or is missing; the message names the variable or flag. */
+export class ConfigError extends EdgeProxyError {
   override name = 'ConfigError';
+}
+
+/** A value an option parser refuses; the message says what is wrong with it ("is not a UUID"). */
+export type Invalid = Failure<'CONFIG_INVALID'>;
+
+function invalid(message: string): Invalid {
+  return failure('CONFIG_INVALID', message);
 }
 
 interface OptionSpec<K extends keyof Config> {
@@ -55,7 +63,7 @@ interface OptionSpec<K extends keyof Config> {
   /** An empty environment variable is a value (passed to `parse`), not "unset". */
   readonly emptyIsValue?: boolean;
   /** Returns the parsed value, or a string saying what is wrong with it. */
-  readonly parse: (raw: string) => Config[K] | { error: string };
+  readonly parse: (raw: string) => Config[K] | Invalid;
 }
 
 function spec<K extends keyof Config>(s: OptionSpec<K>): OptionSpec<K> {
@@ -65,54 +73,54 @@ function spec<K extends keyof Config>(s: OptionSpec<K>): OptionSpec<K> {
 const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 
 function duration(min: number, what: string) {
-  return (raw: string): number | { error: string } => {
+  return (raw: string): number | Invalid => {
     const ms = parseDuration(raw);
-    if (ms === undefined) return { error: 'is not a duration (examples: 10s, 500ms, 1m30s)' };
-    if (ms < min) return { error: `must be at least ${formatDuration(min)} (${what})` };
+    if (ms === undefined) return invalid('is not a duration (examples: 10s, 500ms, 1m30s)');
+    if (ms < min) return invalid(`must be at least ${formatDuration(min)} (${what})`);
     return ms;
   };
 }
 
 /** A value from a fixed list, matched case-insensitively. */
 function oneOf<T extends string>(values: readonly T[]) {
-  return (raw: string): T | { error: string } => {
+  return (raw: string): T | Invalid => {
     const value = raw.trim().toLowerCase();
-    return (values as readonly string[]).includes(value) ? (value as T) : { error: `must be one of ${values.join(', ')}` };
+    return (values as readonly string[]).includes(value) ? (value as T) : invalid(`must be one of ${values.join(', ')}`);
   };
 }
 
-export function parseListenAddress(raw: string): ListenAddress | { error: string } {
+export function parseListenAddress(raw: string): ListenAddress | Invalid {
   const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):([0-9]{1,5})$/.exec(raw.trim());
-  if (m === null) return { error: 'is not a listen address (examples: :8080, 127.0.0.1:8080, [::1]:8080)' };
+  if (m === null) return invalid('is not a listen address (examples: :8080, 127.0.0.1:8080, [::1]:8080)');
   const host = m[1] ?? (m[2] === '' ? undefined : m[2]);
   const port = Number(m[3]);
-  if (port > 65535) return { error: 'has a port above 65535' };
-  if (m[1] !== undefined && isIP(m[1]) !== 6) return { error: 'has an invalid IPv6 address in brackets' };
+  if (port > 65535) return invalid('has a port above 65535');
+  if (m[1] !== undefined && isIP(m[1]) !== 6) return invalid('has an invalid IPv6 address in brackets');
   if (host !== undefined && m[1] === undefined && isIP(host) === 0 && !/^[a-zA-Z0-9.-]+$/.test(host)) {
-    return { error: 'has an invalid host' };
+    return invalid('has an invalid host');
   }
   return { host, port };
 }
 
-export function parseDatabaseUrl(raw: string): string | { error: string } {
+export function parseDatabaseUrl(raw: string): string | Invalid {
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    return { error: 'is not a URL (expected postgres://user:password@host:5432/database)' };
+    return invalid('is not a URL (expected postgres://user:password@host:5432/database)');
   }
   if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
-    return { error: `must start with postgres:// or postgresql:// (got ${url.protocol}//)` };
+    return invalid(`must start with postgres:// or postgresql:// (got ${url.protocol}//)`);
   }
   // `postgres:/u:pw@h/db` parses too, as a path: pg would take it for a database name, unredacted.
   if (!/^\s*postgres(?:ql)?:\/\//i.test(raw)) {
-    return { error: 'must start with postgres:// or postgresql:// (the // is missing)' };
+    return invalid('must start with postgres:// or postgresql:// (the // is missing)');
   }
   return raw;
 }
 
 /** `10.0.0.0/8, 192.0.2.1, 2001:db8::/32` → normalised CIDRs (a bare address gets /32 or /128). */
-export function parseCidrList(raw: string): string[] | { error: string } {
+export function parseCidrList(raw: string): string[] | Invalid {
   const out: string[] = [];
   for (const part of raw.split(',')) {
     const item = part.trim();
@@ -121,10 +129,10 @@ export function parseCidrList(raw: string): string[] | { error: string } {
     const addr = slash < 0 ? item : item.slice(0, slash);
     const family = isIP(addr);
     if (family === 0)
-      return { error: `has ${JSON.stringify(item)}, which is not an IP address or CIDR (examples: 10.0.0.0/8, 192.0.2.1, 2001:db8::/32)` };
+      return invalid(`has ${JSON.stringify(item)}, which is not an IP address or CIDR (examples: 10.0.0.0/8, 192.0.2.1, 2001:db8::/32)`);
     const max = family === 4 ? 32 : 128;
     const bits = slash < 0 ? max : /^[0-9]{1,3}$/.test(item.slice(slash + 1)) ? Number(item.slice(slash + 1)) : NaN;
-    if (!(bits >= 0 && bits <= max)) return { error: `has ${JSON.stringify(item)}, whose prefix length is not 0-${max}` };
+    if (!(bits >= 0 && bits <= max)) return invalid(`has ${JSON.stringify(item)}, whose prefix length is not 0-${max}`);
     out.push(`${addr.toLowerCase()}/${bits}`);
   }
   return out;
@@ -153,7 +161,7 @@ export const OPTIONS = [
     flag: 'region-id',
     env: 'EDGEPROXY_REGION_ID',
     description: 'UUID of the region this proxy runs in',
-    parse: (raw) => (UUID.test(raw.trim()) ? raw.trim().toLowerCase() : { error: 'is not a UUID' }),
+    parse: (raw) => (UUID.test(raw.trim()) ? raw.trim().toLowerCase() : invalid('is not a UUID')),
   }),
   spec({
     key: 'updateIntervalMs',
@@ -195,7 +203,7 @@ export const OPTIONS = [
     default: '80',
     parse: (raw) => {
       const n = /^[0-9]{1,5}$/.test(raw.trim()) ? Number(raw) : NaN;
-      return n >= 1 && n <= 65535 ? n : { error: 'is not a port number 1-65535' };
+      return n >= 1 && n <= 65535 ? n : invalid('is not a port number 1-65535');
     },
   }),
   spec({
@@ -224,7 +232,7 @@ export const OPTIONS = [
     parse: (raw) =>
       /^[a-z_][a-z0-9_]{0,62}$/.test(raw.trim())
         ? raw.trim()
-        : { error: 'must be a lowercase SQL identifier: a-z, 0-9 and _, not starting with a digit, at most 63 characters' },
+        : invalid('must be a lowercase SQL identifier: a-z, 0-9 and _, not starting with a digit, at most 63 characters'),
   }),
   spec({
     key: 'adminAddr',
@@ -283,7 +291,7 @@ export const OPTIONS = [
     default: '5m',
     parse: (raw) => {
       const ms = duration(0, '')(raw);
-      return typeof ms === 'number' && ms > 0 && ms < 100 ? { error: 'must be 0 (no limit) or at least 100ms' } : ms;
+      return typeof ms === 'number' && ms > 0 && ms < 100 ? invalid('must be 0 (no limit) or at least 100ms') : ms;
     },
   }),
   spec({
@@ -328,7 +336,7 @@ export function resolveOptions<K extends keyof Config, O extends K = never>(
     let raw: string | undefined;
     let source: string;
     if (flagValue !== undefined) {
-      if (Array.isArray(flagValue)) throw new ConfigError(`--${o.flag} given more than once`);
+      if (Array.isArray(flagValue)) throw new ConfigError('CONFIG_INVALID', `--${o.flag} given more than once`);
       raw = String(flagValue);
       source = `--${o.flag}`;
     } else if (env[o.env] !== undefined && (env[o.env] !== '' || o.emptyIsValue === true)) {
@@ -340,17 +348,30 @@ export function resolveOptions<K extends keyof Config, O extends K = never>(
     }
     if (raw === undefined) {
       if ((optional as readonly string[]).includes(o.key)) continue;
-      throw new ConfigError(`${o.env} (or --${o.flag}) is required: ${o.description}`);
+      throw new ConfigError('CONFIG_MISSING', `${o.env} (or --${o.flag}) is required: ${o.description}`);
     }
     const value = o.parse(raw);
-    if (typeof value === 'object' && value !== null && 'error' in value) {
+    if (isFailure(value)) {
       const shown = o.secret ? '' : ` ${JSON.stringify(raw)}`;
-      throw new ConfigError(`${source}:${shown} ${value.error}`);
+      throw new ConfigError('CONFIG_INVALID', `${source}:${shown} ${value.message}`);
     }
     out[o.key] = value;
   }
   return out as Omit<Pick<Config, K>, O> & Partial<Pick<Config, O>>;
 }
+
+/** The options without a default: every deployment has to say them. */
+export type RequiredOption = 'databaseUrl' | 'regionId';
+
+/**
+ * Every default of the option table, parsed: the one source for what the proxy, the forwarder and
+ * the tests use when nothing is set (a test checks that only RequiredOption has none).
+ */
+export const DEFAULTS = resolveOptions(
+  OPTIONS.filter((o) => o.default !== undefined).map((o) => o.key),
+  {},
+  {},
+) as Omit<Config, RequiredOption>;
 
 /** The database URL with its password replaced, for logs and error messages. */
 export function redactDatabaseUrl(url: string): string {
