@@ -89,7 +89,9 @@ describe('hostile requests never reach an upstream', () => {
   it('Host with an IP literal → 404, even when a row names that address', async () => {
     await expectStatus('GET / HTTP/1.1\r\nHost: 10.1.2.3\r\n\r\n', 404, 'IPv4 literal');
     await expectStatus('GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n', 404, 'IPv6 literal');
-    const warn = p.logs.find((l) => l.msg === 'no route for host' && l.reason === 'IP address in Host header');
+    const warn = p.logs.find(
+      (l) => l.msg === 'no route for host' && l.code === 'HOST_IP_LITERAL' && l.reason === 'IP address in Host header',
+    );
     assert.ok(warn, 'logged with the reason');
   });
 
@@ -122,7 +124,7 @@ describe('hostile requests never reach an upstream', () => {
 describe('parseHostHeader: ports and punycode', () => {
   it('rejects ports 65536–99999 and accepts 65535', () => {
     for (const v of ['a.example:65536', 'a.example:99999', '[::1]:65536', '1.2.3.4:70000']) {
-      assert.deepEqual(parseHostHeader(v), { ok: false, reason: 'invalid port in Host header' }, v);
+      assert.deepEqual(parseHostHeader(v), { ok: false, code: 'HOST_INVALID_PORT', message: 'invalid port in Host header' }, v);
     }
     assert.equal(parseHostHeader('a.example:65535').ok, true);
   });

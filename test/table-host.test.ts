@@ -121,8 +121,8 @@ describe('normaliseHost', () => {
 
 describe('parseHostHeader', () => {
   it('reports a missing or empty header', () => {
-    assert.deepEqual(parseHostHeader(undefined), { ok: false, reason: 'missing Host header' });
-    assert.deepEqual(parseHostHeader(''), { ok: false, reason: 'missing Host header' });
+    assert.deepEqual(parseHostHeader(undefined), { ok: false, code: 'HOST_MISSING', message: 'missing Host header' });
+    assert.deepEqual(parseHostHeader(''), { ok: false, code: 'HOST_MISSING', message: 'missing Host header' });
   });
 
   it('normalises a plain name', () => {
@@ -158,7 +158,7 @@ describe('parseHostHeader', () => {
     ]) {
       const result = parseHostHeader(value);
       assert.equal(result.ok, false, value);
-      if (!result.ok) assert.equal(result.reason, 'invalid port in Host header', value);
+      assert.deepEqual(result, { ok: false, code: 'HOST_INVALID_PORT', message: 'invalid port in Host header' }, value);
     }
   });
 
@@ -169,11 +169,23 @@ describe('parseHostHeader', () => {
   });
 
   it('rejects malformed IPv6 literals', () => {
-    assert.deepEqual(parseHostHeader('[::1'), { ok: false, reason: 'unterminated IPv6 literal in Host header' });
-    assert.deepEqual(parseHostHeader('[]'), { ok: false, reason: 'invalid IPv6 literal in Host header' });
-    assert.deepEqual(parseHostHeader('[1.2.3.4]'), { ok: false, reason: 'invalid IPv6 literal in Host header' });
-    assert.deepEqual(parseHostHeader('[example.com]:80'), { ok: false, reason: 'invalid IPv6 literal in Host header' });
-    assert.deepEqual(parseHostHeader('[:::1]'), { ok: false, reason: 'invalid IPv6 literal in Host header' });
+    assert.deepEqual(parseHostHeader('[::1'), {
+      ok: false,
+      code: 'HOST_INVALID_IPV6',
+      message: 'unterminated IPv6 literal in Host header',
+    });
+    assert.deepEqual(parseHostHeader('[]'), { ok: false, code: 'HOST_INVALID_IPV6', message: 'invalid IPv6 literal in Host header' });
+    assert.deepEqual(parseHostHeader('[1.2.3.4]'), {
+      ok: false,
+      code: 'HOST_INVALID_IPV6',
+      message: 'invalid IPv6 literal in Host header',
+    });
+    assert.deepEqual(parseHostHeader('[example.com]:80'), {
+      ok: false,
+      code: 'HOST_INVALID_IPV6',
+      message: 'invalid IPv6 literal in Host header',
+    });
+    assert.deepEqual(parseHostHeader('[:::1]'), { ok: false, code: 'HOST_INVALID_IPV6', message: 'invalid IPv6 literal in Host header' });
   });
 
   it('does not accept an unbracketed IPv6 address', () => {
@@ -191,7 +203,7 @@ describe('parseHostHeader', () => {
     for (const value of ['exa mple.com', 'a/b', 'a%41.com', 'user@example.com', 'a..b', ':80', '.', 'a..b:80', `${'a'.repeat(254)}:80`]) {
       const result = parseHostHeader(value);
       assert.equal(result.ok, false, value);
-      if (!result.ok) assert.equal(result.reason, 'invalid host name in Host header', value);
+      assert.deepEqual(result, { ok: false, code: 'HOST_INVALID_NAME', message: 'invalid host name in Host header' }, value);
     }
   });
 });

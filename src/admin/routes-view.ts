@@ -192,14 +192,14 @@ export function explainHost(
         generation,
       };
     case 'not-found': {
-      const valid = d.reason === 'no route for host';
+      const valid = d.code === 'NO_ROUTE';
       return {
         query,
         host: valid ? d.host : null,
         decision: 'not-found',
         reason: valid
           ? `no route for ${d.host}: the documented query returns no row for it (no such domain, not verified, deployment not ready, or VM not running); requests get 404`
-          : `not a valid host name (${d.reason}); requests get 404`,
+          : `not a valid host name (${d.message}); requests get 404`,
         route: null,
         health: null,
         generation,

@@ -1,3 +1,4 @@
+import { failure, type Failure } from '../errors.js';
 import type { RouteSnapshot } from '../sync/route-store.js';
 import { parseHostHeader } from '../table/host.js';
 import type { Route } from '../table/route.js';
@@ -7,11 +8,16 @@ export interface Upstream {
   readonly port: number;
 }
 
+export type NotFoundCode = 'NO_ROUTE' | 'HOST_IP_LITERAL' | Extract<ReturnType<typeof parseHostHeader>, { ok: false }>['code'];
+
 export type Decision =
   | { readonly kind: 'not-ready' }
-  | { readonly kind: 'not-found'; readonly host: string; readonly reason: string }
+  /** `code` says why: NO_ROUTE, HOST_IP_LITERAL, or what is wrong with the Host header. */
+  | ({ readonly kind: 'not-found'; readonly host: string } & Failure<NotFoundCode>)
   | { readonly kind: 'same-region'; readonly route: Route; readonly upstream: Upstream }
   | { readonly kind: 'cross-region'; readonly route: Route; readonly upstream: Upstream };
+
+const NO_ROUTE = failure('NO_ROUTE', 'no route for host');
 
 /**
  * The routing decision, pure: which upstream a request with this Host goes to, from one snapshot.
@@ -26,11 +32,11 @@ export function decide(
 ): Decision {
   if (snapshot === undefined) return { kind: 'not-ready' };
   const parsed = parseHostHeader(hostHeader);
-  if (!parsed.ok) return { kind: 'not-found', host: hostHeader ?? '', reason: parsed.reason };
+  if (!parsed.ok) return { kind: 'not-found', host: hostHeader ?? '', ...parsed };
   // Sites are reached by name; an address in Host is a scanner or a misconfiguration.
-  if (parsed.ipLiteral) return { kind: 'not-found', host: parsed.host, reason: 'IP address in Host header' };
+  if (parsed.ipLiteral) return { kind: 'not-found', host: parsed.host, ...failure('HOST_IP_LITERAL', 'IP address in Host header') };
   const route = snapshot.routes.get(parsed.host);
-  if (route === undefined) return { kind: 'not-found', host: parsed.host, reason: 'no route for host' };
+  if (route === undefined) return { kind: 'not-found', host: parsed.host, ...NO_ROUTE };
   return routeTarget(route, regionId, crossRegionPort);
 }
 

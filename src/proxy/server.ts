@@ -150,7 +150,10 @@ export class ProxyServer implements ExchangeSink {
           return;
         case 'not-found':
           res.kind = 'not-found';
-          this.#opts.logger.warn({ host: decision.host, reason: decision.reason, method: req.method, url: req.url }, 'no route for host');
+          this.#opts.logger.warn(
+            { host: decision.host, code: decision.code, reason: decision.message, method: req.method, url: req.url },
+            'no route for host',
+          );
           sendError(res, 'not-found');
           return;
         case 'cross-region':
@@ -387,7 +390,10 @@ export class ProxyServer implements ExchangeSink {
       const decision: Decision = decide(snapshot, req.headers.host, this.#opts.regionId, this.#opts.crossRegionPort);
       if (decision.kind === 'not-ready') return fail('not-ready', 'not-ready');
       if (decision.kind === 'not-found') {
-        this.#opts.logger.warn({ host: decision.host, reason: decision.reason, method: req.method, url: req.url }, 'no route for host');
+        this.#opts.logger.warn(
+          { host: decision.host, code: decision.code, reason: decision.message, method: req.method, url: req.url },
+          'no route for host',
+        );
         return fail('not-found', 'not-found');
       }
       kind = decision.kind;

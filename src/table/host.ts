@@ -1,5 +1,6 @@
 import { domainToASCII, domainToUnicode } from 'node:url';
 import { isIP } from 'node:net';
+import { failure, type Failure } from '../errors.js';
 
 // Plain lowercase ASCII host names (the overwhelming majority of requests) skip domainToASCII.
 const SIMPLE_HOST = /^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/;
@@ -58,33 +59,37 @@ function validAceLabels(host: string): boolean {
 }
 
 export type HostHeaderResult =
-  { readonly ok: true; readonly host: string; readonly ipLiteral: boolean } | { readonly ok: false; readonly reason: string };
+  | { readonly ok: true; readonly host: string; readonly ipLiteral: boolean }
+  | Failure<'HOST_MISSING' | 'HOST_INVALID_PORT' | 'HOST_INVALID_IPV6' | 'HOST_INVALID_NAME'>;
+
+const MISSING = failure('HOST_MISSING', 'missing Host header');
+const BAD_PORT = failure('HOST_INVALID_PORT', 'invalid port in Host header');
 
 /**
  * Parses an HTTP Host header value: strips the port, accepts `[v6]:port` and IPv4 literals
  * (reported as ipLiteral so the caller can decide), and normalises the name.
  */
 export function parseHostHeader(value: string | undefined): HostHeaderResult {
-  if (value === undefined || value.length === 0) return { ok: false, reason: 'missing Host header' };
+  if (value === undefined || value.length === 0) return MISSING;
   if (value.charCodeAt(0) === 91 /* [ */) {
     const end = value.indexOf(']');
-    if (end < 0) return { ok: false, reason: 'unterminated IPv6 literal in Host header' };
+    if (end < 0) return failure('HOST_INVALID_IPV6', 'unterminated IPv6 literal in Host header');
     const rest = value.slice(end + 1);
     if (rest.length > 0 && !(rest.charCodeAt(0) === 58 && validPort(rest.slice(1)))) {
-      return { ok: false, reason: 'invalid port in Host header' };
+      return BAD_PORT;
     }
     const ip = value.slice(1, end).toLowerCase();
-    if (isIP(ip) !== 6) return { ok: false, reason: 'invalid IPv6 literal in Host header' };
+    if (isIP(ip) !== 6) return failure('HOST_INVALID_IPV6', 'invalid IPv6 literal in Host header');
     return { ok: true, host: ip, ipLiteral: true };
   }
   let name = value;
   const colon = value.indexOf(':');
   if (colon >= 0) {
-    if (!validPort(value.slice(colon + 1))) return { ok: false, reason: 'invalid port in Host header' };
+    if (!validPort(value.slice(colon + 1))) return BAD_PORT;
     name = value.slice(0, colon);
   }
   if (isIP(name) === 4) return { ok: true, host: name, ipLiteral: true };
   const host = normaliseHost(name);
-  if (host === undefined) return { ok: false, reason: 'invalid host name in Host header' };
+  if (host === undefined) return failure('HOST_INVALID_NAME', 'invalid host name in Host header');
   return { ok: true, host, ipLiteral: false };
 }
