@@ -17,8 +17,8 @@ import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { routesFromQueryRows } from '../src/table/query-routes.js';
 import type { Route } from '../src/table/route.js';
-import { type RowChange, RowState, type TableRows } from '../src/table/row-state.js';
-import { type Columns, rowValues } from '../src/table/rows.js';
+import { RowState, type TableRows } from '../src/table/row-state.js';
+import { type Columns, type RowChange, rowValues } from '../src/table/rows.js';
 import { ShardedMap } from '../src/table/sharded-map.js';
 
 const N = Number(process.argv[2] ?? 1_000_000);

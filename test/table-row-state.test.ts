@@ -15,8 +15,8 @@ import assert from 'node:assert/strict';
 import { diffRoutes } from '../src/table/diff.js';
 import { compareRoutes, makeRoute, type Route } from '../src/table/route.js';
 import { routesFromQueryRows } from '../src/table/query-routes.js';
-import { type ApplyResult, type RowChange, RowState, type TableRows } from '../src/table/row-state.js';
-import { READ_COLUMNS, RowError, type RowValues, rowValues, TABLES, type TableName } from '../src/table/rows.js';
+import { type ApplyResult, RowState, type TableRows } from '../src/table/row-state.js';
+import { READ_COLUMNS, type RowChange, RowError, type RowValues, rowValues, TABLES, type TableName } from '../src/table/rows.js';
 import type { ShardedMap } from '../src/table/sharded-map.js';
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
+import { toFailure } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics, ResyncTrigger } from '../metrics/metrics.js';
-import type { ResyncOutcome } from '../sync/poller.js';
+import type { ResyncOutcome } from '../sync/status.js';
 
 /**
  * An operator's resync (POST /resync, `edgeproxy resync`, SIGHUP): runs the service's full resync,
@@ -18,7 +19,7 @@ export async function operatorResync(
   try {
     outcome = await resync();
   } catch (err) {
-    outcome = { ok: false, error: err instanceof Error ? err.message : String(err) };
+    outcome = toFailure(err, 'LOAD_FAILED');
   }
   const durationMs = Math.round((performance.now() - started) * 10) / 10;
   metrics.recordResync(trigger, outcome, durationMs);
@@ -29,7 +30,7 @@ export async function operatorResync(
       'resync finished',
     );
   } else {
-    logger.error({ trigger, error: outcome.error, durationMs }, 'resync failed');
+    logger.error({ trigger, code: outcome.code, error: outcome.message, durationMs }, 'resync failed');
   }
   return outcome;
 }

@@ -11,10 +11,11 @@
 import { once } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { ErrorCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { HealthChecker } from '../proxy/health.js';
-import type { ResyncOutcome } from '../sync/poller.js';
+import type { ResyncOutcome } from '../sync/status.js';
 import type { RouteStore } from '../sync/route-store.js';
 import type { SyncStatus } from '../sync/status.js';
 import { DEFAULT_ROUTE_LIMIT, MAX_ROUTE_LIMIT, explainHost, viewTable, type RoutingContext, type TableQuery } from './routes-view.js';
@@ -39,7 +40,7 @@ export type ResyncResponse =
       readonly removed: readonly string[];
       readonly changed: readonly string[];
     }
-  | { readonly ok: false; readonly error: string };
+  | { readonly ok: false; readonly code: ErrorCode; readonly error: string };
 
 const ENDPOINTS = ['GET /healthz', 'GET /readyz', 'GET /metrics', 'GET /routes', 'GET /routes/<host>', 'POST /resync'];
 
@@ -91,7 +92,7 @@ export class AdminServer {
       const outcome = await o.resync();
       const body: ResyncResponse = outcome.ok
         ? { ok: true, routes: outcome.routes, durationMs: Math.round(outcome.durationMs * 10) / 10, ...outcome.diff }
-        : { ok: false, error: outcome.error };
+        : { ok: false, code: outcome.code, error: outcome.message };
       return json(res, outcome.ok ? 200 : 500, body);
     }
     if (method !== 'GET' && method !== 'HEAD') {

@@ -9,9 +9,9 @@ import { Metrics } from '../metrics/metrics.js';
 import { Forwarder } from '../proxy/forward.js';
 import { HealthChecker } from '../proxy/health.js';
 import { ProxyServer } from '../proxy/server.js';
-import type { Poller, ResyncOutcome } from '../sync/poller.js';
+import type { Poller } from '../sync/poller.js';
 import { RouteStore } from '../sync/route-store.js';
-import type { SyncStatus } from '../sync/status.js';
+import type { ResyncOutcome, SyncStatus } from '../sync/status.js';
 import { Sync } from '../sync/sync.js';
 import { VERSION } from '../version.js';
 

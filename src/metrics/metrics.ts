@@ -8,7 +8,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { SYNC_MODES } from '../config/config.js';
 import type { ProxyObserver, RouteKind } from '../proxy/observer.js';
 import { parseLsn } from '../replication/lsn.js';
-import type { ResyncOutcome } from '../sync/poller.js';
+import type { ResyncOutcome } from '../sync/status.js';
 import type { RouteSnapshot } from '../sync/route-store.js';
 import type { StreamState, SyncStatus } from '../sync/status.js';
 import { VERSION } from '../version.js';

@@ -1,6 +1,5 @@
 import type { Pgoutput } from 'pg-logical-replication';
-import type { RowChange } from '../table/row-state.js';
-import { isTableName, READ_COLUMNS, type TableName } from '../table/rows.js';
+import { isTableName, READ_COLUMNS, type RowChange, type TableName } from '../table/rows.js';
 
 /** Where each routing table lives and the types of its read columns, as seen at bootstrap. */
 export type TableShapes = { readonly [T in TableName]: { readonly schema: string; readonly types: Readonly<Record<string, number>> } };

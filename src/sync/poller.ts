@@ -2,9 +2,11 @@ import type pg from 'pg';
 import { describePgError } from '../db/errors.js';
 import { loadRoutes, type LoadedRoutes } from '../db/load-routes.js';
 import type { Logger } from '../log/logger.js';
-import { diffRoutes, isEmptyDiff, type RouteDiff } from '../table/diff.js';
+import { failure } from '../errors.js';
+import { diffRoutes, isEmptyDiff } from '../table/diff.js';
 import type { RouteStore } from './route-store.js';
 import { logDuplicates, logSkippedRows } from './row-reports.js';
+import type { ResyncOutcome } from './status.js';
 
 export interface PollerOptions {
   readonly pool: pg.Pool;
@@ -15,9 +17,8 @@ export interface PollerOptions {
   readonly load?: (pool: pg.Pool) => Promise<LoadedRoutes>;
 }
 
-export type ResyncOutcome =
-  | { readonly ok: true; readonly diff: RouteDiff; readonly routes: number; readonly durationMs: number }
-  | { readonly ok: false; readonly error: string };
+const STOPPED = failure('SYNC_STOPPED', 'stopped');
+const SUPERSEDED = failure('LOAD_SUPERSEDED', 'paused: the replication stream feeds the table');
 
 /** First retry after a failed load; doubles up to the update interval. */
 const RETRY_MIN_MS = 500;
@@ -101,13 +102,13 @@ export class Poller {
 
   async #loadOnce(): Promise<ResyncOutcome> {
     const { store, logger, pool, intervalMs } = this.#opts;
-    if (this.#stopped) return { ok: false, error: 'stopped' };
-    if (this.#paused) return { ok: false, error: 'paused: the replication stream feeds the table' };
+    if (this.#stopped) return STOPPED;
+    if (this.#paused) return SUPERSEDED;
     clearTimeout(this.#timer);
     try {
       const loaded = await this.#load(pool);
-      if (this.#stopped) return { ok: false, error: 'stopped' };
-      if (this.#paused) return { ok: false, error: 'paused: the replication stream feeds the table' };
+      if (this.#stopped) return STOPPED;
+      if (this.#paused) return SUPERSEDED;
       const previous = store.current;
       const diff = diffRoutes(previous?.routes, loaded.routes);
       store.publish(loaded.routes, 'poll', { regionAddresses: loaded.regionAddresses });
@@ -132,7 +133,7 @@ export class Poller {
       this.#schedule(intervalMs);
       return { ok: true, diff, routes: loaded.routes.size, durationMs: loaded.durationMs };
     } catch (err) {
-      if (this.#stopped || this.#paused) return { ok: false, error: describePgError(err).message };
+      if (this.#stopped || this.#paused) return failure('LOAD_FAILED', describePgError(err).message);
       this.#failures += 1;
       this.failures += 1;
       const retryMs = Math.min(intervalMs, RETRY_MIN_MS * 2 ** (this.#failures - 1));
@@ -148,7 +149,7 @@ export class Poller {
         current === undefined ? 'route table load failed; not ready yet' : 'route table reload failed; serving the last good table',
       );
       this.#schedule(retryMs);
-      return { ok: false, error: describePgError(err).message };
+      return failure('LOAD_FAILED', describePgError(err).message);
     }
   }
 

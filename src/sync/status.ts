@@ -1,4 +1,9 @@
 import type { SyncMode } from '../config/config.js';
+import type { Failure } from '../errors.js';
+import type { RouteDiff } from '../table/diff.js';
+
+/** What a full resync (operator, SIGHUP) did: what changed, or why it failed. */
+export type ResyncOutcome = { readonly ok: true; readonly diff: RouteDiff; readonly routes: number; readonly durationMs: number } | Failure;
 
 /** State of the replication stream. */
 export type StreamState =

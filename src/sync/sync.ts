@@ -1,15 +1,16 @@
 import type pg from 'pg';
 import type { SyncMode } from '../config/config.js';
+import { failure } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { ReplicationStream, StreamError, type StreamStart } from '../replication/stream.js';
 import type { Transaction } from '../replication/transaction.js';
 import { diffRoutes, isEmptyDiff } from '../table/diff.js';
 import type { Duplicate } from '../table/query-routes.js';
 import { RowState } from '../table/row-state.js';
-import { Poller, type ResyncOutcome } from './poller.js';
+import { Poller } from './poller.js';
 import type { RouteStore } from './route-store.js';
 import { logDuplicates, logSkippedRows } from './row-reports.js';
-import type { StreamState, SyncStatus } from './status.js';
+import type { ResyncOutcome, StreamState, SyncStatus } from './status.js';
 
 export interface SyncOptions {
   readonly mode: SyncMode;
@@ -133,7 +134,7 @@ export class Sync {
     await this.#bootstrap(false);
     const after = this.#o.store.current;
     if (this.#stream === undefined || after === undefined) {
-      return { ok: false, error: `stream bootstrap failed: ${this.#reason ?? 'unknown'}` };
+      return failure('STREAM_TRANSIENT', `stream bootstrap failed: ${this.#reason ?? 'unknown'}`);
     }
     return { ok: true, diff: diffRoutes(before, after.routes), routes: after.routes.size, durationMs: performance.now() - started };
   }

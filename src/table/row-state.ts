@@ -3,12 +3,12 @@ import { type IdSet, type IdSetDraft, idSetAdd, idSetDelete, idSetDraftAdd, idSe
 import type { Duplicate } from './query-routes.js';
 import { compareRoutes, makeRoute, parseIp, type Route, type RowProblem } from './route.js';
 import {
-  type Columns,
   type DeploymentRow,
   type DomainRow,
   READ_COLUMNS,
   type RegionRow,
   RowError,
+  type RowChange,
   rowFromValues,
   type RowValues,
   type RowTypes,
@@ -18,13 +18,6 @@ import {
   type VmRow,
 } from './rows.js';
 import { ShardedMap, type ShardedMapBuilder, type ShardedMapEditor } from './sharded-map.js';
-
-/** One row change, as decoded from the replication stream. */
-export type RowChange =
-  | { readonly op: 'insert'; readonly table: TableName; readonly row: Columns }
-  /** `oldId` is set when the primary key itself changed. Columns that arrive `undefined` are unchanged. */
-  | { readonly op: 'update'; readonly table: TableName; readonly row: Columns; readonly oldId?: string }
-  | { readonly op: 'delete'; readonly table: TableName; readonly id: string };
 
 /** Full table contents, each row's values in READ_COLUMNS order (see rowValues for rows by name). */
 export interface TableRows {
