@@ -183,7 +183,7 @@ async function scenario(
     mode: opts.mode,
     singleRowMs: summary(single),
     tx2000RowsMs: summary(bulk),
-    streamState: status.streamState,
+    state: status.state,
     reconnects: status.reconnects,
   };
   console.log(JSON.stringify(out));

@@ -12,8 +12,8 @@ const REGION = '0a000000-0000-4000-8000-00000000000a';
 const STATUS: SyncStatus = {
   mode: 'poll',
   feeding: 'poll',
-  streamState: 'disabled',
-  streamReason: undefined,
+  state: 'polling',
+  streamError: undefined,
   lsn: undefined,
   lagMs: undefined,
   reconnects: 0,

@@ -193,7 +193,7 @@ it(`streamed table equals the documented query after every transaction (${STEPS}
     // so give them a moment to arrive.
     for (let i = 0; service.status().transactions < committedWrites && i < 250; i++) await new Promise((res) => setTimeout(res, 20));
     const status = service.status();
-    assert.equal(status.streamState, 'streaming', 'no resync was needed');
+    assert.equal(status.state, 'streaming', 'no resync was needed');
     assert.equal(status.reconnects, 0);
     assert.equal(
       status.transactions,

@@ -31,6 +31,17 @@ async function role(t: StreamFixture, attributes: string): Promise<string> {
 
 const started = (l: { msg: string }) => l.msg === 'replication stream started';
 
+/** Every series of the exposition's counters (`# TYPE … counter`), by name and labels. */
+function counters(text: string): Map<string, number> {
+  const names = new Set([...text.matchAll(/^# TYPE (\S+) counter$/gm)].map((m) => m[1]!));
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^([a-z_]+)(\{[^}]*\})? (\S+)$/.exec(line);
+    if (m !== null && names.has(m[1]!)) out.set(`${m[1]}${m[2] ?? ''}`, Number(m[3]));
+  }
+  return out;
+}
+
 describe('consistent bootstrap', () => {
   it('loses nothing when a writer commits continuously while the proxy bootstraps', async () => {
     const t = await setup();
@@ -92,7 +103,7 @@ describe('recovery', () => {
       assert.match(String(line.reason), /TRUNCATE of domains/);
       await waitForQueryTable(p.store, t.seed.client);
       assert.deepEqual([...p.store.current!.routes.keys()], ['new.example']);
-      await eventually('streaming again', () => p.status().streamState === 'streaming');
+      await eventually('streaming again', () => p.status().state === 'streaming');
       assert.equal(p.status().reconnects, 1);
     } finally {
       await t.close();
@@ -113,7 +124,7 @@ describe('recovery', () => {
       await t.seed.query(`UPDATE vms SET port = 3002 WHERE id = $1`, [ids.vmId]);
       const line = await p.waitForLog((l) => l.msg === 'replication stream needs a fresh bootstrap');
       assert.match(String(line.reason), /vms\.port changed type/);
-      await eventually('streaming again', () => p.status().streamState === 'streaming' && p.status().reconnects === 1);
+      await eventually('streaming again', () => p.status().state === 'streaming' && p.status().reconnects === 1);
       await waitForQueryTable(p.store, t.seed.client);
       assert.equal(p.store.current?.routes.get('alter.example')?.vmPort, 3002);
     } finally {
@@ -136,7 +147,7 @@ describe('recovery', () => {
       assert.equal(lost.polling, true);
       assert.ok(p.store.current!.routes.size >= 1, 'still serving');
       await waitForQueryTable(p.store, t.seed.client);
-      await eventually('streaming again', () => p.status().streamState === 'streaming', 10_000);
+      await eventually('streaming again', () => p.status().state === 'streaming', 10_000);
       assert.equal(p.status().reconnects, 1);
       await t.seed.route({ name: 'three.example', regionId: REGION_A, vmPort: 3002 });
       await waitForQueryTable(p.store, t.seed.client);
@@ -156,7 +167,7 @@ describe('recovery', () => {
       await p.waitForLog((l) => l.msg === 'replication stream lost; serving the last table');
       const outcome = await p.resync();
       assert.equal(outcome.ok, true, JSON.stringify(outcome));
-      assert.equal(p.status().streamState, 'streaming');
+      assert.equal(p.status().state, 'streaming');
       await new Promise((r) => setTimeout(r, 300));
       assert.equal(p.poller.loads, 0, 'no poll ran in mode replication');
       assert.equal(p.store.current?.source, 'stream');
@@ -179,7 +190,7 @@ describe('recovery', () => {
       await t.seed.route({ name: 'later.example', regionId: REGION_A, vmPort: 3001 });
       await waitForQueryTable(p.store, t.seed.client);
       assert.equal(p.store.current?.source, 'poll');
-      assert.equal(p.status().streamState, 'unavailable');
+      assert.equal(p.status().state, 'polling');
       assert.equal(p.logs.filter((l) => l.msg.startsWith('logical replication unavailable')).length, 1);
     } finally {
       await t.close();
@@ -221,6 +232,52 @@ describe('recovery', () => {
     }
   });
 
+  it('counters never go down: bootstraps that failed stay counted after the stream recovers', async () => {
+    const t = await setup();
+    const samples: Map<string, number>[] = [];
+    let sampling = true;
+    try {
+      await t.seed.query('CREATE PUBLICATION edgeproxy FOR TABLE domains, deployments, vms, regions');
+      const url = await role(t, 'REPLICATION');
+      const name = new URL(url).username;
+      const p = await t.proxy({ databaseUrl: url });
+      await p.waitForLog(started);
+      const sampler = (async () => {
+        while (sampling) {
+          samples.push(counters((await p.metrics.exposition()).body));
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      })();
+      // New connections are refused from now on: every bootstrap fails at its first step.
+      await t.seed.query(`ALTER ROLE ${name} NOLOGIN`);
+      await t.seed.query(
+        `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = current_database() AND active_pid IS NOT NULL`,
+      );
+      await eventually('two failed bootstraps', () => p.status().fullLoadFailures >= 2, 10_000);
+      assert.equal(p.status().state, 'stream-retrying');
+      await t.seed.query(`ALTER ROLE ${name} LOGIN`);
+      await eventually('streaming again', () => p.status().state === 'streaming', 15_000);
+      await new Promise((r) => setTimeout(r, 100));
+      sampling = false;
+      await sampler;
+      const last = samples.at(-1)!;
+      assert.ok(
+        (last.get('edgeproxy_full_load_failures_total') ?? 0) >= 2,
+        `failures counted: ${last.get('edgeproxy_full_load_failures_total')}`,
+      );
+      assert.ok((last.get('edgeproxy_stream_reconnects_total') ?? 0) >= 2);
+      for (let i = 1; i < samples.length; i++) {
+        for (const [series, value] of samples[i - 1]!) {
+          const next = samples[i]!.get(series) ?? 0;
+          assert.ok(next >= value, `${series} went down from ${value} to ${next} (sample ${i} of ${samples.length})`);
+        }
+      }
+    } finally {
+      sampling = false;
+      await t.close();
+    }
+  });
+
   it('a PostgreSQL restart: serves the last table throughout, then streams again', async () => {
     const t = await setup();
     try {
@@ -230,7 +287,7 @@ describe('recovery', () => {
       await t.seed.close();
       await server.restart();
       assert.equal(p.store.current?.routes.get('restart.example')?.vmPort, 3000);
-      await eventually('streaming again', () => p.status().streamState === 'streaming' && p.status().reconnects >= 1, 20_000);
+      await eventually('streaming again', () => p.status().state === 'streaming' && p.status().reconnects >= 1, 20_000);
       const seed = await Seeder.connect(t.db.url);
       try {
         await seed.route({ name: 'after-restart.example', regionId: REGION_A, vmPort: 3001 });
@@ -263,7 +320,7 @@ describe('a server without logical WAL', () => {
       await waitForQueryTable(p.store, t.seed.client);
       await t.seed.route({ name: 'walrep2.example', regionId: REGION_A, vmPort: 3001 });
       await waitForQueryTable(p.store, t.seed.client);
-      assert.equal(p.status().streamState, 'unavailable');
+      assert.equal(p.status().state, 'polling');
     } finally {
       await t.close();
     }

@@ -62,7 +62,7 @@ describe('streaming from a PostgreSQL 16+ standby', () => {
       await waitForReplay(p0.seed.client, p0.onStandby);
       await waitForQueryTable(service.store, p0.onStandby, 10_000);
       assert.equal(service.store.current?.routes.get('new.example')?.vmPort, 4001);
-      assert.equal(service.status().streamState, 'streaming');
+      assert.equal(service.status().state, 'streaming');
       const slot = await p0.onStandby.query(`SELECT temporary FROM pg_replication_slots WHERE slot_type = 'logical'`);
       assert.deepEqual(slot.rows, [{ temporary: true }], 'the logical slot lives on the standby');
       t.diagnostic(`standby: PostgreSQL ${p0.standby.majorVersion}`);

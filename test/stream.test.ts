@@ -64,7 +64,7 @@ describe('streaming', () => {
       await waitForQueryTable(p.store, t.seed.client);
       assert.equal(p.store.current?.routes.get('after.example'), undefined);
       const status = p.status();
-      assert.equal(status.streamState, 'streaming');
+      assert.equal(status.state, 'streaming');
       assert.equal(status.feeding, 'stream');
       assert.ok(status.transactions >= 3, `transactions ${status.transactions}`);
       assert.match(String(status.lsn), /^[0-9A-F]+\/[0-9A-F]+$/);
@@ -113,7 +113,7 @@ describe('streaming', () => {
       assert.deepEqual(outcome.diff, { added: [], removed: [], changed: [] });
       assert.equal(outcome.routes, 2);
       assert.equal(p.status().reconnects, 1);
-      assert.equal(p.status().streamState, 'streaming');
+      assert.equal(p.status().state, 'streaming');
       assert.equal(p.logs.filter((l) => l.msg === 'replication stream started').length, 2);
       // The bad row was reported by the first bootstrap, not again by the second.
       assert.equal(

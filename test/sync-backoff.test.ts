@@ -49,7 +49,8 @@ describe('stream retry backoff', () => {
         assert.equal((first.err as { step: string }).step, 'check_server');
         assert.equal((first.err as { kind: string }).kind, 'transient');
         assert.match(String((first.err as { message: string }).message), /ECONNREFUSED/);
-        assert.equal(sync.status().streamState, 'backoff');
+        assert.equal(sync.status().state, 'stream-retrying');
+        assert.equal(sync.status().streamError?.code, 'STREAM_TRANSIENT');
         assert.ok(!JSON.stringify(lines).includes('secret'), 'the password is not logged');
       } finally {
         await sync.stop();

@@ -41,8 +41,8 @@ export async function routesCommand(args: RoutesArgs, out: (text: string) => voi
     out(
       `${view.count} route${view.count === 1 ? '' : 's'}${args.contains === undefined ? '' : ` containing "${args.contains}"`}` +
         `${view.truncated ? ` (the first ${view.routes.length} shown; --limit)` : ''}; this proxy's region ${view.regionId}; snapshot ${view.generation} from ${view.source}, published ${view.publishedAt}` +
-        `${view.position === null ? '' : ` at LSN ${view.position.lsn}`}; sync mode ${s.mode}, fed by ${s.feeding}, stream ${s.streamState}` +
-        `${s.streamReason === undefined ? '' : ` (${s.streamReason})`}\n`,
+        `${view.position === null ? '' : ` at LSN ${view.position.lsn}`}; sync mode ${s.mode}, fed by ${s.feeding}, state ${s.state}` +
+        `${s.streamError === undefined ? '' : ` (${s.streamError.code}: ${s.streamError.message})`}\n`,
     );
     return;
   }

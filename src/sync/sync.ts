@@ -1,16 +1,17 @@
 import type pg from 'pg';
 import type { SyncMode } from '../config/config.js';
-import { failure } from '../errors.js';
+import { EdgeProxyError, failure, type ErrorCode, type Failure } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import { ReplicationStream, StreamError, type StreamStart } from '../replication/stream.js';
-import type { Transaction } from '../replication/transaction.js';
+import { type FailureKind, ReplicationStream, StreamError, type StreamStart } from '../replication/stream.js';
 import { diffRoutes, isEmptyDiff } from '../table/diff.js';
-import type { Duplicate } from '../table/query-routes.js';
 import { RowState } from '../table/row-state.js';
+import { retryDelayMs } from './backoff.js';
 import { Poller } from './poller.js';
 import type { RouteStore } from './route-store.js';
-import { logDuplicates, logSkippedRows } from './row-reports.js';
-import type { ResyncOutcome, StreamState, SyncStatus } from './status.js';
+import { StreamReports } from './row-reports.js';
+import type { ResyncOutcome, SyncStatus } from './status.js';
+import { StreamApplier, type StreamPosition } from './stream-apply.js';
+import { failureEvent, feedingOf, nextTransition, resyncPolls, type SyncAction, type SyncEvent, type SyncState } from './sync-state.js';
 
 export interface SyncOptions {
   readonly mode: SyncMode;
@@ -34,47 +35,56 @@ export interface SyncOptions {
 }
 
 /** Startup cannot go on: the message says what to do (it may carry SQL to run). */
-export class SyncStartError extends Error {
+export class SyncStartError extends EdgeProxyError {
   override name = 'SyncStartError';
+
+  constructor(message: string, options: ErrorOptions = {}) {
+    super('SYNC_START_FAILED', message, options);
+  }
+}
+
+const STREAM_CODES: { readonly [K in FailureKind]: ErrorCode } = {
+  unavailable: 'STREAM_UNAVAILABLE',
+  publication: 'STREAM_PUBLICATION',
+  resync: 'STREAM_RESYNC',
+  transient: 'STREAM_TRANSIENT',
+};
+
+/** One replication session: the stream and the applier that publishes what it delivers. */
+interface Session {
+  readonly stream: ReplicationStream;
+  readonly applier: StreamApplier;
 }
 
 /**
- * Keeps the route table following the database. In mode `poll`, only the Poller. In `auto` and
- * `replication`, a replication stream: bootstrap from a snapshot, then apply each committed
- * transaction, publishing one snapshot per batch of transactions that arrived together. When the
- * stream fails, the last table keeps serving; `auto` polls until a new bootstrap succeeds
- * (capped exponential backoff with jitter), `replication` only retries the stream.
+ * Keeps the route table following the database: the poller, the replication stream, or both in
+ * turn, as the state machine of src/sync/sync-state.ts says. Each event (the stream bootstrapped,
+ * failed, needs a resync, a retry is due, an operator resync, stop) picks the next state and the
+ * work to start from the mode's transition table; this class only carries that work out.
+ * When the stream fails, the last table keeps serving.
  */
 export class Sync {
   readonly #o: Required<Omit<SyncOptions, 'random'>> & { random: () => number };
   readonly poller: Poller;
-  #stream: ReplicationStream | undefined;
-  #state: RowState | undefined;
-  /** Transactions that arrived while the bootstrap snapshot was being turned into a RowState. */
-  #queue: Transaction[] | undefined;
-  #regionAddresses: ReadonlySet<string> = new Set();
-  #streamState: StreamState;
-  #reason: string | undefined;
-  #failures = 0;
-  #bootstraps = 0;
-  #transactions = 0;
-  #lsn: string | undefined;
-  #lagMs: number | undefined;
-  #pending: Transaction | undefined;
-  #pendingChanged = 0;
-  #pendingCount = 0;
-  #publishScheduled = false;
-  #retryTimer: NodeJS.Timeout | undefined;
+  readonly #reports: StreamReports;
+  #state: SyncState = 'starting';
+  #session: Session | undefined;
   #bootstrapping: Promise<void> | undefined;
-  #stopped = false;
+  #shutdown: Promise<void> | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
+  /** Delay the retry timer was last set to (for the failure's log line). */
+  #retryInMs = 0;
+  /** Failed bootstraps and lost streams in a row (the backoff); 0 after a success. */
+  #consecutiveFailures = 0;
+  /** Totals since start, for the status and the metrics: they never decrease. */
+  readonly #totals = { bootstraps: 0, bootstrapFailures: 0 };
+  readonly #position: StreamPosition = { lsn: undefined, lagMs: undefined, transactions: 0 };
+  #lastError: Failure | undefined;
+  #lastBootstrap: { at: number; ms: number } | undefined;
+  #warnedUnavailable: string | undefined;
+  #startError: SyncStartError | undefined;
   /** Aborts a stream setup in progress when stopping. */
   readonly #abort = new AbortController();
-  #warnedUnavailable: string | undefined;
-  #lastFullLoadAt: number | undefined;
-  #lastFullLoadMs: number | undefined;
-  /** Duplicate names already warned about: host → what was said (warn again only when it changes). */
-  #duplicates = new Map<string, string>();
-  #bootstrapProblemsKey = '';
 
   constructor(opts: SyncOptions) {
     this.#o = {
@@ -87,159 +97,254 @@ export class Sync {
       ...opts,
     };
     this.poller = new Poller({ pool: opts.pool, store: opts.store, intervalMs: opts.intervalMs, logger: opts.logger });
-    this.#streamState = opts.mode === 'poll' ? 'disabled' : 'bootstrapping';
+    this.#reports = new StreamReports(opts.logger);
+  }
+
+  get state(): SyncState {
+    return this.#state;
+  }
+
+  /** A method, not a field read: TypeScript would keep a narrowed field across the awaits in between. */
+  #stopped(): boolean {
+    return this.#state === 'stopped';
   }
 
   /**
-   * Starts following the database. Resolves after the first stream attempt (mode auto and
+   * Starts following the database. Resolves after the first stream attempt (modes auto and
    * replication); throws SyncStartError when that attempt shows the setup can never work.
    */
   async start(): Promise<void> {
-    const { mode } = this.#o;
-    if (mode !== 'replication') this.poller.start();
-    if (mode === 'poll') return;
-    await this.#bootstrap(true);
+    this.#dispatch('start');
+    await this.#bootstrapping;
+    if (this.#startError !== undefined) {
+      await this.#shutdown;
+      throw this.#startError;
+    }
   }
 
   status(): SyncStatus {
-    const current = this.#o.store.current;
+    const { mode } = this.#o;
+    const poller = this.poller;
+    const bootstrapAt = this.#lastBootstrap?.at ?? 0;
+    const pollAt = poller.lastSuccessAt ?? 0;
     return {
-      mode: this.#o.mode,
-      feeding: current === undefined ? 'none' : current.source,
-      streamState: this.#streamState,
-      streamReason: this.#reason,
-      lsn: this.#lsn,
-      lagMs: this.#lagMs,
-      reconnects: Math.max(0, this.#bootstraps - 1),
-      transactions: this.#transactions,
-      lastFullLoadAt: Math.max(this.#lastFullLoadAt ?? 0, this.poller.lastSuccessAt ?? 0) || undefined,
-      lastFullLoadMs: (this.#lastFullLoadAt ?? 0) >= (this.poller.lastSuccessAt ?? 0) ? this.#lastFullLoadMs : this.poller.lastDurationMs,
-      fullLoadFailures: this.poller.failures + this.#failures,
+      mode,
+      state: this.#state,
+      feeding: feedingOf(mode, this.#state),
+      streamError:
+        this.#state === 'streaming' || this.#lastError === undefined
+          ? undefined
+          : { code: this.#lastError.code, message: this.#lastError.message },
+      lsn: this.#position.lsn,
+      lagMs: this.#position.lagMs,
+      reconnects: Math.max(0, this.#totals.bootstraps - 1),
+      transactions: this.#position.transactions,
+      lastFullLoadAt: Math.max(bootstrapAt, pollAt) || undefined,
+      lastFullLoadMs: bootstrapAt >= pollAt ? this.#lastBootstrap?.ms : poller.lastDurationMs,
+      fullLoadFailures: poller.failures + this.#totals.bootstrapFailures,
     };
   }
 
   /**
-   * A full resync now. While streaming (and in mode replication), that is a fresh bootstrap (new
-   * slot, new snapshot): a poll would race the stream. Otherwise a reload with the documented query.
+   * A full resync now. Where the poller feeds the table, a reload with the documented query.
+   * Otherwise a fresh stream bootstrap (new slot, new snapshot): a poll would race the stream.
    */
   async resync(): Promise<ResyncOutcome> {
-    const { mode } = this.#o;
-    // The poller answers when it is what feeds the table (mode poll, or auto while the stream is down).
-    if (mode === 'poll' || this.#stopped || (mode === 'auto' && this.#stream === undefined && !this.poller.paused))
-      return this.poller.resync();
+    if (resyncPolls(this.#o.mode, this.#state)) return this.poller.resync();
     const before = this.#o.store.current?.routes;
     const started = performance.now();
-    await this.#closeStream();
-    this.#streamState = 'bootstrapping';
-    await this.#bootstrap(false);
+    this.#dispatch('resync-requested');
+    await this.#bootstrapping;
     const after = this.#o.store.current;
-    if (this.#stream === undefined || after === undefined) {
-      return failure('STREAM_TRANSIENT', `stream bootstrap failed: ${this.#reason ?? 'unknown'}`);
+    if (this.#state !== 'streaming' || after === undefined) {
+      const why = this.#lastError ?? failure('STREAM_TRANSIENT', 'unknown');
+      return failure(why.code, `stream bootstrap failed: ${why.message}`);
     }
     return { ok: true, diff: diffRoutes(before, after.routes), routes: after.routes.size, durationMs: performance.now() - started };
   }
 
   async stop(): Promise<void> {
-    this.#stopped = true;
+    this.#dispatch('stop');
+    await this.#shutdown;
+  }
+
+  // ---- the state machine -------------------------------------------------------------------
+
+  /** Takes the transition the mode's table gives for `event` in the current state, and starts its work. */
+  #dispatch(event: SyncEvent): void {
+    const from = this.#state;
+    const next = nextTransition(this.#o.mode, from, event);
+    if (next === undefined) {
+      // Late events after stopping are expected (a stream failing as it closes); anything else is a bug.
+      if (from !== 'stopped') this.#o.logger.error({ state: from, event }, 'sync event without a transition; ignored');
+      return;
+    }
+    this.#state = next.to;
+    if (next.to !== from) this.#o.logger.info({ from, to: next.to, event }, 'sync state changed');
+    this.#run(next.run);
+  }
+
+  #run(action: SyncAction): void {
+    switch (action) {
+      case 'none':
+        return;
+      case 'poll-and-bootstrap':
+        this.poller.start();
+        void this.#bootstrap();
+        return;
+      case 'bootstrap':
+        void this.#bootstrap();
+        return;
+      case 'poll':
+        this.poller.start();
+        return;
+      case 'poll-and-retry-later':
+        this.poller.resume(0);
+        this.#retryLater(this.#backoffMs());
+        return;
+      case 'retry-later':
+        this.#retryLater(this.#backoffMs());
+        return;
+      case 'poll-and-recheck-later':
+        this.poller.resume(0);
+        this.#retryLater(this.#o.unavailableRecheckMs);
+        return;
+      case 'shut-down':
+        this.#shutdown ??= this.#shutDown();
+        return;
+    }
+  }
+
+  #backoffMs(): number {
+    return retryDelayMs(this.#consecutiveFailures, this.#o.retryMinMs, this.#o.retryMaxMs, this.#o.random);
+  }
+
+  #retryLater(ms: number): void {
+    clearTimeout(this.#retryTimer);
+    this.#retryInMs = ms;
+    this.#retryTimer = setTimeout(() => this.#dispatch('retry-due'), ms);
+  }
+
+  async #shutDown(): Promise<void> {
     clearTimeout(this.#retryTimer);
     this.#abort.abort();
     await this.#bootstrapping?.catch(() => undefined);
-    await this.#closeStream();
+    await this.#closeSession();
     await this.poller.stop();
   }
 
-  async #closeStream(): Promise<void> {
-    const stream = this.#stream;
-    this.#stream = undefined;
-    this.#queue = undefined;
-    await stream?.close();
-  }
+  // ---- the work ------------------------------------------------------------------------------
 
-  #bootstrap(startup: boolean): Promise<void> {
-    this.#bootstrapping ??= this.#bootstrapOnce(startup).finally(() => {
+  /** One bootstrap at a time: asking again while one runs joins it. */
+  #bootstrap(): Promise<void> {
+    this.#bootstrapping ??= this.#bootstrapOnce().finally(() => {
       this.#bootstrapping = undefined;
     });
     return this.#bootstrapping;
   }
 
-  async #bootstrapOnce(startup: boolean): Promise<void> {
-    const { logger, store } = this.#o;
+  /** A fresh session: slot and snapshot, the row state built from it, published; then event `bootstrapped` (or a failure's). */
+  async #bootstrapOnce(): Promise<void> {
     clearTimeout(this.#retryTimer);
-    if (this.#stopped) return;
-    this.#streamState = 'bootstrapping';
-    this.#bootstraps += 1;
+    await this.#closeSession();
+    if (this.#stopped()) return;
+    this.#totals.bootstraps += 1;
+    const applier = new StreamApplier({ store: this.#o.store, logger: this.#o.logger, position: this.#position, reports: this.#reports });
+    let lost: StreamError | undefined;
     let started: StreamStart;
     try {
-      this.#queue = [];
-      started = await ReplicationStream.open({
-        databaseUrl: this.#o.databaseUrl,
-        publication: this.#o.publication,
-        logger,
-        setupTimeoutMs: this.#o.setupTimeoutMs,
-        statusIntervalMs: this.#o.statusIntervalMs,
-        onTransaction: (tx) => this.#receive(tx),
-        onFailure: (err) => this.#onStreamFailure(err),
-        signal: this.#abort.signal,
+      started = await this.#openStream(applier, (err) => {
+        if (this.#session?.applier === applier) this.#streamLost(err);
+        else lost ??= err; // still bootstrapping: the load below gives up on this session
       });
     } catch (err) {
-      this.#queue = undefined;
-      const e = err instanceof StreamError ? err : new StreamError('check_server', 'transient', String(err));
-      if (startup && (e.kind === 'publication' || (e.kind === 'unavailable' && this.#o.mode === 'replication'))) {
-        await this.poller.stop();
-        this.#stopped = true;
-        throw new SyncStartError(
-          e.kind === 'unavailable' ? `streaming is unavailable (EDGEPROXY_SYNC_MODE=replication): ${e.message}` : e.message,
-        );
-      }
-      this.#afterFailure(e, 'bootstrap');
-      return;
-    }
-    if (this.#stopped) {
-      await started.stream.close();
+      this.#failed(err instanceof StreamError ? err : new StreamError('check_server', 'transient', String(err)), 'bootstrap');
       return;
     }
     const t0 = performance.now();
-    const { state, problems } = await RowState.loadAsync(started.snapshot.tables, undefined, { release: true });
-    if (this.#stopped) {
-      await started.stream.close();
-      return;
-    }
+    const { state: rows, problems } = await RowState.loadAsync(started.snapshot.tables, undefined, { release: true });
     const buildMs = performance.now() - t0;
-    this.#regionAddresses = state.regionAddresses();
     // The poller must not publish after this point: its result could be older than the stream.
-    await this.poller.pause();
-    if (this.#stopped) {
+    if (this.#state !== 'stopped' && lost === undefined) await this.poller.pause();
+    if (this.#stopped() || lost !== undefined) {
+      applier.close();
       await started.stream.close();
+      if (lost !== undefined) this.#failed(lost, 'bootstrap');
       return;
     }
-    const queued = this.#queue ?? [];
-    this.#queue = undefined;
-    const previous = store.current;
-    this.#state = state;
-    this.#stream = started.stream;
-    this.#lsn = started.consistentPoint;
-    store.publish(state.routes, 'stream', {
-      regionAddresses: this.#regionAddresses,
-      position: { lsn: started.consistentPoint, commitTime: undefined },
-    });
-    this.#lastFullLoadAt = Date.now();
-    this.#lastFullLoadMs = started.snapshot.durationMs + buildMs;
-    this.#failures = 0;
-    this.#streamState = 'streaming';
-    this.#reason = undefined;
+    const previous = this.#o.store.current;
+    this.#session = { stream: started.stream, applier };
+    applier.start(rows, started.stream, started.consistentPoint);
+    this.#lastBootstrap = { at: Date.now(), ms: started.snapshot.durationMs + buildMs };
+    this.#consecutiveFailures = 0;
+    this.#lastError = undefined;
     this.#warnedUnavailable = undefined;
-    // The same bad rows are found again by every re-bootstrap: say them again only if they changed.
-    const problemsKey = JSON.stringify(problems);
-    if (problemsKey !== this.#bootstrapProblemsKey) logSkippedRows(this.#o.logger, problems);
-    this.#bootstrapProblemsKey = problemsKey;
-    this.#duplicates.clear();
-    this.#reportDuplicates(state.duplicates(), undefined);
-    const diff = previous === undefined ? undefined : diffRoutes(previous.routes, state.routes);
+    this.#reports.bootstrap(problems, rows.duplicates());
+    this.#logStarted(started, rows, buildMs, previous?.routes);
+    this.#dispatch('bootstrapped');
+  }
+
+  #openStream(applier: StreamApplier, onFailure: (err: StreamError) => void): Promise<StreamStart> {
+    return ReplicationStream.open({
+      databaseUrl: this.#o.databaseUrl,
+      publication: this.#o.publication,
+      logger: this.#o.logger,
+      setupTimeoutMs: this.#o.setupTimeoutMs,
+      statusIntervalMs: this.#o.statusIntervalMs,
+      onTransaction: (tx) => applier.receive(tx),
+      onFailure,
+      signal: this.#abort.signal,
+    });
+  }
+
+  async #closeSession(): Promise<void> {
+    const session = this.#session;
+    this.#session = undefined;
+    session?.applier.close();
+    await session?.stream.close();
+  }
+
+  /** The live session's stream stopped: publish what it applied (committed data), then the failure. */
+  #streamLost(err: StreamError): void {
+    const session = this.#session;
+    this.#session = undefined;
+    session?.applier.flush();
+    session?.applier.close();
+    this.#failed(err, 'stream');
+  }
+
+  /** A bootstrap or the stream failed: counts it, picks its event, and says so once the next state is known. */
+  #failed(err: StreamError, during: 'bootstrap' | 'stream'): void {
+    if (this.#stopped()) return;
+    const { mode } = this.#o;
+    const event = failureEvent(err.kind, this.#state, mode);
+    this.#lastError = failure(STREAM_CODES[err.kind], err.message);
+    const quietlyPolled = event === 'unavailable' && mode === 'auto';
+    if (event === 'fatal') {
+      this.#startError = new SyncStartError(
+        err.kind === 'unavailable' ? `streaming is unavailable (EDGEPROXY_SYNC_MODE=replication): ${err.message}` : err.message,
+        { cause: err },
+      );
+    } else if (event !== 'resync-needed' && !quietlyPolled) {
+      this.#consecutiveFailures += 1;
+      if (during === 'bootstrap') this.#totals.bootstrapFailures += 1;
+    }
+    this.#dispatch(event);
+    if (event === 'resync-needed') this.#logResyncNeeded(err);
+    else if (quietlyPolled) this.#warnUnavailable(err);
+    else if (event !== 'fatal') this.#logFailure(err, during);
+  }
+
+  // ---- log lines -----------------------------------------------------------------------------
+
+  #logStarted(started: StreamStart, rows: RowState, buildMs: number, previous: RowState['routes'] | undefined): void {
+    const { logger } = this.#o;
+    const diff = previous === undefined ? undefined : diffRoutes(previous, rows.routes);
     logger.info(
       {
         slot: started.slotName,
         lsn: started.consistentPoint,
-        routes: state.routes.size,
+        routes: rows.routes.size,
         rows: started.snapshot.rowCount,
         publication: this.#o.publication,
         publicationCreated: started.publication === 'created',
@@ -250,128 +355,56 @@ export class Sync {
       },
       'replication stream started',
     );
-    if (diff !== undefined && !isEmptyDiff(diff))
+    if (diff !== undefined && !isEmptyDiff(diff)) {
       logger.debug(
         { added: diff.added.slice(0, 20), removed: diff.removed.slice(0, 20), changed: diff.changed.slice(0, 20) },
         'bootstrap changed routes',
       );
-    for (const tx of queued) this.#receive(tx);
-  }
-
-  /** One committed transaction from the stream: apply now, publish with whatever else arrived this turn. */
-  #receive(tx: Transaction): void {
-    if (this.#queue !== undefined) {
-      this.#queue.push(tx);
-      return;
-    }
-    const state = this.#state;
-    if (state === undefined) throw new Error('internal: transaction before bootstrap');
-    const result = state.apply(tx.changes); // throws RowError: the stream turns that into a resync
-    this.#state = result.state;
-    if (tx.changes.some((c) => c.table === 'regions')) this.#regionAddresses = result.state.regionAddresses();
-    logSkippedRows(this.#o.logger, result.problems);
-    if (result.touchedHosts.size > 0) this.#reportDuplicates(result.state.duplicates(result.touchedHosts), result.touchedHosts);
-    this.#transactions += 1;
-    this.#pending = tx;
-    this.#pendingChanged += result.changedHosts.length;
-    this.#pendingCount += 1;
-    if (!this.#publishScheduled) {
-      this.#publishScheduled = true;
-      setImmediate(() => this.#publish());
     }
   }
 
-  #publish(): void {
-    this.#publishScheduled = false;
-    const tx = this.#pending;
-    const state = this.#state;
-    const stream = this.#stream;
-    if (tx === undefined || state === undefined || stream === undefined) return;
-    this.#o.store.publish(state.routes, 'stream', {
-      regionAddresses: this.#regionAddresses,
-      position: { lsn: tx.endLsn, commitTime: tx.commitTimeMs },
-    });
-    stream.applied(tx.endLsn);
-    this.#lsn = tx.endLsn;
-    this.#lagMs = Math.max(0, Date.now() - tx.commitTimeMs);
-    this.#o.logger.debug(
-      {
-        lsn: tx.endLsn,
-        transactions: this.#pendingCount,
-        changedRoutes: this.#pendingChanged,
-        lagMs: round(this.#lagMs),
-        routes: state.routes.size,
-      },
-      'applied transactions',
+  #logResyncNeeded(err: StreamError): void {
+    this.#o.logger.info(
+      { reason: err.message, code: STREAM_CODES[err.kind], lsn: this.#position.lsn, state: this.#state },
+      'replication stream needs a fresh bootstrap',
     );
-    this.#pending = undefined;
-    this.#pendingChanged = 0;
-    this.#pendingCount = 0;
   }
 
-  #onStreamFailure(err: StreamError): void {
-    if (this.#stopped) return;
-    // Publish what was applied before the failure: it is committed data.
-    if (this.#pending !== undefined) this.#publish();
-    this.#stream = undefined;
-    this.#afterFailure(err, 'stream');
+  #warnUnavailable(err: StreamError): void {
+    if (this.#warnedUnavailable === err.message) return;
+    this.#warnedUnavailable = err.message;
+    this.#o.logger.warn(
+      {
+        reason: err.message,
+        code: STREAM_CODES[err.kind],
+        step: err.step,
+        recheckInMs: this.#retryInMs,
+        updateIntervalMs: this.#o.intervalMs,
+        state: this.#state,
+      },
+      'logical replication unavailable; polling the database instead (set EDGEPROXY_SYNC_MODE=poll to silence this)',
+    );
   }
 
-  #afterFailure(err: StreamError, during: 'bootstrap' | 'stream'): void {
-    if (this.#stopped) return;
-    const { logger, mode } = this.#o;
-    const current = this.#o.store.current;
-    this.#reason = err.message;
-    let delay: number;
-    if (err.kind === 'resync') {
-      delay = 0;
-      this.#streamState = 'bootstrapping';
-      logger.info({ reason: err.message, lsn: this.#lsn }, 'replication stream needs a fresh bootstrap');
-    } else if (err.kind === 'unavailable' && mode === 'auto') {
-      delay = this.#o.unavailableRecheckMs;
-      this.#streamState = 'unavailable';
-      if (this.#warnedUnavailable !== err.message) {
-        this.#warnedUnavailable = err.message;
-        logger.warn(
-          { reason: err.message, step: err.step, recheckInMs: delay, updateIntervalMs: this.#o.intervalMs },
-          'logical replication unavailable; polling the database instead (set EDGEPROXY_SYNC_MODE=poll to silence this)',
-        );
-      }
-    } else {
-      this.#failures += 1;
-      const cap = Math.min(this.#o.retryMaxMs, this.#o.retryMinMs * 2 ** Math.min(this.#failures - 1, 20));
-      delay = Math.round(cap / 2 + (this.#o.random() * cap) / 2);
-      this.#streamState = 'backoff';
-      logger.warn(
-        {
-          err: { message: err.message, step: err.step, kind: err.kind, ...(err.fixSql ? { fixSql: err.fixSql } : {}) },
-          failures: this.#failures,
-          retryInMs: delay,
-          servingRoutes: current?.routes.size ?? 0,
-          lsn: this.#lsn,
-          polling: mode === 'auto',
+  #logFailure(err: StreamError, during: 'bootstrap' | 'stream'): void {
+    this.#o.logger.warn(
+      {
+        err: {
+          message: err.message,
+          code: STREAM_CODES[err.kind],
+          step: err.step,
+          kind: err.kind,
+          ...(err.fixSql ? { fixSql: err.fixSql } : {}),
         },
-        during === 'stream' ? 'replication stream lost; serving the last table' : 'replication bootstrap failed',
-      );
-    }
-    if (mode === 'auto' && err.kind !== 'resync') this.poller.resume(0);
-    clearTimeout(this.#retryTimer);
-    this.#retryTimer = setTimeout(() => void this.#bootstrap(false), delay);
-  }
-
-  /** Warns about duplicate names that are new or changed; `checked` hosts without one are forgotten. */
-  #reportDuplicates(found: readonly Duplicate[], checked: Iterable<string> | undefined): void {
-    if (checked !== undefined) {
-      const still = new Set(found.map((d) => d.host));
-      for (const host of checked) if (!still.has(host)) this.#duplicates.delete(host);
-    }
-    const changed = found.filter((d) => {
-      const key = JSON.stringify([d.chosen, d.others]);
-      if (this.#duplicates.get(d.host) === key) return false;
-      this.#duplicates.set(d.host, key);
-      return true;
-    });
-    logDuplicates(this.#o.logger, changed);
+        failures: this.#consecutiveFailures,
+        retryInMs: this.#retryInMs,
+        servingRoutes: this.#o.store.current?.routes.size ?? 0,
+        lsn: this.#position.lsn,
+        polling: feedingOf(this.#o.mode, this.#state) === 'poll',
+        state: this.#state,
+      },
+      during === 'stream' ? 'replication stream lost; serving the last table' : 'replication bootstrap failed',
+    );
   }
 }
 
