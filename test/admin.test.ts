@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { ROUTE_KINDS } from '../src/metrics/request-metrics.js';
+import { SYNC_STATES } from '../src/sync/sync-state.js';
 import { request, startBackend, closedPort, type Backend } from './support/backend.js';
 import { createDatabase, startPostgres, type PgServer, type TestDatabase } from './support/postgres.js';
 import { Seeder } from './support/seed.js';
@@ -88,6 +90,7 @@ describe('admin API on a loaded service', () => {
     assert.equal(r.body.ready, true);
     assert.equal(r.body.routes, 2);
     assert.equal(r.body.feeding, 'poll');
+    assert.equal(r.body.state, 'polling');
   });
 
   it('GET /routes → the table sorted by host, with kind and target, and the sync status', async () => {
@@ -226,7 +229,9 @@ describe('admin API on a loaded service', () => {
     assert.equal(sample(m, 'edgeproxy_sync_mode{mode="poll"}'), 1);
     assert.equal(sample(m, 'edgeproxy_sync_mode{mode="auto"}'), 0);
     assert.equal(sample(m, 'edgeproxy_sync_feeding{source="poll"}'), 1);
-    assert.equal(sample(m, 'edgeproxy_stream_state{state="disabled"}'), 1);
+    assert.equal(sample(m, 'edgeproxy_sync_state{state="polling"}'), 1);
+    for (const state of SYNC_STATES)
+      assert.notEqual(sample(m, `edgeproxy_sync_state{state="${state}"}`), undefined, `a series for ${state}`);
     assert.equal(sample(m, 'edgeproxy_snapshot_lsn'), 0, 'polled table: no stream position');
     assert.ok(Number.isNaN(sample(m, 'edgeproxy_replication_lag_seconds')));
     assert.equal(sample(m, 'edgeproxy_stream_reconnects_total'), 0);
@@ -249,6 +254,9 @@ describe('admin API on a loaded service', () => {
     assert.ok((sample(m, 'edgeproxy_health_probes_total{result="healthy"}') ?? 0) >= 1);
     assert.ok((sample(m, 'edgeproxy_health_probes_total{result="unhealthy"}') ?? 0) >= 1);
     assert.ok((sample(m, 'edgeproxy_health_probe_duration_seconds_count') ?? 0) >= 2);
+    for (const kind of ROUTE_KINDS) {
+      assert.notEqual(sample(m, `edgeproxy_request_duration_seconds_count{kind="${kind}"}`), undefined, `a duration series for ${kind}`);
+    }
   });
 
   it('is not reachable on the public port: admin paths there are routed by Host like any request', async () => {
@@ -287,9 +295,9 @@ describe('admin API on a streaming service', () => {
       assert.match(position.lsn, /^[0-9A-F]+\/[0-9A-F]+$/);
       const sync = routes.sync as Record<string, unknown>;
       assert.equal(sync.feeding, 'stream');
-      assert.equal(sync.streamState, 'streaming');
+      assert.equal(sync.state, 'streaming');
       const m = (await request(admin, { path: '/metrics' })).body;
-      assert.equal(sample(m, 'edgeproxy_stream_state{state="streaming"}'), 1);
+      assert.equal(sample(m, 'edgeproxy_sync_state{state="streaming"}'), 1);
       assert.equal(sample(m, 'edgeproxy_sync_feeding{source="stream"}'), 1);
       const [hi, lo] = position.lsn.split('/').map((x) => parseInt(x, 16));
       assert.equal(sample(m, 'edgeproxy_snapshot_lsn'), hi! * 2 ** 32 + lo!);
@@ -313,7 +321,7 @@ describe('admin API before the first table, and disabled', () => {
       assert.equal((await getJson(admin, '/healthz')).status, 200);
       const ready = await getJson(admin, '/readyz');
       assert.equal(ready.status, 503);
-      assert.deepEqual(ready.body, { ready: false, reason: 'route table not loaded yet' });
+      assert.deepEqual(ready.body, { ready: false, reason: 'route table not loaded yet', state: 'polling' });
       const routes = await getJson(admin, '/routes');
       assert.equal(routes.status, 503);
       assert.equal(routes.body.ready, false);
@@ -343,7 +351,7 @@ describe('admin API before the first table, and disabled', () => {
       const admin = svc.adminPort!;
       assert.equal((await getJson(admin, '/readyz')).status, 200);
       svc.admin!.markStopping();
-      assert.deepEqual((await getJson(admin, '/readyz')).body, { ready: false, reason: 'shutting down' });
+      assert.deepEqual((await getJson(admin, '/readyz')).body, { ready: false, reason: 'shutting down', state: 'polling' });
       await svc.stop('test');
       await assert.rejects(request(admin, { path: '/healthz' }), /ECONNREFUSED/);
     } finally {

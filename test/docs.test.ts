@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { ERROR_CODES } from '../src/errors.js';
 
 // The documentation is part of the interface: what a user can meet must be written down.
@@ -18,5 +18,69 @@ describe('docs/errors.md', () => {
 
   it('lists no code the code does not have', () => {
     for (const code of documented) assert.ok(code in ERROR_CODES, `docs/errors.md lists ${code}, which src/errors.ts does not define`);
+  });
+});
+
+/** Every `*.ts` file under src/, with its text. */
+function sources(): { path: string; text: string }[] {
+  const root = new URL('../src/', import.meta.url);
+  return (readdirSync(root, { recursive: true }) as string[])
+    .filter((f) => f.endsWith('.ts'))
+    .map((f) => ({ path: `src/${f}`, text: readFileSync(new URL(f, root), 'utf8') }));
+}
+
+/** The message of each logger call: the last string literal before the call's closing parenthesis. */
+function logMessages(text: string): string[] {
+  const out: string[] = [];
+  for (const m of text.matchAll(/\b(?:logger|log)\.(?:debug|info|warn|error|fatal)\(/g)) {
+    let depth = 1;
+    let i = m.index + m[0].length;
+    const start = i;
+    for (; i < text.length && depth > 0; i++) {
+      if (text[i] === '(') depth++;
+      else if (text[i] === ')') depth--;
+    }
+    const call = text.slice(start, i - 1);
+    const literals = [...call.matchAll(/'((?:[^'\\]|\\.)*)'|`((?:[^`\\]|\\.)*)`/g)];
+    const last = literals.at(-1);
+    if (last !== undefined && /\s*,?\s*$/.test(call.slice(last.index + last[0].length))) out.push(last[1] ?? last[2]!);
+  }
+  return out;
+}
+
+describe('docs/logging.md', () => {
+  const doc = read('docs/logging.md');
+  it('documents every message the code logs', () => {
+    const missing: string[] = [];
+    let found = 0;
+    for (const { path, text } of sources()) {
+      for (const msg of logMessages(text)) {
+        found += 1;
+        // A message built from a template is documented with its placeholder left out.
+        const shown = msg.replace(/\$\{[^}]*\}/g, '');
+        if (!doc.includes(`\`${msg}\``) && !doc.includes(shown.split('(')[0]!.trim())) missing.push(`${path}: ${msg}`);
+      }
+    }
+    assert.ok(found > 40, `the scan found only ${found} log calls`);
+    assert.deepEqual(missing, []);
+  });
+});
+
+describe('README metrics table', () => {
+  it('lists every metric the service registers', async () => {
+    const { Metrics } = await import('../src/metrics/metrics.js');
+    const readme = read('README.md');
+    const names = new Metrics().registry.getMetricsAsArray().map((m) => m.name);
+    const ours = names.filter((n) => !/^edgeproxy_(process|nodejs)_/.test(n));
+    assert.ok(ours.length > 10);
+    for (const name of ours) assert.ok(readme.includes(`\`${name}\``), `${name} is not in the README's metrics table`);
+  });
+});
+
+describe('docs/streaming.md sync states', () => {
+  it('describes every state of the sync', async () => {
+    const { SYNC_STATES } = await import('../src/sync/sync-state.js');
+    const doc = read('docs/streaming.md');
+    for (const state of SYNC_STATES) assert.match(doc, new RegExp(`^\\| \`${state}\` \\|`, 'm'), state);
   });
 });

@@ -105,9 +105,10 @@ export class AdminServer {
         return json(res, 200, { status: 'ok' });
       case '/readyz': {
         const snap = o.store.current;
-        if (this.#stopping) return json(res, 503, { ready: false, reason: 'shutting down' });
-        if (snap === undefined) return json(res, 503, { ready: false, reason: 'route table not loaded yet' });
-        return json(res, 200, { ready: true, routes: snap.routes.size, generation: snap.generation, feeding: o.status().feeding });
+        const { state, feeding } = o.status();
+        if (this.#stopping || state === 'stopped') return json(res, 503, { ready: false, reason: 'shutting down', state });
+        if (snap === undefined) return json(res, 503, { ready: false, reason: 'route table not loaded yet', state });
+        return json(res, 200, { ready: true, routes: snap.routes.size, generation: snap.generation, state, feeding });
       }
       case '/metrics': {
         const { contentType, body } = await o.metrics.exposition();

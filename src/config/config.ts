@@ -2,8 +2,8 @@ import { isIP } from 'node:net';
 import { EdgeProxyError, failure, isFailure, type Failure } from '../errors.js';
 import { formatDuration, parseDuration } from './duration.js';
 
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export interface ListenAddress {
   /** undefined = all interfaces (`:8080`) */
@@ -36,8 +36,8 @@ export interface Config {
 }
 
 /** How the route table follows the database: see docs/decisions/0005-streaming.md and docs/streaming.md. */
-export type SyncMode = 'auto' | 'replication' | 'poll';
-export const SYNC_MODES: readonly SyncMode[] = ['auto', 'replication', 'poll'];
+export const SYNC_MODES = ['auto', 'replication', 'poll'] as const;
+export type SyncMode = (typeof SYNC_MODES)[number];
 
 /** A configuration value that cannot be used, or is missing; the message names the variable or flag. */
 export class ConfigError extends EdgeProxyError {
