@@ -53,7 +53,7 @@ describe('resync and routes against a running proxy', { concurrency: 1 }, () => 
       lines[2]!,
       new RegExp(`^same\\.example\\s+same-region\\s+127\\.0\\.0\\.1:${vm.port}\\s+127\\.0\\.0\\.1:${vm.port}\\s+${REGION_A}$`),
     );
-    assert.match(lines[3]!, /^2 routes; this proxy's region .*sync mode poll, fed by poll, stream disabled$/);
+    assert.match(lines[3]!, /^2 routes; this proxy's region .*sync mode poll, fed by poll, state polling$/);
   });
 
   it('routes --limit / --contains: a page of the table, saying so', async () => {

@@ -1,7 +1,8 @@
 import os from 'node:os';
+import type pg from 'pg';
 import { operatorResync } from '../admin/resync.js';
 import { AdminServer } from '../admin/server.js';
-import { type Config, redactDatabaseUrl } from '../config/config.js';
+import { type Config, type ListenAddress, redactDatabaseUrl } from '../config/config.js';
 import { formatDuration } from '../config/duration.js';
 import { createPool } from '../db/pool.js';
 import { createLogger, type Logger } from '../log/logger.js';
@@ -41,12 +42,53 @@ export interface StartOptions {
   readonly signal?: AbortSignal;
 }
 
+/** The parts of a running service, made by `createParts` and shared by the steps below. */
+interface Parts {
+  readonly store: RouteStore;
+  readonly metrics: Metrics;
+  readonly pool: pg.Pool;
+  readonly sync: Sync;
+  readonly health: HealthChecker;
+  readonly forwarder: Forwarder;
+  readonly proxy: ProxyServer;
+}
+
 /**
  * Wires the parts together and starts them. Resolves once the route table is being followed
  * (after the first stream attempt in modes auto and replication). Used by `edgeproxy serve`
  * and by the tests.
  */
 export async function startService(config: Config, logger: Logger, opts: StartOptions = {}): Promise<RunningService> {
+  logStarting(config, logger);
+  const parts = createParts(config, logger);
+  const port = await listenPublic(config, logger, parts);
+  let admin: AdminServer | undefined;
+  const stop = stopper(config, logger, parts, () => admin);
+  const onAbort = () => void stop(String(opts.signal?.reason ?? 'aborted'));
+  if (opts.signal?.aborted) onAbort();
+  else opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const { store, sync, proxy, health, metrics } = parts;
+  const running = { store, sync, poller: sync.poller, proxy, health, port, status: () => sync.status(), resync: () => sync.resync(), stop };
+  metrics.watch({ snapshot: () => store.current, status: running.status });
+  let adminPort: number | undefined;
+  if (config.adminAddr !== undefined) {
+    try {
+      ({ admin, port: adminPort } = await startAdmin(config, config.adminAddr, logger, parts, running.resync));
+    } catch (err) {
+      await stop('the admin API could not start');
+      throw err;
+    }
+  }
+  try {
+    await sync.start();
+  } catch (err) {
+    await stop('the route table cannot follow the database');
+    throw err;
+  }
+  return { ...running, metrics, admin, adminPort };
+}
+
+function logStarting(config: Config, logger: Logger): void {
   logger.info(
     {
       version: VERSION,
@@ -62,9 +104,12 @@ export async function startService(config: Config, logger: Logger, opts: StartOp
     },
     'starting edgeproxy',
   );
+}
+
+/** Everything the service is made of, not started yet (nothing listens, nothing is loaded). */
+function createParts(config: Config, logger: Logger): Parts {
   const store = new RouteStore();
   const metrics = new Metrics();
-  let admin: AdminServer | undefined;
   const pool = createPool({
     databaseUrl: config.databaseUrl,
     applicationName: `edgeproxy ${os.hostname()} ${process.pid}`.slice(0, 63),
@@ -80,13 +125,23 @@ export async function startService(config: Config, logger: Logger, opts: StartOp
     intervalMs: config.updateIntervalMs,
     logger,
   });
-  const poller = sync.poller;
   const health = new HealthChecker({
     timeoutMs: config.healthTimeoutMs,
     cacheTtlMs: config.healthCacheTtlMs,
     logger,
     observer: metrics.observer,
   });
+  return { store, metrics, pool, sync, health, ...createRequestPath(config, logger, store, health, metrics) };
+}
+
+/** The public listener's forwarding and request flow. */
+function createRequestPath(
+  config: Config,
+  logger: Logger,
+  store: RouteStore,
+  health: HealthChecker,
+  metrics: Metrics,
+): Pick<Parts, 'forwarder' | 'proxy'> {
   const forwarder = new Forwarder({
     logger,
     connectTimeoutMs: config.upstreamConnectTimeoutMs,
@@ -108,70 +163,65 @@ export async function startService(config: Config, logger: Logger, opts: StartOp
     trustedProxies: config.trustedProxies,
     observer: metrics.observer,
   });
-  let listening: { address: string; port: number };
+  return { forwarder, proxy };
+}
+
+/** Opens the public port; on failure closes what was opened (probes, upstream and database connections). */
+async function listenPublic(config: Config, logger: Logger, parts: Parts): Promise<number> {
   try {
-    listening = await proxy.listen(config.httpAddr.host, config.httpAddr.port);
+    const listening = await parts.proxy.listen(config.httpAddr.host, config.httpAddr.port);
+    logger.info({ address: listening.address, port: listening.port }, 'listening');
+    return listening.port;
   } catch (err) {
-    health.close();
-    forwarder.close();
-    await pool.end().catch(() => undefined);
+    parts.health.close();
+    parts.forwarder.close();
+    await parts.pool.end().catch(() => undefined);
     throw err;
   }
-  logger.info({ address: listening.address, port: listening.port }, 'listening');
+}
 
+/** The graceful stop, run once however often it is asked for: drain (bounded), stop loading, close connections. */
+function stopper(config: Config, logger: Logger, parts: Parts, admin: () => AdminServer | undefined): (reason: string) => Promise<void> {
   let stopping: Promise<void> | undefined;
-  const stop = (reason: string): Promise<void> => {
+  return (reason) => {
     stopping ??= (async () => {
-      admin?.markStopping();
+      admin()?.markStopping();
       // drain() closes the listener synchronously; log after it, so the line is true when read.
-      const draining = proxy.drain(config.shutdownTimeoutMs);
+      const draining = parts.proxy.drain(config.shutdownTimeoutMs);
       logger.info({ reason, graceMs: config.shutdownTimeoutMs }, 'shutting down: no new connections, finishing in-flight requests');
       const drained = await draining;
       if (!drained) logger.warn({ graceMs: config.shutdownTimeoutMs }, 'shutdown grace period over; cut the remaining connections');
-      await sync.stop();
-      health.close();
-      forwarder.close();
-      await pool.end().catch((err: unknown) => logger.warn({ err }, 'closing database connections failed'));
-      await admin?.close();
+      await parts.sync.stop();
+      parts.health.close();
+      parts.forwarder.close();
+      await parts.pool.end().catch((err: unknown) => logger.warn({ err }, 'closing database connections failed'));
+      await admin()?.close();
       logger.info({ drained }, 'stopped');
     })();
     return stopping;
   };
-  const onAbort = () => void stop(String(opts.signal?.reason ?? 'aborted'));
-  if (opts.signal?.aborted) onAbort();
-  else opts.signal?.addEventListener('abort', onAbort, { once: true });
-  const status = (): SyncStatus => sync.status();
-  const running = { store, sync, poller, proxy, health, port: listening.port, status, resync: () => sync.resync(), stop };
-  metrics.watch({ snapshot: () => store.current, status: running.status });
-  let adminPort: number | undefined;
-  if (config.adminAddr !== undefined) {
-    const server = new AdminServer({
-      store,
-      health,
-      metrics,
-      logger,
-      regionId: config.regionId,
-      crossRegionPort: config.crossRegionPort,
-      status: running.status,
-      resync: () => operatorResync(running.resync, 'admin', logger, metrics),
-    });
-    try {
-      const a = await server.listen(config.adminAddr.host, config.adminAddr.port);
-      logger.info({ address: a.address, port: a.port }, 'admin API listening');
-      adminPort = a.port;
-      admin = server;
-    } catch (err) {
-      await stop('the admin API could not start');
-      throw err;
-    }
-  }
-  try {
-    await sync.start();
-  } catch (err) {
-    await stop('the route table cannot follow the database');
-    throw err;
-  }
-  return { ...running, metrics, admin, adminPort };
+}
+
+async function startAdmin(
+  config: Config,
+  addr: ListenAddress,
+  logger: Logger,
+  parts: Parts,
+  resync: () => Promise<ResyncOutcome>,
+): Promise<{ admin: AdminServer; port: number }> {
+  const admin = new AdminServer({
+    store: parts.store,
+    health: parts.health,
+    metrics: parts.metrics,
+    logger,
+    regionId: config.regionId,
+    crossRegionPort: config.crossRegionPort,
+    status: () => parts.sync.status(),
+    resync: () => operatorResync(resync, 'admin', logger, parts.metrics),
+  });
+  const a = await admin.listen(addr.host, addr.port);
+  logger.info({ address: a.address, port: a.port }, 'admin API listening');
+  return { admin, port: a.port };
 }
 
 /** `edgeproxy serve`: runs until SIGINT/SIGTERM, then stops gracefully and exits 0. */
