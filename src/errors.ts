@@ -29,6 +29,8 @@ export const ERROR_CODES = {
   HOST_INVALID_NAME: 'the Host header is not a valid host name',
   HOST_IP_LITERAL: 'the Host header is an IP address: sites are reached by name',
   NO_ROUTE: 'no route for the host: the documented query returns no row for it',
+  // the admin API
+  ADMIN_INVALID_QUERY: 'an admin API request has a parameter that cannot be used (?limit=, a host in the path)',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -2,8 +2,8 @@
  * The route table as the admin API shows it: the whole table (GET /routes) and how one host would
  * be routed right now, and why (GET /routes/<host>). Pure apart from reading the health cache.
  */
-import { decide, formatUpstream, routeTarget } from '../proxy/decide.js';
-import type { HealthChecker } from '../proxy/health.js';
+import { decide, formatUpstream, routeTarget, type Decision } from '../proxy/decide.js';
+import type { HealthChecker, HealthSnapshot } from '../proxy/health.js';
 import type { RouteSnapshot } from '../sync/route-store.js';
 import type { SyncStatus } from '../sync/status.js';
 import type { Route } from '../table/route.js';
@@ -179,73 +179,57 @@ export function explainHost(
   ctx: RoutingContext,
 ): ExplainView {
   const d = decide(snapshot, query, ctx.regionId, ctx.crossRegionPort);
-  const generation = snapshot?.generation ?? null;
+  const base = { query, generation: snapshot?.generation ?? null };
   switch (d.kind) {
     case 'not-ready':
       return {
-        query,
+        ...base,
         host: null,
         decision: 'not-ready',
         reason: 'the route table is not loaded yet: every request gets 503',
         route: null,
         health: null,
-        generation,
       };
-    case 'not-found': {
-      const valid = d.code === 'NO_ROUTE';
-      return {
-        query,
-        host: valid ? d.host : null,
-        decision: 'not-found',
-        reason: valid
-          ? `no route for ${d.host}: the documented query returns no row for it (no such domain, not verified, deployment not ready, or VM not running); requests get 404`
-          : `not a valid host name (${d.message}); requests get 404`,
-        route: null,
-        health: null,
-        generation,
-      };
-    }
+    case 'not-found':
+      return { ...base, ...explainNotFound(d), decision: 'not-found', route: null, health: null };
     case 'same-region': {
       const route = viewRoute(d.route, ctx);
-      const last = health.last(d.upstream);
-      const hv: HealthView =
-        last === undefined
-          ? { state: 'unknown', status: null, reason: null, ageMs: null }
-          : {
-              state: last.result.healthy ? 'healthy' : 'unhealthy',
-              status: last.result.status ?? null,
-              reason: last.result.healthy ? null : last.result.reason,
-              ageMs: Math.round(last.ageMs),
-            };
-      const healthText =
-        hv.state === 'unknown'
-          ? 'not probed yet (the next request probes it)'
-          : hv.state === 'healthy'
-            ? `healthy (status ${hv.status}) ${formatAge(hv.ageMs!)} ago`
-            : `unhealthy (${hv.reason}) ${formatAge(hv.ageMs!)} ago, so requests get 503 until a probe succeeds`;
-      return {
-        query,
-        host: d.route.host,
-        decision: 'same-region',
-        reason: `the VM is in this proxy's region (${ctx.regionId}): proxied directly to ${route.target} after a health check; last health check: ${healthText}`,
-        route,
-        health: hv,
-        generation,
-      };
+      const hv = healthView(health.last(d.upstream));
+      const reason = `the VM is in this proxy's region (${ctx.regionId}): proxied directly to ${route.target} after a health check; last health check: ${healthText(hv)}`;
+      return { ...base, host: d.route.host, decision: 'same-region', reason, route, health: hv };
     }
     case 'cross-region': {
       const route = viewRoute(d.route, ctx);
-      return {
-        query,
-        host: d.route.host,
-        decision: 'cross-region',
-        reason: `the VM is in region ${d.route.vmRegionId}, not this proxy's (${ctx.regionId}): proxied to that region's load balancer ${route.target} with the Host header unchanged`,
-        route,
-        health: null,
-        generation,
-      };
+      const reason = `the VM is in region ${d.route.vmRegionId}, not this proxy's (${ctx.regionId}): proxied to that region's load balancer ${route.target} with the Host header unchanged`;
+      return { ...base, host: d.route.host, decision: 'cross-region', reason, route, health: null };
     }
   }
+}
+
+function explainNotFound(d: Extract<Decision, { kind: 'not-found' }>): Pick<ExplainView, 'host' | 'reason'> {
+  if (d.code === 'NO_ROUTE') {
+    return {
+      host: d.host,
+      reason: `no route for ${d.host}: the documented query returns no row for it (no such domain, not verified, deployment not ready, or VM not running); requests get 404`,
+    };
+  }
+  return { host: null, reason: `not a valid host name (${d.message}); requests get 404` };
+}
+
+function healthView(last: HealthSnapshot | undefined): HealthView {
+  if (last === undefined) return { state: 'unknown', status: null, reason: null, ageMs: null };
+  return {
+    state: last.result.healthy ? 'healthy' : 'unhealthy',
+    status: last.result.status ?? null,
+    reason: last.result.healthy ? null : last.result.reason,
+    ageMs: Math.round(last.ageMs),
+  };
+}
+
+function healthText(hv: HealthView): string {
+  if (hv.state === 'unknown') return 'not probed yet (the next request probes it)';
+  if (hv.state === 'healthy') return `healthy (status ${hv.status}) ${formatAge(hv.ageMs!)} ago`;
+  return `unhealthy (${hv.reason}) ${formatAge(hv.ageMs!)} ago, so requests get 503 until a probe succeeds`;
 }
 
 function formatAge(ms: number): string {

@@ -11,7 +11,7 @@
 import { once } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { ErrorCode } from '../errors.js';
+import { failure, isFailure, type ErrorCode, type Failure } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { HealthChecker } from '../proxy/health.js';
@@ -41,8 +41,6 @@ export type ResyncResponse =
       readonly changed: readonly string[];
     }
   | { readonly ok: false; readonly code: ErrorCode; readonly error: string };
-
-const ENDPOINTS = ['GET /healthz', 'GET /readyz', 'GET /metrics', 'GET /routes', 'GET /routes/<host>', 'POST /resync'];
 
 export class AdminServer {
   readonly server: http.Server;
@@ -79,73 +77,85 @@ export class AdminServer {
     });
   }
 
+  /** The endpoints: their methods and handlers (`/routes/<host>` is matched by its prefix). */
+  readonly #endpoints: Readonly<Record<string, Endpoint>> = {
+    '/healthz': { methods: 'GET, HEAD', handle: (_url, res) => json(res, 200, { status: 'ok' }) },
+    '/readyz': { methods: 'GET, HEAD', handle: (_url, res) => this.#readyz(res) },
+    '/metrics': { methods: 'GET, HEAD', handle: (_url, res) => this.#metrics(res) },
+    '/routes': { methods: 'GET, HEAD', handle: (url, res) => this.#table(url, res) },
+    '/routes/': { methods: 'GET, HEAD', handle: (url, res) => this.#table(url, res) },
+    '/routes/<host>': { methods: 'GET, HEAD', handle: (url, res) => this.#explain(url, res) },
+    '/resync': { methods: 'POST', handle: (_url, res) => this.#resync(res) },
+  };
+
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const o = this.#opts;
     const url = new URL(req.url ?? '/', 'http://admin');
-    const path = url.pathname;
-    const method = req.method ?? 'GET';
     // Only POST /resync takes a body, and it ignores it.
     req.resume();
+    const path = url.pathname;
+    const endpoint = this.#endpoints[path] ?? (path.startsWith('/routes/') ? this.#endpoints['/routes/<host>'] : undefined);
+    if (endpoint === undefined) return notFound(res, this.#endpoints);
+    if (!endpoint.methods.split(', ').includes(req.method ?? 'GET')) return methodNotAllowed(res, endpoint.methods);
+    await endpoint.handle(url, res);
+  }
 
-    if (path === '/resync') {
-      if (method !== 'POST') return methodNotAllowed(res, 'POST');
-      const outcome = await o.resync();
-      const body: ResyncResponse = outcome.ok
-        ? { ok: true, routes: outcome.routes, durationMs: Math.round(outcome.durationMs * 10) / 10, ...outcome.diff }
-        : { ok: false, code: outcome.code, error: outcome.message };
-      return json(res, outcome.ok ? 200 : 500, body);
+  #readyz(res: ServerResponse): void {
+    const snap = this.#opts.store.current;
+    const { state, feeding } = this.#opts.status();
+    if (this.#stopping || state === 'stopped') return json(res, 503, { ready: false, reason: 'shutting down', state });
+    if (snap === undefined) return json(res, 503, { ready: false, reason: 'route table not loaded yet', state });
+    json(res, 200, { ready: true, routes: snap.routes.size, generation: snap.generation, state, feeding });
+  }
+
+  async #metrics(res: ServerResponse): Promise<void> {
+    const { contentType, body } = await this.#opts.metrics.exposition();
+    res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' });
+    res.end(res.req.method === 'HEAD' ? undefined : body);
+  }
+
+  #table(url: URL, res: ServerResponse): void {
+    const o = this.#opts;
+    const query = parseTableQuery(url.searchParams);
+    if (isFailure(query)) return json(res, 400, { code: query.code, error: query.message });
+    const view = viewTable(o.store.current, o.status(), o, query);
+    json(res, view.ready ? 200 : 503, view);
+  }
+
+  #explain(url: URL, res: ServerResponse): void {
+    const o = this.#opts;
+    let host: string;
+    try {
+      host = decodeURIComponent(url.pathname.slice('/routes/'.length));
+    } catch {
+      return json(res, 400, { code: 'ADMIN_INVALID_QUERY', error: 'the host in the path is not valid percent-encoding' });
     }
-    if (method !== 'GET' && method !== 'HEAD') {
-      return ENDPOINTS.some((e) => e.endsWith(` ${path}`)) || path.startsWith('/routes/')
-        ? methodNotAllowed(res, 'GET, HEAD')
-        : notFound(res);
-    }
-    switch (path) {
-      case '/healthz':
-        return json(res, 200, { status: 'ok' });
-      case '/readyz': {
-        const snap = o.store.current;
-        const { state, feeding } = o.status();
-        if (this.#stopping || state === 'stopped') return json(res, 503, { ready: false, reason: 'shutting down', state });
-        if (snap === undefined) return json(res, 503, { ready: false, reason: 'route table not loaded yet', state });
-        return json(res, 200, { ready: true, routes: snap.routes.size, generation: snap.generation, state, feeding });
-      }
-      case '/metrics': {
-        const { contentType, body } = await o.metrics.exposition();
-        res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' });
-        res.end(body);
-        return;
-      }
-      case '/routes':
-      case '/routes/': {
-        const query = parseTableQuery(url.searchParams);
-        if ('error' in query) return json(res, 400, { error: query.error });
-        const view = viewTable(o.store.current, o.status(), o, query);
-        return json(res, view.ready ? 200 : 503, view);
-      }
-    }
-    if (path.startsWith('/routes/')) {
-      let host: string;
-      try {
-        host = decodeURIComponent(path.slice('/routes/'.length));
-      } catch {
-        return json(res, 400, { error: 'the host in the path is not valid percent-encoding' });
-      }
-      const view = explainHost(host, o.store.current, o.health, o);
-      const status = view.decision === 'not-ready' ? 503 : view.decision === 'not-found' ? 404 : 200;
-      return json(res, status, view);
-    }
-    return notFound(res);
+    const view = explainHost(host, o.store.current, o.health, o);
+    json(res, view.decision === 'not-ready' ? 503 : view.decision === 'not-found' ? 404 : 200, view);
+  }
+
+  async #resync(res: ServerResponse): Promise<void> {
+    const outcome = await this.#opts.resync();
+    const body: ResyncResponse = outcome.ok
+      ? { ok: true, routes: outcome.routes, durationMs: Math.round(outcome.durationMs * 10) / 10, ...outcome.diff }
+      : { ok: false, code: outcome.code, error: outcome.message };
+    json(res, outcome.ok ? 200 : 500, body);
   }
 }
 
+interface Endpoint {
+  /** As the Allow header lists them. */
+  readonly methods: string;
+  handle(url: URL, res: ServerResponse): void | Promise<void>;
+}
+
 /** `?limit=N` (1..100000, default 1000) and `?contains=text`. */
-function parseTableQuery(params: URLSearchParams): TableQuery | { error: string } {
+function parseTableQuery(params: URLSearchParams): TableQuery | Failure<'ADMIN_INVALID_QUERY'> {
   const rawLimit = params.get('limit');
   let limit = DEFAULT_ROUTE_LIMIT;
   if (rawLimit !== null) {
     limit = /^[0-9]{1,6}$/.test(rawLimit) ? Number(rawLimit) : NaN;
-    if (!(limit >= 1 && limit <= MAX_ROUTE_LIMIT)) return { error: `limit must be an integer from 1 to ${MAX_ROUTE_LIMIT}` };
+    if (!(limit >= 1 && limit <= MAX_ROUTE_LIMIT))
+      return failure('ADMIN_INVALID_QUERY', `limit must be an integer from 1 to ${MAX_ROUTE_LIMIT}`);
   }
   const contains = params.get('contains');
   return { limit, contains: contains === null || contains === '' ? undefined : contains.toLowerCase() };
@@ -161,8 +171,11 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   res.end(res.req.method === 'HEAD' ? undefined : text);
 }
 
-function notFound(res: ServerResponse): void {
-  json(res, 404, { error: 'no such endpoint', endpoints: ENDPOINTS });
+function notFound(res: ServerResponse, endpoints: Readonly<Record<string, Endpoint>>): void {
+  const list = Object.entries(endpoints)
+    .filter(([path]) => path !== '/routes/')
+    .map(([path, e]) => `${e.methods.split(', ')[0]} ${path}`);
+  json(res, 404, { error: 'no such endpoint', endpoints: list });
 }
 
 function methodNotAllowed(res: ServerResponse, allow: string): void {

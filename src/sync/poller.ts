@@ -101,56 +101,72 @@ export class Poller {
   }
 
   async #loadOnce(): Promise<ResyncOutcome> {
-    const { store, logger, pool, intervalMs } = this.#opts;
     if (this.#stopped) return STOPPED;
     if (this.#paused) return SUPERSEDED;
     clearTimeout(this.#timer);
+    let loaded: LoadedRoutes;
     try {
-      const loaded = await this.#load(pool);
-      if (this.#stopped) return STOPPED;
-      if (this.#paused) return SUPERSEDED;
-      const previous = store.current;
-      const diff = diffRoutes(previous?.routes, loaded.routes);
-      store.publish(loaded.routes, 'poll', { regionAddresses: loaded.regionAddresses });
-      this.loads += 1;
-      this.lastSuccessAt = Date.now();
-      this.lastDurationMs = loaded.durationMs;
-      const recovered = this.#failures > 0;
-      this.#failures = 0;
-      this.#report(loaded);
-      const fields = {
-        routes: loaded.routes.size,
-        rows: loaded.rowCount,
-        added: diff.added.length,
-        removed: diff.removed.length,
-        changed: diff.changed.length,
-        durationMs: round(loaded.durationMs),
-      };
-      if (previous === undefined) logger.info(fields, 'route table loaded');
-      else if (!isEmptyDiff(diff)) logger.info(fields, 'route table updated');
-      else if (recovered) logger.info(fields, 'route table reload recovered');
-      else logger.debug(fields, 'route table unchanged');
-      this.#schedule(intervalMs);
-      return { ok: true, diff, routes: loaded.routes.size, durationMs: loaded.durationMs };
+      loaded = await this.#load(this.#opts.pool);
     } catch (err) {
-      if (this.#stopped || this.#paused) return failure('LOAD_FAILED', describePgError(err).message);
-      this.#failures += 1;
-      this.failures += 1;
-      const retryMs = Math.min(intervalMs, RETRY_MIN_MS * 2 ** (this.#failures - 1));
-      const current = store.current;
-      logger.error(
-        {
-          err: describePgError(err),
-          failures: this.#failures,
-          retryInMs: retryMs,
-          servingRoutes: current?.routes.size ?? 0,
-          ready: current !== undefined,
-        },
-        current === undefined ? 'route table load failed; not ready yet' : 'route table reload failed; serving the last good table',
-      );
-      this.#schedule(retryMs);
-      return failure('LOAD_FAILED', describePgError(err).message);
+      return this.#failed(err);
     }
+    if (this.#stopped) return STOPPED;
+    if (this.#paused) return SUPERSEDED;
+    try {
+      return this.#publish(loaded);
+    } catch (err) {
+      return this.#failed(err); // never rejects: the next load must still be scheduled
+    }
+  }
+
+  /** Publishes a load, says what changed, and schedules the next one. */
+  #publish(loaded: LoadedRoutes): ResyncOutcome {
+    const { store, logger } = this.#opts;
+    const previous = store.current;
+    const diff = diffRoutes(previous?.routes, loaded.routes);
+    store.publish(loaded.routes, 'poll', { regionAddresses: loaded.regionAddresses });
+    this.loads += 1;
+    this.lastSuccessAt = Date.now();
+    this.lastDurationMs = loaded.durationMs;
+    const recovered = this.#failures > 0;
+    this.#failures = 0;
+    this.#report(loaded);
+    const fields = {
+      routes: loaded.routes.size,
+      rows: loaded.rowCount,
+      added: diff.added.length,
+      removed: diff.removed.length,
+      changed: diff.changed.length,
+      durationMs: round(loaded.durationMs),
+    };
+    if (previous === undefined) logger.info(fields, 'route table loaded');
+    else if (!isEmptyDiff(diff)) logger.info(fields, 'route table updated');
+    else if (recovered) logger.info(fields, 'route table reload recovered');
+    else logger.debug(fields, 'route table unchanged');
+    this.#schedule(this.#opts.intervalMs);
+    return { ok: true, diff, routes: loaded.routes.size, durationMs: loaded.durationMs };
+  }
+
+  /** A failed load: the last table stays; retried sooner (500 ms, doubling, capped at the interval). */
+  #failed(err: unknown): ResyncOutcome {
+    const outcome = failure('LOAD_FAILED', describePgError(err).message);
+    if (this.#stopped || this.#paused) return outcome;
+    this.#failures += 1;
+    this.failures += 1;
+    const retryMs = Math.min(this.#opts.intervalMs, RETRY_MIN_MS * 2 ** (this.#failures - 1));
+    const current = this.#opts.store.current;
+    this.#opts.logger.error(
+      {
+        err: describePgError(err),
+        failures: this.#failures,
+        retryInMs: retryMs,
+        servingRoutes: current?.routes.size ?? 0,
+        ready: current !== undefined,
+      },
+      current === undefined ? 'route table load failed; not ready yet' : 'route table reload failed; serving the last good table',
+    );
+    this.#schedule(retryMs);
+    return outcome;
   }
 
   /** Bad rows and duplicate names are logged when they first appear or change, not every reload. */
