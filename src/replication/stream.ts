@@ -5,6 +5,7 @@ import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-log
 import { readCapabilities, streamingCapacityProblem, streamingUnavailableReason } from '../db/capabilities.js';
 import { ensurePublication, PublicationError } from '../db/publication.js';
 import { describePgError } from '../db/errors.js';
+import { EdgeProxyError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { ChangeDecoder } from './decode.js';
 import { maxLsn, normaliseLsn, parseLsn } from './lsn.js';
@@ -40,16 +41,28 @@ export type FailureKind =
   /** Anything else: a lost connection, a timeout, a full slot table. Retry with backoff. */
   | 'transient';
 
-export class StreamError extends Error {
+const KIND_CODES = {
+  unavailable: 'STREAM_UNAVAILABLE',
+  publication: 'STREAM_PUBLICATION',
+  resync: 'STREAM_RESYNC',
+  transient: 'STREAM_TRANSIENT',
+} as const satisfies Record<FailureKind, ErrorCode>;
+
+/** A stream setup or a running stream failed: in which step, of what kind; `fix` says what to do when known. */
+export class StreamError extends EdgeProxyError {
   override name = 'StreamError';
-  constructor(
-    readonly step: SetupStep,
-    readonly kind: FailureKind,
-    message: string,
-    readonly fixSql?: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
+  readonly step: SetupStep;
+  readonly kind: FailureKind;
+
+  constructor(step: SetupStep, kind: FailureKind, message: string, fixSql?: string, options: ErrorOptions = {}) {
+    super(KIND_CODES[kind], message, { ...options, fix: fixSql });
+    this.step = step;
+    this.kind = kind;
+  }
+
+  /** The fix under its older name (callers log it as `fixSql`). */
+  get fixSql(): string | undefined {
+    return this.fix;
   }
 }
 
@@ -123,7 +136,7 @@ class BootstrappingPgoutput extends PgoutputPlugin {
 
 function classify(step: SetupStep, err: unknown): StreamError {
   if (err instanceof StreamError) return err;
-  if (err instanceof PublicationError) return new StreamError(step, 'publication', err.message, err.fixSql, { cause: err });
+  if (err instanceof PublicationError) return new StreamError(step, 'publication', err.message, err.fix, { cause: err });
   const e = describePgError(err);
   const text = `${e.message}${e.detail ? ` (${e.detail})` : ''}`;
   if (e.code === '55000' && /wal_level/i.test(e.message)) {
