@@ -2,16 +2,19 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import pg from 'pg';
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
-import { readCapabilities, streamingCapacityProblem, streamingUnavailableReason } from '../db/capabilities.js';
-import { ensurePublication, PublicationError } from '../db/publication.js';
+import { readCapabilities, type ServerCapabilities } from '../db/capabilities.js';
+import { serverAddress, streamingCapacity, streamingUnavailable } from '../db/diagnosis.js';
+import { ensurePublication } from '../db/publication.js';
 import { describePgError } from '../db/errors.js';
-import { EdgeProxyError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { ChangeDecoder } from './decode.js';
 import { maxLsn, normaliseLsn, parseLsn } from './lsn.js';
 import { standbyStatusUpdate } from './status-update.js';
 import { loadUnderSnapshot, type SnapshotRows } from './snapshot-load.js';
+import { StreamError, toStreamError } from './stream-error.js';
 import { type Transaction, TransactionCollector } from './transaction.js';
+
+export { StreamError, type FailureKind } from './stream-error.js';
 
 /**
  * The replication connection's setup, as named steps (after Electric's connection_setup): each
@@ -30,41 +33,13 @@ export const SETUP_TRANSITIONS: { readonly [S in SetupStep]: SetupStep | undefin
   streaming: undefined,
 };
 
-/** Why a bootstrap failed, and whether trying again can help. */
-export type FailureKind =
-  /** The server cannot stream as configured (wal_level, REPLICATION, PostgreSQL 15 standby...). */
-  | 'unavailable'
-  /** The publication is missing or incomplete and we may not fix it. */
-  | 'publication'
-  /** The stream works but the apply step cannot follow (TRUNCATE, schema change...): bootstrap again now. */
-  | 'resync'
-  /** Anything else: a lost connection, a timeout, a full slot table. Retry with backoff. */
-  | 'transient';
-
-const KIND_CODES = {
-  unavailable: 'STREAM_UNAVAILABLE',
-  publication: 'STREAM_PUBLICATION',
-  resync: 'STREAM_RESYNC',
-  transient: 'STREAM_TRANSIENT',
-} as const satisfies Record<FailureKind, ErrorCode>;
-
-/** A stream setup or a running stream failed: in which step, of what kind; `fix` says what to do when known. */
-export class StreamError extends EdgeProxyError {
-  override name = 'StreamError';
-  readonly step: SetupStep;
-  readonly kind: FailureKind;
-
-  constructor(step: SetupStep, kind: FailureKind, message: string, fixSql?: string, options: ErrorOptions = {}) {
-    super(KIND_CODES[kind], message, { ...options, fix: fixSql });
-    this.step = step;
-    this.kind = kind;
-  }
-
-  /** The fix under its older name (callers log it as `fixSql`). */
-  get fixSql(): string | undefined {
-    return this.fix;
-  }
-}
+/** Steps that talk over the replication connection (the others use a normal one). */
+export const REPLICATION_CONNECTION_STEPS: ReadonlySet<SetupStep> = new Set<SetupStep>([
+  'connect_replication',
+  'create_slot',
+  'start_streaming',
+  'streaming',
+]);
 
 export interface StreamOptions {
   readonly databaseUrl: string;
@@ -134,30 +109,10 @@ class BootstrappingPgoutput extends PgoutputPlugin {
   }
 }
 
-function classify(step: SetupStep, err: unknown): StreamError {
-  if (err instanceof StreamError) return err;
-  if (err instanceof PublicationError) return new StreamError(step, 'publication', err.message, err.fix, { cause: err });
-  const e = describePgError(err);
-  const text = `${e.message}${e.detail ? ` (${e.detail})` : ''}`;
-  if (e.code === '55000' && /wal_level/i.test(e.message)) {
-    return new StreamError(step, 'unavailable', `${text}: run ALTER SYSTEM SET wal_level = logical and restart PostgreSQL`, undefined, {
-      cause: err,
-    });
-  }
-  if (e.code === '0A000' && /recovery/i.test(e.message)) {
-    return new StreamError(step, 'unavailable', `${text}: logical decoding on a standby needs PostgreSQL 16 or later`, undefined, {
-      cause: err,
-    });
-  }
-  if (e.code === '42501' || /must be superuser or replication role|permission denied to start WAL sender/i.test(e.message)) {
-    return new StreamError(step, 'unavailable', `${text}: grant it with ALTER ROLE ... WITH REPLICATION`, undefined, { cause: err });
-  }
-  if (e.code === '28000' && /replication/i.test(e.message)) {
-    return new StreamError(step, 'unavailable', `${text}: allow replication connections for this role in pg_hba.conf`, undefined, {
-      cause: err,
-    });
-  }
-  return new StreamError(step, 'transient', text, undefined, { cause: err });
+/** The check_server decision alone: why these capabilities cannot stream now, if they cannot. */
+export function serverFailure(c: ServerCapabilities): StreamError | undefined {
+  const d = streamingUnavailable(c) ?? streamingCapacity(c);
+  return d === undefined ? undefined : StreamError.fromDiagnosis('check_server', d);
 }
 
 /**
@@ -171,6 +126,8 @@ export class ReplicationStream {
   readonly #collector = new TransactionCollector();
   #decoder: ChangeDecoder | undefined;
   #step: SetupStep = 'check_server';
+  /** What check_server read (for diagnosing later errors). */
+  #server: ServerCapabilities | undefined;
   #closed = false;
   #failed = false;
   #statusTimer: NodeJS.Timeout | undefined;
@@ -222,7 +179,7 @@ export class ReplicationStream {
       return { ...result, stream, slotName, setupMs: performance.now() - started };
     } catch (err) {
       await stream.close();
-      throw classify(stream.#step, err);
+      throw stream.#classify(stream.#step, err);
     } finally {
       clearTimeout(timer);
     }
@@ -242,10 +199,9 @@ export class ReplicationStream {
       await plain.connect();
       this.#step = 'check_server';
       const caps = await readCapabilities(plain);
-      const unavailable = streamingUnavailableReason(caps);
-      if (unavailable !== undefined) throw new StreamError('check_server', 'unavailable', unavailable);
-      const capacity = streamingCapacityProblem(caps);
-      if (capacity !== undefined) throw new StreamError('check_server', 'transient', capacity);
+      this.#server = caps;
+      const failure = serverFailure(caps);
+      if (failure !== undefined) throw failure;
       this.#advance('check_publication');
       pub = await ensurePublication(plain, publication, caps);
       this.#advance('connect_replication');
@@ -254,7 +210,7 @@ export class ReplicationStream {
         this.#service.on('start', () => resolve());
         this.#onFailure = (err) => reject(err);
       });
-      this.#service.on('error', (err: Error) => this.#fail(classify(this.#step, err)));
+      this.#service.on('error', (err: Error) => this.#fail(this.#classify(this.#step, err)));
       this.#service.on('data', (_lsn: string, msg: Pgoutput.Message) => this.#handle(msg));
       this.#service.on('heartbeat', (lsn: string, _ts: number, shouldRespond: boolean) => {
         this.#walEnd = lsn;
@@ -286,7 +242,7 @@ export class ReplicationStream {
       // subscribe() settles when the session ends: after setup, that is a failure.
       subscribed.then(
         () => this.#fail(new StreamError(this.#step, 'transient', 'the replication connection closed')),
-        (err: unknown) => this.#fail(classify(this.#step, err)),
+        (err: unknown) => this.#fail(this.#classify(this.#step, err)),
       );
       await streaming;
     } finally {
@@ -297,6 +253,15 @@ export class ReplicationStream {
     this.#statusTimer = setInterval(() => this.#sendStatus(), this.#opts.statusIntervalMs);
     this.#statusTimer.unref();
     return { snapshot: snapshot!, consistentPoint: consistentPoint!, publication: pub };
+  }
+
+  /** Any error of `step` as the StreamError naming it; errors on the replication connection are diagnosed by SQLSTATE. */
+  #classify(step: SetupStep, err: unknown): StreamError {
+    return toStreamError(step, err, {
+      server: this.#server,
+      where: serverAddress(this.#opts.databaseUrl),
+      onReplicationConnection: REPLICATION_CONNECTION_STEPS.has(step),
+    });
   }
 
   #advance(to: SetupStep): void {
