@@ -4,7 +4,7 @@ import type { ServerCapabilities } from '../src/db/capabilities.js';
 import { streamingCapacity, streamingUnavailable, walLevelProblem } from '../src/db/diagnosis.js';
 import { PublicationError } from '../src/db/publication.js';
 import { EdgeProxyError } from '../src/errors.js';
-import { serverFailure } from '../src/replication/stream.js';
+import { serverFailure } from '../src/replication/setup-steps.js';
 import { StreamError, toStreamError, type FailureContext } from '../src/replication/stream-error.js';
 
 // How the stream's setup names what is wrong with a server (src/db/diagnosis.ts), without a server:

@@ -2,7 +2,7 @@ import type { ServerCapabilities } from '../db/capabilities.js';
 import { diagnoseReplicationError, pgErrorLine, type Diagnosis, type DiagnosisCode } from '../db/diagnosis.js';
 import { PublicationError } from '../db/publication.js';
 import { EdgeProxyError, type ErrorCode } from '../errors.js';
-import type { SetupStep } from './stream.js';
+import type { SetupStep } from './setup.js';
 
 /** Why a bootstrap failed, and whether trying again can help. */
 export type FailureKind =
