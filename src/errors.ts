@@ -22,6 +22,13 @@ export const ERROR_CODES = {
   STREAM_TRANSIENT: 'the stream or its setup failed in a way that may pass (a lost connection, a timeout, no free slot)',
   STREAM_PROTOCOL: 'the replication messages arrived out of order (a begin inside a transaction, a change outside one)',
   ROW_UNREADABLE: 'a replicated row change cannot be applied (an update of an unknown row with unchanged columns)',
+  PG_STANDBY_VERSION: 'the server is a standby older than PostgreSQL 16, which cannot decode logical replication',
+  PG_WAL_LEVEL: "wal_level is not 'logical' (on the server, or on a standby's primary)",
+  PG_REPLICATION_ROLE: 'the role has neither the REPLICATION attribute nor superuser',
+  PG_HOT_STANDBY_FEEDBACK: 'a standby runs with hot_standby_feedback off: vacuum on the primary would invalidate its slots',
+  PG_HBA_REJECTED: 'pg_hba.conf has no entry that lets this host and role connect to the database',
+  PG_SLOTS_FULL: 'every replication slot is in use (max_replication_slots)',
+  PG_WAL_SENDERS_FULL: 'every WAL sender is busy (max_wal_senders)',
   // requests
   HOST_MISSING: 'the request has no Host header',
   HOST_INVALID_PORT: 'the Host header has a port that is not 1-65535',

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { createLogger } from '../src/log/logger.js';
+import { ReplicationStream, StreamError } from '../src/replication/stream.js';
 import { closedPort } from './support/backend.js';
 import { describeRun, runCli, type Run } from './support/cli.js';
 import { createDatabase, startPostgres, type PgServer, type TestDatabase } from './support/postgres.js';
@@ -25,6 +27,7 @@ interface Check {
   readonly status: 'pass' | 'fail' | 'warn' | 'skip';
   readonly detail: string;
   readonly fix?: string;
+  readonly code?: string;
 }
 
 const PUBLICATION_SQL = 'CREATE PUBLICATION edgeproxy FOR TABLE domains, deployments, vms, regions';
@@ -50,6 +53,37 @@ async function database(server: PgServer, opts: { publication: boolean }): Promi
   await seed.route({ name: 'b.example', regionId: REGION_B, vmIp: '10.0.0.2', vmPort: 3000 });
   if (opts.publication) await seed.query(PUBLICATION_SQL);
   return { db, seed };
+}
+
+/** How the proxy's stream setup fails on this database (it must fail). */
+async function streamFailure(url: string): Promise<StreamError> {
+  try {
+    const started = await ReplicationStream.open({
+      databaseUrl: url,
+      publication: 'edgeproxy',
+      logger: createLogger('error', { write: () => undefined }),
+      setupTimeoutMs: 10_000,
+      statusIntervalMs: 1000,
+      onTransaction: () => undefined,
+      onFailure: () => undefined,
+    });
+    await started.stream.close();
+  } catch (err) {
+    assert.ok(err instanceof StreamError, String(err));
+    return err;
+  }
+  assert.fail('the stream started');
+}
+
+/** The stream says what doctor says, word for word: its message is doctor's detail and fix, its fix doctor's fix. */
+function assertSameWords(stream: StreamError, check: Check): void {
+  assert.equal(stream.kind, 'unavailable');
+  assert.equal(stream.code, 'STREAM_UNAVAILABLE');
+  assert.equal(stream.step, 'check_server');
+  assert.equal(stream.diagnosis, check.code);
+  assert.equal(stream.fix, check.fix);
+  assert.equal(stream.fixSql, check.fix);
+  assert.equal(stream.message, `${check.detail}. Fix: ${check.fix}`);
 }
 
 function statuses(checks: Map<string, Check>): Record<string, string> {
@@ -153,6 +187,8 @@ describe('edgeproxy doctor', { concurrency: true }, () => {
       assert.equal(wal.status, 'fail');
       assert.equal(wal.detail, "wal_level is 'replica'; logical replication needs 'logical'");
       assert.equal(wal.fix, 'ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL');
+      assert.equal(wal.code, 'PG_WAL_LEVEL');
+      assertSameWords(await streamFailure(db.url), wal);
 
       const poll = await doctorJson(db.url, ['--sync-mode', 'poll']);
       assert.equal(poll.run.code, 0, describeRun(poll.run));
@@ -188,6 +224,9 @@ describe('edgeproxy doctor', { concurrency: true }, () => {
       assert.ok(!run.stdout.includes('Hunter2Secret') && !run.stderr.includes('Hunter2Secret'));
       assert.equal(checks.get('replication privilege')!.status, 'fail');
       assert.equal(checks.get('replication privilege')!.fix, `ALTER ROLE "${role}" WITH REPLICATION;`);
+      assert.equal(checks.get('replication privilege')!.detail, `role "${role}" lacks the REPLICATION attribute`);
+      assert.equal(checks.get('replication privilege')!.code, 'PG_REPLICATION_ROLE');
+      assertSameWords(await streamFailure(url), checks.get('replication privilege')!);
       assert.equal(checks.get('read access')!.status, 'fail');
       assert.equal(checks.get('read access')!.fix, `GRANT SELECT ON domains, deployments, vms, regions TO "${role}";`);
       assert.equal(checks.get('routing query')!.status, 'fail');
@@ -254,6 +293,7 @@ describe('edgeproxy doctor on a standby', () => {
       assert.equal(role.status, 'fail');
       assert.match(role.detail, /^standby \(read replica\) that can decode logical replication, but hot_standby_feedback is off/);
       assert.equal(role.fix, 'on this standby: ALTER SYSTEM SET hot_standby_feedback = on; SELECT pg_reload_conf();');
+      assert.equal(role.code, 'PG_HOT_STANDBY_FEEDBACK');
       assert.equal(checks.get('publication')!.status, 'pass');
       assert.equal(checks.get('routing query')!.status, 'pass');
       assert.deepEqual(

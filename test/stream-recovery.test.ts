@@ -185,7 +185,11 @@ describe('recovery', () => {
       const p = await t.proxy({ databaseUrl: url, syncMode: 'auto', updateIntervalMs: 100 });
       const warn = await p.waitForLog((l) => l.msg.startsWith('logical replication unavailable'));
       assert.equal(warn.level, 'warn');
-      assert.match(String(warn.reason), /lacks the REPLICATION attribute: run ALTER ROLE "r_[0-9a-f]+" WITH REPLICATION/);
+      assert.match(
+        String(warn.reason),
+        /^role "r_[0-9a-f]+" lacks the REPLICATION attribute\. Fix: ALTER ROLE "r_[0-9a-f]+" WITH REPLICATION;$/,
+      );
+      assert.equal(warn.step, 'check_server');
       await waitForQueryTable(p.store, t.seed.client);
       await t.seed.route({ name: 'later.example', regionId: REGION_A, vmPort: 3001 });
       await waitForQueryTable(p.store, t.seed.client);

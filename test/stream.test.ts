@@ -50,7 +50,7 @@ describe('streaming', () => {
       assert.equal(started.publicationCreated, true);
       assert.deepEqual(
         p.logs.filter((l) => l.msg === 'replication setup step').map((l) => l.step),
-        ['check_publication', 'connect_replication', 'create_slot', 'load_snapshot', 'start_streaming', 'streaming'],
+        ['check_server', 'check_publication', 'connect_replication', 'create_slot', 'load_snapshot', 'start_streaming', 'streaming'],
       );
       assert.equal(p.store.current?.source, 'stream');
       assert.equal(p.store.current?.routes.get('before.example')?.vmPort, 3001);

@@ -1,12 +1,25 @@
 /**
  * `edgeproxy doctor`'s checks: everything EdgeProxy needs from a database, one result per check
- * with, on failure, the fix. The streaming checks reuse src/db/capabilities.ts and
- * src/db/publication.ts, which the stream bootstrap uses too, so both say the same thing.
+ * with, on failure, the fix. The server's problems come from src/db/diagnosis.ts and the
+ * publication's from src/db/publication.ts, which the stream's setup uses too, so both say the
+ * same words.
  */
 import pg from 'pg';
 import type { SyncMode } from '../config/config.js';
-import { readCapabilities, STANDBY_DECODING_MIN_VERSION, type ServerCapabilities } from '../db/capabilities.js';
+import { readCapabilities, type ServerCapabilities } from '../db/capabilities.js';
+import {
+  hbaRejected,
+  hotStandbyFeedbackProblem,
+  replicationRoleProblem,
+  serverAddress,
+  slotsProblem,
+  standbyVersionProblem,
+  walLevelProblem,
+  walSendersProblem,
+  type Diagnosis,
+} from '../db/diagnosis.js';
 import { describePgError } from '../db/errors.js';
+import type { ErrorCode } from '../errors.js';
 import { checkPrimaryKeys, checkPublication, describePublicationProblem } from '../db/publication.js';
 import { ROUTES_QUERY } from '../db/routes-query.js';
 import { routesFromQueryRows } from '../table/query-routes.js';
@@ -21,6 +34,8 @@ export interface CheckResult {
   readonly detail: string;
   /** How to fix it (fail and warn only). */
   readonly fix?: string;
+  /** The problem's stable code, when it is one the stream reports too (src/db/diagnosis.ts). */
+  readonly code?: ErrorCode;
 }
 
 export interface DoctorOptions {
@@ -62,10 +77,14 @@ const pass = (check: string, detail: string): CheckResult => ({ check, status: '
 const fail = (check: string, detail: string, fix: string): CheckResult => ({ check, status: 'fail', detail, fix });
 const warn = (check: string, detail: string, fix: string): CheckResult => ({ check, status: 'warn', detail, fix });
 const skip = (check: string, detail: string): CheckResult => ({ check, status: 'skip', detail });
+/** Fails with a known problem, in the words the stream uses. */
+const failWith = (check: string, d: Diagnosis): CheckResult => ({ check, status: 'fail', detail: d.problem, fix: d.fix, code: d.code });
+/** Fails with the problem found, or passes saying `ok` when there is none. */
+const diagnosed = (check: string, d: Diagnosis | undefined, ok: string): CheckResult =>
+  d === undefined ? pass(check, ok) : failWith(check, d);
 
 export async function runDoctor(opts: DoctorOptions): Promise<CheckResult[]> {
-  const url = new URL(opts.databaseUrl);
-  const where = `${url.hostname}:${url.port || '5432'}${url.pathname}`;
+  const where = serverAddress(opts.databaseUrl);
   const client = new pg.Client({
     connectionString: opts.databaseUrl,
     application_name: 'edgeproxy doctor',
@@ -76,11 +95,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<CheckResult[]> {
   try {
     await client.connect();
   } catch (err) {
-    const e = describePgError(err);
-    return [
-      fail('connect', `cannot connect to ${where}: ${e.message}${e.code ? ` (${e.code})` : ''}`, connectFix(e.code, where)),
-      ...CHECKS.slice(1).map((c) => skip(c, 'not checked: no connection')),
-    ];
+    return [connectFailure(err, where), ...CHECKS.slice(1).map((c) => skip(c, 'not checked: no connection'))];
   }
   try {
     // A check must not hang on a lock or a huge table forever.
@@ -100,12 +115,18 @@ export async function runDoctor(opts: DoctorOptions): Promise<CheckResult[]> {
   }
 }
 
+function connectFailure(err: unknown, where: string): CheckResult {
+  const e = describePgError(err);
+  const detail = `cannot connect to ${where}: ${e.message}${e.code ? ` (${e.code})` : ''}`;
+  // pg_hba.conf is the one the stream's replication connection meets too.
+  if (e.code === '28000') return failWith('connect', hbaRejected(detail, where));
+  return fail('connect', detail, connectFix(e.code, where));
+}
+
 function connectFix(code: string | undefined, where: string): string {
   switch (code) {
     case '28P01':
       return 'check the user name and password in EDGEPROXY_DATABASE_URL';
-    case '28000':
-      return `allow this host and user in pg_hba.conf on ${where}, then SELECT pg_reload_conf()`;
     case '3D000':
       return 'the database in EDGEPROXY_DATABASE_URL does not exist: fix its name (the part after the last /)';
     case 'ECONNREFUSED':
@@ -130,46 +151,21 @@ function serverChecks(c: ServerCapabilities): CheckResult[] {
           'upgrade to PostgreSQL 16 or later (10 at the very least)',
         ),
   );
-  if (!c.inRecovery) {
-    out.push(pass('primary or standby', 'primary (not in recovery)'));
-  } else if (c.serverVersionNum < STANDBY_DECODING_MIN_VERSION) {
-    out.push(
-      fail(
-        'primary or standby',
-        `standby (read replica) of PostgreSQL ${c.serverVersion}: logical decoding on a standby needs PostgreSQL 16 or later, so this proxy can only poll`,
-        'upgrade the replica to PostgreSQL 16+, or point EDGEPROXY_DATABASE_URL at the primary, or accept polling with EDGEPROXY_SYNC_MODE=poll',
-      ),
-    );
-  } else if (!c.hotStandbyFeedback) {
-    out.push(
-      fail(
-        'primary or standby',
-        'standby (read replica) that can decode logical replication, but hot_standby_feedback is off: catalog vacuum on the primary would invalidate the slot',
-        'on this standby: ALTER SYSTEM SET hot_standby_feedback = on; SELECT pg_reload_conf();',
-      ),
-    );
-  } else {
-    out.push(
-      pass(
-        'primary or standby',
-        `standby (read replica) with hot_standby_feedback on; PostgreSQL ${c.serverVersion} can decode logical replication on a standby`,
-      ),
-    );
-  }
+  out.push(
+    diagnosed(
+      'primary or standby',
+      standbyVersionProblem(c) ?? hotStandbyFeedbackProblem(c),
+      c.inRecovery
+        ? `standby (read replica) with hot_standby_feedback on; PostgreSQL ${c.serverVersion} can decode logical replication on a standby`
+        : 'primary (not in recovery)',
+    ),
+  );
   return out;
 }
 
 async function streamingChecks(client: pg.Client, c: ServerCapabilities, publication: string): Promise<CheckResult[]> {
   const out: CheckResult[] = [];
-  out.push(
-    c.walLevel === 'logical'
-      ? pass('wal_level', 'logical')
-      : fail(
-          'wal_level',
-          `wal_level is '${c.walLevel}'; logical replication needs 'logical'`,
-          `ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL${c.inRecovery ? ' (on the primary and on this standby)' : ''}`,
-        ),
-  );
+  out.push(diagnosed('wal_level', walLevelProblem(c), 'logical'));
 
   const pub = await checkPublication(client, publication, c.serverVersionNum);
   const pubProblem = describePublicationProblem(pub);
@@ -193,37 +189,27 @@ async function streamingChecks(client: pg.Client, c: ServerCapabilities, publica
   );
 
   out.push(
-    c.replication
-      ? pass('replication privilege', `role ${c.role} ${c.superuser ? 'is a superuser' : 'has the REPLICATION attribute'}`)
-      : fail(
-          'replication privilege',
-          `role ${c.role} lacks the REPLICATION attribute`,
-          `${c.inRecovery ? 'on the primary: ' : ''}ALTER ROLE ${pg.escapeIdentifier(c.role)} WITH REPLICATION;`,
-        ),
+    diagnosed(
+      'replication privilege',
+      replicationRoleProblem(c),
+      `role ${c.role} ${c.superuser ? 'is a superuser' : 'has the REPLICATION attribute'}`,
+    ),
   );
-
   const freeSlots = c.maxReplicationSlots - c.usedReplicationSlots;
   out.push(
-    freeSlots >= 1
-      ? pass(
-          'replication slots',
-          `${c.usedReplicationSlots} of ${c.maxReplicationSlots} in use, ${freeSlots} free (each proxy streaming from this server takes one temporary slot)`,
-        )
-      : fail(
-          'replication slots',
-          `all ${c.maxReplicationSlots} replication slots are in use`,
-          'raise max_replication_slots (ALTER SYSTEM SET max_replication_slots = <proxies + other consumers + spare>; restart), or drop unused slots with SELECT pg_drop_replication_slot(slot_name)',
-        ),
+    diagnosed(
+      'replication slots',
+      slotsProblem(c),
+      `${c.usedReplicationSlots} of ${c.maxReplicationSlots} in use, ${freeSlots} free (each proxy streaming from this server takes one temporary slot)`,
+    ),
   );
   const freeSenders = c.maxWalSenders - c.usedWalSenders;
   out.push(
-    freeSenders >= 1
-      ? pass('wal senders', `${c.usedWalSenders} of ${c.maxWalSenders} in use, ${freeSenders} free (each streaming proxy takes one)`)
-      : fail(
-          'wal senders',
-          `all ${c.maxWalSenders} WAL senders are busy`,
-          'raise max_wal_senders (ALTER SYSTEM SET max_wal_senders = <proxies + standbys + spare>; restart)',
-        ),
+    diagnosed(
+      'wal senders',
+      walSendersProblem(c),
+      `${c.usedWalSenders} of ${c.maxWalSenders} in use, ${freeSenders} free (each streaming proxy takes one)`,
+    ),
   );
   return out;
 }

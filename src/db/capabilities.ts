@@ -58,38 +58,3 @@ export async function readCapabilities(db: pg.ClientBase | pg.Pool): Promise<Ser
     hotStandbyFeedback: r.hot_standby_feedback === true,
   };
 }
-
-/**
- * Why this server can never stream to us as configured, with how to fix it; undefined when it
- * can. These are settings an operator has to change (a restart or an ALTER ROLE), unlike a full
- * slot table, which frees up by itself.
- */
-export function streamingUnavailableReason(c: ServerCapabilities): string | undefined {
-  if (c.inRecovery && c.serverVersionNum < STANDBY_DECODING_MIN_VERSION) {
-    return (
-      `this is a PostgreSQL ${c.serverVersion} standby, and logical decoding on a standby needs PostgreSQL 16 or later: ` +
-      'upgrade the replica, or point EDGEPROXY_DATABASE_URL at the primary to stream'
-    );
-  }
-  if (c.walLevel !== 'logical') {
-    return (
-      `wal_level is '${c.walLevel}', and logical replication needs 'logical': run ALTER SYSTEM SET wal_level = logical ` +
-      `and restart PostgreSQL${c.inRecovery ? ' (on the primary and on this standby)' : ''}`
-    );
-  }
-  if (!c.replication) {
-    return `role "${c.role}" lacks the REPLICATION attribute: run ALTER ROLE "${c.role}" WITH REPLICATION (as a superuser)`;
-  }
-  return undefined;
-}
-
-/** A reason to wait and retry rather than give up: every slot or walsender is taken right now. */
-export function streamingCapacityProblem(c: ServerCapabilities): string | undefined {
-  if (c.usedReplicationSlots >= c.maxReplicationSlots) {
-    return `all ${c.maxReplicationSlots} replication slots are in use (max_replication_slots): raise it or drop unused slots`;
-  }
-  if (c.usedWalSenders >= c.maxWalSenders) {
-    return `all ${c.maxWalSenders} WAL senders are busy (max_wal_senders): raise it`;
-  }
-  return undefined;
-}

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { EdgeProxyError } from '../errors.js';
 import { READ_COLUMNS, TABLES, type TableName } from '../table/rows.js';
 import type { ServerCapabilities } from './capabilities.js';
 
@@ -19,13 +20,12 @@ export interface PublicationCheck {
   readonly fixSql: string | undefined;
 }
 
-export class PublicationError extends Error {
+/** The publication is missing or incomplete and EdgeProxy may not fix it: `fix` is the SQL to run on the primary. */
+export class PublicationError extends EdgeProxyError {
   override name = 'PublicationError';
-  constructor(
-    message: string,
-    readonly fixSql: string,
-  ) {
-    super(message);
+
+  constructor(message: string, fixSql: string) {
+    super('STREAM_PUBLICATION', message, { fix: fixSql });
   }
 }
 

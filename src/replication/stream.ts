@@ -1,57 +1,22 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
-import pg from 'pg';
-import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
-import { readCapabilities, streamingCapacityProblem, streamingUnavailableReason } from '../db/capabilities.js';
-import { ensurePublication, PublicationError } from '../db/publication.js';
+import type { Pgoutput } from 'pg-logical-replication';
 import { describePgError } from '../db/errors.js';
 import type { Logger } from '../log/logger.js';
 import { ChangeDecoder } from './decode.js';
+import { Deferred } from './deferred.js';
 import { maxLsn, normaliseLsn, parseLsn } from './lsn.js';
+import { ReplicationSession } from './session.js';
+import { FIRST_STEP, runSetup, type SetupStep } from './setup.js';
+import { StreamSetup } from './setup-steps.js';
+import type { SnapshotRows } from './snapshot-load.js';
 import { standbyStatusUpdate } from './status-update.js';
-import { loadUnderSnapshot, type SnapshotRows } from './snapshot-load.js';
+import { StreamError } from './stream-error.js';
 import { type Transaction, TransactionCollector } from './transaction.js';
 
-/**
- * The replication connection's setup, as named steps (after Electric's connection_setup): each
- * step runs only after the one before it succeeded, and an error names the step it happened in.
- */
-export type SetupStep =
-  'check_server' | 'check_publication' | 'connect_replication' | 'create_slot' | 'load_snapshot' | 'start_streaming' | 'streaming';
-
-export const SETUP_TRANSITIONS: { readonly [S in SetupStep]: SetupStep | undefined } = {
-  check_server: 'check_publication',
-  check_publication: 'connect_replication',
-  connect_replication: 'create_slot',
-  create_slot: 'load_snapshot',
-  load_snapshot: 'start_streaming',
-  start_streaming: 'streaming',
-  streaming: undefined,
-};
-
-/** Why a bootstrap failed, and whether trying again can help. */
-export type FailureKind =
-  /** The server cannot stream as configured (wal_level, REPLICATION, PostgreSQL 15 standby...). */
-  | 'unavailable'
-  /** The publication is missing or incomplete and we may not fix it. */
-  | 'publication'
-  /** The stream works but the apply step cannot follow (TRUNCATE, schema change...): bootstrap again now. */
-  | 'resync'
-  /** Anything else: a lost connection, a timeout, a full slot table. Retry with backoff. */
-  | 'transient';
-
-export class StreamError extends Error {
-  override name = 'StreamError';
-  constructor(
-    readonly step: SetupStep,
-    readonly kind: FailureKind,
-    message: string,
-    readonly fixSql?: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-  }
-}
+// The setup's steps and the failure type live in their own modules; callers import them from here.
+export { SETUP_TRANSITIONS, type SetupStep } from './setup.js';
+export { StreamError, type FailureKind } from './stream-error.js';
 
 export interface StreamOptions {
   readonly databaseUrl: string;
@@ -90,74 +55,21 @@ export function makeSlotName(host = os.hostname(), pid = process.pid): string {
   return `edgeproxy_${h}_${pid}_${randomBytes(4).toString('hex')}`.slice(0, 63);
 }
 
-/** pgoutput, with the slot created and the tables loaded on the library's own replication connection. */
-class BootstrappingPgoutput extends PgoutputPlugin {
-  readonly #beforeStart: (client: pg.Client, slot: string) => Promise<string>;
-  readonly #onParseError: (err: unknown) => void;
-
-  constructor(
-    options: Pgoutput.Options,
-    beforeStart: (client: pg.Client, slot: string) => Promise<string>,
-    onParseError: (err: unknown) => void,
-  ) {
-    super(options);
-    this.#beforeStart = beforeStart;
-    this.#onParseError = onParseError;
-  }
-
-  override async start(client: pg.Client, slot: string): Promise<unknown> {
-    const lsn = await this.#beforeStart(client, slot);
-    return super.start(client, slot, lsn);
-  }
-
-  // The library parses inside the socket's data handler: a throw there would crash the process.
-  override parse(buffer: Buffer): Pgoutput.Message {
-    try {
-      return super.parse(buffer);
-    } catch (err) {
-      this.#onParseError(err);
-      return { tag: 'message', flags: 0, transactional: false, messageLsn: null, prefix: '', content: new Uint8Array() };
-    }
-  }
-}
-
-function classify(step: SetupStep, err: unknown): StreamError {
-  if (err instanceof StreamError) return err;
-  if (err instanceof PublicationError) return new StreamError(step, 'publication', err.message, err.fixSql, { cause: err });
-  const e = describePgError(err);
-  const text = `${e.message}${e.detail ? ` (${e.detail})` : ''}`;
-  if (e.code === '55000' && /wal_level/i.test(e.message)) {
-    return new StreamError(step, 'unavailable', `${text}: run ALTER SYSTEM SET wal_level = logical and restart PostgreSQL`, undefined, {
-      cause: err,
-    });
-  }
-  if (e.code === '0A000' && /recovery/i.test(e.message)) {
-    return new StreamError(step, 'unavailable', `${text}: logical decoding on a standby needs PostgreSQL 16 or later`, undefined, {
-      cause: err,
-    });
-  }
-  if (e.code === '42501' || /must be superuser or replication role|permission denied to start WAL sender/i.test(e.message)) {
-    return new StreamError(step, 'unavailable', `${text}: grant it with ALTER ROLE ... WITH REPLICATION`, undefined, { cause: err });
-  }
-  if (e.code === '28000' && /replication/i.test(e.message)) {
-    return new StreamError(step, 'unavailable', `${text}: allow replication connections for this role in pg_hba.conf`, undefined, {
-      cause: err,
-    });
-  }
-  return new StreamError(step, 'transient', text, undefined, { cause: err });
-}
-
 /**
  * One replication session: a temporary slot with an exported snapshot, the tables loaded under
  * it, then the changes after it. Never reused: after a failure the owner opens a new one (the
- * library does not reconnect, and the temporary slot died with the old session).
+ * library does not reconnect, and the temporary slot died with the old session). The setup's
+ * steps are in setup-steps.ts, their order in setup.ts; this class follows the stream once it runs.
  */
 export class ReplicationStream {
   readonly #opts: StreamOptions;
-  readonly #service: LogicalReplicationService;
+  readonly #session: ReplicationSession;
+  readonly #setup: StreamSetup;
   readonly #collector = new TransactionCollector();
+  /** Rejected by a failure while the setup runs: it ends the setup in whatever step it is. */
+  readonly #setupFailed = new Deferred<never>();
   #decoder: ChangeDecoder | undefined;
-  #step: SetupStep = 'check_server';
+  #step: SetupStep = FIRST_STEP;
   #closed = false;
   #failed = false;
   #statusTimer: NodeJS.Timeout | undefined;
@@ -166,132 +78,71 @@ export class ReplicationStream {
   #applied: string | undefined;
   /** The server's WAL position from its last keepalive. */
   #walEnd: string | undefined;
-  #onFailure: ((err: StreamError) => void) | undefined;
+  /** Where a failure goes: the setup until its last step, then the owner. */
+  #onFailure: ((err: StreamError) => void) | undefined = (err) => this.#setupFailed.reject(err);
   readonly #setupStarted = performance.now();
-  /** The replication connection (pg's internal Connection: the library gives no other way to write to it). */
-  #connection: { sendCopyFromChunk(chunk: Buffer): void } | undefined;
 
-  private constructor(opts: StreamOptions, applicationName: string) {
+  private constructor(opts: StreamOptions, slotName: string) {
     this.#opts = opts;
-    this.#service = new LogicalReplicationService(
-      { connectionString: opts.databaseUrl, application_name: applicationName, keepAlive: true, connectionTimeoutMillis: 10_000 },
-      // Manual acknowledgement only: the library's timer would acknowledge what we have not applied.
-      { acknowledge: { auto: false, timeoutSeconds: 0 } },
+    this.#session = new ReplicationSession(
+      {
+        databaseUrl: opts.databaseUrl,
+        publication: opts.publication,
+        applicationName: `edgeproxy ${os.hostname()} ${process.pid} stream`.slice(0, 63),
+      },
+      {
+        onMessage: (msg) => this.#handle(msg),
+        onKeepalive: (walEnd, shouldRespond) => this.#keepalive(walEnd, shouldRespond),
+        onParseError: (err) => this.#fail(this.#broken('could not parse a pgoutput message', 'transient', err)),
+        onError: (err) => this.#fail(this.#setup.classify(this.#step, err)),
+        onClosed: () => this.#fail(new StreamError(this.#step, 'transient', 'the replication connection closed')),
+      },
     );
+    this.#setup = new StreamSetup({
+      databaseUrl: opts.databaseUrl,
+      publication: opts.publication,
+      slotName,
+      session: this.#session,
+      onLoaded: (snapshot, consistentPoint) => this.#loaded(snapshot, consistentPoint),
+      onStreaming: () => this.#streaming(),
+    });
   }
 
   static async open(opts: StreamOptions, slotName = makeSlotName()): Promise<StreamStart> {
-    const applicationName = `edgeproxy ${os.hostname()} ${process.pid} stream`.slice(0, 63);
-    const stream = new ReplicationStream(opts, applicationName);
-    const started = performance.now();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new StreamError(
-              stream.#step,
-              'transient',
-              `setup did not finish within ${opts.setupTimeoutMs} ms (slot creation waits for transactions open on the primary)`,
-            ),
-          ),
-        opts.setupTimeoutMs,
-      );
-    });
-    const aborted = new Promise<never>((_, reject) => {
-      const onAbort = () => reject(new StreamError(stream.#step, 'transient', 'setup aborted (shutting down)'));
-      if (opts.signal?.aborted) onAbort();
-      else opts.signal?.addEventListener('abort', onAbort, { once: true });
-    });
-    aborted.catch(() => undefined);
+    const stream = new ReplicationStream(opts, slotName);
     try {
-      const result = await Promise.race([stream.#setup(slotName), timeout, aborted]);
-      return { ...result, stream, slotName, setupMs: performance.now() - started };
+      await runSetup(stream.#setup.steps(), {
+        timeoutMs: opts.setupTimeoutMs,
+        signal: opts.signal,
+        interrupted: stream.#setupFailed.promise,
+        onStep: (step) => stream.#enter(step),
+        classify: (step, err) => stream.#setup.classify(step, err),
+      });
+      return { ...stream.#setup.result(), stream, slotName, setupMs: performance.now() - stream.#setupStarted };
     } catch (err) {
       await stream.close();
-      throw classify(stream.#step, err);
-    } finally {
-      clearTimeout(timer);
+      await stream.#setup.end();
+      throw stream.#setup.classify(stream.#step, err);
     }
   }
 
-  async #setup(slotName: string): Promise<Omit<StreamStart, 'stream' | 'slotName' | 'setupMs'>> {
-    const { databaseUrl, publication } = this.#opts;
-    const plain = new pg.Client({
-      connectionString: databaseUrl,
-      application_name: `edgeproxy ${os.hostname()} ${process.pid} bootstrap`.slice(0, 63),
-    });
-    plain.on('error', () => undefined); // surfaced by the failing query instead
-    let pub: 'exists' | 'created';
-    let snapshot: SnapshotRows | undefined;
-    let consistentPoint: string | undefined;
-    try {
-      await plain.connect();
-      this.#step = 'check_server';
-      const caps = await readCapabilities(plain);
-      const unavailable = streamingUnavailableReason(caps);
-      if (unavailable !== undefined) throw new StreamError('check_server', 'unavailable', unavailable);
-      const capacity = streamingCapacityProblem(caps);
-      if (capacity !== undefined) throw new StreamError('check_server', 'transient', capacity);
-      this.#advance('check_publication');
-      pub = await ensurePublication(plain, publication, caps);
-      this.#advance('connect_replication');
+  #enter(step: SetupStep): void {
+    this.#step = step;
+    this.#opts.logger.debug({ step, elapsedMs: Math.round(performance.now() - this.#setupStarted) }, 'replication setup step');
+  }
 
-      const streaming = new Promise<void>((resolve, reject) => {
-        this.#service.on('start', () => resolve());
-        this.#onFailure = (err) => reject(err);
-      });
-      this.#service.on('error', (err: Error) => this.#fail(classify(this.#step, err)));
-      this.#service.on('data', (_lsn: string, msg: Pgoutput.Message) => this.#handle(msg));
-      this.#service.on('heartbeat', (lsn: string, _ts: number, shouldRespond: boolean) => {
-        this.#walEnd = lsn;
-        if (shouldRespond) this.#sendStatus();
-      });
-      const plugin = new BootstrappingPgoutput(
-        { protoVersion: 1, publicationNames: [publication] },
-        async (client, slot) => {
-          this.#connection = (client as unknown as { connection: { sendCopyFromChunk(chunk: Buffer): void } }).connection;
-          this.#advance('create_slot');
-          const created = await client.query<{ consistent_point: string; snapshot_name: string }>(
-            `CREATE_REPLICATION_SLOT ${pg.escapeIdentifier(slot)} TEMPORARY LOGICAL pgoutput (SNAPSHOT 'export')`,
-          );
-          const row = created.rows[0];
-          if (row === undefined) throw new Error('CREATE_REPLICATION_SLOT returned no row');
-          this.#advance('load_snapshot');
-          snapshot = await loadUnderSnapshot(plain, row.snapshot_name);
-          this.#decoder = new ChangeDecoder(snapshot.shapes);
-          consistentPoint = normaliseLsn(row.consistent_point);
-          this.#applied = consistentPoint;
-          this.#received = consistentPoint;
-          this.#advance('start_streaming');
-          return consistentPoint;
-        },
-        (err) =>
-          this.#fail(new StreamError('streaming', 'transient', `could not parse a pgoutput message: ${describePgError(err).message}`)),
-      );
-      const subscribed = this.#service.subscribe(plugin, slotName);
-      // subscribe() settles when the session ends: after setup, that is a failure.
-      subscribed.then(
-        () => this.#fail(new StreamError(this.#step, 'transient', 'the replication connection closed')),
-        (err: unknown) => this.#fail(classify(this.#step, err)),
-      );
-      await streaming;
-    } finally {
-      await plain.end().catch(() => undefined);
-    }
-    this.#advance('streaming');
+  /** load_snapshot is done: changes after the consistent point may arrive as soon as streaming starts. */
+  #loaded(snapshot: SnapshotRows, consistentPoint: string): void {
+    this.#decoder = new ChangeDecoder(snapshot.shapes);
+    this.#applied = consistentPoint;
+    this.#received = consistentPoint;
+  }
+
+  /** The last step: failures now go to the owner, and status updates start. */
+  #streaming(): void {
     this.#onFailure = this.#opts.onFailure;
     this.#statusTimer = setInterval(() => this.#sendStatus(), this.#opts.statusIntervalMs);
     this.#statusTimer.unref();
-    return { snapshot: snapshot!, consistentPoint: consistentPoint!, publication: pub };
-  }
-
-  #advance(to: SetupStep): void {
-    if (SETUP_TRANSITIONS[this.#step] !== to && this.#step !== to) {
-      throw new StreamError(this.#step, 'transient', `internal: setup cannot go from ${this.#step} to ${to}`);
-    }
-    this.#step = to;
-    this.#opts.logger.debug({ step: to, elapsedMs: Math.round(performance.now() - this.#setupStarted) }, 'replication setup step');
   }
 
   /** The owner applied (and published) everything up to `lsn`. */
@@ -306,20 +157,20 @@ export class ReplicationStream {
     return idle && this.#walEnd !== undefined ? maxLsn(this.#applied, normaliseLsn(this.#walEnd)) : this.#applied;
   }
 
+  #keepalive(walEnd: string, shouldRespond: boolean): void {
+    this.#walEnd = walEnd;
+    if (shouldRespond) this.#sendStatus();
+  }
+
   #sendStatus(): void {
     const lsn = this.#step === 'streaming' && !this.#closed && !this.#failed ? this.confirmedLsn : undefined;
-    if (lsn === undefined || this.#connection === undefined) return;
-    try {
-      this.#connection.sendCopyFromChunk(standbyStatusUpdate(parseLsn(lsn), Date.now()));
-    } catch {
-      // The connection is going away; its error arrives through the 'error' event.
-    }
+    if (lsn !== undefined) this.#session.send(standbyStatusUpdate(parseLsn(lsn), Date.now()));
   }
 
   #handle(msg: Pgoutput.Message): void {
-    if (this.#closed || this.#failed) return;
+    if (this.#closed || this.#failed || this.#decoder === undefined) return;
     try {
-      const d = this.#decoder!.decode(msg);
+      const d = this.#decoder.decode(msg);
       switch (d.kind) {
         case 'begin':
           this.#collector.begin(d.xid);
@@ -327,14 +178,9 @@ export class ReplicationStream {
         case 'change':
           this.#collector.add(d.change);
           return;
-        case 'commit': {
-          const tx = this.#collector.commit(normaliseLsn(d.endLsn), d.commitTimeMs);
-          // Below the consistent point: already in the snapshot (cannot happen with an exported snapshot; cheap to guard).
-          if (parseLsn(tx.endLsn) <= parseLsn(this.#received!)) return;
-          this.#received = tx.endLsn;
-          this.#opts.onTransaction(tx);
+        case 'commit':
+          this.#commit(normaliseLsn(d.endLsn), d.commitTimeMs);
           return;
-        }
         case 'resync':
           this.#fail(new StreamError('streaming', 'resync', d.reason));
           return;
@@ -342,10 +188,21 @@ export class ReplicationStream {
           return;
       }
     } catch (err) {
-      this.#fail(
-        new StreamError('streaming', 'resync', `could not apply a change: ${describePgError(err).message}`, undefined, { cause: err }),
-      );
+      this.#fail(this.#broken('could not apply a change', 'resync', err));
     }
+  }
+
+  #commit(endLsn: string, commitTimeMs: number): void {
+    const tx = this.#collector.commit(endLsn, commitTimeMs);
+    // Below the consistent point: already in the snapshot (cannot happen with an exported snapshot; cheap to guard).
+    if (this.#received !== undefined && parseLsn(tx.endLsn) <= parseLsn(this.#received)) return;
+    this.#received = tx.endLsn;
+    this.#opts.onTransaction(tx);
+  }
+
+  /** A message that could not be followed: never thrown (it arrives in a socket handler), always a failure. */
+  #broken(what: string, kind: 'transient' | 'resync', err: unknown): StreamError {
+    return new StreamError('streaming', kind, `${what}: ${describePgError(err).message}`, undefined, { cause: err });
   }
 
   #fail(err: StreamError): void {
@@ -354,7 +211,7 @@ export class ReplicationStream {
     clearInterval(this.#statusTimer);
     const notify = this.#onFailure;
     this.#onFailure = undefined;
-    void this.#service.destroy().catch(() => undefined);
+    void this.#session.destroy();
     notify?.(err);
   }
 
@@ -364,6 +221,6 @@ export class ReplicationStream {
     this.#closed = true;
     clearInterval(this.#statusTimer);
     this.#onFailure = undefined;
-    await this.#service.destroy().catch(() => undefined);
+    await this.#session.destroy();
   }
 }

@@ -1,8 +1,8 @@
 import type pg from 'pg';
 import type { SyncMode } from '../config/config.js';
-import { EdgeProxyError, failure, type ErrorCode, type Failure } from '../errors.js';
+import { EdgeProxyError, failure, type Failure } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import { type FailureKind, ReplicationStream, StreamError, type StreamStart } from '../replication/stream.js';
+import { ReplicationStream, StreamError, type StreamStart } from '../replication/stream.js';
 import { diffRoutes, isEmptyDiff } from '../table/diff.js';
 import { RowState } from '../table/row-state.js';
 import { retryDelayMs } from './backoff.js';
@@ -42,13 +42,6 @@ export class SyncStartError extends EdgeProxyError {
     super('SYNC_START_FAILED', message, options);
   }
 }
-
-const STREAM_CODES: { readonly [K in FailureKind]: ErrorCode } = {
-  unavailable: 'STREAM_UNAVAILABLE',
-  publication: 'STREAM_PUBLICATION',
-  resync: 'STREAM_RESYNC',
-  transient: 'STREAM_TRANSIENT',
-};
 
 /** One replication session: the stream and the applier that publishes what it delivers. */
 interface Session {
@@ -318,7 +311,7 @@ export class Sync {
     if (this.#stopped()) return;
     const { mode } = this.#o;
     const event = failureEvent(err.kind, this.#state, mode);
-    this.#lastError = failure(STREAM_CODES[err.kind], err.message);
+    this.#lastError = failure(err.code, err.message);
     const quietlyPolled = event === 'unavailable' && mode === 'auto';
     if (event === 'fatal') {
       this.#startError = new SyncStartError(
@@ -365,18 +358,20 @@ export class Sync {
 
   #logResyncNeeded(err: StreamError): void {
     this.#o.logger.info(
-      { reason: err.message, code: STREAM_CODES[err.kind], lsn: this.#position.lsn, state: this.#state },
+      { reason: err.message, code: err.code, lsn: this.#position.lsn, state: this.#state },
       'replication stream needs a fresh bootstrap',
     );
   }
 
   #warnUnavailable(err: StreamError): void {
-    if (this.#warnedUnavailable === err.message) return;
-    this.#warnedUnavailable = err.message;
+    // Once per problem: the diagnosis code when it is a known one, else the message.
+    const key = err.diagnosis ?? err.message;
+    if (this.#warnedUnavailable === key) return;
+    this.#warnedUnavailable = key;
     this.#o.logger.warn(
       {
         reason: err.message,
-        code: STREAM_CODES[err.kind],
+        code: err.diagnosis ?? err.code,
         step: err.step,
         recheckInMs: this.#retryInMs,
         updateIntervalMs: this.#o.intervalMs,
@@ -391,7 +386,8 @@ export class Sync {
       {
         err: {
           message: err.message,
-          code: STREAM_CODES[err.kind],
+          code: err.code,
+          ...(err.diagnosis === undefined ? {} : { diagnosis: err.diagnosis }),
           step: err.step,
           kind: err.kind,
           ...(err.fixSql ? { fixSql: err.fixSql } : {}),
