@@ -66,90 +66,69 @@ export type TransitionTable = { readonly [S in SyncState]: { readonly [E in Sync
 const STOP: Transition = { to: 'stopped', run: 'shut-down' };
 const STREAMING: Transition = { to: 'streaming', run: 'none' };
 const RESYNC: Transition = { to: 'resyncing', run: 'bootstrap' };
+type Row = TransitionTable[SyncState];
 
-/** Mode auto: stream, poll whenever the stream is down. */
-const AUTO: TransitionTable = {
-  starting: {
-    start: { to: 'starting', run: 'poll-and-bootstrap' },
+/** What a failure leads to, per mode: auto polls meanwhile, replication only waits. */
+interface OnFailure {
+  readonly lost: Transition;
+  readonly unavailable: Transition;
+}
+
+/** The rows the two streaming modes share: the stream feeds the table, or a fresh bootstrap replaces it. */
+function streamRows(on: OnFailure): Pick<TransitionTable, 'streaming' | 'resyncing'> {
+  const failures: Row = { 'resync-needed': RESYNC, unavailable: on.unavailable, lost: on.lost, stop: STOP };
+  return {
+    streaming: { ...failures, 'resync-requested': RESYNC },
+    // The bootstrap in flight is the resync asked for.
+    resyncing: { ...failures, bootstrapped: STREAMING, 'resync-requested': { to: 'resyncing', run: 'none' } },
+  };
+}
+
+/** A state that waits to retry a bootstrap: the timer (or a resync) runs one, its outcome moves on. */
+function retryRow(state: SyncState, on: OnFailure): Row {
+  const again: Transition = { to: state, run: 'bootstrap' };
+  return { 'retry-due': again, 'resync-needed': again, bootstrapped: STREAMING, unavailable: on.unavailable, lost: on.lost, stop: STOP };
+}
+
+/** The first bootstrap: it may also show the setup can never work. */
+function startingRow(start: SyncAction, on: Partial<OnFailure>): Row {
+  return {
+    start: { to: 'starting', run: start },
     bootstrapped: STREAMING,
     'resync-needed': { to: 'starting', run: 'bootstrap' },
-    unavailable: { to: 'polling', run: 'poll-and-recheck-later' },
-    lost: { to: 'polling-stream-retrying', run: 'poll-and-retry-later' },
+    ...on,
     fatal: STOP,
     stop: STOP,
-  },
-  streaming: {
-    'resync-needed': RESYNC,
-    'resync-requested': RESYNC,
-    unavailable: { to: 'polling', run: 'poll-and-recheck-later' },
-    lost: { to: 'polling-stream-retrying', run: 'poll-and-retry-later' },
-    stop: STOP,
-  },
-  resyncing: {
-    bootstrapped: STREAMING,
-    'resync-needed': RESYNC,
-    // The bootstrap in flight is the resync asked for.
-    'resync-requested': { to: 'resyncing', run: 'none' },
-    unavailable: { to: 'polling', run: 'poll-and-recheck-later' },
-    lost: { to: 'polling-stream-retrying', run: 'poll-and-retry-later' },
-    stop: STOP,
-  },
-  'polling-stream-retrying': {
-    'retry-due': { to: 'polling-stream-retrying', run: 'bootstrap' },
-    bootstrapped: STREAMING,
-    'resync-needed': { to: 'polling-stream-retrying', run: 'bootstrap' },
-    unavailable: { to: 'polling', run: 'poll-and-recheck-later' },
-    lost: { to: 'polling-stream-retrying', run: 'poll-and-retry-later' },
-    stop: STOP,
-  },
+  };
+}
+
+/** Mode auto: stream, poll whenever the stream is down. */
+const AUTO_FAILURE: OnFailure = {
+  lost: { to: 'polling-stream-retrying', run: 'poll-and-retry-later' },
+  unavailable: { to: 'polling', run: 'poll-and-recheck-later' },
+};
+const AUTO: TransitionTable = {
+  starting: startingRow('poll-and-bootstrap', AUTO_FAILURE),
+  ...streamRows(AUTO_FAILURE),
+  'polling-stream-retrying': retryRow('polling-stream-retrying', AUTO_FAILURE),
   'stream-retrying': {},
-  polling: {
-    'retry-due': { to: 'polling', run: 'bootstrap' },
-    bootstrapped: STREAMING,
-    'resync-needed': { to: 'polling', run: 'bootstrap' },
-    unavailable: { to: 'polling', run: 'poll-and-recheck-later' },
-    lost: { to: 'polling-stream-retrying', run: 'poll-and-retry-later' },
-    stop: STOP,
-  },
+  polling: retryRow('polling', AUTO_FAILURE),
   stopped: {},
 };
 
 /** Mode replication: only the stream feeds the table; when it is down, the last table serves. */
+const REPLICATION_FAILURE: OnFailure = {
+  lost: { to: 'stream-retrying', run: 'retry-later' },
+  unavailable: { to: 'stream-retrying', run: 'retry-later' },
+};
 const REPLICATION: TransitionTable = {
-  starting: {
-    start: { to: 'starting', run: 'bootstrap' },
-    bootstrapped: STREAMING,
-    'resync-needed': { to: 'starting', run: 'bootstrap' },
-    // The first bootstrap is still running: it is the resync asked for.
-    'resync-requested': { to: 'starting', run: 'none' },
-    lost: { to: 'stream-retrying', run: 'retry-later' },
-    fatal: STOP,
-    stop: STOP,
-  },
-  streaming: {
-    'resync-needed': RESYNC,
-    'resync-requested': RESYNC,
-    unavailable: { to: 'stream-retrying', run: 'retry-later' },
-    lost: { to: 'stream-retrying', run: 'retry-later' },
-    stop: STOP,
-  },
-  resyncing: {
-    bootstrapped: STREAMING,
-    'resync-needed': RESYNC,
-    'resync-requested': { to: 'resyncing', run: 'none' },
-    unavailable: { to: 'stream-retrying', run: 'retry-later' },
-    lost: { to: 'stream-retrying', run: 'retry-later' },
-    stop: STOP,
-  },
+  // Unavailable at startup is fatal here (failureEvent): only a lost first bootstrap is retried.
+  starting: { ...startingRow('bootstrap', { lost: REPLICATION_FAILURE.lost }), 'resync-requested': { to: 'starting', run: 'none' } },
+  ...streamRows(REPLICATION_FAILURE),
   'polling-stream-retrying': {},
   'stream-retrying': {
-    'retry-due': { to: 'stream-retrying', run: 'bootstrap' },
+    ...retryRow('stream-retrying', REPLICATION_FAILURE),
     'resync-requested': { to: 'stream-retrying', run: 'bootstrap' },
-    bootstrapped: STREAMING,
-    'resync-needed': { to: 'stream-retrying', run: 'bootstrap' },
-    unavailable: { to: 'stream-retrying', run: 'retry-later' },
-    lost: { to: 'stream-retrying', run: 'retry-later' },
-    stop: STOP,
   },
   polling: {},
   stopped: {},
