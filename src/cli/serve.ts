@@ -88,7 +88,6 @@ export async function startService(config: Config, logger: Logger, opts: StartOp
     observer: metrics.observer,
   });
   const forwarder = new Forwarder({
-    logger,
     connectTimeoutMs: config.upstreamConnectTimeoutMs,
     headerTimeoutMs: config.upstreamHeaderTimeoutMs,
     idleTimeoutMs: config.upstreamIdleTimeoutMs,
