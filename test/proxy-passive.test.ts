@@ -71,7 +71,10 @@ describe('passive health', () => {
       const t0 = Date.now();
       await assert.rejects(request(p.port, { host: 'app.example' }), /aborted|socket hang up|ECONNRESET|terminated/);
       assert.ok(Date.now() - t0 < 3000);
-      await p.waitFor((l) => l.msg === 'vm unhealthy' && l.source === 'passive');
+      const marked = await p.waitFor((l) => l.msg === 'vm unhealthy' && l.source === 'passive');
+      assert.equal(marked.reason, 'marked by proxy: UPSTREAM_CLOSED');
+      const line = p.logs.find((l) => l.msg === 'proxy error') as { err: { code: string; connectionFailed: boolean } } | undefined;
+      assert.deepEqual([line?.err.code, line?.err.connectionFailed], ['UPSTREAM_CLOSED', true]);
     } finally {
       await p.close();
       await vm.close();
