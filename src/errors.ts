@@ -36,6 +36,16 @@ export const ERROR_CODES = {
   HOST_INVALID_NAME: 'the Host header is not a valid host name',
   HOST_IP_LITERAL: 'the Host header is an IP address: sites are reached by name',
   NO_ROUTE: 'no route for the host: the documented query returns no row for it',
+  REQUEST_TARGET_NOT_PATH: 'the request target is neither a path nor an absolute URL (`OPTIONS *`, authority-form): 400',
+  REQUEST_TARGET_OTHER_HOST: 'an absolute-form request target names another host than the Host header (or has userinfo): 400',
+  UPGRADE_NOT_WEBSOCKET: 'an upgrade other than a WebSocket GET (h2c, a POST upgrade): 400',
+  UPGRADE_DRAINING: 'a WebSocket upgrade arrived while the proxy shuts down: 503 with Retry-After, so the client reconnects elsewhere',
+  UPSTREAM_CONNECT_TIMEOUT: 'connecting to the VM or load balancer took longer than EDGEPROXY_UPSTREAM_CONNECT_TIMEOUT: 502',
+  UPSTREAM_HEADERS_TIMEOUT: 'the upstream sent no response headers within EDGEPROXY_UPSTREAM_HEADER_TIMEOUT: 504',
+  UPSTREAM_INVALID_RESPONSE: 'the upstream answered with a status or a header that cannot be forwarded: 502',
+  UPSTREAM_CLOSED: 'the upstream closed or reset the connection in the middle of its response: the client connection is cut',
+  UPSTREAM_FAILED: 'forwarding failed without a system error code to say why: 502',
+  CLIENT_CLOSED: 'the client went away before its response was complete: the upstream request is aborted (status 499 in metrics)',
   // the admin API
   ADMIN_INVALID_QUERY: 'an admin API request has a parameter that cannot be used (?limit=, a host in the path)',
 } as const;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ROUTE_KINDS } from '../src/metrics/request-metrics.js';
+import { ROUTE_KINDS } from '../src/proxy/observer.js';
 import { SYNC_STATES } from '../src/sync/sync-state.js';
 import { request, startBackend, closedPort, type Backend } from './support/backend.js';
 import { createDatabase, startPostgres, type PgServer, type TestDatabase } from './support/postgres.js';

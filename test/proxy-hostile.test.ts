@@ -115,6 +115,23 @@ describe('hostile requests never reach an upstream', () => {
     await expectStatus('SSH-2.0-OpenSSH_9.0\r\n\r\n', 400, 'SSH banner');
   });
 
+  it("each refusal before routing is logged as 'request rejected' with its code beside the reason", () => {
+    const rejected = p.logs.filter((l) => l.msg === 'request rejected');
+    const codeOf = (url: string, host: unknown) => rejected.find((l) => l.url === url && l.host === host);
+    const cases: [string, unknown, string, string, string][] = [
+      ['http://other.example/secret', 'app.example', 'GET', 'REQUEST_TARGET_OTHER_HOST', 'absolute-form request target names another host'],
+      ['*', 'app.example', 'OPTIONS', 'REQUEST_TARGET_NOT_PATH', 'request target is not a path'],
+      ['/', null, 'GET', 'HOST_MISSING', 'missing Host header'],
+    ];
+    for (const [url, host, method, code, reason] of cases) {
+      const line = codeOf(url, host);
+      assert.ok(line, `${url}: logged`);
+      assert.deepEqual([line.level, line.method, line.code, line.reason, line.status], ['warn', method, code, reason, 400], url);
+    }
+    const h2c = rejected.find((l) => l.code === 'UPGRADE_NOT_WEBSOCKET');
+    assert.equal(h2c?.reason, 'only WebSocket GET upgrades are proxied');
+  });
+
   it('the rejections are counted for metrics as "rejected"', () => {
     const statuses = new Set(p.observed.requests.filter((r) => r.kind === 'rejected').map((r) => r.status));
     for (const s of [400, 405, 431]) assert.ok(statuses.has(s), `status ${s} observed: ${[...statuses].join(',')}`);

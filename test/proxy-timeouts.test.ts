@@ -2,12 +2,9 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import type { ForwardEngine } from '../src/proxy/forward.js';
 import { OTHER_REGION, rawExchange, request, startBackend, startBlackhole, startProxy, type Backend } from './support/backend.js';
 
-/** Upstream timeouts (per forwarding engine) and client timeouts (slowloris, slow bodies, idle). */
-
-const ENGINES: ForwardEngine[] = ['undici', 'http-proxy'];
+/** Upstream timeouts of plain requests and client timeouts (slowloris, slow bodies, idle). */
 
 let blackhole: Awaited<ReturnType<typeof startBlackhole>>;
 let silent: net.Server;
@@ -40,72 +37,70 @@ after(async () => {
   await sse.close();
 });
 
-for (const engine of ENGINES) {
-  describe(`upstream timeouts (${engine})`, () => {
-    it('connect timeout → 502, within the timeout, and the VM is not marked unhealthy', async () => {
-      const p = await startProxy({ engine, crossRegionPort: blackhole.port, forwarder: { connectTimeoutMs: 300 } });
-      try {
-        p.routes({ 'far.example': { vmPort: 1, region: OTHER_REGION } });
-        const t0 = Date.now();
-        const r = await request(p.port, { host: 'far.example' });
-        const ms = Date.now() - t0;
-        assert.equal(r.status, 502);
-        assert.equal(r.body, 'Bad Gateway');
-        assert.ok(ms >= 250 && ms < 2000, `answered after ${ms} ms`);
-        const line = p.logs.find((l) => l.msg === 'proxy error') as { err: { code: string } } | undefined;
-        assert.equal(line?.err.code, 'UPSTREAM_CONNECT_TIMEOUT');
-      } finally {
-        await p.close();
-      }
-    });
-
-    it('response-header timeout → 504 "Gateway Timeout"', async () => {
-      const port = (silent.address() as net.AddressInfo).port;
-      const p = await startProxy({ engine, crossRegionPort: port, forwarder: { headerTimeoutMs: 300 } });
-      try {
-        p.routes({ 'slow.example': { vmPort: 1, region: OTHER_REGION } });
-        const t0 = Date.now();
-        const r = await request(p.port, { host: 'slow.example' });
-        const ms = Date.now() - t0;
-        assert.equal(r.status, 504);
-        assert.equal(r.body, 'Gateway Timeout');
-        assert.ok(ms >= 250 && ms < 2000, `answered after ${ms} ms`);
-        assert.equal(p.observed.requests.at(-1)?.status, 504);
-      } finally {
-        await p.close();
-      }
-    });
-
-    it('SSE streams event by event and is not cut by the header timeout or any write timeout', async () => {
-      const p = await startProxy({ engine, forwarder: { headerTimeoutMs: 200 } });
-      try {
-        p.routes({ 'sse.example': { vmPort: sse.port } });
-        const arrivals: number[] = [];
-        const t0 = Date.now();
-        const body = await new Promise<string>((resolve, reject) => {
-          http
-            .get({ host: '127.0.0.1', port: p.port, path: '/events', headers: { host: 'sse.example' }, agent: false }, (res) => {
-              let text = '';
-              res.setEncoding('utf8');
-              res.on('data', (c: string) => {
-                text += c;
-                arrivals.push(Date.now() - t0);
-              });
-              res.on('end', () => resolve(text));
-              res.on('error', reject);
-            })
-            .on('error', reject);
-        });
-        assert.equal(body, Array.from({ length: 8 }, (_, i) => `data: ${i}\n\n`).join(''));
-        // Unbuffered: the first event arrived long before the last one was sent (~1.2 s).
-        assert.ok(arrivals.length >= 4, `arrived in ${arrivals.length} chunks`);
-        assert.ok(arrivals[0]! < 700, `first event after ${arrivals[0]} ms`);
-      } finally {
-        await p.close();
-      }
-    });
+describe('upstream timeouts', () => {
+  it('connect timeout → 502, within the timeout, and the VM is not marked unhealthy', async () => {
+    const p = await startProxy({ crossRegionPort: blackhole.port, forwarder: { connectTimeoutMs: 300 } });
+    try {
+      p.routes({ 'far.example': { vmPort: 1, region: OTHER_REGION } });
+      const t0 = Date.now();
+      const r = await request(p.port, { host: 'far.example' });
+      const ms = Date.now() - t0;
+      assert.equal(r.status, 502);
+      assert.equal(r.body, 'Bad Gateway');
+      assert.ok(ms >= 250 && ms < 2000, `answered after ${ms} ms`);
+      const line = p.logs.find((l) => l.msg === 'proxy error') as { err: { code: string } } | undefined;
+      assert.equal(line?.err.code, 'UPSTREAM_CONNECT_TIMEOUT');
+    } finally {
+      await p.close();
+    }
   });
-}
+
+  it('response-header timeout → 504 "Gateway Timeout"', async () => {
+    const port = (silent.address() as net.AddressInfo).port;
+    const p = await startProxy({ crossRegionPort: port, forwarder: { headerTimeoutMs: 300 } });
+    try {
+      p.routes({ 'slow.example': { vmPort: 1, region: OTHER_REGION } });
+      const t0 = Date.now();
+      const r = await request(p.port, { host: 'slow.example' });
+      const ms = Date.now() - t0;
+      assert.equal(r.status, 504);
+      assert.equal(r.body, 'Gateway Timeout');
+      assert.ok(ms >= 250 && ms < 2000, `answered after ${ms} ms`);
+      assert.equal(p.observed.requests.at(-1)?.status, 504);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('SSE streams event by event and is not cut by the header timeout or any write timeout', async () => {
+    const p = await startProxy({ forwarder: { headerTimeoutMs: 200 } });
+    try {
+      p.routes({ 'sse.example': { vmPort: sse.port } });
+      const arrivals: number[] = [];
+      const t0 = Date.now();
+      const body = await new Promise<string>((resolve, reject) => {
+        http
+          .get({ host: '127.0.0.1', port: p.port, path: '/events', headers: { host: 'sse.example' }, agent: false }, (res) => {
+            let text = '';
+            res.setEncoding('utf8');
+            res.on('data', (c: string) => {
+              text += c;
+              arrivals.push(Date.now() - t0);
+            });
+            res.on('end', () => resolve(text));
+            res.on('error', reject);
+          })
+          .on('error', reject);
+      });
+      assert.equal(body, Array.from({ length: 8 }, (_, i) => `data: ${i}\n\n`).join(''));
+      // Unbuffered: the first event arrived long before the last one was sent (~1.2 s).
+      assert.ok(arrivals.length >= 4, `arrived in ${arrivals.length} chunks`);
+      assert.ok(arrivals[0]! < 700, `first event after ${arrivals[0]} ms`);
+    } finally {
+      await p.close();
+    }
+  });
+});
 
 describe('client timeouts', () => {
   it('slowloris: a client trickling its headers gets 408 and is closed after the header timeout', async () => {

@@ -2,12 +2,13 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { DEFAULTS } from '../src/config/config.js';
 import { createLogger } from '../src/log/logger.js';
 import { Forwarder } from '../src/proxy/forward.js';
 import { HealthChecker } from '../src/proxy/health.js';
 import { ProxyServer } from '../src/proxy/server.js';
 import type { RouteStore } from '../src/sync/route-store.js';
-import { request, startBackend } from './support/backend.js';
+import { DEFAULT_SERVER_OPTIONS, defaultForwarderOptions, request, startBackend } from './support/backend.js';
 import { createDatabase, startPostgres, type PgServer } from './support/postgres.js';
 import { Seeder } from './support/seed.js';
 import { REGION_A } from './support/service.js';
@@ -179,9 +180,9 @@ describe('internal errors', () => {
         return undefined;
       },
     } as unknown as RouteStore;
-    const health = new HealthChecker({ timeoutMs: 2000, cacheTtlMs: 1000, logger });
-    const forwarder = new Forwarder({ logger });
-    const proxy = new ProxyServer({ store, health, forwarder, regionId: REGION_A, crossRegionPort: 80, logger });
+    const health = new HealthChecker({ timeoutMs: DEFAULTS.healthTimeoutMs, cacheTtlMs: DEFAULTS.healthCacheTtlMs, logger });
+    const forwarder = new Forwarder(defaultForwarderOptions());
+    const proxy = new ProxyServer({ ...DEFAULT_SERVER_OPTIONS, store, health, forwarder, regionId: REGION_A, logger });
     const { port } = await proxy.listen('127.0.0.1', 0);
     try {
       const r = await request(port, { host: 'any.example', path: '/boom' });

@@ -4,15 +4,18 @@
 // RouteStore, HealthChecker (cache on), Forwarder and ProxyServer; logging at info to stdout.
 // No database: the request path never touches it.
 //
-// node --import tsx bench/targets/edgeproxy.ts --port P --backend-port B --routes N --engine undici|http-proxy [--no-listen]
+// The options the bench does not set are the option table's defaults (DEFAULTS), as for `serve`.
+//
+// node --import tsx bench/targets/edgeproxy.ts --port P --backend-port B --routes N [--health-ttl MS] [--no-listen]
 // Prints one JSON line when ready ({ ready, port, routes, loadMs, rssMiB, heapMiB, decideNs });
 // answers SIGUSR2 with { probes } (health probes so far).
 import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { DEFAULTS } from '../../src/config/config.js';
 import { createLogger } from '../../src/log/logger.js';
 import { decide } from '../../src/proxy/decide.js';
-import { Forwarder, type ForwardEngine } from '../../src/proxy/forward.js';
+import { Forwarder } from '../../src/proxy/forward.js';
 import { HealthChecker } from '../../src/proxy/health.js';
 import { ProxyServer } from '../../src/proxy/server.js';
 import { RouteStore } from '../../src/sync/route-store.js';
@@ -23,9 +26,8 @@ const { values } = parseArgs({
     port: { type: 'string', default: '0' },
     'backend-port': { type: 'string', default: '8081' },
     routes: { type: 'string', default: '100000' },
-    engine: { type: 'string', default: 'undici' },
     'no-listen': { type: 'boolean', default: false },
-    'health-ttl': { type: 'string', default: '1000' },
+    'health-ttl': { type: 'string', default: String(DEFAULTS.healthCacheTtlMs) },
   },
 });
 const N = Number(values.routes);
@@ -74,16 +76,33 @@ const hosts = Array.from({ length: 4096 }, (_, i) =>
   i === 0 ? 'bench.example' : `site-${1 + ((i * 7919) % (N - 1))}.customer-${(1 + ((i * 7919) % (N - 1))) % 997}.example`,
 );
 let sink = 0;
-for (let i = 0; i < 200_000; i++) sink += decide(store.current, hosts[i & 4095], REGION, 80).kind.length;
+for (let i = 0; i < 200_000; i++) sink += decide(store.current, hosts[i & 4095], REGION, DEFAULTS.crossRegionPort).kind.length;
 const L = 2_000_000;
 const l0 = performance.now();
-for (let i = 0; i < L; i++) sink += decide(store.current, hosts[i & 4095], REGION, 80).kind.length;
+for (let i = 0; i < L; i++) sink += decide(store.current, hosts[i & 4095], REGION, DEFAULTS.crossRegionPort).kind.length;
 const decideNs = ((performance.now() - l0) * 1e6) / L;
 
 const logger = createLogger('info');
-const health = new HealthChecker({ timeoutMs: 2000, cacheTtlMs: Number(values['health-ttl']), logger });
-const forwarder = new Forwarder({ logger, engine: values.engine as ForwardEngine });
-const proxy = new ProxyServer({ store, health, forwarder, regionId: REGION, crossRegionPort: 80, logger });
+const health = new HealthChecker({ timeoutMs: DEFAULTS.healthTimeoutMs, cacheTtlMs: Number(values['health-ttl']), logger });
+const forwarder = new Forwarder({
+  connectTimeoutMs: DEFAULTS.upstreamConnectTimeoutMs,
+  headerTimeoutMs: DEFAULTS.upstreamHeaderTimeoutMs,
+  idleTimeoutMs: DEFAULTS.upstreamIdleTimeoutMs,
+});
+const proxy = new ProxyServer({
+  store,
+  health,
+  forwarder,
+  regionId: REGION,
+  crossRegionPort: DEFAULTS.crossRegionPort,
+  logger,
+  timeouts: {
+    idleTimeoutMs: DEFAULTS.idleTimeoutMs,
+    headerTimeoutMs: DEFAULTS.clientHeaderTimeoutMs,
+    requestTimeoutMs: DEFAULTS.clientRequestTimeoutMs,
+  },
+  trustedProxies: DEFAULTS.trustedProxies,
+});
 let port = 0;
 if (!values['no-listen']) port = (await proxy.listen('127.0.0.1', Number(values.port))).port;
 console.log(

@@ -143,7 +143,6 @@ function createRequestPath(
   metrics: Metrics,
 ): Pick<Parts, 'forwarder' | 'proxy'> {
   const forwarder = new Forwarder({
-    logger,
     connectTimeoutMs: config.upstreamConnectTimeoutMs,
     headerTimeoutMs: config.upstreamHeaderTimeoutMs,
     idleTimeoutMs: config.upstreamIdleTimeoutMs,

@@ -4,18 +4,7 @@
  * label children are resolved once, so a request costs a Map lookup and two observations.
  */
 import { Counter, Histogram, type Registry } from 'prom-client';
-import type { ProxyObserver, RouteKind } from '../proxy/observer.js';
-
-/** Every route kind, from the type: a kind added to RouteKind and not here does not compile. */
-const ROUTE_KIND_SET = {
-  'same-region': true,
-  'cross-region': true,
-  'not-found': true,
-  'not-ready': true,
-  loop: true,
-  rejected: true,
-} as const satisfies Record<RouteKind, true>;
-export const ROUTE_KINDS = Object.keys(ROUTE_KIND_SET) as RouteKind[];
+import { ROUTE_KINDS, type ProxyObserver, type RouteKind } from '../proxy/observer.js';
 
 /** Seconds; from a fast local hop to a slow upload. */
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];

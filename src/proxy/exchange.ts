@@ -1,33 +1,58 @@
 import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Upstream } from './decide.js';
+import type { Forwarder } from './forward.js';
 import type { RouteKind } from './observer.js';
+import { ERRORS, sendError, sendRawError, type ErrorKind } from './responses.js';
+import type { ForwardErrorInfo } from './upstream-errors.js';
 
-/** How forwarding failed, for the status, the log line and the passive health signal. */
-export interface ForwardErrorInfo {
-  /** e.g. ECONNREFUSED, ECONNRESET, UPSTREAM_CONNECT_TIMEOUT, UPSTREAM_HEADERS_TIMEOUT, UPSTREAM_INVALID_RESPONSE */
-  readonly code: string;
-  readonly message: string;
-  /** 502, or 504 when the upstream did not send its response headers in time. */
-  readonly status: 502 | 504;
-  /** Refused or reset by the upstream: the VM is marked unhealthy at once (passive health). */
-  readonly connectionFailed: boolean;
+/**
+ * One request on its way through the proxy. The server runs a single flow over it (checks,
+ * routing, loop guard, health, failure mapping, logs, metrics); the two kinds of request differ
+ * only in how an answer is written and in the last step:
+ * - a plain request (`ProxyResponse`): answers on its ServerResponse, forwarded with undici;
+ * - a WebSocket upgrade (`UpgradeExchange`): answers on the raw socket, forwarded with http-proxy-3.
+ */
+export interface Exchange {
+  readonly req: IncomingMessage;
+  /** A protocol upgrade: it must be a WebSocket one, and the upstream gets its Upgrade header. */
+  readonly upgrade: boolean;
+  /** performance.now() when the request arrived. */
+  started: number;
+  kind: RouteKind;
+  routeHost: string;
+  upstream: Upstream | undefined;
+  requestId: string;
+  /** performance.now() when forwarding started / the upstream's response headers arrived (0 = not yet). */
+  forwardStarted: number;
+  upstreamAt: number;
+  /** The status the client got (or is getting); 0 = nothing sent yet. */
+  readonly sentStatus: number;
+  /** The whole answer went out (and, for an upgrade, the connection ended without a failure). */
+  readonly completed: boolean;
+  /** The client connection is gone: there is nothing left to forward. */
+  readonly clientGone: boolean;
+  /** Writes the error table's answer; cuts the connection when another answer has already started. */
+  answer(kind: ErrorKind): void;
+  /** The server is draining: the refusal to send, or undefined to serve it (on a closing connection). */
+  whileDraining(): ErrorKind | undefined;
+  /** The last step: hands the exchange to its forwarder. */
+  forwardWith(forwarder: Forwarder): void;
 }
 
-/** Receives what the forwarder learns about one exchange (implemented by ProxyServer). */
+/** Receives what the forwarders learn about an exchange (implemented by ProxyServer). */
 export interface ExchangeSink {
-  forwardFailed(res: ProxyResponse, info: ForwardErrorInfo): void;
-  finished(res: ProxyResponse): void;
+  forwardFailed(exchange: Exchange, info: ForwardErrorInfo): void;
+  finished(exchange: Exchange): void;
 }
 
 /**
- * The server's response object, carrying the per-request state as plain fields so the hot path
- * needs no closures or side tables (`http.createServer({ ServerResponse: ProxyResponse })`).
+ * A plain request: the server's response object, carrying the per-request state as plain fields
+ * so the hot path needs no closures or side tables (`http.createServer({ ServerResponse: ProxyResponse })`).
  */
-export class ProxyResponse extends ServerResponse<IncomingMessage> {
-  /** performance.now() when the request arrived. */
+export class ProxyResponse extends ServerResponse<IncomingMessage> implements Exchange {
   started = 0;
   kind: RouteKind = 'rejected';
-  /** performance.now() when forwarding started / the upstream's response headers arrived (0 = not yet). */
   forwardStarted = 0;
   upstreamAt = 0;
   requestId = '';
@@ -35,14 +60,111 @@ export class ProxyResponse extends ServerResponse<IncomingMessage> {
   upstream: Upstream | undefined = undefined;
   /** Forwarding attempts so far (a stale pooled connection allows one retry). */
   attempts = 0;
-  /** The request's upstream ClientRequest (http-proxy engine), for its reused-socket flag. */
-  upstreamRequest: { reusedSocket: boolean } | undefined = undefined;
   sink: ExchangeSink | undefined = undefined;
-  /** Aborts the upstream request when the client leaves first (undici engine). */
+  /** Aborts the upstream request when the client leaves first. */
   cancel: { cancel(): void } | undefined = undefined;
+
+  get upgrade(): boolean {
+    return false;
+  }
+
+  get sentStatus(): number {
+    return this.headersSent ? this.statusCode : 0;
+  }
+
+  get completed(): boolean {
+    return this.writableFinished;
+  }
+
+  get clientGone(): boolean {
+    return this.destroyed;
+  }
+
+  answer(kind: ErrorKind): void {
+    try {
+      sendError(this, kind);
+    } catch {
+      this.destroy();
+    }
+  }
+
+  /** Served, but its connection is not kept for another request. */
+  whileDraining(): undefined {
+    this.shouldKeepAlive = false;
+    return undefined;
+  }
+
+  forwardWith(forwarder: Forwarder): void {
+    forwarder.requests.forward(this);
+  }
 }
 
 /** `close` listener shared by every response (no per-request closure). */
 export function onExchangeClose(this: ProxyResponse): void {
+  if (!this.writableFinished) this.cancel?.cancel();
   this.sink?.finished(this);
 }
+
+/**
+ * A WebSocket upgrade: no ServerResponse, answers go straight to the socket. The upstream's answer
+ * (101, or a refusal http-proxy-3 relays) sets `sentStatus`; the exchange finishes when the
+ * client socket closes, which for a switched connection is the end of the whole session.
+ */
+export class UpgradeExchange implements Exchange {
+  readonly upgrade = true;
+  started = performance.now();
+  kind: RouteKind = 'rejected';
+  forwardStarted = 0;
+  upstreamAt = 0;
+  requestId = '';
+  routeHost = '';
+  upstream: Upstream | undefined = undefined;
+  sentStatus = 0;
+  #cut = false;
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly socket: Duplex,
+    /** The bytes that arrived after the request head (the first WebSocket frames). */
+    readonly head: Buffer,
+    readonly sink: ExchangeSink,
+  ) {
+    socket.on('error', ignore);
+    socket.once('close', () => sink.finished(this));
+  }
+
+  get completed(): boolean {
+    return this.sentStatus !== 0 && !this.#cut;
+  }
+
+  get clientGone(): boolean {
+    return this.socket.destroyed;
+  }
+
+  answer(kind: ErrorKind): void {
+    if (this.sentStatus !== 0 || (this.socket as Duplex & { bytesWritten?: number }).bytesWritten !== 0) {
+      this.#cut = true;
+      this.socket.destroy();
+      return;
+    }
+    this.sentStatus = ERRORS[kind].status;
+    sendRawError(this.socket, kind);
+  }
+
+  /** Refused: it would open a long-lived connection that the drain is about to cut. */
+  whileDraining(): ErrorKind {
+    return 'draining';
+  }
+
+  forwardWith(forwarder: Forwarder): void {
+    forwarder.upgrades.forward(this);
+  }
+
+  /** The upstream answered: 101 (bytes flow from now on) or another status, relayed as is. */
+  upstreamAnswered(status: number): void {
+    this.upstreamAt = performance.now();
+    this.sentStatus = status;
+  }
+}
+
+function ignore(): void {}

@@ -297,92 +297,143 @@ export class HealthChecker {
   /** One HTTP probe; resolves exactly once and never rejects. */
   #probe(target: HealthTarget): Promise<HealthResult> {
     this.#probeCount++;
-    return new Promise<HealthResult>((resolve) => {
-      let settled = false;
-      let req: http.ClientRequest | undefined;
-      let res: http.IncomingMessage | undefined;
+    return new Promise<HealthResult>((resolve) => new Probe(target, this.#agent, this.#timeoutMs, this.#active, resolve).start());
+  }
+}
 
-      const settle = (result: HealthResult): void => {
-        if (settled) return;
-        settled = true;
-        resolve(result);
-      };
-      // Ends the probe's life: no timer, not cancellable any more; `destroy` drops the socket
-      // (on error, timeout, close, or a body we will not drain) instead of keeping it pooled.
-      const finish = (destroy: boolean): void => {
-        clearTimeout(timer);
-        this.#active.delete(cancel);
-        if (destroy) {
-          res?.destroy();
-          req?.destroy();
-        }
-      };
-      const cancel = (): void => {
-        settle(CLOSED);
-        finish(true);
-      };
-      // One deadline for the whole probe: socket wait + connect + headers decide the verdict;
-      // after the verdict, whatever is left of it bounds the body drain.
-      const timer = setTimeout(() => {
-        settle({ healthy: false, reason: `timeout after ${this.#timeoutMs} ms` });
-        finish(true);
-      }, this.#timeoutMs);
-      this.#active.add(cancel);
+/** The verdict on a probe's status line: 2xx and 3xx are healthy (a redirect is not followed). */
+function judgeStatus(status: number): HealthResult {
+  return status >= 200 && status < 400 ? { healthy: true, status } : { healthy: false, status, reason: `status ${status}` };
+}
 
-      const send = (attempt: number): void => {
-        let r: http.ClientRequest;
-        try {
-          r = http.request({
-            host: target.ip,
-            port: target.port,
-            path: '/',
-            method: 'GET',
-            agent: this.#agent,
-            headers: { Host: hostPort(target), 'User-Agent': HEALTH_USER_AGENT },
-          });
-        } catch (err) {
-          // e.g. an invalid port: http.request throws synchronously.
-          settle({ healthy: false, reason: errorReason(err) });
-          finish(true);
-          return;
-        }
-        req = r;
-        r.on('error', (err: NodeJS.ErrnoException) => {
-          if (settled || r !== req) return;
-          // The pooled keep-alive socket was closed by the backend as we reused it: the request
-          // never reached the app, so try once more on a fresh connection.
-          if (attempt === 0 && r.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
-            send(1);
-            return;
-          }
-          settle({ healthy: false, reason: errorReason(err) });
-          finish(true);
-        });
-        r.on('response', (response) => {
-          res = response;
-          response.on('error', () => {
-            // Body aborted after the verdict: nothing left to report, the socket is gone.
-          });
-          if (settled) {
-            // Timed out or cancelled in the meantime: the verdict stands, drop the connection.
-            finish(true);
-            return;
-          }
-          const status = response.statusCode ?? 0;
-          settle(status >= 200 && status < 400 ? { healthy: true, status } : { healthy: false, status, reason: `status ${status}` });
-          // Judge on the status line; drain a small body so the socket can go back to the pool.
-          let bytes = 0;
-          response.on('data', (chunk: Buffer) => {
-            bytes += chunk.length;
-            if (bytes > MAX_DRAIN_BYTES) finish(true);
-          });
-          response.on('end', () => finish(false));
-          response.on('close', () => finish(false));
-          response.resume();
-        });
-        r.end();
-      };
-      send(0);
+/**
+ * One probe's life, under one deadline: send the request (once more if a stale pooled socket was
+ * reset), judge the status line, then drain a small body so the socket can go back to the pool.
+ * Resolves exactly once; `cancel` (run by HealthChecker.close) resolves it 'closed'.
+ */
+class Probe {
+  readonly #target: HealthTarget;
+  readonly #agent: http.Agent;
+  readonly #timeoutMs: number;
+  /** The checker's cancel functions of probes in flight or draining; this one is in it until it ends. */
+  readonly #active: Set<() => void>;
+  readonly #resolve: (result: HealthResult) => void;
+  #settled = false;
+  #req: http.ClientRequest | undefined;
+  #res: http.IncomingMessage | undefined;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    target: HealthTarget,
+    agent: http.Agent,
+    timeoutMs: number,
+    active: Set<() => void>,
+    resolve: (result: HealthResult) => void,
+  ) {
+    this.#target = target;
+    this.#agent = agent;
+    this.#timeoutMs = timeoutMs;
+    this.#active = active;
+    this.#resolve = resolve;
+  }
+
+  readonly cancel = (): void => {
+    this.#settle(CLOSED);
+    this.#finish(true);
+  };
+
+  start(): void {
+    // One deadline for the whole probe: socket wait + connect + headers decide the verdict;
+    // after the verdict, whatever is left of it bounds the body drain.
+    this.#timer = setTimeout(this.#onDeadline, this.#timeoutMs);
+    this.#active.add(this.cancel);
+    this.#send(0);
+  }
+
+  readonly #onDeadline = (): void => {
+    this.#settle({ healthy: false, reason: `timeout after ${this.#timeoutMs} ms` });
+    this.#finish(true);
+  };
+
+  /** Sends one attempt: 0, or 1 after the keep-alive race. */
+  #send(attempt: number): void {
+    const target = this.#target;
+    let r: http.ClientRequest;
+    try {
+      r = http.request({
+        host: target.ip,
+        port: target.port,
+        path: '/',
+        method: 'GET',
+        agent: this.#agent,
+        headers: { Host: hostPort(target), 'User-Agent': HEALTH_USER_AGENT },
+      });
+    } catch (err) {
+      // e.g. an invalid port: http.request throws synchronously.
+      this.#settle({ healthy: false, reason: errorReason(err) });
+      this.#finish(true);
+      return;
+    }
+    this.#req = r;
+    r.on('error', (err: NodeJS.ErrnoException) => this.#onError(r, attempt, err));
+    r.on('response', (response) => this.#onResponse(response));
+    r.end();
+  }
+
+  #onError(r: http.ClientRequest, attempt: number, err: NodeJS.ErrnoException): void {
+    if (this.#settled || r !== this.#req) return;
+    // The pooled keep-alive socket was closed by the backend as we reused it: the request never
+    // reached the app, so try once more on a fresh connection.
+    if (attempt === 0 && r.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+      this.#send(1);
+      return;
+    }
+    this.#settle({ healthy: false, reason: errorReason(err) });
+    this.#finish(true);
+  }
+
+  #onResponse(response: http.IncomingMessage): void {
+    this.#res = response;
+    response.on('error', () => {
+      // Body aborted after the verdict: nothing left to report, the socket is gone.
     });
+    if (this.#settled) {
+      // Timed out or cancelled in the meantime: the verdict stands, drop the connection.
+      this.#finish(true);
+      return;
+    }
+    this.#settle(judgeStatus(response.statusCode ?? 0));
+    this.#drain(response);
+  }
+
+  /** Reads a small body to its end so the socket can be reused; a large one costs the socket. */
+  #drain(response: http.IncomingMessage): void {
+    let bytes = 0;
+    response.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (bytes > MAX_DRAIN_BYTES) this.#finish(true);
+    });
+    response.on('end', () => this.#finish(false));
+    response.on('close', () => this.#finish(false));
+    response.resume();
+  }
+
+  #settle(result: HealthResult): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#resolve(result);
+  }
+
+  /**
+   * Ends the probe's life: no timer, not cancellable any more; `destroy` drops the socket (on
+   * error, timeout, close, or a body we will not drain) instead of keeping it pooled.
+   */
+  #finish(destroy: boolean): void {
+    clearTimeout(this.#timer);
+    this.#active.delete(this.cancel);
+    if (destroy) {
+      this.#res?.destroy();
+      this.#req?.destroy();
+    }
   }
 }

@@ -1,28 +1,38 @@
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 
+/** One row of the error table. */
+export interface ErrorAnswer {
+  readonly status: number;
+  readonly body: string;
+  /** Sent as `Retry-After` (seconds): the condition passes on its own. */
+  readonly retryAfterS?: number;
+  /** The client connection is not kept for another request. */
+  readonly close?: boolean;
+}
+
 /**
  * Error responses. The first four statuses and bodies are the service description's error table,
  * verbatim; the others are ours: `not-ready` (before the first route table is loaded the proxy
  * cannot know a site is missing, so 503 with Retry-After instead of 404), `gateway-timeout` (an
  * upstream too slow to answer), `loop` (a request that already crossed regions would cross again),
- * `bad-request` (a request we refuse to route, e.g. a missing Host).
+ * `bad-request` (a request we refuse to route, e.g. a missing Host), `draining` (a WebSocket
+ * upgrade while shutting down: the long-lived connection would be cut by the drain anyway).
  */
-export const ERRORS = {
+const TABLE = {
   'not-found': { status: 404, body: 'Service Not Found' },
   unhealthy: { status: 503, body: 'Service Unavailable - VM not responding' },
   'bad-gateway': { status: 502, body: 'Bad Gateway' },
   internal: { status: 500, body: 'Internal Server Error' },
-  'not-ready': { status: 503, body: 'Service Unavailable - routes not loaded yet' },
+  'not-ready': { status: 503, body: 'Service Unavailable - routes not loaded yet', retryAfterS: 1 },
   'gateway-timeout': { status: 504, body: 'Gateway Timeout' },
   loop: { status: 508, body: 'Loop Detected' },
-  'bad-request': { status: 400, body: 'Bad Request' },
-} as const;
+  'bad-request': { status: 400, body: 'Bad Request', close: true },
+  draining: { status: 503, body: 'Service Unavailable - shutting down', retryAfterS: 1, close: true },
+} as const satisfies Record<string, ErrorAnswer>;
 
-export type ErrorKind = keyof typeof ERRORS;
-
-/** Seconds a client should wait before retrying while the route table is not loaded. */
-export const NOT_READY_RETRY_AFTER_S = 1;
+export type ErrorKind = keyof typeof TABLE;
+export const ERRORS: Readonly<Record<ErrorKind, ErrorAnswer>> = TABLE;
 
 const BODIES = Object.fromEntries(Object.entries(ERRORS).map(([k, v]) => [k, Buffer.from(v.body)])) as Record<ErrorKind, Buffer>;
 
@@ -36,6 +46,7 @@ export function sendError(res: ServerResponse, kind: ErrorKind): void {
     return;
   }
   if (res.writableEnded || res.destroyed) return;
+  const e = ERRORS[kind];
   const body = BODIES[kind];
   const headers: Record<string, string | number> = {
     'content-type': 'text/plain; charset=utf-8',
@@ -43,8 +54,9 @@ export function sendError(res: ServerResponse, kind: ErrorKind): void {
     'x-content-type-options': 'nosniff',
     'cache-control': 'no-store',
   };
-  if (kind === 'not-ready') headers['retry-after'] = NOT_READY_RETRY_AFTER_S;
-  res.writeHead(ERRORS[kind].status, headers);
+  if (e.retryAfterS !== undefined) headers['retry-after'] = e.retryAfterS;
+  if (e.close === true) res.shouldKeepAlive = false;
+  res.writeHead(e.status, headers);
   res.end(body);
 }
 
@@ -82,5 +94,6 @@ export function sendRawError(socket: Duplex, kind: ErrorKind): void {
     return;
   }
   const e = ERRORS[kind];
-  socket.end(rawResponse(e.status, e.body, kind === 'not-ready' ? `Retry-After: ${NOT_READY_RETRY_AFTER_S}\r\n` : ''));
+  // rawResponse always closes: a raw socket never carries a second request.
+  socket.end(rawResponse(e.status, e.body, e.retryAfterS === undefined ? '' : `Retry-After: ${e.retryAfterS}\r\n`));
 }

@@ -1,16 +1,18 @@
 import http, { type IncomingMessage } from 'node:http';
 import { BlockList, isIPv4, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { Failure } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { RouteSnapshot, RouteStore } from '../sync/route-store.js';
-import { parseHostHeader } from '../table/host.js';
-import { decide, formatUpstream, type Decision, type Upstream } from './decide.js';
-import { onExchangeClose, ProxyResponse, type ExchangeSink, type ForwardErrorInfo } from './exchange.js';
-import type { Forwarder, UpgradeSink } from './forward.js';
+import { decide, formatUpstream, type Upstream } from './decide.js';
+import { onExchangeClose, ProxyResponse, UpgradeExchange, type Exchange, type ExchangeSink } from './exchange.js';
+import type { Forwarder } from './forward.js';
 import { clientAddress, hasLoopMark, requestIdOf, upstreamHeaders } from './headers.js';
 import type { HealthChecker, HealthResult } from './health.js';
 import { NO_OBSERVER, type ProxyObserver, type RouteKind } from './observer.js';
-import { ERRORS, rawResponse, sendError, sendRawError, type ErrorKind } from './responses.js';
+import { checkRequest, type RefusalCode } from './request-checks.js';
+import { rawResponse, type ErrorKind } from './responses.js';
+import type { ForwardErrorInfo } from './upstream-errors.js';
 
 /** Client-side timeouts (ms); see the README's configuration table. */
 export interface ClientTimeouts {
@@ -22,8 +24,6 @@ export interface ClientTimeouts {
   readonly requestTimeoutMs: number;
 }
 
-export const DEFAULT_CLIENT_TIMEOUTS: ClientTimeouts = { idleTimeoutMs: 30_000, headerTimeoutMs: 10_000, requestTimeoutMs: 300_000 };
-
 export interface ProxyServerOptions {
   readonly store: RouteStore;
   readonly health: HealthChecker;
@@ -33,9 +33,10 @@ export interface ProxyServerOptions {
   readonly logger: Logger;
   /** Told about every finished request (metrics); must be cheap and must not throw. */
   readonly observer?: ProxyObserver;
-  readonly timeouts?: Partial<ClientTimeouts>;
+  /** From the option table (EDGEPROXY_IDLE_TIMEOUT, _CLIENT_HEADER_TIMEOUT, _CLIENT_REQUEST_TIMEOUT). */
+  readonly timeouts: ClientTimeouts;
   /** CIDRs whose X-Forwarded-For is trusted besides the regions' load balancers (`10.0.0.0/8`). */
-  readonly trustedProxies?: readonly string[];
+  readonly trustedProxies: readonly string[];
 }
 
 /** Status reported for a request whose client went away before a response was sent (as nginx). */
@@ -43,7 +44,14 @@ export const CLIENT_CLOSED_STATUS = 499;
 
 /**
  * The public HTTP server: Host → decision → (health check) → forward. It reads the current
- * snapshot once per request and never waits on the database.
+ * snapshot once per request and never waits on the database. Plain requests and WebSocket
+ * upgrades run the same flow (`#route`) over an `Exchange`, which writes the answers and takes
+ * the last step for its kind.
+ *
+ * Draining (shutdown): a plain request is still served, on a connection that is then closed; an
+ * upgrade is refused with 503 `draining` (Retry-After, Connection: close), since the long-lived
+ * connection it opens would be cut by the drain; at the deadline every connection left is cut,
+ * upgraded ones included.
  */
 export class ProxyServer implements ExchangeSink {
   readonly server: http.Server;
@@ -51,13 +59,15 @@ export class ProxyServer implements ExchangeSink {
   readonly #observer: ProxyObserver;
   readonly #trusted: BlockList | undefined;
   readonly #debug: boolean;
+  /** Client sockets handed over by 'upgrade': Node's closeAllConnections() no longer sees them. */
+  readonly #upgradeSockets = new Set<Duplex>();
   #draining = false;
 
   constructor(opts: ProxyServerOptions) {
     this.#opts = opts;
     this.#observer = opts.observer ?? NO_OBSERVER;
     this.#debug = opts.logger.isLevelEnabled('debug');
-    if (opts.trustedProxies !== undefined && opts.trustedProxies.length > 0) {
+    if (opts.trustedProxies.length > 0) {
       this.#trusted = new BlockList();
       for (const cidr of opts.trustedProxies) {
         const [addr, bits] = cidr.split('/') as [string, string | undefined];
@@ -65,7 +75,7 @@ export class ProxyServer implements ExchangeSink {
         this.#trusted.addSubnet(addr, bits === undefined ? (family === 'ipv4' ? 32 : 128) : Number(bits), family);
       }
     }
-    const t = { ...DEFAULT_CLIENT_TIMEOUTS, ...opts.timeouts };
+    const t = opts.timeouts;
     const requestTimeout = t.requestTimeoutMs;
     // Node refuses a header timeout longer than the request timeout.
     const headersTimeout = requestTimeout > 0 ? Math.min(t.headerTimeoutMs, requestTimeout) : t.headerTimeoutMs;
@@ -107,8 +117,8 @@ export class ProxyServer implements ExchangeSink {
   }
 
   /**
-   * Stops accepting, lets in-flight requests finish for up to `timeoutMs`, then cuts what is
-   * left. Resolves true when everything finished in time.
+   * Stops accepting, lets in-flight requests (and open WebSocket connections) finish for up to
+   * `timeoutMs`, then cuts what is left. Resolves true when everything finished in time.
    */
   async drain(timeoutMs: number): Promise<boolean> {
     this.#draining = true;
@@ -122,175 +132,186 @@ export class ProxyServer implements ExchangeSink {
     clearTimeout(timer);
     if (!finished) {
       this.server.closeAllConnections();
+      for (const socket of this.#upgradeSockets) socket.destroy();
       await closed;
     }
     return finished;
   }
 
-  // ---- plain requests ----------------------------------------------------------------------
+  // ---- the request flow ----------------------------------------------------------------------
 
   #handle(req: IncomingMessage, res: ProxyResponse): void {
     res.started = performance.now();
     res.sink = this;
     res.on('close', onExchangeClose);
-    // During shutdown, finish this request but do not keep the connection for another.
-    if (this.#draining) res.shouldKeepAlive = false;
+    this.#route(res);
+  }
+
+  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.#upgradeSockets.add(socket);
+    socket.once('close', () => this.#upgradeSockets.delete(socket));
+    this.#route(new UpgradeExchange(req, socket, head, this));
+  }
+
+  /** One flow for both kinds: checks, drain rule, decision, loop guard, headers, health, forward. */
+  #route(x: Exchange): void {
+    const req = x.req;
     try {
-      const snapshot = this.#opts.store.current;
-      const refusal = this.#checkRequest(req);
+      const refusal = checkRequest(req, x.upgrade);
       if (refusal !== undefined) {
-        this.#reject(req, res, refusal);
+        this.#reject(x, refusal);
         return;
       }
+      if (this.#draining) {
+        const refused = x.whileDraining();
+        if (refused !== undefined) {
+          this.#refuseWhileDraining(x, refused);
+          return;
+        }
+      }
+      const snapshot = this.#opts.store.current;
       const decision = decide(snapshot, req.headers.host, this.#opts.regionId, this.#opts.crossRegionPort);
       switch (decision.kind) {
         case 'not-ready':
-          res.kind = 'not-ready';
-          sendError(res, 'not-ready');
+          this.#answer(x, 'not-ready', 'not-ready');
           return;
         case 'not-found':
-          res.kind = 'not-found';
           this.#opts.logger.warn(
             { host: decision.host, code: decision.code, reason: decision.message, method: req.method, url: req.url },
             'no route for host',
           );
-          sendError(res, 'not-found');
+          this.#answer(x, 'not-found', 'not-found');
           return;
         case 'cross-region':
         case 'same-region':
           break;
       }
-      res.kind = decision.kind;
-      res.routeHost = decision.route.host;
-      res.upstream = decision.upstream;
-      if (decision.kind === 'cross-region' && hasLoopMark(req.headers['cdn-loop'])) {
-        this.#loop(req, res.routeHost, decision.upstream);
-        res.kind = 'loop';
-        sendError(res, 'loop');
+      const crossRegion = decision.kind === 'cross-region';
+      if (crossRegion && hasLoopMark(req.headers['cdn-loop'])) {
+        this.#loop(req, decision.route.host, decision.upstream);
+        this.#answer(x, 'loop', 'loop');
         return;
       }
-      res.requestId = this.#prepareHeaders(req, snapshot!, decision.kind === 'cross-region', false);
-      if (decision.kind === 'cross-region') {
-        this.#forward(req, res);
+      // From here on the request is routed: it gets a 'request routed' line when it ends.
+      x.kind = decision.kind;
+      x.routeHost = decision.route.host;
+      x.upstream = decision.upstream;
+      x.requestId = this.#prepareHeaders(x, snapshot!, crossRegion);
+      if (crossRegion) {
+        this.#forward(x);
         return;
       }
-      const upstream = decision.upstream;
-      const fresh = this.#opts.health.peek(upstream);
-      if (fresh !== undefined) {
-        this.#afterHealth(req, res, fresh);
-        return;
-      }
-      this.#opts.health.check(upstream).then(
-        (result) => this.#afterHealth(req, res, result),
-        (err: unknown) => this.#internalError(req, res, err),
-      );
+      this.#checkHealth(x, decision.upstream);
     } catch (err) {
-      this.#internalError(req, res, err);
+      this.#internalError(x, err);
     }
   }
 
-  #afterHealth(req: IncomingMessage, res: ProxyResponse, result: HealthResult): void {
+  /** The cached result when it is fresh (no promise), else a probe or the one in flight. */
+  #checkHealth(x: Exchange, upstream: Upstream): void {
+    const fresh = this.#opts.health.peek(upstream);
+    if (fresh !== undefined) {
+      this.#afterHealth(x, fresh);
+      return;
+    }
+    this.#opts.health.check(upstream).then(
+      (result) => this.#afterHealth(x, result),
+      (err: unknown) => this.#internalError(x, err),
+    );
+  }
+
+  #afterHealth(x: Exchange, result: HealthResult): void {
     if (result.healthy) {
-      this.#forward(req, res);
+      this.#forward(x);
       return;
     }
     if (this.#debug) {
       this.#opts.logger.debug(
-        { host: res.routeHost, target: formatUpstream(res.upstream!), reason: result.reason, status: 503, requestId: res.requestId },
+        { host: x.routeHost, target: formatUpstream(x.upstream!), reason: result.reason, status: 503, requestId: x.requestId },
         'vm unhealthy; answered 503',
       );
     }
-    sendError(res, 'unhealthy');
+    x.answer('unhealthy');
   }
 
-  #forward(req: IncomingMessage, res: ProxyResponse): void {
-    if (res.destroyed) return; // the client left while the health check ran
-    res.forwardStarted = performance.now();
+  #forward(x: Exchange): void {
+    if (x.clientGone) return; // the client left while the health check ran
+    x.forwardStarted = performance.now();
     try {
-      this.#opts.forwarder.forward(req, res, res.upstream!);
+      x.forwardWith(this.#opts.forwarder);
     } catch (err) {
-      this.#internalError(req, res, err);
+      this.#internalError(x, err);
     }
   }
 
+  #answer(x: Exchange, kind: RouteKind, error: ErrorKind): void {
+    x.kind = kind;
+    x.answer(error);
+  }
+
   /** ExchangeSink: the forwarder could not get a (valid, complete) response. */
-  forwardFailed(res: ProxyResponse, info: ForwardErrorInfo): void {
-    const upstream = res.upstream;
+  forwardFailed(x: Exchange, info: ForwardErrorInfo): void {
+    const upstream = x.upstream;
     this.#opts.logger.error(
       {
-        host: res.routeHost,
-        kind: res.kind,
+        host: x.routeHost,
+        kind: x.kind,
         target: upstream === undefined ? null : formatUpstream(upstream),
-        requestId: res.requestId,
+        requestId: x.requestId,
         err: { code: info.code, message: info.message, connectionFailed: info.connectionFailed },
       },
       'proxy error',
     );
     // Refused or reset: the VM is down or crashing; skip it until a probe says otherwise.
-    if (res.kind === 'same-region' && info.connectionFailed && upstream !== undefined)
-      this.#opts.health.markUnhealthy(upstream, `proxy: ${info.code}`);
-    try {
-      sendError(res, info.status === 504 ? 'gateway-timeout' : 'bad-gateway');
-    } catch {
-      res.destroy();
-    }
+    if (x.kind === 'same-region' && info.connectionFailed && upstream !== undefined) this.#opts.health.markUnhealthy(upstream, info.code);
+    x.answer(info.status === 504 ? 'gateway-timeout' : 'bad-gateway');
   }
 
-  /** ExchangeSink: the response closed (finished, failed or abandoned by the client). */
-  finished(res: ProxyResponse): void {
-    if (!res.writableFinished) res.cancel?.cancel();
+  /** ExchangeSink: the exchange closed (finished, failed or abandoned by the client). */
+  finished(x: Exchange): void {
     const now = performance.now();
-    const status = res.headersSent ? res.statusCode : CLIENT_CLOSED_STATUS;
-    const upstreamSeconds = res.upstreamAt > 0 ? (res.upstreamAt - res.forwardStarted) / 1000 : undefined;
-    this.#observe(res.kind, status, (now - res.started) / 1000, upstreamSeconds);
-    if (this.#debug && res.upstream !== undefined) {
-      const req = res.req;
+    const status = x.sentStatus === 0 ? CLIENT_CLOSED_STATUS : x.sentStatus;
+    const upstreamSeconds = x.upstreamAt > 0 ? (x.upstreamAt - x.forwardStarted) / 1000 : undefined;
+    this.#observe(x.kind, status, (now - x.started) / 1000, upstreamSeconds);
+    if (this.#debug && x.upstream !== undefined) {
+      const req = x.req;
       this.#opts.logger.debug(
         {
-          host: res.routeHost,
-          kind: res.kind,
-          target: formatUpstream(res.upstream),
+          host: x.routeHost,
+          kind: x.kind,
+          target: formatUpstream(x.upstream),
           method: req.method,
           url: req.url,
           status,
-          completed: res.writableFinished,
-          requestId: res.requestId,
-          durationMs: Math.round((now - res.started) * 100) / 100,
+          completed: x.completed,
+          requestId: x.requestId,
+          durationMs: Math.round((now - x.started) * 100) / 100,
         },
         'request routed',
       );
     }
   }
 
-  // ---- checks shared by plain requests and upgrades ------------------------------------------
+  // ---- refusals and their log lines ----------------------------------------------------------
 
-  /**
-   * Requests refused before routing: a missing Host, and request targets other than origin-form
-   * (`/path`). An absolute-form target (`GET http://a.example/x`) is accepted only when it names
-   * the Host's own site, and is forwarded in origin-form; one naming another host would let a
-   * client reach one site while the upstream sees another's Host.
-   */
-  #checkRequest(req: IncomingMessage): string | undefined {
-    const host = req.headers.host;
-    if (host === undefined || host === '') return 'missing Host header';
-    const url = req.url ?? '';
-    if (url.charCodeAt(0) === 47 /* / */) return undefined;
-    const m = /^http:\/\/([^/?#]*)(.*)$/i.exec(url);
-    if (m === null) return 'request target is not a path';
-    const authority = parseHostHeader(m[1]);
-    const hostName = parseHostHeader(host);
-    if (m[1]!.includes('@') || !authority.ok || !hostName.ok || authority.host !== hostName.host)
-      return 'absolute-form request target names another host';
-    const rest = m[2]!;
-    req.url = rest === '' ? '/' : rest.charCodeAt(0) === 63 /* ? */ ? `/${rest}` : rest;
-    return undefined;
+  #reject(x: Exchange, refusal: Failure<RefusalCode>): void {
+    const req = x.req;
+    this.#opts.logger.warn(
+      { host: req.headers.host ?? null, method: req.method, url: req.url, code: refusal.code, reason: refusal.message, status: 400 },
+      'request rejected',
+    );
+    this.#answer(x, 'rejected', 'bad-request');
   }
 
-  #reject(req: IncomingMessage, res: ProxyResponse, reason: string): void {
-    res.kind = 'rejected';
-    res.shouldKeepAlive = false;
-    this.#opts.logger.warn({ host: req.headers.host ?? null, method: req.method, url: req.url, reason, status: 400 }, 'request rejected');
-    sendError(res, 'bad-request');
+  #refuseWhileDraining(x: Exchange, error: ErrorKind): void {
+    if (this.#debug) {
+      const req = x.req;
+      this.#opts.logger.debug(
+        { host: req.headers.host ?? null, method: req.method, url: req.url, code: 'UPGRADE_DRAINING', status: 503 },
+        'upgrade refused: shutting down',
+      );
+    }
+    this.#answer(x, 'draining', error);
   }
 
   #loop(req: IncomingMessage, host: string, upstream: Upstream): void {
@@ -306,12 +327,19 @@ export class ProxyServer implements ExchangeSink {
     );
   }
 
+  #internalError(x: Exchange, err: unknown): void {
+    const req = x.req;
+    this.#opts.logger.error({ err, host: req.headers.host, method: req.method, url: req.url }, 'internal error');
+    x.answer('internal');
+  }
+
   /**
    * Sets the upstream request's headers; returns the request id. X-Forwarded-For is appended to
    * only when the connecting address is one of our regions' load balancers or a configured
    * trusted proxy; anyone else's is replaced by the connecting address.
    */
-  #prepareHeaders(req: IncomingMessage, snapshot: RouteSnapshot, crossRegion: boolean, upgrade: boolean): string {
+  #prepareHeaders(x: Exchange, snapshot: RouteSnapshot, crossRegion: boolean): string {
+    const req = x.req;
     const h = req.headers;
     const client = clientAddress(req);
     let trusted = false;
@@ -320,9 +348,12 @@ export class ProxyServer implements ExchangeSink {
     }
     const requestId = requestIdOf(h['x-request-id']);
     // IncomingMessage.headers has a setter: the forwarders read the prepared headers from here.
-    req.headers = upstreamHeaders(h, client, trusted, crossRegion, upgrade, requestId);
+    // An upgrade keeps its Upgrade header (checkRequest has made sure it is a WebSocket one).
+    req.headers = upstreamHeaders(h, client, trusted, crossRegion, x.upgrade, requestId);
     return requestId;
   }
+
+  // ---- what never reaches the flow ---------------------------------------------------------
 
   #clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     // Malformed requests, oversized headers and slow clients: answer if the socket can still
@@ -344,103 +375,6 @@ export class ProxyServer implements ExchangeSink {
       this.#observer.request(kind, status, seconds, upstreamSeconds);
     } catch (err) {
       this.#opts.logger.error({ err }, 'observer failed');
-    }
-  }
-
-  // ---- WebSocket upgrades --------------------------------------------------------------------
-
-  /** Same routing, loop, health and error rules as plain requests; errors written to the socket. */
-  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const started = performance.now();
-    socket.on('error', () => undefined);
-    let kind: RouteKind = 'rejected';
-    let status = 0;
-    let upstreamAt = 0;
-    let forwardStarted = 0;
-    socket.once('close', () => {
-      this.#observe(
-        kind,
-        status === 0 ? CLIENT_CLOSED_STATUS : status,
-        (performance.now() - started) / 1000,
-        upstreamAt > 0 ? (upstreamAt - forwardStarted) / 1000 : undefined,
-      );
-    });
-    const fail = (k: RouteKind, e: ErrorKind) => {
-      kind = k;
-      status = ERRORS[e].status;
-      sendRawError(socket, e);
-    };
-    try {
-      if (this.#draining) return fail('not-ready', 'not-ready');
-      const snapshot = this.#opts.store.current;
-      const refusal = this.#checkRequest(req);
-      if (refusal !== undefined || String(req.headers.upgrade).toLowerCase() !== 'websocket' || req.method !== 'GET') {
-        this.#opts.logger.warn(
-          {
-            host: req.headers.host ?? null,
-            method: req.method,
-            url: req.url,
-            reason: refusal ?? 'only WebSocket upgrades are proxied',
-            status: 400,
-          },
-          'request rejected',
-        );
-        return fail('rejected', 'bad-request');
-      }
-      const decision: Decision = decide(snapshot, req.headers.host, this.#opts.regionId, this.#opts.crossRegionPort);
-      if (decision.kind === 'not-ready') return fail('not-ready', 'not-ready');
-      if (decision.kind === 'not-found') {
-        this.#opts.logger.warn(
-          { host: decision.host, code: decision.code, reason: decision.message, method: req.method, url: req.url },
-          'no route for host',
-        );
-        return fail('not-found', 'not-found');
-      }
-      kind = decision.kind;
-      const upstream = decision.upstream;
-      if (decision.kind === 'cross-region' && hasLoopMark(req.headers['cdn-loop'])) {
-        this.#loop(req, decision.route.host, upstream);
-        return fail('loop', 'loop');
-      }
-      const requestId = this.#prepareHeaders(req, snapshot!, decision.kind === 'cross-region', true);
-      const sink: UpgradeSink = {
-        upgraded: () => {
-          upstreamAt = performance.now();
-          status = 101;
-        },
-        upgradeFailed: (info, written) => {
-          this.#opts.logger.error(
-            { host: decision.route.host, kind: decision.kind, target: formatUpstream(upstream), requestId, err: info },
-            'proxy error',
-          );
-          if (decision.kind === 'same-region' && info.connectionFailed) this.#opts.health.markUnhealthy(upstream, `proxy: ${info.code}`);
-          if (!written && status === 0) fail(decision.kind, info.status === 504 ? 'gateway-timeout' : 'bad-gateway');
-          else socket.destroy();
-        },
-      };
-      const go = () => {
-        if (socket.destroyed) return;
-        forwardStarted = performance.now();
-        // A non-101 answer from the upstream is relayed as is.
-        this.#opts.forwarder.upgrade(req, socket, head, upstream, sink);
-      };
-      if (decision.kind === 'cross-region') return go();
-      this.#opts.health.check(upstream).then(
-        (r) => (r.healthy ? go() : fail('same-region', 'unhealthy')),
-        () => fail('same-region', 'internal'),
-      );
-    } catch (err) {
-      this.#opts.logger.error({ err, host: req.headers.host, method: req.method, url: req.url }, 'internal error');
-      fail(kind, 'internal');
-    }
-  }
-
-  #internalError(req: IncomingMessage, res: ProxyResponse, err: unknown): void {
-    this.#opts.logger.error({ err, host: req.headers.host, method: req.method, url: req.url }, 'internal error');
-    try {
-      sendError(res, 'internal');
-    } catch {
-      res.destroy();
     }
   }
 }

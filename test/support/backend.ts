@@ -1,7 +1,8 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
+import { DEFAULTS } from '../../src/config/config.js';
 import { createLogger } from '../../src/log/logger.js';
-import { Forwarder, type ForwardEngine, type ForwarderOptions } from '../../src/proxy/forward.js';
+import { Forwarder, type ForwarderOptions } from '../../src/proxy/forward.js';
 import { HealthChecker } from '../../src/proxy/health.js';
 import type { ProxyObserver } from '../../src/proxy/observer.js';
 import { ProxyServer, type ProxyServerOptions } from '../../src/proxy/server.js';
@@ -220,13 +221,33 @@ export interface TestProxy {
 export const PROXY_REGION = '0a000000-0000-4000-8000-00000000000a';
 export const OTHER_REGION = '0b000000-0000-4000-8000-00000000000b';
 
+/** The forwarder's options from the option table's defaults, as `edgeproxy serve` would use them. */
+export function defaultForwarderOptions(): ForwarderOptions {
+  return {
+    connectTimeoutMs: DEFAULTS.upstreamConnectTimeoutMs,
+    headerTimeoutMs: DEFAULTS.upstreamHeaderTimeoutMs,
+    idleTimeoutMs: DEFAULTS.upstreamIdleTimeoutMs,
+  };
+}
+
+/** The server's client-side options from the option table's defaults. */
+export const DEFAULT_SERVER_OPTIONS: Pick<ProxyServerOptions, 'timeouts' | 'trustedProxies' | 'crossRegionPort'> = {
+  timeouts: {
+    idleTimeoutMs: DEFAULTS.idleTimeoutMs,
+    headerTimeoutMs: DEFAULTS.clientHeaderTimeoutMs,
+    requestTimeoutMs: DEFAULTS.clientRequestTimeoutMs,
+  },
+  trustedProxies: DEFAULTS.trustedProxies,
+  crossRegionPort: DEFAULTS.crossRegionPort,
+};
+
 /**
  * The request path on its own, without PostgreSQL: a RouteStore filled by the test, the real
- * HealthChecker, Forwarder and ProxyServer on an ephemeral port, logs captured (debug).
+ * HealthChecker, Forwarder and ProxyServer on an ephemeral port, logs captured (debug). Every
+ * option the test does not set is the option table's default (`DEFAULTS`).
  */
 export async function startProxy(
   opts: {
-    engine?: ForwardEngine;
     crossRegionPort?: number;
     healthCacheTtlMs?: number;
     healthTimeoutMs?: number;
@@ -244,18 +265,19 @@ export async function startProxy(
   };
   const store = new RouteStore();
   const health = new HealthChecker({
-    timeoutMs: opts.healthTimeoutMs ?? 2000,
-    cacheTtlMs: opts.healthCacheTtlMs ?? 1000,
+    timeoutMs: opts.healthTimeoutMs ?? DEFAULTS.healthTimeoutMs,
+    cacheTtlMs: opts.healthCacheTtlMs ?? DEFAULTS.healthCacheTtlMs,
     logger,
     observer,
   });
-  const forwarder = new Forwarder({ logger, engine: opts.engine, ...opts.forwarder });
+  const forwarder = new Forwarder({ ...defaultForwarderOptions(), ...opts.forwarder });
   const proxy = new ProxyServer({
+    ...DEFAULT_SERVER_OPTIONS,
     store,
     health,
     forwarder,
     regionId: PROXY_REGION,
-    crossRegionPort: opts.crossRegionPort ?? 80,
+    crossRegionPort: opts.crossRegionPort ?? DEFAULTS.crossRegionPort,
     logger,
     observer,
     ...opts.server,
