@@ -7,7 +7,6 @@ import {
   type DomainRow,
   READ_COLUMNS,
   type RegionRow,
-  RowError,
   type RowChange,
   rowFromValues,
   type RowValues,
@@ -270,159 +269,177 @@ export class RowState {
    * understood (an update to an unknown row with unchanged columns): the caller must resync.
    */
   apply(changes: readonly RowChange[]): ApplyResult {
-    // Editors copy nothing until their first write, so the maps a transaction does not touch cost
-    // nothing and come out of commit() as the same objects.
-    const m = this.#maps;
-    const e: Editors = {
-      domains: m.domains.edit(),
-      deployments: m.deployments.edit(),
-      vms: m.vms.edit(),
-      regions: m.regions.edit(),
-      hostDomains: m.hostDomains.edit(),
-      deploymentDomains: m.deploymentDomains.edit(),
-      vmDeployments: m.vmDeployments.edit(),
-      regionVms: m.regionVms.edit(),
-      routes: m.routes.edit(),
-    };
-    const shared: SharedId = (parent, id) => {
-      const row =
-        parent === 'regions'
-          ? e.regions.get(id)
-          : parent === 'vms'
-            ? e.vms.get(id)
-            : parent === 'deployments'
-              ? e.deployments.get(id)
-              : e.domains.get(id);
-      return row === undefined ? id : row.id;
-    };
-    const hosts = new Set<string>();
-    const deployments = new Set<string>();
-    const vms = new Set<string>();
-    const regions = new Set<string>();
-    const problems: RowProblem[] = [];
-
-    for (const change of changes) {
-      const id = change.op === 'delete' ? change.id : change.op === 'update' && change.oldId !== undefined ? change.oldId : undefined;
-      switch (change.table) {
-        case 'domains': {
-          const oldId = id ?? String(change.op === 'delete' ? change.id : change.row.id);
-          const old = e.domains.get(oldId);
-          if (old !== undefined) {
-            const host = hostOf(old);
-            if (host !== undefined) {
-              reindex(e.hostDomains, host, old.id, false);
-              hosts.add(host);
-            }
-            if (old.deploymentId !== null) reindex(e.deploymentDomains, old.deploymentId, old.id, false);
-            e.domains.delete(old.id);
-          }
-          if (change.op !== 'delete') {
-            const row = toRowOrResync('domains', change, old, shared);
-            e.domains.set(row.id, row);
-            const host = hostOf(row);
-            if (host !== undefined) {
-              reindex(e.hostDomains, host, row.id, true);
-              hosts.add(host);
-            }
-            if (row.deploymentId !== null) reindex(e.deploymentDomains, row.deploymentId, row.id, true);
-          }
-          break;
-        }
-        case 'deployments': {
-          const oldId = id ?? String(change.op === 'delete' ? change.id : change.row.id);
-          const old = e.deployments.get(oldId);
-          if (old !== undefined) {
-            if (old.vmId !== null) reindex(e.vmDeployments, old.vmId, old.id, false);
-            e.deployments.delete(old.id);
-            deployments.add(old.id);
-          }
-          if (change.op !== 'delete') {
-            const row = toRowOrResync('deployments', change, old, shared);
-            e.deployments.set(row.id, row);
-            if (row.vmId !== null) reindex(e.vmDeployments, row.vmId, row.id, true);
-            deployments.add(row.id);
-          }
-          break;
-        }
-        case 'vms': {
-          const oldId = id ?? String(change.op === 'delete' ? change.id : change.row.id);
-          const old = e.vms.get(oldId);
-          if (old !== undefined) {
-            if (old.regionId !== null) reindex(e.regionVms, old.regionId, old.id, false);
-            e.vms.delete(old.id);
-            vms.add(old.id);
-          }
-          if (change.op !== 'delete') {
-            const row = toRowOrResync('vms', change, old, shared);
-            e.vms.set(row.id, row);
-            if (row.regionId !== null) reindex(e.regionVms, row.regionId, row.id, true);
-            vms.add(row.id);
-          }
-          break;
-        }
-        case 'regions': {
-          const oldId = id ?? String(change.op === 'delete' ? change.id : change.row.id);
-          const old = e.regions.get(oldId);
-          if (old !== undefined) {
-            e.regions.delete(old.id);
-            regions.add(old.id);
-          }
-          if (change.op !== 'delete') {
-            const row = toRowOrResync('regions', change, old, shared);
-            e.regions.set(row.id, row);
-            regions.add(row.id);
-          }
-          break;
-        }
-      }
-    }
-
-    // Expand changed parents to the hosts that can reach them, through the indexes as they are
-    // after the transaction (rows that moved away were themselves changed and counted above).
-    for (const r of regions) for (const v of idSetValues(e.regionVms.get(r))) vms.add(v);
-    for (const v of vms) for (const d of idSetValues(e.vmDeployments.get(v))) deployments.add(d);
-    for (const d of deployments) {
-      for (const domainId of idSetValues(e.deploymentDomains.get(d))) {
-        const domain = e.domains.get(domainId);
-        const host = hostOf(domain);
-        if (host !== undefined) hosts.add(host);
-        else if (domain !== undefined && eligible(domain, e)) problems.push(badName(domain));
-      }
-    }
-
-    const changedHosts: string[] = [];
-    for (const host of hosts) {
-      const route = pickRoute(host, idSetValues(e.hostDomains.get(host)), (id) => e.domains.get(id), e, problems);
-      const before = e.routes.get(host);
-      if (route === undefined) {
-        if (before !== undefined) {
-          e.routes.delete(host);
-          changedHosts.push(host);
-        }
-      } else if (before === undefined || compareRoutes(before, route) !== 0) {
-        e.routes.set(host, route);
-        changedHosts.push(host);
-      }
-    }
-
-    const maps: Maps = {
-      domains: e.domains.commit(),
-      deployments: e.deployments.commit(),
-      vms: e.vms.commit(),
-      regions: e.regions.commit(),
-      hostDomains: e.hostDomains.commit(),
-      deploymentDomains: e.deploymentDomains.commit(),
-      vmDeployments: e.vmDeployments.commit(),
-      regionVms: e.regionVms.commit(),
-      routes: e.routes.commit(),
-    };
-    return { state: new RowState(maps), changedHosts, touchedHosts: hosts, problems };
+    const tx = new Transaction(this.#maps);
+    for (const change of changes) tx.change(change);
+    const touchedHosts = tx.reachedHosts();
+    const changedHosts = tx.recomputeRoutes(touchedHosts);
+    return { state: new RowState(tx.commit()), changedHosts, touchedHosts, problems: tx.problems };
   }
 }
 
-function toRowOrResync<T extends TableName>(table: T, change: RowChange, previous: RowTypes[T] | undefined, shared: SharedId): RowTypes[T] {
-  if (change.op === 'delete') throw new RowError(table, 'internal: delete has no row');
-  return toRow(table, change.row, previous, shared);
+/**
+ * One `apply` in progress: editors over every map, and what the changes touched (hosts named by
+ * changed domain rows, changed parent rows to follow down to their hosts).
+ */
+class Transaction {
+  readonly #e: Editors;
+  readonly #hosts = new Set<string>();
+  readonly #deployments = new Set<string>();
+  readonly #vms = new Set<string>();
+  readonly #regions = new Set<string>();
+  readonly problems: RowProblem[] = [];
+
+  constructor(maps: Maps) {
+    this.#e = openEditors(maps);
+  }
+
+  /** Replaces the change's row (removes the old one, writes the new one) in its table and indexes. */
+  change(change: RowChange): void {
+    const e = this.#e;
+    switch (change.table) {
+      case 'domains':
+        return replaceRow('domains', change, e.domains, this.#shared, this.#linkDomain);
+      case 'deployments':
+        return replaceRow('deployments', change, e.deployments, this.#shared, this.#linkDeployment);
+      case 'vms':
+        return replaceRow('vms', change, e.vms, this.#shared, this.#linkVm);
+      case 'regions':
+        return replaceRow('regions', change, e.regions, this.#shared, this.#linkRegion);
+    }
+  }
+
+  // The links: list a row in (or take it out of) the indexes over its columns, and mark what it reaches.
+
+  readonly #linkDomain = (d: DomainRow, add: boolean): void => {
+    const host = hostOf(d);
+    if (host !== undefined) {
+      reindex(this.#e.hostDomains, host, d.id, add);
+      this.#hosts.add(host);
+    }
+    if (d.deploymentId !== null) reindex(this.#e.deploymentDomains, d.deploymentId, d.id, add);
+  };
+
+  readonly #linkDeployment = (d: DeploymentRow, add: boolean): void => {
+    if (d.vmId !== null) reindex(this.#e.vmDeployments, d.vmId, d.id, add);
+    this.#deployments.add(d.id);
+  };
+
+  readonly #linkVm = (v: VmRow, add: boolean): void => {
+    if (v.regionId !== null) reindex(this.#e.regionVms, v.regionId, v.id, add);
+    this.#vms.add(v.id);
+  };
+
+  readonly #linkRegion = (r: RegionRow): void => {
+    this.#regions.add(r.id);
+  };
+
+  /** A new row's foreign key takes the id string of the parent row as it is in this transaction. */
+  readonly #shared: SharedId = (parent, id) => this.#e[parent].get(id)?.id ?? id;
+
+  /**
+   * The hosts whose route the changes can reach: changed parents are followed down through the
+   * indexes as they are after the transaction (rows that moved away were themselves changed and
+   * marked). Reports reachable domain rows whose name is not a host.
+   */
+  reachedHosts(): Set<string> {
+    const e = this.#e;
+    for (const r of this.#regions) for (const v of idSetValues(e.regionVms.get(r))) this.#vms.add(v);
+    for (const v of this.#vms) for (const d of idSetValues(e.vmDeployments.get(v))) this.#deployments.add(d);
+    for (const d of this.#deployments) {
+      for (const domainId of idSetValues(e.deploymentDomains.get(d))) {
+        const domain = e.domains.get(domainId);
+        const host = hostOf(domain);
+        if (host !== undefined) this.#hosts.add(host);
+        else if (domain !== undefined && eligible(domain, e)) this.problems.push(badName(domain));
+      }
+    }
+    return this.#hosts;
+  }
+
+  /** Recomputes the route of each of `hosts`; returns those whose route was added, removed or changed. */
+  recomputeRoutes(hosts: Iterable<string>): string[] {
+    const changed: string[] = [];
+    for (const host of hosts) if (this.#recomputeRoute(host)) changed.push(host);
+    return changed;
+  }
+
+  #recomputeRoute(host: string): boolean {
+    const e = this.#e;
+    const route = pickRoute(host, idSetValues(e.hostDomains.get(host)), (id) => e.domains.get(id), e, this.problems);
+    const before = e.routes.get(host);
+    if (route === undefined) {
+      if (before === undefined) return false;
+      e.routes.delete(host);
+      return true;
+    }
+    if (before !== undefined && compareRoutes(before, route) === 0) return false;
+    e.routes.set(host, route);
+    return true;
+  }
+
+  commit(): Maps {
+    return commitEditors(this.#e);
+  }
+}
+
+/** Editors copy nothing until their first write, so the maps a transaction does not touch cost nothing. */
+function openEditors(m: Maps): Editors {
+  return {
+    domains: m.domains.edit(),
+    deployments: m.deployments.edit(),
+    vms: m.vms.edit(),
+    regions: m.regions.edit(),
+    hostDomains: m.hostDomains.edit(),
+    deploymentDomains: m.deploymentDomains.edit(),
+    vmDeployments: m.vmDeployments.edit(),
+    regionVms: m.regionVms.edit(),
+    routes: m.routes.edit(),
+  };
+}
+
+/** The editors' maps; an editor that wrote nothing gives back its base map, the same object. */
+function commitEditors(e: Editors): Maps {
+  return {
+    domains: e.domains.commit(),
+    deployments: e.deployments.commit(),
+    vms: e.vms.commit(),
+    regions: e.regions.commit(),
+    hostDomains: e.hostDomains.commit(),
+    deploymentDomains: e.deploymentDomains.commit(),
+    vmDeployments: e.vmDeployments.commit(),
+    regionVms: e.regionVms.commit(),
+    routes: e.routes.commit(),
+  };
+}
+
+/**
+ * The shape every table's change has: the row the change replaces (if any) is unlinked and
+ * removed, then the new row (unless a delete) is written and linked. `link` keeps the table's
+ * indexes and marks what the row reaches, for the old row and the new one alike.
+ */
+function replaceRow<T extends TableName>(
+  table: T,
+  change: RowChange,
+  rows: ShardedMapEditor<RowTypes[T]>,
+  shared: SharedId,
+  link: (row: RowTypes[T], add: boolean) => void,
+): void {
+  const old = rows.get(previousId(change));
+  if (old !== undefined) {
+    link(old, false);
+    rows.delete(old.id);
+  }
+  if (change.op === 'delete') return;
+  const row = toRow(table, change.row, old, shared);
+  rows.set(row.id, row);
+  link(row, true);
+}
+
+/** The primary key of the row a change replaces: a delete's, the old one when an update changed it, else the row's own. */
+function previousId(change: RowChange): string {
+  if (change.op === 'delete') return change.id;
+  if (change.op === 'update' && change.oldId !== undefined) return change.oldId;
+  return String(change.row.id);
 }
 
 /**
