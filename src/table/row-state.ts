@@ -159,109 +159,15 @@ export class RowState {
 
   /** The load, as a generator that pauses every LOAD_BATCH rows (so callers may yield). */
   static *#loadSteps(tables: TableRows, release: boolean): Generator<void, { state: RowState; problems: RowProblem[] }> {
-    const problems: RowProblem[] = [];
-    const regions = ShardedMap.builder<RegionRow>(tables.regions.length);
-    const vms = ShardedMap.builder<VmRow>(tables.vms.length);
-    const deployments = ShardedMap.builder<DeploymentRow>(tables.deployments.length);
-    const domains = ShardedMap.builder<DomainRow>(tables.domains.length);
-    // Each parent-keyed index is sized like its parent map, so a parent id falls in the same shard
-    // index in both and the shard found for the parent lookup serves the index too.
-    const regionVms = new DraftIndex(tables.regions.length);
-    const vmDeployments = new DraftIndex(tables.vms.length);
-    const deploymentDomains = new DraftIndex(tables.deployments.length);
-    // Same size hint: a host's shard is the same in both host-keyed maps.
-    const hostDomains = new DraftIndex(tables.domains.length);
-    const routes = ShardedMap.builder<Route>(tables.domains.length);
-    const lookup: Lookup = { deployments, vms, regions };
-
-    yield* loadTable('regions', tables.regions, undefined, regions, problems, () => {});
-    if (release) (tables.regions as RowValues[]).length = 0;
-    yield* loadTable(
-      'vms',
-      tables.vms,
-      { column: READ_COLUMNS.vms.indexOf('region_id'), map: regions },
-      vms,
-      problems,
-      (v, _region, shard) => {
-        if (v.regionId !== null) regionVms.add(shard, v.regionId, v.id);
-      },
-    );
-    if (release) (tables.vms as RowValues[]).length = 0;
-    yield;
-    yield* loadTable(
-      'deployments',
-      tables.deployments,
-      { column: READ_COLUMNS.deployments.indexOf('vm_id'), map: vms },
-      deployments,
-      problems,
-      (d, _vm, shard) => {
-        if (d.vmId !== null) vmDeployments.add(shard, d.vmId, d.id);
-      },
-    );
-    if (release) (tables.deployments as RowValues[]).length = 0;
-    yield;
-    // Host-keyed work (the host index and the routes) is collected here and done afterwards in
-    // host-shard order: in parent-shard order every host lands in a random shard.
-    const byHost: { hosts: string[]; ids: string[]; routes: (Route | undefined)[] } = { hosts: [], ids: [], routes: [] };
-    yield* loadTable(
-      'domains',
-      tables.domains,
-      { column: READ_COLUMNS.domains.indexOf('deployment_id'), map: deployments },
-      domains,
-      problems,
-      (d, deployment, shard) => {
-        if (d.deploymentId !== null) deploymentDomains.add(shard, d.deploymentId, d.id);
-        const host = hostOf(d);
-        // The deployment was found while the row was read: only the VM and region are looked up.
-        const c = d.verified ? chainFrom(deployment, lookup) : undefined;
-        if (c !== undefined && host === undefined) problems.push(badName(d));
-        if (host === undefined) return;
-        let route: Route | undefined;
-        if (c !== undefined) {
-          const result = makeRoute(host, String(d.name), c.vm.privateIp, c.vm.port, c.vm.regionId, c.region.publicIpv4);
-          if (result.ok) route = result.route;
-          else problems.push(result.problem);
-        }
-        byHost.hosts.push(host);
-        byHost.ids.push(d.id);
-        byHost.routes.push(route);
-      },
-    );
-    if (release) (tables.domains as RowValues[]).length = 0;
-    yield;
-    const { order: hostOrder, shards: hostShards } = yield* shardOrder(byHost.hosts, routes);
-    for (let j = 0; j < hostOrder.length; j++) {
-      if (j % LOAD_BATCH === LOAD_BATCH - 1) yield;
-      const k = hostOrder[j]!;
-      const host = byHost.hosts[k]!;
-      const shard = hostShards[k]!;
-      const first = hostDomains.add(shard, host, byHost.ids[k]!);
-      const route = byHost.routes[k];
-      if (route === undefined) continue;
-      // The same duplicate rule as pickRoute, one row at a time; a host's first row has no rival.
-      const best = first ? undefined : routes.getIn(shard, host);
-      if (best === undefined || compareRoutes(route, best) < 0) routes.setIn(shard, host, route);
+    const load = new Bootstrap(tables);
+    for (const table of PARENTS_FIRST) {
+      yield* load.read(table, tables[table]);
+      if (release) (tables[table] as RowValues[]).length = 0;
+      yield;
     }
-
-    yield;
-    const hostIndex = hostDomains.finish();
-    yield;
-    const deploymentIndex = deploymentDomains.finish();
-    yield;
-    const vmIndex = vmDeployments.finish();
-    yield;
-    const state = new RowState({
-      domains: domains.build(),
-      deployments: deployments.build(),
-      vms: vms.build(),
-      regions: regions.build(),
-      hostDomains: hostIndex,
-      deploymentDomains: deploymentIndex,
-      vmDeployments: vmIndex,
-      regionVms: regionVms.finish(),
-      routes: routes.build(),
-    });
-    return { state, problems };
+    yield* load.hostKeyed();
+    const maps = yield* load.finish();
+    return { state: new RowState(maps), problems: load.problems };
   }
 
   /**
@@ -440,6 +346,149 @@ function previousId(change: RowChange): string {
   if (change.op === 'delete') return change.id;
   if (change.op === 'update' && change.oldId !== undefined) return change.oldId;
   return String(change.row.id);
+}
+
+/** Each table is read after the table its foreign key points to, so every parent is in place. */
+const PARENTS_FIRST = ['regions', 'vms', 'deployments', 'domains'] as const satisfies readonly TableName[];
+
+/**
+ * One `load` in progress: a builder per map, filled table by table (`read`, parents first), then
+ * the host-keyed maps (`hostKeyed`), then finished (`finish`).
+ */
+class Bootstrap {
+  readonly problems: RowProblem[] = [];
+  readonly #regions: ShardedMapBuilder<RegionRow>;
+  readonly #vms: ShardedMapBuilder<VmRow>;
+  readonly #deployments: ShardedMapBuilder<DeploymentRow>;
+  readonly #domains: ShardedMapBuilder<DomainRow>;
+  readonly #regionVms: DraftIndex;
+  readonly #vmDeployments: DraftIndex;
+  readonly #deploymentDomains: DraftIndex;
+  readonly #hostDomains: DraftIndex;
+  readonly #routes: ShardedMapBuilder<Route>;
+  readonly #lookup: Lookup;
+  /**
+   * Host-keyed work (the host index and the routes), collected while the domains are read and
+   * done afterwards in host-shard order: in parent-shard order every host lands in a random shard.
+   */
+  readonly #byHost: { hosts: string[]; ids: string[]; routes: (Route | undefined)[] } = { hosts: [], ids: [], routes: [] };
+
+  constructor(tables: TableRows) {
+    this.#regions = ShardedMap.builder(tables.regions.length);
+    this.#vms = ShardedMap.builder(tables.vms.length);
+    this.#deployments = ShardedMap.builder(tables.deployments.length);
+    this.#domains = ShardedMap.builder(tables.domains.length);
+    // Each parent-keyed index is sized like its parent map, so a parent id falls in the same shard
+    // index in both and the shard found for the parent lookup serves the index too.
+    this.#regionVms = new DraftIndex(tables.regions.length);
+    this.#vmDeployments = new DraftIndex(tables.vms.length);
+    this.#deploymentDomains = new DraftIndex(tables.deployments.length);
+    // Same size hint: a host's shard is the same in both host-keyed maps.
+    this.#hostDomains = new DraftIndex(tables.domains.length);
+    this.#routes = ShardedMap.builder(tables.domains.length);
+    this.#lookup = { deployments: this.#deployments, vms: this.#vms, regions: this.#regions };
+  }
+
+  /** Reads one table's rows (its parent table read before, see PARENTS_FIRST). */
+  read(table: TableName, rows: readonly RowValues[]): Generator<void, void> {
+    const problems = this.problems;
+    switch (table) {
+      case 'regions':
+        return loadTable('regions', rows, undefined, this.#regions, problems, () => {});
+      case 'vms':
+        return loadTable('vms', rows, parentColumn('vms', 'region_id', this.#regions), this.#vms, problems, this.#indexVm);
+      case 'deployments':
+        return loadTable(
+          'deployments',
+          rows,
+          parentColumn('deployments', 'vm_id', this.#vms),
+          this.#deployments,
+          problems,
+          this.#indexDeployment,
+        );
+      case 'domains':
+        return loadTable(
+          'domains',
+          rows,
+          parentColumn('domains', 'deployment_id', this.#deployments),
+          this.#domains,
+          problems,
+          this.#readDomain,
+        );
+    }
+  }
+
+  readonly #indexVm = (v: VmRow, _region: unknown, shard: number): void => {
+    if (v.regionId !== null) this.#regionVms.add(shard, v.regionId, v.id);
+  };
+
+  readonly #indexDeployment = (d: DeploymentRow, _vm: unknown, shard: number): void => {
+    if (d.vmId !== null) this.#vmDeployments.add(shard, d.vmId, d.id);
+  };
+
+  /** Indexes a domain under its deployment, and collects its host and route for hostKeyed. */
+  readonly #readDomain = (d: DomainRow, deployment: DeploymentRow | undefined, shard: number): void => {
+    if (d.deploymentId !== null) this.#deploymentDomains.add(shard, d.deploymentId, d.id);
+    const host = hostOf(d);
+    // The deployment was found while the row was read: only the VM and region are looked up.
+    const c = d.verified ? chainFrom(deployment, this.#lookup) : undefined;
+    if (c !== undefined && host === undefined) this.problems.push(badName(d));
+    if (host === undefined) return;
+    let route: Route | undefined;
+    if (c !== undefined) {
+      const result = makeRoute(host, String(d.name), c.vm.privateIp, c.vm.port, c.vm.regionId, c.region.publicIpv4);
+      if (result.ok) route = result.route;
+      else this.problems.push(result.problem);
+    }
+    this.#byHost.hosts.push(host);
+    this.#byHost.ids.push(d.id);
+    this.#byHost.routes.push(route);
+  };
+
+  /** Fills the host index and the routes from what the domains left, in host-shard order. */
+  *hostKeyed(): Generator<void, void> {
+    const byHost = this.#byHost;
+    const { order, shards } = yield* shardOrder(byHost.hosts, this.#routes);
+    for (let j = 0; j < order.length; j++) {
+      if (j % LOAD_BATCH === LOAD_BATCH - 1) yield;
+      const k = order[j]!;
+      const host = byHost.hosts[k]!;
+      const shard = shards[k]!;
+      const first = this.#hostDomains.add(shard, host, byHost.ids[k]!);
+      const route = byHost.routes[k];
+      if (route === undefined) continue;
+      // The same duplicate rule as pickRoute, one row at a time; a host's first row has no rival.
+      const best = first ? undefined : this.#routes.getIn(shard, host);
+      if (best === undefined || compareRoutes(route, best) < 0) this.#routes.setIn(shard, host, route);
+    }
+  }
+
+  /** The finished maps; a pause after each large index (each is a pass over up to a million entries). */
+  *finish(): Generator<void, Maps> {
+    yield;
+    const hostDomains = this.#hostDomains.finish();
+    yield;
+    const deploymentDomains = this.#deploymentDomains.finish();
+    yield;
+    const vmDeployments = this.#vmDeployments.finish();
+    yield;
+    return {
+      domains: this.#domains.build(),
+      deployments: this.#deployments.build(),
+      vms: this.#vms.build(),
+      regions: this.#regions.build(),
+      hostDomains,
+      deploymentDomains,
+      vmDeployments,
+      regionVms: this.#regionVms.finish(),
+      routes: this.#routes.build(),
+    };
+  }
+}
+
+/** Where a child table's foreign key is among its READ_COLUMNS values, and the parent's map. */
+function parentColumn<P>(table: TableName, column: string, map: ShardedMapBuilder<P>): { column: number; map: ShardedMapBuilder<P> } {
+  return { column: READ_COLUMNS[table].indexOf(column), map };
 }
 
 /**
