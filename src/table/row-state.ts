@@ -487,8 +487,14 @@ class Bootstrap {
 }
 
 /** Where a child table's foreign key is among its READ_COLUMNS values, and the parent's map. */
-function parentColumn<P>(table: TableName, column: string, map: ShardedMapBuilder<P>): { column: number; map: ShardedMapBuilder<P> } {
+function parentColumn<P>(table: TableName, column: string, map: ShardedMapBuilder<P>): ParentColumn<P> {
   return { column: READ_COLUMNS[table].indexOf(column), map };
+}
+
+/** Positions in a new order, and for each position the shard it falls in (-1: none). */
+interface ShardOrder {
+  readonly order: Int32Array;
+  readonly shards: Int32Array;
 }
 
 /**
@@ -497,32 +503,48 @@ function parentColumn<P>(table: TableName, column: string, map: ShardedMapBuilde
  * index (same shard count, so the same shard index) then stay in cache across a group instead of
  * missing on every row of a million.
  */
-function* byParentShard(
-  rows: readonly RowValues[],
-  column: number,
-  parent: ShardedMapBuilder<unknown>,
-): Generator<void, { order: Int32Array; shards: Int32Array }> {
-  const groups = parent.shardCount + 1;
+function* byParentShard(rows: readonly RowValues[], column: number, parent: ShardedMapBuilder<unknown>): Generator<void, ShardOrder> {
+  const nulls = parent.shardCount; // the group after the last shard
   const group = new Int32Array(rows.length);
-  const start = new Int32Array(groups + 1);
   for (let i = 0; i < rows.length; i++) {
     if (i % LOAD_BATCH === LOAD_BATCH - 1) yield;
     const value = rows[i]![column];
-    const g = value === null || value === undefined ? groups - 1 : parent.shardOf(typeof value === 'string' ? value : String(value));
-    group[i] = g;
-    start[g + 1]!++;
+    group[i] = value === null || value === undefined ? nulls : parent.shardOf(typeof value === 'string' ? value : String(value));
   }
+  const { order, start } = yield* groupOrder(group, nulls + 1);
+  const shards = new Int32Array(rows.length).fill(-1);
+  for (let g = 0; g < nulls; g++) shards.fill(g, start[g], start[g + 1]);
+  return { order, shards };
+}
+
+/** Indexes of `keys` in the order of their shards in `map` (stable within a shard), and each key's shard. */
+function* shardOrder(keys: readonly string[], map: ShardedMapBuilder<unknown>): Generator<void, ShardOrder> {
+  const shards = new Int32Array(keys.length);
+  for (let k = 0; k < keys.length; k++) {
+    if (k % LOAD_BATCH === LOAD_BATCH - 1) yield;
+    shards[k] = map.shardOf(keys[k]!);
+  }
+  const { order } = yield* groupOrder(shards, map.shardCount);
+  return { order, shards };
+}
+
+/**
+ * A stable counting sort of the positions 0..n-1 by `group` (0 to groups - 1; a negative group
+ * leaves the position out): `order` lists the positions group by group, group g's from
+ * `start[g]` to `start[g + 1]`.
+ */
+function* groupOrder(group: Int32Array, groups: number): Generator<void, { order: Int32Array; start: Int32Array }> {
+  const start = new Int32Array(groups + 1);
+  for (let i = 0; i < group.length; i++) if (group[i]! >= 0) start[group[i]! + 1]!++;
   for (let g = 0; g < groups; g++) start[g + 1]! += start[g]!;
-  const order = new Int32Array(rows.length);
-  const shards = new Int32Array(rows.length);
-  for (let i = 0; i < rows.length; i++) {
+  const next = start.slice(0, groups);
+  const order = new Int32Array(start[groups]!);
+  for (let i = 0; i < group.length; i++) {
     if (i % LOAD_BATCH === LOAD_BATCH - 1) yield;
     const g = group[i]!;
-    const at = start[g]!++;
-    order[at] = i;
-    shards[at] = g === groups - 1 ? -1 : g;
+    if (g >= 0) order[next[g]!++] = i;
   }
-  return { order, shards };
+  return { order, start };
 }
 
 /** Rows between two pauses of a load (a few milliseconds of work). */
@@ -536,22 +558,46 @@ const LOAD_BATCH = 4096;
 function* loadTable<T extends TableName, P extends { readonly id: string }>(
   table: T,
   rows: readonly RowValues[],
-  parent: { readonly column: number; readonly map: ShardedMapBuilder<P> } | undefined,
+  parent: ParentColumn<P> | undefined,
   into: ShardedMapBuilder<RowTypes[T]>,
   problems: RowProblem[],
   each: (row: RowTypes[T], parent: P | undefined, parentShard: number) => void,
 ): Generator<void, void> {
   const grouped = parent === undefined ? undefined : yield* byParentShard(rows, parent.column, parent.map);
-  // 1. Rows in parent-shard order (their parent lookups stay in cache).
+  const { built, parents, shardOfRow } = yield* readRows(table, rows, parent, grouped, into, problems);
+  yield* fillShards(table, into, built, shardOfRow, problems);
+  // Indexes and routes, back in parent-shard order.
+  for (let k = 0; k < rows.length; k++) {
+    if (k % LOAD_BATCH === LOAD_BATCH - 1) yield;
+    const row = built[k];
+    if (row !== undefined) each(row, parents[k], grouped === undefined ? -1 : grouped.shards[k]!);
+  }
+}
+
+interface ParentColumn<P> {
+  readonly column: number;
+  readonly map: ShardedMapBuilder<P>;
+}
+
+/**
+ * Builds each row, in parent-shard order (so the parent lookups stay in cache), with its parent
+ * row and the shard of `into` it goes to (-1 for a row that cannot be built, reported).
+ */
+function* readRows<T extends TableName, P extends { readonly id: string }>(
+  table: T,
+  rows: readonly RowValues[],
+  parent: ParentColumn<P> | undefined,
+  grouped: ShardOrder | undefined,
+  into: ShardedMapBuilder<RowTypes[T]>,
+  problems: RowProblem[],
+): Generator<void, { built: (RowTypes[T] | undefined)[]; parents: (P | undefined)[]; shardOfRow: Int32Array }> {
   const built: (RowTypes[T] | undefined)[] = new Array<RowTypes[T] | undefined>(rows.length);
   const parents: (P | undefined)[] = new Array<P | undefined>(rows.length);
   let current: P | undefined;
   // toRow asks for the parent of the one foreign key each table has: the row looked up just before.
   const shared: SharedId = (_table, id) => (current === undefined ? id : current.id);
   const id = 0; // READ_COLUMNS lists id first
-  const groups = into.shardCount;
   const shardOfRow = new Int32Array(rows.length);
-  const start = new Int32Array(groups + 1);
   for (let k = 0; k < rows.length; k++) {
     if (k % LOAD_BATCH === LOAD_BATCH - 1) yield;
     const columns = rows[grouped === undefined ? k : grouped.order[k]!]!;
@@ -564,24 +610,29 @@ function* loadTable<T extends TableName, P extends { readonly id: string }>(
     try {
       const row = rowFromValues(table, columns, shared);
       built[k] = row;
-      const g = into.shardOf(row.id);
-      shardOfRow[k] = g;
-      start[g + 1]!++;
+      shardOfRow[k] = into.shardOf(row.id);
     } catch (err) {
       problems.push({ domain: '', field: `${table}.id`, value: String(columns[id]), reason: (err as Error).message });
       shardOfRow[k] = -1;
     }
   }
-  // 2. Each shard filled in one go from its rows, grouped by a stable counting sort: one random
-  // shard per row was the most expensive step of a 1M-row load, and a Map made from a list is
-  // sized once instead of growing five times on the way to ~128 entries.
-  for (let g = 0; g < groups; g++) start[g + 1]! += start[g]!;
-  const byShard = new Int32Array(rows.length);
-  const next = start.slice(0, groups);
-  for (let k = 0; k < rows.length; k++) {
-    const g = shardOfRow[k]!;
-    if (g >= 0) byShard[next[g]!++] = k;
-  }
+  return { built, parents, shardOfRow };
+}
+
+/**
+ * Fills each shard of `into` in one go from its rows: one random shard per row was the most
+ * expensive step of a 1M-row load, and a Map made from a list is sized once instead of growing
+ * five times on the way to ~128 entries. A repeated id is reported and its row dropped from `built`.
+ */
+function* fillShards<T extends TableName>(
+  table: T,
+  into: ShardedMapBuilder<RowTypes[T]>,
+  built: (RowTypes[T] | undefined)[],
+  shardOfRow: Int32Array,
+  problems: RowProblem[],
+): Generator<void, void> {
+  const groups = into.shardCount;
+  const { order: byShard, start } = yield* groupOrder(shardOfRow, groups);
   let sincePause = 0;
   for (let g = 0; g < groups; g++) {
     const from = start[g]!;
@@ -603,29 +654,6 @@ function* loadTable<T extends TableName, P extends { readonly id: string }>(
       yield;
     }
   }
-  // 3. Indexes and routes, back in parent-shard order.
-  for (let k = 0; k < rows.length; k++) {
-    if (k % LOAD_BATCH === LOAD_BATCH - 1) yield;
-    const row = built[k];
-    if (row !== undefined) each(row, parents[k], grouped === undefined ? -1 : grouped.shards[k]!);
-  }
-}
-
-/** Indexes of `keys` in the order of their shards in `map` (stable within a shard), and each key's shard. */
-function* shardOrder(keys: readonly string[], map: ShardedMapBuilder<unknown>): Generator<void, { order: Int32Array; shards: Int32Array }> {
-  const groups = map.shardCount;
-  const shards = new Int32Array(keys.length);
-  const start = new Int32Array(groups + 1);
-  for (let k = 0; k < keys.length; k++) {
-    if (k % LOAD_BATCH === LOAD_BATCH - 1) yield;
-    const g = map.shardOf(keys[k]!);
-    shards[k] = g;
-    start[g + 1]!++;
-  }
-  for (let g = 0; g < groups; g++) start[g + 1]! += start[g]!;
-  const order = new Int32Array(keys.length);
-  for (let k = 0; k < keys.length; k++) order[start[shards[k]!]!++] = k;
-  return { order, shards };
 }
 
 /**
