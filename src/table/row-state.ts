@@ -204,43 +204,65 @@ class Transaction {
     const e = this.#e;
     switch (change.table) {
       case 'domains':
-        return replaceRow('domains', change, e.domains, this.#shared, this.#linkDomain);
+        return this.#replace('domains', change, e.domains, (d, add) => this.#linkDomain(d, add));
       case 'deployments':
-        return replaceRow('deployments', change, e.deployments, this.#shared, this.#linkDeployment);
+        return this.#replace('deployments', change, e.deployments, (d, add) => this.#linkDeployment(d, add));
       case 'vms':
-        return replaceRow('vms', change, e.vms, this.#shared, this.#linkVm);
+        return this.#replace('vms', change, e.vms, (v, add) => this.#linkVm(v, add));
       case 'regions':
-        return replaceRow('regions', change, e.regions, this.#shared, this.#linkRegion);
+        return this.#replace('regions', change, e.regions, (r) => this.#linkRegion(r));
     }
   }
 
-  // The links: list a row in (or take it out of) the indexes over its columns, and mark what it reaches.
+  /**
+   * The shape every table's change has: the row the change replaces (if any) is unlinked and
+   * removed, then the new row (unless a delete) is written and linked. `link` keeps the table's
+   * indexes and marks what the row reaches, for the old row and the new one alike.
+   */
+  #replace<T extends TableName>(
+    table: T,
+    change: RowChange,
+    rows: ShardedMapEditor<RowTypes[T]>,
+    link: (row: RowTypes[T], add: boolean) => void,
+  ): void {
+    const old = rows.get(previousId(change));
+    if (old !== undefined) {
+      link(old, false);
+      rows.delete(old.id);
+    }
+    if (change.op === 'delete') return;
+    // A foreign key takes the id string of the parent row as it is in this transaction.
+    const row = toRow(table, change.row, old, (parent, id) => this.#e[parent].get(id)?.id ?? id);
+    rows.set(row.id, row);
+    link(row, true);
+  }
 
-  readonly #linkDomain = (d: DomainRow, add: boolean): void => {
+  // The links: list a row in (or take it out of) the indexes over its columns, and mark what it reaches.
+  // Methods, not arrow-function fields: fields made a closure each for every transaction, empty
+  // or not, and raised the fixed cost of an apply from ~0.4 µs to ~2.3 µs.
+
+  #linkDomain(d: DomainRow, add: boolean): void {
     const host = hostOf(d);
     if (host !== undefined) {
       reindex(this.#e.hostDomains, host, d.id, add);
       this.#hosts.add(host);
     }
     if (d.deploymentId !== null) reindex(this.#e.deploymentDomains, d.deploymentId, d.id, add);
-  };
+  }
 
-  readonly #linkDeployment = (d: DeploymentRow, add: boolean): void => {
+  #linkDeployment(d: DeploymentRow, add: boolean): void {
     if (d.vmId !== null) reindex(this.#e.vmDeployments, d.vmId, d.id, add);
     this.#deployments.add(d.id);
-  };
+  }
 
-  readonly #linkVm = (v: VmRow, add: boolean): void => {
+  #linkVm(v: VmRow, add: boolean): void {
     if (v.regionId !== null) reindex(this.#e.regionVms, v.regionId, v.id, add);
     this.#vms.add(v.id);
-  };
+  }
 
-  readonly #linkRegion = (r: RegionRow): void => {
+  #linkRegion(r: RegionRow): void {
     this.#regions.add(r.id);
-  };
-
-  /** A new row's foreign key takes the id string of the parent row as it is in this transaction. */
-  readonly #shared: SharedId = (parent, id) => this.#e[parent].get(id)?.id ?? id;
+  }
 
   /**
    * The hosts whose route the changes can reach: changed parents are followed down through the
@@ -316,29 +338,6 @@ function commitEditors(e: Editors): Maps {
     regionVms: e.regionVms.commit(),
     routes: e.routes.commit(),
   };
-}
-
-/**
- * The shape every table's change has: the row the change replaces (if any) is unlinked and
- * removed, then the new row (unless a delete) is written and linked. `link` keeps the table's
- * indexes and marks what the row reaches, for the old row and the new one alike.
- */
-function replaceRow<T extends TableName>(
-  table: T,
-  change: RowChange,
-  rows: ShardedMapEditor<RowTypes[T]>,
-  shared: SharedId,
-  link: (row: RowTypes[T], add: boolean) => void,
-): void {
-  const old = rows.get(previousId(change));
-  if (old !== undefined) {
-    link(old, false);
-    rows.delete(old.id);
-  }
-  if (change.op === 'delete') return;
-  const row = toRow(table, change.row, old, shared);
-  rows.set(row.id, row);
-  link(row, true);
 }
 
 /** The primary key of the row a change replaces: a delete's, the old one when an update changed it, else the row's own. */
