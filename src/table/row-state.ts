@@ -7,7 +7,6 @@ import {
   type DomainRow,
   READ_COLUMNS,
   type RegionRow,
-  RowError,
   type RowChange,
   rowFromValues,
   type RowValues,
@@ -160,109 +159,15 @@ export class RowState {
 
   /** The load, as a generator that pauses every LOAD_BATCH rows (so callers may yield). */
   static *#loadSteps(tables: TableRows, release: boolean): Generator<void, { state: RowState; problems: RowProblem[] }> {
-    const problems: RowProblem[] = [];
-    const regions = ShardedMap.builder<RegionRow>(tables.regions.length);
-    const vms = ShardedMap.builder<VmRow>(tables.vms.length);
-    const deployments = ShardedMap.builder<DeploymentRow>(tables.deployments.length);
-    const domains = ShardedMap.builder<DomainRow>(tables.domains.length);
-    // Each parent-keyed index is sized like its parent map, so a parent id falls in the same shard
-    // index in both and the shard found for the parent lookup serves the index too.
-    const regionVms = new DraftIndex(tables.regions.length);
-    const vmDeployments = new DraftIndex(tables.vms.length);
-    const deploymentDomains = new DraftIndex(tables.deployments.length);
-    // Same size hint: a host's shard is the same in both host-keyed maps.
-    const hostDomains = new DraftIndex(tables.domains.length);
-    const routes = ShardedMap.builder<Route>(tables.domains.length);
-    const lookup: Lookup = { deployments, vms, regions };
-
-    yield* loadTable('regions', tables.regions, undefined, regions, problems, () => {});
-    if (release) (tables.regions as RowValues[]).length = 0;
-    yield* loadTable(
-      'vms',
-      tables.vms,
-      { column: READ_COLUMNS.vms.indexOf('region_id'), map: regions },
-      vms,
-      problems,
-      (v, _region, shard) => {
-        if (v.regionId !== null) regionVms.add(shard, v.regionId, v.id);
-      },
-    );
-    if (release) (tables.vms as RowValues[]).length = 0;
-    yield;
-    yield* loadTable(
-      'deployments',
-      tables.deployments,
-      { column: READ_COLUMNS.deployments.indexOf('vm_id'), map: vms },
-      deployments,
-      problems,
-      (d, _vm, shard) => {
-        if (d.vmId !== null) vmDeployments.add(shard, d.vmId, d.id);
-      },
-    );
-    if (release) (tables.deployments as RowValues[]).length = 0;
-    yield;
-    // Host-keyed work (the host index and the routes) is collected here and done afterwards in
-    // host-shard order: in parent-shard order every host lands in a random shard.
-    const byHost: { hosts: string[]; ids: string[]; routes: (Route | undefined)[] } = { hosts: [], ids: [], routes: [] };
-    yield* loadTable(
-      'domains',
-      tables.domains,
-      { column: READ_COLUMNS.domains.indexOf('deployment_id'), map: deployments },
-      domains,
-      problems,
-      (d, deployment, shard) => {
-        if (d.deploymentId !== null) deploymentDomains.add(shard, d.deploymentId, d.id);
-        const host = hostOf(d);
-        // The deployment was found while the row was read: only the VM and region are looked up.
-        const c = d.verified ? chainFrom(deployment, lookup) : undefined;
-        if (c !== undefined && host === undefined) problems.push(badName(d));
-        if (host === undefined) return;
-        let route: Route | undefined;
-        if (c !== undefined) {
-          const result = makeRoute(host, String(d.name), c.vm.privateIp, c.vm.port, c.vm.regionId, c.region.publicIpv4);
-          if (result.ok) route = result.route;
-          else problems.push(result.problem);
-        }
-        byHost.hosts.push(host);
-        byHost.ids.push(d.id);
-        byHost.routes.push(route);
-      },
-    );
-    if (release) (tables.domains as RowValues[]).length = 0;
-    yield;
-    const { order: hostOrder, shards: hostShards } = yield* shardOrder(byHost.hosts, routes);
-    for (let j = 0; j < hostOrder.length; j++) {
-      if (j % LOAD_BATCH === LOAD_BATCH - 1) yield;
-      const k = hostOrder[j]!;
-      const host = byHost.hosts[k]!;
-      const shard = hostShards[k]!;
-      const first = hostDomains.add(shard, host, byHost.ids[k]!);
-      const route = byHost.routes[k];
-      if (route === undefined) continue;
-      // The same duplicate rule as pickRoute, one row at a time; a host's first row has no rival.
-      const best = first ? undefined : routes.getIn(shard, host);
-      if (best === undefined || compareRoutes(route, best) < 0) routes.setIn(shard, host, route);
+    const load = new Bootstrap(tables);
+    for (const table of PARENTS_FIRST) {
+      yield* load.read(table, tables[table]);
+      if (release) (tables[table] as RowValues[]).length = 0;
+      yield;
     }
-
-    yield;
-    const hostIndex = hostDomains.finish();
-    yield;
-    const deploymentIndex = deploymentDomains.finish();
-    yield;
-    const vmIndex = vmDeployments.finish();
-    yield;
-    const state = new RowState({
-      domains: domains.build(),
-      deployments: deployments.build(),
-      vms: vms.build(),
-      regions: regions.build(),
-      hostDomains: hostIndex,
-      deploymentDomains: deploymentIndex,
-      vmDeployments: vmIndex,
-      regionVms: regionVms.finish(),
-      routes: routes.build(),
-    });
-    return { state, problems };
+    yield* load.hostKeyed();
+    const maps = yield* load.finish();
+    return { state: new RowState(maps), problems: load.problems };
   }
 
   /**
@@ -270,159 +175,325 @@ export class RowState {
    * understood (an update to an unknown row with unchanged columns): the caller must resync.
    */
   apply(changes: readonly RowChange[]): ApplyResult {
-    // Editors copy nothing until their first write, so the maps a transaction does not touch cost
-    // nothing and come out of commit() as the same objects.
-    const m = this.#maps;
-    const e: Editors = {
-      domains: m.domains.edit(),
-      deployments: m.deployments.edit(),
-      vms: m.vms.edit(),
-      regions: m.regions.edit(),
-      hostDomains: m.hostDomains.edit(),
-      deploymentDomains: m.deploymentDomains.edit(),
-      vmDeployments: m.vmDeployments.edit(),
-      regionVms: m.regionVms.edit(),
-      routes: m.routes.edit(),
-    };
-    const shared: SharedId = (parent, id) => {
-      const row =
-        parent === 'regions'
-          ? e.regions.get(id)
-          : parent === 'vms'
-            ? e.vms.get(id)
-            : parent === 'deployments'
-              ? e.deployments.get(id)
-              : e.domains.get(id);
-      return row === undefined ? id : row.id;
-    };
-    const hosts = new Set<string>();
-    const deployments = new Set<string>();
-    const vms = new Set<string>();
-    const regions = new Set<string>();
-    const problems: RowProblem[] = [];
-
-    for (const change of changes) {
-      const id = change.op === 'delete' ? change.id : change.op === 'update' && change.oldId !== undefined ? change.oldId : undefined;
-      switch (change.table) {
-        case 'domains': {
-          const oldId = id ?? String(change.op === 'delete' ? change.id : change.row.id);
-          const old = e.domains.get(oldId);
-          if (old !== undefined) {
-            const host = hostOf(old);
-            if (host !== undefined) {
-              reindex(e.hostDomains, host, old.id, false);
-              hosts.add(host);
-            }
-            if (old.deploymentId !== null) reindex(e.deploymentDomains, old.deploymentId, old.id, false);
-            e.domains.delete(old.id);
-          }
-          if (change.op !== 'delete') {
-            const row = toRowOrResync('domains', change, old, shared);
-            e.domains.set(row.id, row);
-            const host = hostOf(row);
-            if (host !== undefined) {
-              reindex(e.hostDomains, host, row.id, true);
-              hosts.add(host);
-            }
-            if (row.deploymentId !== null) reindex(e.deploymentDomains, row.deploymentId, row.id, true);
-          }
-          break;
-        }
-        case 'deployments': {
-          const oldId = id ?? String(change.op === 'delete' ? change.id : change.row.id);
-          const old = e.deployments.get(oldId);
-          if (old !== undefined) {
-            if (old.vmId !== null) reindex(e.vmDeployments, old.vmId, old.id, false);
-            e.deployments.delete(old.id);
-            deployments.add(old.id);
-          }
-          if (change.op !== 'delete') {
-            const row = toRowOrResync('deployments', change, old, shared);
-            e.deployments.set(row.id, row);
-            if (row.vmId !== null) reindex(e.vmDeployments, row.vmId, row.id, true);
-            deployments.add(row.id);
-          }
-          break;
-        }
-        case 'vms': {
-          const oldId = id ?? String(change.op === 'delete' ? change.id : change.row.id);
-          const old = e.vms.get(oldId);
-          if (old !== undefined) {
-            if (old.regionId !== null) reindex(e.regionVms, old.regionId, old.id, false);
-            e.vms.delete(old.id);
-            vms.add(old.id);
-          }
-          if (change.op !== 'delete') {
-            const row = toRowOrResync('vms', change, old, shared);
-            e.vms.set(row.id, row);
-            if (row.regionId !== null) reindex(e.regionVms, row.regionId, row.id, true);
-            vms.add(row.id);
-          }
-          break;
-        }
-        case 'regions': {
-          const oldId = id ?? String(change.op === 'delete' ? change.id : change.row.id);
-          const old = e.regions.get(oldId);
-          if (old !== undefined) {
-            e.regions.delete(old.id);
-            regions.add(old.id);
-          }
-          if (change.op !== 'delete') {
-            const row = toRowOrResync('regions', change, old, shared);
-            e.regions.set(row.id, row);
-            regions.add(row.id);
-          }
-          break;
-        }
-      }
-    }
-
-    // Expand changed parents to the hosts that can reach them, through the indexes as they are
-    // after the transaction (rows that moved away were themselves changed and counted above).
-    for (const r of regions) for (const v of idSetValues(e.regionVms.get(r))) vms.add(v);
-    for (const v of vms) for (const d of idSetValues(e.vmDeployments.get(v))) deployments.add(d);
-    for (const d of deployments) {
-      for (const domainId of idSetValues(e.deploymentDomains.get(d))) {
-        const domain = e.domains.get(domainId);
-        const host = hostOf(domain);
-        if (host !== undefined) hosts.add(host);
-        else if (domain !== undefined && eligible(domain, e)) problems.push(badName(domain));
-      }
-    }
-
-    const changedHosts: string[] = [];
-    for (const host of hosts) {
-      const route = pickRoute(host, idSetValues(e.hostDomains.get(host)), (id) => e.domains.get(id), e, problems);
-      const before = e.routes.get(host);
-      if (route === undefined) {
-        if (before !== undefined) {
-          e.routes.delete(host);
-          changedHosts.push(host);
-        }
-      } else if (before === undefined || compareRoutes(before, route) !== 0) {
-        e.routes.set(host, route);
-        changedHosts.push(host);
-      }
-    }
-
-    const maps: Maps = {
-      domains: e.domains.commit(),
-      deployments: e.deployments.commit(),
-      vms: e.vms.commit(),
-      regions: e.regions.commit(),
-      hostDomains: e.hostDomains.commit(),
-      deploymentDomains: e.deploymentDomains.commit(),
-      vmDeployments: e.vmDeployments.commit(),
-      regionVms: e.regionVms.commit(),
-      routes: e.routes.commit(),
-    };
-    return { state: new RowState(maps), changedHosts, touchedHosts: hosts, problems };
+    const tx = new Transaction(this.#maps);
+    for (const change of changes) tx.change(change);
+    const touchedHosts = tx.reachedHosts();
+    const changedHosts = tx.recomputeRoutes(touchedHosts);
+    return { state: new RowState(tx.commit()), changedHosts, touchedHosts, problems: tx.problems };
   }
 }
 
-function toRowOrResync<T extends TableName>(table: T, change: RowChange, previous: RowTypes[T] | undefined, shared: SharedId): RowTypes[T] {
-  if (change.op === 'delete') throw new RowError(table, 'internal: delete has no row');
-  return toRow(table, change.row, previous, shared);
+/**
+ * One `apply` in progress: editors over every map, and what the changes touched (hosts named by
+ * changed domain rows, changed parent rows to follow down to their hosts).
+ */
+class Transaction {
+  readonly #e: Editors;
+  readonly #hosts = new Set<string>();
+  readonly #deployments = new Set<string>();
+  readonly #vms = new Set<string>();
+  readonly #regions = new Set<string>();
+  readonly problems: RowProblem[] = [];
+
+  constructor(maps: Maps) {
+    this.#e = openEditors(maps);
+  }
+
+  /** Replaces the change's row (removes the old one, writes the new one) in its table and indexes. */
+  change(change: RowChange): void {
+    const e = this.#e;
+    switch (change.table) {
+      case 'domains':
+        return this.#replace('domains', change, e.domains, (d, add) => this.#linkDomain(d, add));
+      case 'deployments':
+        return this.#replace('deployments', change, e.deployments, (d, add) => this.#linkDeployment(d, add));
+      case 'vms':
+        return this.#replace('vms', change, e.vms, (v, add) => this.#linkVm(v, add));
+      case 'regions':
+        return this.#replace('regions', change, e.regions, (r) => this.#linkRegion(r));
+    }
+  }
+
+  /**
+   * The shape every table's change has: the row the change replaces (if any) is unlinked and
+   * removed, then the new row (unless a delete) is written and linked. `link` keeps the table's
+   * indexes and marks what the row reaches, for the old row and the new one alike.
+   */
+  #replace<T extends TableName>(
+    table: T,
+    change: RowChange,
+    rows: ShardedMapEditor<RowTypes[T]>,
+    link: (row: RowTypes[T], add: boolean) => void,
+  ): void {
+    const old = rows.get(previousId(change));
+    if (old !== undefined) {
+      link(old, false);
+      rows.delete(old.id);
+    }
+    if (change.op === 'delete') return;
+    // A foreign key takes the id string of the parent row as it is in this transaction.
+    const row = toRow(table, change.row, old, (parent, id) => this.#e[parent].get(id)?.id ?? id);
+    rows.set(row.id, row);
+    link(row, true);
+  }
+
+  // The links: list a row in (or take it out of) the indexes over its columns, and mark what it reaches.
+  // Methods, not arrow-function fields: fields made a closure each for every transaction, empty
+  // or not, and raised the fixed cost of an apply from ~0.4 µs to ~2.3 µs.
+
+  #linkDomain(d: DomainRow, add: boolean): void {
+    const host = hostOf(d);
+    if (host !== undefined) {
+      reindex(this.#e.hostDomains, host, d.id, add);
+      this.#hosts.add(host);
+    }
+    if (d.deploymentId !== null) reindex(this.#e.deploymentDomains, d.deploymentId, d.id, add);
+  }
+
+  #linkDeployment(d: DeploymentRow, add: boolean): void {
+    if (d.vmId !== null) reindex(this.#e.vmDeployments, d.vmId, d.id, add);
+    this.#deployments.add(d.id);
+  }
+
+  #linkVm(v: VmRow, add: boolean): void {
+    if (v.regionId !== null) reindex(this.#e.regionVms, v.regionId, v.id, add);
+    this.#vms.add(v.id);
+  }
+
+  #linkRegion(r: RegionRow): void {
+    this.#regions.add(r.id);
+  }
+
+  /**
+   * The hosts whose route the changes can reach: changed parents are followed down through the
+   * indexes as they are after the transaction (rows that moved away were themselves changed and
+   * marked). Reports reachable domain rows whose name is not a host.
+   */
+  reachedHosts(): Set<string> {
+    const e = this.#e;
+    for (const r of this.#regions) for (const v of idSetValues(e.regionVms.get(r))) this.#vms.add(v);
+    for (const v of this.#vms) for (const d of idSetValues(e.vmDeployments.get(v))) this.#deployments.add(d);
+    for (const d of this.#deployments) {
+      for (const domainId of idSetValues(e.deploymentDomains.get(d))) {
+        const domain = e.domains.get(domainId);
+        const host = hostOf(domain);
+        if (host !== undefined) this.#hosts.add(host);
+        else if (domain !== undefined && eligible(domain, e)) this.problems.push(badName(domain));
+      }
+    }
+    return this.#hosts;
+  }
+
+  /** Recomputes the route of each of `hosts`; returns those whose route was added, removed or changed. */
+  recomputeRoutes(hosts: Iterable<string>): string[] {
+    const changed: string[] = [];
+    for (const host of hosts) if (this.#recomputeRoute(host)) changed.push(host);
+    return changed;
+  }
+
+  #recomputeRoute(host: string): boolean {
+    const e = this.#e;
+    const route = pickRoute(host, idSetValues(e.hostDomains.get(host)), (id) => e.domains.get(id), e, this.problems);
+    const before = e.routes.get(host);
+    if (route === undefined) {
+      if (before === undefined) return false;
+      e.routes.delete(host);
+      return true;
+    }
+    if (before !== undefined && compareRoutes(before, route) === 0) return false;
+    e.routes.set(host, route);
+    return true;
+  }
+
+  commit(): Maps {
+    return commitEditors(this.#e);
+  }
+}
+
+/** Editors copy nothing until their first write, so the maps a transaction does not touch cost nothing. */
+function openEditors(m: Maps): Editors {
+  return {
+    domains: m.domains.edit(),
+    deployments: m.deployments.edit(),
+    vms: m.vms.edit(),
+    regions: m.regions.edit(),
+    hostDomains: m.hostDomains.edit(),
+    deploymentDomains: m.deploymentDomains.edit(),
+    vmDeployments: m.vmDeployments.edit(),
+    regionVms: m.regionVms.edit(),
+    routes: m.routes.edit(),
+  };
+}
+
+/** The editors' maps; an editor that wrote nothing gives back its base map, the same object. */
+function commitEditors(e: Editors): Maps {
+  return {
+    domains: e.domains.commit(),
+    deployments: e.deployments.commit(),
+    vms: e.vms.commit(),
+    regions: e.regions.commit(),
+    hostDomains: e.hostDomains.commit(),
+    deploymentDomains: e.deploymentDomains.commit(),
+    vmDeployments: e.vmDeployments.commit(),
+    regionVms: e.regionVms.commit(),
+    routes: e.routes.commit(),
+  };
+}
+
+/** The primary key of the row a change replaces: a delete's, the old one when an update changed it, else the row's own. */
+function previousId(change: RowChange): string {
+  if (change.op === 'delete') return change.id;
+  if (change.op === 'update' && change.oldId !== undefined) return change.oldId;
+  return String(change.row.id);
+}
+
+/** Each table is read after the table its foreign key points to, so every parent is in place. */
+const PARENTS_FIRST = ['regions', 'vms', 'deployments', 'domains'] as const satisfies readonly TableName[];
+
+/**
+ * One `load` in progress: a builder per map, filled table by table (`read`, parents first), then
+ * the host-keyed maps (`hostKeyed`), then finished (`finish`).
+ */
+class Bootstrap {
+  readonly problems: RowProblem[] = [];
+  readonly #regions: ShardedMapBuilder<RegionRow>;
+  readonly #vms: ShardedMapBuilder<VmRow>;
+  readonly #deployments: ShardedMapBuilder<DeploymentRow>;
+  readonly #domains: ShardedMapBuilder<DomainRow>;
+  readonly #regionVms: DraftIndex;
+  readonly #vmDeployments: DraftIndex;
+  readonly #deploymentDomains: DraftIndex;
+  readonly #hostDomains: DraftIndex;
+  readonly #routes: ShardedMapBuilder<Route>;
+  readonly #lookup: Lookup;
+  /**
+   * Host-keyed work (the host index and the routes), collected while the domains are read and
+   * done afterwards in host-shard order: in parent-shard order every host lands in a random shard.
+   */
+  readonly #byHost: { hosts: string[]; ids: string[]; routes: (Route | undefined)[] } = { hosts: [], ids: [], routes: [] };
+
+  constructor(tables: TableRows) {
+    this.#regions = ShardedMap.builder(tables.regions.length);
+    this.#vms = ShardedMap.builder(tables.vms.length);
+    this.#deployments = ShardedMap.builder(tables.deployments.length);
+    this.#domains = ShardedMap.builder(tables.domains.length);
+    // Each parent-keyed index is sized like its parent map, so a parent id falls in the same shard
+    // index in both and the shard found for the parent lookup serves the index too.
+    this.#regionVms = new DraftIndex(tables.regions.length);
+    this.#vmDeployments = new DraftIndex(tables.vms.length);
+    this.#deploymentDomains = new DraftIndex(tables.deployments.length);
+    // Same size hint: a host's shard is the same in both host-keyed maps.
+    this.#hostDomains = new DraftIndex(tables.domains.length);
+    this.#routes = ShardedMap.builder(tables.domains.length);
+    this.#lookup = { deployments: this.#deployments, vms: this.#vms, regions: this.#regions };
+  }
+
+  /** Reads one table's rows (its parent table read before, see PARENTS_FIRST). */
+  read(table: TableName, rows: readonly RowValues[]): Generator<void, void> {
+    const problems = this.problems;
+    switch (table) {
+      case 'regions':
+        return loadTable('regions', rows, undefined, this.#regions, problems, () => {});
+      case 'vms':
+        return loadTable('vms', rows, parentColumn('vms', 'region_id', this.#regions), this.#vms, problems, this.#indexVm);
+      case 'deployments':
+        return loadTable(
+          'deployments',
+          rows,
+          parentColumn('deployments', 'vm_id', this.#vms),
+          this.#deployments,
+          problems,
+          this.#indexDeployment,
+        );
+      case 'domains':
+        return loadTable(
+          'domains',
+          rows,
+          parentColumn('domains', 'deployment_id', this.#deployments),
+          this.#domains,
+          problems,
+          this.#readDomain,
+        );
+    }
+  }
+
+  readonly #indexVm = (v: VmRow, _region: unknown, shard: number): void => {
+    if (v.regionId !== null) this.#regionVms.add(shard, v.regionId, v.id);
+  };
+
+  readonly #indexDeployment = (d: DeploymentRow, _vm: unknown, shard: number): void => {
+    if (d.vmId !== null) this.#vmDeployments.add(shard, d.vmId, d.id);
+  };
+
+  /** Indexes a domain under its deployment, and collects its host and route for hostKeyed. */
+  readonly #readDomain = (d: DomainRow, deployment: DeploymentRow | undefined, shard: number): void => {
+    if (d.deploymentId !== null) this.#deploymentDomains.add(shard, d.deploymentId, d.id);
+    const host = hostOf(d);
+    // The deployment was found while the row was read: only the VM and region are looked up.
+    const c = d.verified ? chainFrom(deployment, this.#lookup) : undefined;
+    if (c !== undefined && host === undefined) this.problems.push(badName(d));
+    if (host === undefined) return;
+    let route: Route | undefined;
+    if (c !== undefined) {
+      const result = makeRoute(host, String(d.name), c.vm.privateIp, c.vm.port, c.vm.regionId, c.region.publicIpv4);
+      if (result.ok) route = result.route;
+      else this.problems.push(result.problem);
+    }
+    this.#byHost.hosts.push(host);
+    this.#byHost.ids.push(d.id);
+    this.#byHost.routes.push(route);
+  };
+
+  /** Fills the host index and the routes from what the domains left, in host-shard order. */
+  *hostKeyed(): Generator<void, void> {
+    const byHost = this.#byHost;
+    const { order, shards } = yield* shardOrder(byHost.hosts, this.#routes);
+    for (let j = 0; j < order.length; j++) {
+      if (j % LOAD_BATCH === LOAD_BATCH - 1) yield;
+      const k = order[j]!;
+      const host = byHost.hosts[k]!;
+      const shard = shards[k]!;
+      const first = this.#hostDomains.add(shard, host, byHost.ids[k]!);
+      const route = byHost.routes[k];
+      if (route === undefined) continue;
+      // The same duplicate rule as pickRoute, one row at a time; a host's first row has no rival.
+      const best = first ? undefined : this.#routes.getIn(shard, host);
+      if (best === undefined || compareRoutes(route, best) < 0) this.#routes.setIn(shard, host, route);
+    }
+  }
+
+  /** The finished maps; a pause after each large index (each is a pass over up to a million entries). */
+  *finish(): Generator<void, Maps> {
+    yield;
+    const hostDomains = this.#hostDomains.finish();
+    yield;
+    const deploymentDomains = this.#deploymentDomains.finish();
+    yield;
+    const vmDeployments = this.#vmDeployments.finish();
+    yield;
+    return {
+      domains: this.#domains.build(),
+      deployments: this.#deployments.build(),
+      vms: this.#vms.build(),
+      regions: this.#regions.build(),
+      hostDomains,
+      deploymentDomains,
+      vmDeployments,
+      regionVms: this.#regionVms.finish(),
+      routes: this.#routes.build(),
+    };
+  }
+}
+
+/** Where a child table's foreign key is among its READ_COLUMNS values, and the parent's map. */
+function parentColumn<P>(table: TableName, column: string, map: ShardedMapBuilder<P>): ParentColumn<P> {
+  return { column: READ_COLUMNS[table].indexOf(column), map };
+}
+
+/** Positions in a new order, and for each position the shard it falls in (-1: none). */
+interface ShardOrder {
+  readonly order: Int32Array;
+  readonly shards: Int32Array;
 }
 
 /**
@@ -431,32 +502,48 @@ function toRowOrResync<T extends TableName>(table: T, change: RowChange, previou
  * index (same shard count, so the same shard index) then stay in cache across a group instead of
  * missing on every row of a million.
  */
-function* byParentShard(
-  rows: readonly RowValues[],
-  column: number,
-  parent: ShardedMapBuilder<unknown>,
-): Generator<void, { order: Int32Array; shards: Int32Array }> {
-  const groups = parent.shardCount + 1;
+function* byParentShard(rows: readonly RowValues[], column: number, parent: ShardedMapBuilder<unknown>): Generator<void, ShardOrder> {
+  const nulls = parent.shardCount; // the group after the last shard
   const group = new Int32Array(rows.length);
-  const start = new Int32Array(groups + 1);
   for (let i = 0; i < rows.length; i++) {
     if (i % LOAD_BATCH === LOAD_BATCH - 1) yield;
     const value = rows[i]![column];
-    const g = value === null || value === undefined ? groups - 1 : parent.shardOf(typeof value === 'string' ? value : String(value));
-    group[i] = g;
-    start[g + 1]!++;
+    group[i] = value === null || value === undefined ? nulls : parent.shardOf(typeof value === 'string' ? value : String(value));
   }
+  const { order, start } = yield* groupOrder(group, nulls + 1);
+  const shards = new Int32Array(rows.length).fill(-1);
+  for (let g = 0; g < nulls; g++) shards.fill(g, start[g], start[g + 1]);
+  return { order, shards };
+}
+
+/** Indexes of `keys` in the order of their shards in `map` (stable within a shard), and each key's shard. */
+function* shardOrder(keys: readonly string[], map: ShardedMapBuilder<unknown>): Generator<void, ShardOrder> {
+  const shards = new Int32Array(keys.length);
+  for (let k = 0; k < keys.length; k++) {
+    if (k % LOAD_BATCH === LOAD_BATCH - 1) yield;
+    shards[k] = map.shardOf(keys[k]!);
+  }
+  const { order } = yield* groupOrder(shards, map.shardCount);
+  return { order, shards };
+}
+
+/**
+ * A stable counting sort of the positions 0..n-1 by `group` (0 to groups - 1; a negative group
+ * leaves the position out): `order` lists the positions group by group, group g's from
+ * `start[g]` to `start[g + 1]`.
+ */
+function* groupOrder(group: Int32Array, groups: number): Generator<void, { order: Int32Array; start: Int32Array }> {
+  const start = new Int32Array(groups + 1);
+  for (let i = 0; i < group.length; i++) if (group[i]! >= 0) start[group[i]! + 1]!++;
   for (let g = 0; g < groups; g++) start[g + 1]! += start[g]!;
-  const order = new Int32Array(rows.length);
-  const shards = new Int32Array(rows.length);
-  for (let i = 0; i < rows.length; i++) {
+  const next = start.slice(0, groups);
+  const order = new Int32Array(start[groups]!);
+  for (let i = 0; i < group.length; i++) {
     if (i % LOAD_BATCH === LOAD_BATCH - 1) yield;
     const g = group[i]!;
-    const at = start[g]!++;
-    order[at] = i;
-    shards[at] = g === groups - 1 ? -1 : g;
+    if (g >= 0) order[next[g]!++] = i;
   }
-  return { order, shards };
+  return { order, start };
 }
 
 /** Rows between two pauses of a load (a few milliseconds of work). */
@@ -470,22 +557,46 @@ const LOAD_BATCH = 4096;
 function* loadTable<T extends TableName, P extends { readonly id: string }>(
   table: T,
   rows: readonly RowValues[],
-  parent: { readonly column: number; readonly map: ShardedMapBuilder<P> } | undefined,
+  parent: ParentColumn<P> | undefined,
   into: ShardedMapBuilder<RowTypes[T]>,
   problems: RowProblem[],
   each: (row: RowTypes[T], parent: P | undefined, parentShard: number) => void,
 ): Generator<void, void> {
   const grouped = parent === undefined ? undefined : yield* byParentShard(rows, parent.column, parent.map);
-  // 1. Rows in parent-shard order (their parent lookups stay in cache).
+  const { built, parents, shardOfRow } = yield* readRows(table, rows, parent, grouped, into, problems);
+  yield* fillShards(table, into, built, shardOfRow, problems);
+  // Indexes and routes, back in parent-shard order.
+  for (let k = 0; k < rows.length; k++) {
+    if (k % LOAD_BATCH === LOAD_BATCH - 1) yield;
+    const row = built[k];
+    if (row !== undefined) each(row, parents[k], grouped === undefined ? -1 : grouped.shards[k]!);
+  }
+}
+
+interface ParentColumn<P> {
+  readonly column: number;
+  readonly map: ShardedMapBuilder<P>;
+}
+
+/**
+ * Builds each row, in parent-shard order (so the parent lookups stay in cache), with its parent
+ * row and the shard of `into` it goes to (-1 for a row that cannot be built, reported).
+ */
+function* readRows<T extends TableName, P extends { readonly id: string }>(
+  table: T,
+  rows: readonly RowValues[],
+  parent: ParentColumn<P> | undefined,
+  grouped: ShardOrder | undefined,
+  into: ShardedMapBuilder<RowTypes[T]>,
+  problems: RowProblem[],
+): Generator<void, { built: (RowTypes[T] | undefined)[]; parents: (P | undefined)[]; shardOfRow: Int32Array }> {
   const built: (RowTypes[T] | undefined)[] = new Array<RowTypes[T] | undefined>(rows.length);
   const parents: (P | undefined)[] = new Array<P | undefined>(rows.length);
   let current: P | undefined;
   // toRow asks for the parent of the one foreign key each table has: the row looked up just before.
   const shared: SharedId = (_table, id) => (current === undefined ? id : current.id);
   const id = 0; // READ_COLUMNS lists id first
-  const groups = into.shardCount;
   const shardOfRow = new Int32Array(rows.length);
-  const start = new Int32Array(groups + 1);
   for (let k = 0; k < rows.length; k++) {
     if (k % LOAD_BATCH === LOAD_BATCH - 1) yield;
     const columns = rows[grouped === undefined ? k : grouped.order[k]!]!;
@@ -498,24 +609,29 @@ function* loadTable<T extends TableName, P extends { readonly id: string }>(
     try {
       const row = rowFromValues(table, columns, shared);
       built[k] = row;
-      const g = into.shardOf(row.id);
-      shardOfRow[k] = g;
-      start[g + 1]!++;
+      shardOfRow[k] = into.shardOf(row.id);
     } catch (err) {
       problems.push({ domain: '', field: `${table}.id`, value: String(columns[id]), reason: (err as Error).message });
       shardOfRow[k] = -1;
     }
   }
-  // 2. Each shard filled in one go from its rows, grouped by a stable counting sort: one random
-  // shard per row was the most expensive step of a 1M-row load, and a Map made from a list is
-  // sized once instead of growing five times on the way to ~128 entries.
-  for (let g = 0; g < groups; g++) start[g + 1]! += start[g]!;
-  const byShard = new Int32Array(rows.length);
-  const next = start.slice(0, groups);
-  for (let k = 0; k < rows.length; k++) {
-    const g = shardOfRow[k]!;
-    if (g >= 0) byShard[next[g]!++] = k;
-  }
+  return { built, parents, shardOfRow };
+}
+
+/**
+ * Fills each shard of `into` in one go from its rows: one random shard per row was the most
+ * expensive step of a 1M-row load, and a Map made from a list is sized once instead of growing
+ * five times on the way to ~128 entries. A repeated id is reported and its row dropped from `built`.
+ */
+function* fillShards<T extends TableName>(
+  table: T,
+  into: ShardedMapBuilder<RowTypes[T]>,
+  built: (RowTypes[T] | undefined)[],
+  shardOfRow: Int32Array,
+  problems: RowProblem[],
+): Generator<void, void> {
+  const groups = into.shardCount;
+  const { order: byShard, start } = yield* groupOrder(shardOfRow, groups);
   let sincePause = 0;
   for (let g = 0; g < groups; g++) {
     const from = start[g]!;
@@ -537,29 +653,6 @@ function* loadTable<T extends TableName, P extends { readonly id: string }>(
       yield;
     }
   }
-  // 3. Indexes and routes, back in parent-shard order.
-  for (let k = 0; k < rows.length; k++) {
-    if (k % LOAD_BATCH === LOAD_BATCH - 1) yield;
-    const row = built[k];
-    if (row !== undefined) each(row, parents[k], grouped === undefined ? -1 : grouped.shards[k]!);
-  }
-}
-
-/** Indexes of `keys` in the order of their shards in `map` (stable within a shard), and each key's shard. */
-function* shardOrder(keys: readonly string[], map: ShardedMapBuilder<unknown>): Generator<void, { order: Int32Array; shards: Int32Array }> {
-  const groups = map.shardCount;
-  const shards = new Int32Array(keys.length);
-  const start = new Int32Array(groups + 1);
-  for (let k = 0; k < keys.length; k++) {
-    if (k % LOAD_BATCH === LOAD_BATCH - 1) yield;
-    const g = map.shardOf(keys[k]!);
-    shards[k] = g;
-    start[g + 1]!++;
-  }
-  for (let g = 0; g < groups; g++) start[g + 1]! += start[g]!;
-  const order = new Int32Array(keys.length);
-  for (let k = 0; k < keys.length; k++) order[start[shards[k]!]!++] = k;
-  return { order, shards };
 }
 
 /**
