@@ -46,18 +46,28 @@ export interface ExchangeSink {
   finished(exchange: Exchange): void;
 }
 
+// A mixin's base must be typed with any[] constructor parameters (TypeScript's rule for mixins).
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Constructor = new (...args: any[]) => object;
+
 /**
- * A plain request: the server's response object, carrying the per-request state as plain fields
- * so the hot path needs no closures or side tables (`http.createServer({ ServerResponse: ProxyResponse })`).
+ * The routing fields both kinds carry, declared once. They are plain fields on the exchange
+ * itself so the hot path needs no closures or side tables.
  */
-export class ProxyResponse extends ServerResponse<IncomingMessage> implements Exchange {
-  started = 0;
-  kind: RouteKind = 'rejected';
-  forwardStarted = 0;
-  upstreamAt = 0;
-  requestId = '';
-  routeHost = '';
-  upstream: Upstream | undefined = undefined;
+function withExchangeFields<B extends Constructor>(Base: B) {
+  return class extends Base {
+    started = 0;
+    kind: RouteKind = 'rejected';
+    forwardStarted = 0;
+    upstreamAt = 0;
+    requestId = '';
+    routeHost = '';
+    upstream: Upstream | undefined = undefined;
+  };
+}
+
+/** A plain request: the server's response object (`http.createServer({ ServerResponse: ProxyResponse })`). */
+export class ProxyResponse extends withExchangeFields(ServerResponse<IncomingMessage>) implements Exchange {
   /** Forwarding attempts so far (a stale pooled connection allows one retry). */
   attempts = 0;
   sink: ExchangeSink | undefined = undefined;
@@ -110,15 +120,8 @@ export function onExchangeClose(this: ProxyResponse): void {
  * (101, or a refusal http-proxy-3 relays) sets `sentStatus`; the exchange finishes when the
  * client socket closes, which for a switched connection is the end of the whole session.
  */
-export class UpgradeExchange implements Exchange {
+export class UpgradeExchange extends withExchangeFields(class {}) implements Exchange {
   readonly upgrade = true;
-  started = performance.now();
-  kind: RouteKind = 'rejected';
-  forwardStarted = 0;
-  upstreamAt = 0;
-  requestId = '';
-  routeHost = '';
-  upstream: Upstream | undefined = undefined;
   sentStatus = 0;
   #cut = false;
 
@@ -129,6 +132,8 @@ export class UpgradeExchange implements Exchange {
     readonly head: Buffer,
     readonly sink: ExchangeSink,
   ) {
+    super();
+    this.started = performance.now();
     socket.on('error', ignore);
     socket.once('close', () => sink.finished(this));
   }
