@@ -47,31 +47,22 @@ export interface DoctorOptions {
   readonly connectTimeoutMs?: number;
 }
 
+/** The checks only the stream needs (skipped in sync mode `poll`). */
+const STREAMING = ['wal_level', 'publication', 'primary keys', 'replication privilege', 'replication slots', 'wal senders'] as const;
+
 /** Check names, in the order they run and print. */
 export const CHECKS = [
   'connect',
   'server version',
   'primary or standby',
-  'wal_level',
-  'publication',
-  'primary keys',
-  'replication privilege',
-  'replication slots',
-  'wal senders',
+  ...STREAMING,
   'read access',
   'routing query',
   'route rows',
   'duplicate domain names',
 ] as const;
 
-const STREAMING_CHECKS = new Set<string>([
-  'wal_level',
-  'publication',
-  'primary keys',
-  'replication privilege',
-  'replication slots',
-  'wal senders',
-]);
+const STREAMING_CHECKS = new Set<string>(STREAMING);
 
 const pass = (check: string, detail: string): CheckResult => ({ check, status: 'pass', detail });
 const fail = (check: string, detail: string, fix: string): CheckResult => ({ check, status: 'fail', detail, fix });
@@ -215,7 +206,25 @@ async function streamingChecks(client: pg.Client, c: ServerCapabilities, publica
 }
 
 async function queryChecks(client: pg.Client, c: ServerCapabilities, regionId: string | undefined): Promise<CheckResult[]> {
-  const out: CheckResult[] = [];
+  const access = await readAccessCheck(client, c);
+  const started = performance.now();
+  let rows: Record<string, unknown>[];
+  try {
+    rows = (await client.query<Record<string, unknown>>(ROUTES_QUERY)).rows;
+  } catch (err) {
+    return [
+      access,
+      queryFailed(err),
+      skip('route rows', 'not checked: the query failed'),
+      skip('duplicate domain names', 'not checked: the query failed'),
+    ];
+  }
+  const ms = Math.round(performance.now() - started);
+  const loaded = routesFromQueryRows(rows);
+  return [access, routeCount(rows.length, loaded, ms, regionId), skippedRows(loaded.problems), duplicateNames(loaded.duplicates)];
+}
+
+async function readAccessCheck(client: pg.Client, c: ServerCapabilities): Promise<CheckResult> {
   const priv = await client.query<{ name: string; exists: boolean; can: boolean | null }>(
     `SELECT t.name, to_regclass(t.name) IS NOT NULL AS exists,
             CASE WHEN to_regclass(t.name) IS NULL THEN NULL ELSE has_table_privilege(to_regclass(t.name), 'SELECT') END AS can
@@ -225,87 +234,76 @@ async function queryChecks(client: pg.Client, c: ServerCapabilities, regionId: s
   const missing = priv.rows.filter((r) => !r.exists).map((r) => r.name);
   const denied = priv.rows.filter((r) => r.exists && r.can !== true).map((r) => r.name);
   if (missing.length > 0) {
-    out.push(
-      fail(
-        'read access',
-        `table${missing.length > 1 ? 's' : ''} ${missing.join(', ')} not found (search_path: public)`,
-        "point EDGEPROXY_DATABASE_URL at the control plane's database, or run `edgeproxy migrate` on a development database",
-      ),
+    return fail(
+      'read access',
+      `table${missing.length > 1 ? 's' : ''} ${missing.join(', ')} not found (search_path: public)`,
+      "point EDGEPROXY_DATABASE_URL at the control plane's database, or run `edgeproxy migrate` on a development database",
     );
-  } else if (denied.length > 0) {
-    out.push(
-      fail(
-        'read access',
-        `role ${c.role} may not SELECT from ${denied.join(', ')}`,
-        `${c.inRecovery ? 'on the primary: ' : ''}GRANT SELECT ON ${TABLES.join(', ')} TO ${pg.escapeIdentifier(c.role)};`,
-      ),
-    );
-  } else {
-    out.push(pass('read access', `role ${c.role} may SELECT from ${TABLES.join(', ')}`));
   }
+  if (denied.length > 0) {
+    return fail(
+      'read access',
+      `role ${c.role} may not SELECT from ${denied.join(', ')}`,
+      `${c.inRecovery ? 'on the primary: ' : ''}GRANT SELECT ON ${TABLES.join(', ')} TO ${pg.escapeIdentifier(c.role)};`,
+    );
+  }
+  return pass('read access', `role ${c.role} may SELECT from ${TABLES.join(', ')}`);
+}
 
-  let rows: Record<string, unknown>[];
-  const started = performance.now();
-  try {
-    rows = (await client.query<Record<string, unknown>>(ROUTES_QUERY)).rows;
-  } catch (err) {
-    const e = describePgError(err);
-    out.push(
-      fail(
-        'routing query',
-        `the documented query failed: ${e.message}${e.code ? ` (${e.code})` : ''}`,
-        'the four tables need the columns the documented query reads (README, "The route table")',
-      ),
-    );
-    out.push(skip('route rows', 'not checked: the query failed'));
-    out.push(skip('duplicate domain names', 'not checked: the query failed'));
-    return out;
-  }
-  const ms = Math.round(performance.now() - started);
-  const loaded = routesFromQueryRows(rows);
+function queryFailed(err: unknown): CheckResult {
+  const e = describePgError(err);
+  return fail(
+    'routing query',
+    `the documented query failed: ${e.message}${e.code ? ` (${e.code})` : ''}`,
+    'the four tables need the columns the documented query reads (README, "The route table")',
+  );
+}
+
+type Loaded = ReturnType<typeof routesFromQueryRows>;
+
+function routeCount(rowCount: number, loaded: Loaded, ms: number, regionId: string | undefined): CheckResult {
+  const routes = loaded.routes.size;
   let split = '';
   if (regionId !== undefined) {
     let here = 0;
     for (const r of loaded.routes.values()) if (r.vmRegionId === regionId) here += 1;
-    split = ` (${here} in region ${regionId}, ${loaded.routes.size - here} in other regions)`;
+    split = ` (${here} in region ${regionId}, ${routes - here} in other regions)`;
   }
-  out.push(
-    loaded.routes.size > 0
-      ? pass(
-          'routing query',
-          `${rows.length} row${rows.length === 1 ? '' : 's'} → ${loaded.routes.size} route${loaded.routes.size === 1 ? '' : 's'}${split} in ${ms} ms`,
-        )
-      : warn(
-          'routing query',
-          `runs, but returns no routable row (${rows.length} rows): every request would get 404`,
-          'a domain routes when verified_at is set, its deployment is ready and its VM is running, with an IP, a port and a region',
-        ),
+  if (routes > 0) {
+    return pass(
+      'routing query',
+      `${rowCount} row${rowCount === 1 ? '' : 's'} → ${routes} route${routes === 1 ? '' : 's'}${split} in ${ms} ms`,
+    );
+  }
+  return warn(
+    'routing query',
+    `runs, but returns no routable row (${rowCount} rows): every request would get 404`,
+    'a domain routes when verified_at is set, its deployment is ready and its VM is running, with an IP, a port and a region',
   );
-  const problems = loaded.problems;
-  out.push(
-    problems.length === 0
-      ? pass('route rows', 'every row of the query can be routed')
-      : warn(
-          'route rows',
-          `${problems.length} row${problems.length === 1 ? '' : 's'} skipped, e.g. ${problems
-            .slice(0, 3)
-            .map((p) => `${p.domain}: ${p.field} ${JSON.stringify(p.value)} is ${p.reason}`)
-            .join('; ')}`,
-          'fix those values in the control plane (the proxy logs each as "skipped a route row")',
-        ),
+}
+
+function skippedRows(problems: Loaded['problems']): CheckResult {
+  if (problems.length === 0) return pass('route rows', 'every row of the query can be routed');
+  const examples = problems
+    .slice(0, 3)
+    .map((p) => `${p.domain}: ${p.field} ${JSON.stringify(p.value)} is ${p.reason}`)
+    .join('; ');
+  return warn(
+    'route rows',
+    `${problems.length} row${problems.length === 1 ? '' : 's'} skipped, e.g. ${examples}`,
+    'fix those values in the control plane (the proxy logs each as "skipped a route row")',
   );
-  const dups = loaded.duplicates;
-  out.push(
-    dups.length === 0
-      ? pass('duplicate domain names', 'every routed host comes from one row')
-      : warn(
-          'duplicate domain names',
-          `${dups.length} host${dups.length === 1 ? ' is' : 's are'} routed by several rows, e.g. ${dups
-            .slice(0, 3)
-            .map((d) => `${d.host} (${d.others.length + 1} rows)`)
-            .join(', ')}; the row with the smallest (vm_region_id, vm_private_ip, vm_port, region_public_ip) wins`,
-          'keep domain names unique among verified domains (docs/decisions/0002-duplicate-domains.md)',
-        ),
+}
+
+function duplicateNames(dups: Loaded['duplicates']): CheckResult {
+  if (dups.length === 0) return pass('duplicate domain names', 'every routed host comes from one row');
+  const examples = dups
+    .slice(0, 3)
+    .map((d) => `${d.host} (${d.others.length + 1} rows)`)
+    .join(', ');
+  return warn(
+    'duplicate domain names',
+    `${dups.length} host${dups.length === 1 ? ' is' : 's are'} routed by several rows, e.g. ${examples}; the row with the smallest (vm_region_id, vm_private_ip, vm_port, region_public_ip) wins`,
+    'keep domain names unique among verified domains (docs/decisions/0002-duplicate-domains.md)',
   );
-  return out;
 }
