@@ -23,7 +23,7 @@ after(async () => {
 /** Sends raw bytes and asserts on the status line; checks that the backend saw nothing and the proxy still serves. */
 async function expectStatus(raw: string | Buffer, status: number, what: string): Promise<string> {
   const before = vm.proxied().length;
-  const r = await rawExchange(p.port, [raw], { timeoutMs: 3000 });
+  const r = await rawExchange(p.port, [raw], { timeoutMs: 3000, untilResponse: true });
   assert.match(r.text, new RegExp(`^HTTP/1\\.[01] ${status} `), `${what}: got ${JSON.stringify(r.text.slice(0, 80))}`);
   assert.equal(vm.proxied().length, before, `${what}: nothing reached the upstream`);
   const ok = await request(p.port, { host: 'app.example' });

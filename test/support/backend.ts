@@ -163,12 +163,14 @@ export async function startBlackhole(): Promise<{ port: number; close(): Promise
 
 /**
  * Writes raw bytes to `port` (each chunk after `gapMs`) and resolves with everything received
- * until the server closes the connection or `timeoutMs` passes (`closed` says which).
+ * until the server closes the connection or `timeoutMs` passes (`closed` says which). With
+ * `untilResponse`, it also resolves as soon as one whole response (head and Content-Length body)
+ * is in, for answers that keep the connection open.
  */
 export function rawExchange(
   port: number,
   chunks: (string | Buffer)[],
-  opts: { gapMs?: number; timeoutMs?: number; host?: string } = {},
+  opts: { gapMs?: number; timeoutMs?: number; host?: string; untilResponse?: boolean } = {},
 ): Promise<{ text: string; closed: boolean; ms: number }> {
   return new Promise((resolve) => {
     const started = Date.now();
@@ -183,7 +185,10 @@ export function rawExchange(
       resolve({ text, closed, ms: Date.now() - started });
     };
     const timer = setTimeout(() => finish(false), opts.timeoutMs ?? 5000);
-    socket.on('data', (c: Buffer) => (text += c.toString('latin1')));
+    socket.on('data', (c: Buffer) => {
+      text += c.toString('latin1');
+      if (opts.untilResponse === true && wholeResponse(text)) finish(false);
+    });
     socket.on('close', () => finish(true));
     socket.on('error', () => finish(true));
     socket.on('connect', () => {
@@ -197,6 +202,14 @@ export function rawExchange(
       next();
     });
   });
+}
+
+/** One whole response with a Content-Length body (or none) is in `text`. */
+function wholeResponse(text: string): boolean {
+  const end = text.indexOf('\r\n\r\n');
+  if (end < 0) return false;
+  const length = /\r\ncontent-length: *(\d+)\r\n/i.exec(text.slice(0, end + 2));
+  return text.length - (end + 4) >= Number(length?.[1] ?? 0);
 }
 
 export interface TestProxy {
