@@ -60,6 +60,17 @@ const VMS = rel('vms', [
   ['note', TEXT],
 ]);
 
+/** A whole vms tuple, as pgoutput sends it (every column of the relation). */
+const vm = (columns: Record<string, unknown>) => ({
+  id: 'a',
+  private_ip: '10.0.0.1',
+  port: 1,
+  region_id: 'r',
+  status: 'running',
+  note: null,
+  ...columns,
+});
+
 describe('ChangeDecoder', () => {
   const d = new ChangeDecoder(SHAPES);
   it('turns begin/commit into transaction bounds with commit times in ms', () => {
@@ -75,23 +86,23 @@ describe('ChangeDecoder', () => {
     });
   });
   it('maps inserts, updates and deletes of the routing tables to row changes', () => {
-    assert.deepEqual(d.decode({ tag: 'insert', relation: VMS, new: { id: 'a', port: 1 } }), {
+    assert.deepEqual(d.decode({ tag: 'insert', relation: VMS, new: vm({ id: 'a', port: 1 }) }), {
       kind: 'change',
-      change: { op: 'insert', table: 'vms', row: { id: 'a', port: 1 } },
+      change: { op: 'insert', table: 'vms', row: vm({ id: 'a', port: 1 }) },
     });
-    assert.deepEqual(d.decode({ tag: 'update', relation: VMS, key: null, old: null, new: { id: 'a', port: 2 } }), {
+    assert.deepEqual(d.decode({ tag: 'update', relation: VMS, key: null, old: null, new: vm({ id: 'a', port: 2 }) }), {
       kind: 'change',
-      change: { op: 'update', table: 'vms', row: { id: 'a', port: 2 } },
+      change: { op: 'update', table: 'vms', row: vm({ id: 'a', port: 2 }) },
     });
     // primary key changed: the old key comes along
-    assert.deepEqual(d.decode({ tag: 'update', relation: VMS, key: { id: 'a' }, old: null, new: { id: 'b' } }), {
+    assert.deepEqual(d.decode({ tag: 'update', relation: VMS, key: { id: 'a' }, old: null, new: vm({ id: 'b' }) }), {
       kind: 'change',
-      change: { op: 'update', table: 'vms', row: { id: 'b' }, oldId: 'a' },
+      change: { op: 'update', table: 'vms', row: vm({ id: 'b' }), oldId: 'a' },
     });
     // REPLICA IDENTITY FULL sends the old row even when the key did not change
-    assert.deepEqual(d.decode({ tag: 'update', relation: VMS, key: null, old: { id: 'b', port: 1 }, new: { id: 'b', port: 3 } }), {
+    assert.deepEqual(d.decode({ tag: 'update', relation: VMS, key: null, old: vm({ id: 'b', port: 1 }), new: vm({ id: 'b', port: 3 }) }), {
       kind: 'change',
-      change: { op: 'update', table: 'vms', row: { id: 'b', port: 3 } },
+      change: { op: 'update', table: 'vms', row: vm({ id: 'b', port: 3 }) },
     });
     assert.deepEqual(d.decode({ tag: 'delete', relation: VMS, key: { id: 'b' }, old: null }), {
       kind: 'change',

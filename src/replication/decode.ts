@@ -47,13 +47,19 @@ export class ChangeDecoder {
       }
       case 'insert': {
         const table = this.#table(msg.relation);
-        return table === undefined ? SKIP : { kind: 'change', change: { op: 'insert', table, row: msg.new } };
+        if (table === undefined) return SKIP;
+        const bad = malformedTuple(msg.relation, msg.new, false);
+        return bad !== undefined ? malformed(table, bad) : { kind: 'change', change: { op: 'insert', table, row: msg.new } };
       }
       case 'update': {
         const table = this.#table(msg.relation);
         if (table === undefined) return SKIP;
+        const bad =
+          malformedTuple(msg.relation, msg.new, true) ?? (msg.old === null ? undefined : malformedTuple(msg.relation, msg.old, true));
+        if (bad !== undefined) return malformed(table, bad);
         // `key` comes when the primary key changed (REPLICA IDENTITY DEFAULT), `old` with FULL.
         const before = (msg.key ?? msg.old)?.id as unknown;
+        if (before instanceof Uint8Array) return malformed(table, 'a binary id in the old key');
         const oldId = before === undefined || before === null || String(before) === String(msg.new.id) ? undefined : String(before);
         return {
           kind: 'change',
@@ -65,6 +71,7 @@ export class ChangeDecoder {
         if (table === undefined) return SKIP;
         const id = (msg.key ?? msg.old)?.id as unknown;
         if (id === undefined || id === null) return { kind: 'resync', reason: `delete on ${table} without an id in its key` };
+        if (id instanceof Uint8Array) return malformed(table, 'a binary id in its key');
         return { kind: 'change', change: { op: 'delete', table, id: String(id) } };
       }
       case 'truncate': {
@@ -100,4 +107,25 @@ export class ChangeDecoder {
     }
     return SKIP;
   }
+}
+
+/**
+ * What makes a tuple impossible for pgoutput as we start it (text format), or undefined: every
+ * column of its relation is there (a short tuple means a damaged message, and merging it into the
+ * stored row would keep old values as if they were current), no value is binary, and only an
+ * update may carry unchanged (TOASTed) values. The library parses what it is given; this is where
+ * a damaged message ends in a resync instead of a plausible change.
+ */
+function malformedTuple(rel: Pgoutput.MessageRelation, tuple: Readonly<Record<string, unknown>>, update: boolean): string | undefined {
+  for (const column of rel.columns) {
+    if (!(column.name in tuple)) return `column ${column.name} missing from the tuple`;
+    const value = tuple[column.name];
+    if (value instanceof Uint8Array) return `column ${column.name} in binary format`;
+    if (value === undefined && !update) return `column ${column.name} unchanged in an insert`;
+  }
+  return undefined;
+}
+
+function malformed(table: TableName, what: string): Decoded {
+  return { kind: 'resync', reason: `malformed change on ${table}: ${what}` };
 }
