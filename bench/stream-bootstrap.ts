@@ -58,6 +58,7 @@ for (let run = 1; run <= RUNS; run++) {
   const s = await ReplicationStream.open({
     databaseUrl: db.url,
     publication: 'edgeproxy',
+    regionAddressColumn: 'public_ipv4',
     logger: pino({ level: 'silent' }),
     setupTimeoutMs: 300_000,
     statusIntervalMs: 1000,

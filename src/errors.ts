@@ -29,6 +29,8 @@ export const ERROR_CODES = {
   PG_HBA_REJECTED: 'pg_hba.conf has no entry that lets this host and role connect to the database',
   PG_SLOTS_FULL: 'every replication slot is in use (max_replication_slots)',
   PG_WAL_SENDERS_FULL: 'every WAL sender is busy (max_wal_senders)',
+  SCHEMA_COLUMN_MISSING:
+    'a column the routing query reads does not exist (e.g. regions.public_ipv4 in a schema that has load_balancer_ipv4: set EDGEPROXY_REGION_ADDRESS_COLUMN)',
   // requests
   HOST_MISSING: 'the request has no Host header',
   HOST_DUPLICATE: 'the request has more than one Host header: 400',

@@ -61,6 +61,7 @@ async function streamFailure(url: string): Promise<StreamError> {
     const started = await ReplicationStream.open({
       databaseUrl: url,
       publication: 'edgeproxy',
+      regionAddressColumn: 'public_ipv4',
       logger: createLogger('error', { write: () => undefined }),
       setupTimeoutMs: 10_000,
       statusIntervalMs: 1000,

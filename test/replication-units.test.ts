@@ -45,11 +45,12 @@ const TEXT = 25;
 const TS = 1184;
 const INET = 869;
 const INT4 = 23;
+const shape = (types: Record<string, number>) => ({ schema: 'public', columns: Object.keys(types), types });
 const SHAPES: TableShapes = {
-  domains: { schema: 'public', types: { id: UUID, name: TEXT, deployment_id: UUID, verified_at: TS } },
-  deployments: { schema: 'public', types: { id: UUID, status: 16000, vm_id: UUID } },
-  vms: { schema: 'public', types: { id: UUID, private_ip: INET, port: INT4, region_id: UUID, status: 16001 } },
-  regions: { schema: 'public', types: { id: UUID, public_ipv4: INET } },
+  domains: shape({ id: UUID, name: TEXT, deployment_id: UUID, verified_at: TS }),
+  deployments: shape({ id: UUID, status: 16000, vm_id: UUID }),
+  vms: shape({ id: UUID, private_ip: INET, port: INT4, region_id: UUID, status: 16001 }),
+  regions: shape({ id: UUID, public_ipv4: INET }),
 };
 const VMS = rel('vms', [
   ['id', UUID],

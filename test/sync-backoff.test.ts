@@ -16,6 +16,7 @@ async function failingSync(random: () => number) {
     mode: 'replication',
     databaseUrl: url,
     publication: 'edgeproxy',
+    regionAddressColumn: 'public_ipv4',
     pool,
     store: new RouteStore(),
     intervalMs: 1000,

@@ -198,7 +198,10 @@ export const doctorSpec = spec({
   command: 'doctor',
   describe: 'Check a database for everything EdgeProxy needs; one line per check, with the fix for each failure',
   builder: (y) =>
-    jsonOption(withConfigOptions(y, ['databaseUrl', 'publication', 'syncMode', 'regionId'], ['regionId']), 'the checks')
+    jsonOption(
+      withConfigOptions(y, ['databaseUrl', 'publication', 'syncMode', 'regionAddressColumn', 'regionId'], ['regionId']),
+      'the checks',
+    )
       .example([
         ['EDGEPROXY_DATABASE_URL=postgres://edge@replica/zeitwork $0 doctor', 'check the database a proxy would use'],
         ['$0 doctor --sync-mode poll --database-url postgres://edge@replica/zeitwork', 'skip the streaming checks (polling only)'],
@@ -206,13 +209,13 @@ export const doctorSpec = spec({
       ])
       .epilogue(
         'Checks: connect, server version, primary or standby (and whether it can decode on a standby), wal_level, the publication and its four tables, ' +
-          'primary keys, REPLICATION attribute, free replication slots and WAL senders, read access, the documented query and how many routes it returns, ' +
+          'primary keys, REPLICATION attribute, free replication slots and WAL senders, read access, the routing query (the columns it reads, with likely candidates when one is missing) and how many routes it returns, ' +
           'rows it cannot route, duplicate domain names. --region-id is optional here (splits the route count by region).\n' +
           'Exit status: 0 no check failed (warnings allowed), 1 a check failed, 2 bad usage.',
       ),
   handler: (args) =>
     run(async () => {
-      const o = options(['databaseUrl', 'publication', 'syncMode', 'regionId'], args, ['regionId']);
+      const o = options(['databaseUrl', 'publication', 'syncMode', 'regionAddressColumn', 'regionId'], args, ['regionId']);
       const { doctorCommand } = await import('./doctor.js');
       await doctorCommand({ ...o, regionId: o.regionId, json: args.json }, out);
     }),

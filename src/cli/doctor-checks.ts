@@ -7,7 +7,9 @@
 import pg from 'pg';
 import type { SyncMode } from '../config/config.js';
 import { readCapabilities, type ServerCapabilities } from '../db/capabilities.js';
+import { checkColumns } from '../db/columns.js';
 import {
+  columnsProblem,
   hbaRejected,
   hotStandbyFeedbackProblem,
   replicationRoleProblem,
@@ -21,7 +23,7 @@ import {
 import { describePgError } from '../db/errors.js';
 import type { ErrorCode } from '../errors.js';
 import { checkPrimaryKeys, checkPublication, describePublicationProblem } from '../db/publication.js';
-import { ROUTES_QUERY } from '../db/routes-query.js';
+import { routesQuery } from '../db/routes-query.js';
 import { routesFromQueryRows } from '../table/query-routes.js';
 import { TABLES } from '../table/rows.js';
 
@@ -42,6 +44,8 @@ export interface DoctorOptions {
   readonly databaseUrl: string;
   readonly publication: string;
   readonly syncMode: SyncMode;
+  /** EDGEPROXY_REGION_ADDRESS_COLUMN: the routing query and the publication check read it. */
+  readonly regionAddressColumn: string;
   /** When given, the route count is split into this region and others. */
   readonly regionId?: string;
   readonly connectTimeoutMs?: number;
@@ -95,11 +99,11 @@ export async function runDoctor(opts: DoctorOptions): Promise<CheckResult[]> {
     const caps = await readCapabilities(client);
     results.push(pass('connect', `connected to ${where} as ${caps.role} in ${Math.round(performance.now() - started)} ms`));
     results.push(...serverChecks(caps));
-    const streaming = opts.syncMode === 'poll' ? [] : await streamingChecks(client, caps, opts.publication);
+    const streaming = opts.syncMode === 'poll' ? [] : await streamingChecks(client, caps, opts.publication, opts.regionAddressColumn);
     for (const name of STREAMING_CHECKS) {
       results.push(streaming.find((r) => r.check === name) ?? skip(name, 'not needed with EDGEPROXY_SYNC_MODE=poll'));
     }
-    results.push(...(await queryChecks(client, caps, opts.regionId)));
+    results.push(...(await queryChecks(client, caps, opts.regionAddressColumn, opts.regionId)));
     return results;
   } finally {
     await client.end().catch(() => undefined);
@@ -154,11 +158,16 @@ function serverChecks(c: ServerCapabilities): CheckResult[] {
   return out;
 }
 
-async function streamingChecks(client: pg.Client, c: ServerCapabilities, publication: string): Promise<CheckResult[]> {
+async function streamingChecks(
+  client: pg.Client,
+  c: ServerCapabilities,
+  publication: string,
+  regionAddressColumn: string,
+): Promise<CheckResult[]> {
   const out: CheckResult[] = [];
   out.push(diagnosed('wal_level', walLevelProblem(c), 'logical'));
 
-  const pub = await checkPublication(client, publication, c.serverVersionNum);
+  const pub = await checkPublication(client, publication, c.serverVersionNum, regionAddressColumn);
   const pubProblem = describePublicationProblem(pub);
   const onPrimary = c.inRecovery ? 'on the primary (this server is a standby): ' : '';
   out.push(
@@ -205,19 +214,28 @@ async function streamingChecks(client: pg.Client, c: ServerCapabilities, publica
   return out;
 }
 
-async function queryChecks(client: pg.Client, c: ServerCapabilities, regionId: string | undefined): Promise<CheckResult[]> {
+async function queryChecks(
+  client: pg.Client,
+  c: ServerCapabilities,
+  regionAddressColumn: string,
+  regionId: string | undefined,
+): Promise<CheckResult[]> {
   const access = await readAccessCheck(client, c);
+  const notRun = (query: CheckResult, why: string) => [
+    access,
+    query,
+    skip('route rows', `not checked: ${why}`),
+    skip('duplicate domain names', `not checked: ${why}`),
+  ];
+  // A missing column is named with what the table has instead, in the words the stream and the poller use.
+  const missing = columnsProblem(await checkColumns(client, regionAddressColumn));
+  if (missing !== undefined) return notRun(failWith('routing query', missing), 'the query cannot run');
   const started = performance.now();
   let rows: Record<string, unknown>[];
   try {
-    rows = (await client.query<Record<string, unknown>>(ROUTES_QUERY)).rows;
+    rows = (await client.query<Record<string, unknown>>(routesQuery(regionAddressColumn))).rows;
   } catch (err) {
-    return [
-      access,
-      queryFailed(err),
-      skip('route rows', 'not checked: the query failed'),
-      skip('duplicate domain names', 'not checked: the query failed'),
-    ];
+    return notRun(queryFailed(err), 'the query failed');
   }
   const ms = Math.round(performance.now() - started);
   const loaded = routesFromQueryRows(rows);

@@ -1,4 +1,5 @@
 import { redactDatabaseUrl, type SyncMode } from '../config/config.js';
+import { DOCUMENTED_REGION_ADDRESS_COLUMN } from '../table/rows.js';
 import { runDoctor, type CheckResult } from './doctor-checks.js';
 import { CommandFailed } from './exit.js';
 
@@ -6,6 +7,7 @@ export interface DoctorArgs {
   readonly databaseUrl: string;
   readonly publication: string;
   readonly syncMode: SyncMode;
+  readonly regionAddressColumn: string;
   readonly regionId: string | undefined;
   readonly json: boolean;
 }
@@ -18,16 +20,22 @@ export async function doctorCommand(args: DoctorArgs, out: (text: string) => voi
     databaseUrl: args.databaseUrl,
     publication: args.publication,
     syncMode: args.syncMode,
+    regionAddressColumn: args.regionAddressColumn,
     regionId: args.regionId,
   });
   const failed = results.filter((r) => r.status === 'fail').length;
   const warned = results.filter((r) => r.status === 'warn').length;
   if (args.json) {
     out(
-      `${JSON.stringify({ ok: failed === 0, database: redactDatabaseUrl(args.databaseUrl), publication: args.publication, syncMode: args.syncMode, checks: results })}\n`,
+      `${JSON.stringify({ ok: failed === 0, database: redactDatabaseUrl(args.databaseUrl), publication: args.publication, syncMode: args.syncMode, regionAddressColumn: args.regionAddressColumn, checks: results })}\n`,
     );
   } else {
-    out(`edgeproxy doctor: ${redactDatabaseUrl(args.databaseUrl)}, publication "${args.publication}", sync mode ${args.syncMode}\n`);
+    // The address column only when it is not the documented one: it is what makes the routing query differ.
+    const column =
+      args.regionAddressColumn === DOCUMENTED_REGION_ADDRESS_COLUMN ? '' : `, region address column ${args.regionAddressColumn}`;
+    out(
+      `edgeproxy doctor: ${redactDatabaseUrl(args.databaseUrl)}, publication "${args.publication}", sync mode ${args.syncMode}${column}\n`,
+    );
     const width = Math.max(...results.map((r) => r.check.length));
     for (const r of results) {
       out(`${MARK[r.status]}  ${r.check.padEnd(width)}  ${r.detail}\n`);

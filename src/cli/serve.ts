@@ -101,6 +101,7 @@ function logStarting(config: Config, logger: Logger): void {
       crossRegionPort: config.crossRegionPort,
       syncMode: config.syncMode,
       publication: config.publication,
+      regionAddressColumn: config.regionAddressColumn,
     },
     'starting edgeproxy',
   );
@@ -120,6 +121,7 @@ function createParts(config: Config, logger: Logger): Parts {
     mode: config.syncMode,
     databaseUrl: config.databaseUrl,
     publication: config.publication,
+    regionAddressColumn: config.regionAddressColumn,
     pool,
     store,
     intervalMs: config.updateIntervalMs,

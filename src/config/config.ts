@@ -23,6 +23,8 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   readonly syncMode: SyncMode;
   readonly publication: string;
+  /** The column of `regions` holding its load balancer's address (the documented query's `public_ipv4`). */
+  readonly regionAddressColumn: string;
   /** Admin API listener (health, metrics, routes, resync); undefined = disabled. */
   readonly adminAddr: ListenAddress | undefined;
   readonly upstreamConnectTimeoutMs: number;
@@ -69,6 +71,9 @@ interface OptionSpec<K extends keyof Config> {
 function spec<K extends keyof Config>(s: OptionSpec<K>): OptionSpec<K> {
   return s;
 }
+
+/** An identifier PostgreSQL takes unquoted as it is (it folds unquoted names to lowercase). */
+const PLAIN_IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
 
 const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 
@@ -233,6 +238,18 @@ export const OPTIONS = [
       /^[a-z_][a-z0-9_]{0,62}$/.test(raw.trim())
         ? raw.trim()
         : invalid('must be a lowercase SQL identifier: a-z, 0-9 and _, not starting with a digit, at most 63 characters'),
+  }),
+  spec({
+    key: 'regionAddressColumn',
+    flag: 'region-address-column',
+    env: 'EDGEPROXY_REGION_ADDRESS_COLUMN',
+    description:
+      "Column of regions holding its load balancer's address, read as region_public_ip (the documented query's public_ipv4; e.g. load_balancer_ipv4)",
+    default: 'public_ipv4',
+    parse: (raw) =>
+      PLAIN_IDENTIFIER.test(raw.trim())
+        ? raw.trim()
+        : invalid('must be a plain PostgreSQL column name: a-z, 0-9 and _, not starting with a digit, at most 63 characters'),
   }),
   spec({
     key: 'adminAddr',

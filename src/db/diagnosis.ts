@@ -4,8 +4,9 @@
  * fix, and the replication stream builds its failures from them, so both say the same words.
  */
 import pg from 'pg';
-import type { ErrorCode } from '../errors.js';
+import { EdgeProxyError, type ErrorCode } from '../errors.js';
 import { STANDBY_DECODING_MIN_VERSION, type ServerCapabilities } from './capabilities.js';
+import type { ColumnCheck, MissingColumn } from './columns.js';
 import { describePgError } from './errors.js';
 
 export type DiagnosisCode = Extract<
@@ -17,6 +18,7 @@ export type DiagnosisCode = Extract<
   | 'PG_HBA_REJECTED'
   | 'PG_SLOTS_FULL'
   | 'PG_WAL_SENDERS_FULL'
+  | 'SCHEMA_COLUMN_MISSING'
 >;
 
 export interface Diagnosis {
@@ -97,6 +99,25 @@ export function noFreeWalSender(problem: string): Diagnosis {
   };
 }
 
+/** Columns the routing query reads are missing: which, what the table has instead, and the setting (or why there is none). */
+export function columnsMissing(missing: readonly MissingColumn[]): Diagnosis {
+  const problems = missing.map((m) => {
+    const what = m.configurable ? "the region's load balancer address, EDGEPROXY_REGION_ADDRESS_COLUMN" : 'the documented query reads it';
+    const seen = m.candidates.map((c) => `${c.name} (${c.type})`).join(', ');
+    return `column ${m.table}.${m.column} does not exist (${what}); ${m.table} has ${seen === '' ? 'no column like it' : seen}`;
+  });
+  const fixes = missing.map((m) => {
+    if (!m.configurable) {
+      return `${m.table}.${m.column} is read by that name (only the region's address column is a setting): check that EDGEPROXY_DATABASE_URL points at the control plane's database`;
+    }
+    const best = m.candidates[0]?.name;
+    return best === undefined
+      ? "set EDGEPROXY_REGION_ADDRESS_COLUMN to the column of regions holding its load balancer's address"
+      : `set EDGEPROXY_REGION_ADDRESS_COLUMN=${best} (or --region-address-column ${best})`;
+  });
+  return { code: 'SCHEMA_COLUMN_MISSING', problem: problems.join('; '), fix: fixes.join('; '), passes: false };
+}
+
 /** host:port/database of a database URL, for fixes that must say which server (never the password). */
 export function serverAddress(databaseUrl: string): string {
   const url = new URL(databaseUrl);
@@ -137,6 +158,10 @@ export function slotsProblem(c: ServerCapabilities): Diagnosis | undefined {
 export function walSendersProblem(c: ServerCapabilities): Diagnosis | undefined {
   if (c.usedWalSenders < c.maxWalSenders) return undefined;
   return noFreeWalSender(`all ${c.maxWalSenders} WAL senders are busy`);
+}
+
+export function columnsProblem(c: ColumnCheck): Diagnosis | undefined {
+  return c.missing.length === 0 ? undefined : columnsMissing(c.missing);
 }
 
 /** Why this server can never stream to us as configured (an operator must change a setting or a role). */
@@ -181,5 +206,19 @@ export function diagnoseReplicationError(err: unknown, server: ServerCapabilitie
       return /recovery/i.test(message) ? standbyTooOld(problem) : undefined;
     default:
       return undefined;
+  }
+}
+
+/**
+ * A known problem found in the database where the finder can only throw (a load, a publication
+ * check): the stream makes its failure from the diagnosis, the poller logs it; both in its words.
+ */
+export class DiagnosedError extends EdgeProxyError {
+  override name = 'DiagnosedError';
+  readonly diagnosis: Diagnosis;
+
+  constructor(d: Diagnosis, options: ErrorOptions = {}) {
+    super(d.code, `${d.problem}. Fix: ${d.fix}`, { ...options, fix: d.fix });
+    this.diagnosis = d;
   }
 }

@@ -1,7 +1,9 @@
 import pg from 'pg';
 import { EdgeProxyError } from '../errors.js';
-import { READ_COLUMNS, TABLES, type TableName } from '../table/rows.js';
+import { sourceColumns, TABLES, type TableName } from '../table/rows.js';
 import type { ServerCapabilities } from './capabilities.js';
+import { checkColumns, type ColumnCheck } from './columns.js';
+import { columnsProblem, DiagnosedError } from './diagnosis.js';
 
 export const PUBLISHED_ACTIONS = ['insert', 'update', 'delete', 'truncate'] as const;
 export type PublishedAction = (typeof PUBLISHED_ACTIONS)[number];
@@ -14,8 +16,10 @@ export interface PublicationCheck {
   readonly missingTables: readonly TableName[];
   /** Actions it does not publish (EdgeProxy needs all four). */
   readonly missingActions: readonly PublishedAction[];
-  /** Row filters or column lists that hide rows or columns the documented query reads. */
+  /** Row filters or column lists that hide rows or columns the routing query reads (a column the table lacks is not hidden: see `columns`). */
   readonly filtered: readonly string[];
+  /** The tables' columns, and those the routing query reads that do not exist. */
+  readonly columns: ColumnCheck;
   /** The SQL that makes it right (to run on the primary); undefined when nothing is wrong. */
   readonly fixSql: string | undefined;
 }
@@ -37,14 +41,28 @@ export function createPublicationSql(name: string): string {
 }
 
 /** `serverVersionNum` as readCapabilities read it (the columns to ask for depend on it). */
-export async function checkPublication(db: pg.ClientBase | pg.Pool, name: string, serverVersionNum: number): Promise<PublicationCheck> {
+export async function checkPublication(
+  db: pg.ClientBase | pg.Pool,
+  name: string,
+  serverVersionNum: number,
+  regionAddressColumn: string,
+): Promise<PublicationCheck> {
+  const columns = await checkColumns(db, regionAddressColumn);
   const pub = await db.query<Record<string, boolean>>(
     'SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1',
     [name],
   );
   const p = pub.rows[0];
   if (p === undefined) {
-    return { name, exists: false, missingTables: [...TABLES], missingActions: [], filtered: [], fixSql: createPublicationSql(name) };
+    return {
+      name,
+      exists: false,
+      missingTables: [...TABLES],
+      missingActions: [],
+      filtered: [],
+      columns,
+      fixSql: createPublicationSql(name),
+    };
   }
   // attnames and rowfilter exist from PostgreSQL 15 on.
   const extra = serverVersionNum >= 150000 ? ', pt.attnames, pt.rowfilter' : ', NULL::name[] AS attnames, NULL::text AS rowfilter';
@@ -62,7 +80,11 @@ export async function checkPublication(db: pg.ClientBase | pg.Pool, name: string
   for (const t of tables.rows) {
     if (!t.published) continue;
     if (t.rowfilter !== null) filtered.push(`${t.name} has a row filter (WHERE ${t.rowfilter})`);
-    const hidden = t.attnames === null ? [] : READ_COLUMNS[t.name].filter((c) => !t.attnames!.includes(c));
+    const existing = columns.tables[t.name] ?? [];
+    const hidden =
+      t.attnames === null
+        ? []
+        : sourceColumns(t.name, regionAddressColumn).filter((c) => existing.some((e) => e.name === c) && !t.attnames!.includes(c));
     if (hidden.length > 0) filtered.push(`${t.name}'s column list leaves out ${hidden.join(', ')}`);
   }
   const fixes: string[] = [];
@@ -72,7 +94,7 @@ export async function checkPublication(db: pg.ClientBase | pg.Pool, name: string
   if (missingActions.length > 0) fixes.push(`ALTER PUBLICATION ${ident(name)} SET (publish = '${PUBLISHED_ACTIONS.join(', ')}');`);
   if (fixes.length === 0 && missingTables.length > 0)
     fixes.push(`-- the publication is FOR ALL TABLES, yet ${missingTables.join(', ')} do not resolve to tables: check search_path`);
-  return { name, exists: true, missingTables, missingActions, filtered, fixSql: fixes.length > 0 ? fixes.join('\n') : undefined };
+  return { name, exists: true, missingTables, missingActions, filtered, columns, fixSql: fixes.length > 0 ? fixes.join('\n') : undefined };
 }
 
 /** Describes what is wrong with a publication in one sentence (undefined when nothing is). */
@@ -88,15 +110,19 @@ export function describePublicationProblem(c: PublicationCheck): string | undefi
 /**
  * Makes sure the publication is usable: creates it when it is missing and this role may (on a
  * primary); otherwise throws PublicationError carrying the SQL an operator must run on the
- * primary. An existing publication is never altered: it belongs to whoever created it.
+ * primary. An existing publication is never altered: it belongs to whoever created it. A column
+ * the routing query reads that no table has is no publication's fault: DiagnosedError says which.
  */
 export async function ensurePublication(
   db: pg.ClientBase | pg.Pool,
   name: string,
   server: Pick<ServerCapabilities, 'inRecovery' | 'serverVersionNum'>,
+  regionAddressColumn: string,
 ): Promise<'exists' | 'created'> {
   const { inRecovery } = server;
-  const check = await checkPublication(db, name, server.serverVersionNum);
+  const check = await checkPublication(db, name, server.serverVersionNum, regionAddressColumn);
+  const missing = columnsProblem(check.columns);
+  if (missing !== undefined) throw new DiagnosedError(missing);
   const problem = describePublicationProblem(check);
   if (problem === undefined) return 'exists';
   if (!check.exists && !inRecovery) {

@@ -1,8 +1,17 @@
 import type { Pgoutput } from 'pg-logical-replication';
-import { isTableName, READ_COLUMNS, type RowChange, type TableName } from '../table/rows.js';
+import { type Columns, isTableName, READ_COLUMNS, type RowChange, type TableName } from '../table/rows.js';
 
-/** Where each routing table lives and the types of its read columns, as seen at bootstrap. */
-export type TableShapes = { readonly [T in TableName]: { readonly schema: string; readonly types: Readonly<Record<string, number>> } };
+/**
+ * Where each routing table lives, its read columns as the database names them (READ_COLUMNS order:
+ * rows.ts sourceColumns) and their types, as seen at bootstrap.
+ */
+export type TableShapes = {
+  readonly [T in TableName]: {
+    readonly schema: string;
+    readonly columns: readonly string[];
+    readonly types: Readonly<Record<string, number>>;
+  };
+};
 
 /** One pgoutput message, reduced to what applying it needs. */
 export type Decoded =
@@ -15,6 +24,9 @@ export type Decoded =
   | { readonly kind: 'skip' };
 
 const SKIP: Decoded = { kind: 'skip' };
+
+/** Per table, the read columns the database names otherwise: [its name, the READ_COLUMNS name]. */
+type Renames = { readonly [T in TableName]: readonly (readonly [string, string])[] };
 
 /** Commit times arrive as BigInt microseconds since the Unix epoch (typed as the wrapper `BigInt`). */
 function micros(t: unknown): number {
@@ -29,9 +41,13 @@ function micros(t: unknown): number {
  */
 export class ChangeDecoder {
   readonly #shapes: TableShapes;
+  readonly #renames: Renames;
 
   constructor(shapes: TableShapes) {
     this.#shapes = shapes;
+    const renames = (t: TableName) =>
+      shapes[t].columns.flatMap((source, i) => (source === READ_COLUMNS[t][i] ? [] : [[source, READ_COLUMNS[t][i]!] as const]));
+    this.#renames = { domains: renames('domains'), deployments: renames('deployments'), vms: renames('vms'), regions: renames('regions') };
   }
 
   decode(msg: Pgoutput.Message): Decoded {
@@ -49,7 +65,9 @@ export class ChangeDecoder {
         const table = this.#table(msg.relation);
         if (table === undefined) return SKIP;
         const bad = malformedTuple(msg.relation, msg.new, false);
-        return bad !== undefined ? malformed(table, bad) : { kind: 'change', change: { op: 'insert', table, row: msg.new } };
+        return bad !== undefined
+          ? malformed(table, bad)
+          : { kind: 'change', change: { op: 'insert', table, row: this.#named(table, msg.new) } };
       }
       case 'update': {
         const table = this.#table(msg.relation);
@@ -61,10 +79,8 @@ export class ChangeDecoder {
         const before = (msg.key ?? msg.old)?.id as unknown;
         if (before instanceof Uint8Array) return malformed(table, 'a binary id in the old key');
         const oldId = before === undefined || before === null || String(before) === String(msg.new.id) ? undefined : String(before);
-        return {
-          kind: 'change',
-          change: oldId === undefined ? { op: 'update', table, row: msg.new } : { op: 'update', table, row: msg.new, oldId },
-        };
+        const row = this.#named(table, msg.new);
+        return { kind: 'change', change: oldId === undefined ? { op: 'update', table, row } : { op: 'update', table, row, oldId } };
       }
       case 'delete': {
         const table = this.#table(msg.relation);
@@ -90,9 +106,18 @@ export class ChangeDecoder {
     return this.#shapes[rel.name].schema === rel.schema ? rel.name : undefined;
   }
 
+  /** A row as the stream sends it, with the read columns under their READ_COLUMNS names (the rest as they are). */
+  #named(table: TableName, row: Columns): Columns {
+    const renames = this.#renames[table];
+    if (renames.length === 0) return row;
+    const named: Record<string, unknown> = { ...row };
+    for (const [source, name] of renames) named[name] = row[source];
+    return named;
+  }
+
   #checkRelation(table: TableName, rel: Pgoutput.MessageRelation): Decoded {
-    const expected = this.#shapes[table].types;
-    for (const column of READ_COLUMNS[table]) {
+    const { types: expected, columns } = this.#shapes[table];
+    for (const column of columns) {
       const found = rel.columns.find((c) => c.name === column);
       if (found === undefined) return { kind: 'resync', reason: `${table}.${column} is no longer published (schema change)` };
       if (expected[column] !== undefined && found.typeOid !== expected[column]) {

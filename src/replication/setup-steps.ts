@@ -12,6 +12,7 @@ import { StreamError, toStreamError } from './stream-error.js';
 export interface StreamSetupOptions {
   readonly databaseUrl: string;
   readonly publication: string;
+  readonly regionAddressColumn: string;
   readonly slotName: string;
   readonly session: ReplicationSession;
   /** The snapshot is loaded: from now on changes after `consistentPoint` may arrive. */
@@ -101,7 +102,7 @@ export class StreamSetup {
   }
 
   async #checkPublication(): Promise<void> {
-    this.#publication = await ensurePublication(this.#plain, this.#o.publication, this.#need(this.#server));
+    this.#publication = await ensurePublication(this.#plain, this.#o.publication, this.#need(this.#server), this.#o.regionAddressColumn);
   }
 
   async #connectReplication(): Promise<void> {
@@ -119,7 +120,7 @@ export class StreamSetup {
 
   async #loadSnapshot(): Promise<void> {
     const slot = this.#need(this.#slot);
-    this.#snapshot = await loadUnderSnapshot(this.#plain, slot.snapshotName);
+    this.#snapshot = await loadUnderSnapshot(this.#plain, slot.snapshotName, this.#o.regionAddressColumn);
     // Done with the normal connection; closing it now (not after streaming) leaves the owner no
     // moment between the last step and open() returning in which the stream could fail unseen.
     await this.end();

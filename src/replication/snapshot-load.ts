@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { READ_COLUMNS, type RowValues, TABLES, type TableName } from '../table/rows.js';
+import { READ_COLUMNS, type RowValues, sourceColumns, TABLES, type TableName } from '../table/rows.js';
 import type { TableShapes } from './decode.js';
 
 /**
@@ -23,11 +23,12 @@ export interface SnapshotRows {
 }
 
 /**
- * Reads the four routing tables (only the columns the documented query uses) under the snapshot
+ * Reads the four routing tables (only the columns the routing query uses, the region's address from
+ * `regionAddressColumn`) under the snapshot
  * the replication slot exported, so that every change after it arrives on the stream and none
  * before it does. Runs on its own connection: the exporting one must stay idle until streaming.
  */
-export async function loadUnderSnapshot(client: pg.ClientBase, snapshotName: string): Promise<SnapshotRows> {
+export async function loadUnderSnapshot(client: pg.ClientBase, snapshotName: string, regionAddressColumn: string): Promise<SnapshotRows> {
   const started = performance.now();
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
@@ -39,28 +40,29 @@ export async function loadUnderSnapshot(client: pg.ClientBase, snapshotName: str
       [TABLES],
     );
     const tables = {} as Record<TableName, RowValues[]>;
-    const shapes = {} as Record<TableName, { schema: string; types: Record<string, number> }>;
+    const shapes = {} as Record<TableName, { schema: string; columns: readonly string[]; types: Record<string, number> }>;
     let rowCount = 0;
     for (const table of TABLES) {
       const schema = where.rows.find((r) => r.name === table)?.schema ?? null;
       if (schema === null) throw new Error(`table ${table} does not exist (as the documented query resolves it)`);
       const qualified = `${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(table)}`;
+      const source = sourceColumns(table, regionAddressColumn);
       // The column types the stream's relation messages will be checked against, from the catalog.
       const types = await client.query<{ name: string; type: number }>(
         `SELECT attname AS name, atttypid::int AS type FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attname = ANY($2)`,
-        [qualified, READ_COLUMNS[table]],
+        [qualified, source],
       );
       const columns = READ_COLUMNS[table]
-        .map((c) => {
+        .map((c, i) => {
           const as = READ_AS[`${table}.${c}`];
-          return as === undefined ? pg.escapeIdentifier(c) : `${as} AS ${pg.escapeIdentifier(c)}`;
+          return as === undefined ? pg.escapeIdentifier(source[i]!) : `${as} AS ${pg.escapeIdentifier(c)}`;
         })
         .join(', ');
       // Arrays, not objects: at three million rows the driver builds them about 20% faster.
       const result = await client.query<unknown[]>({ text: `SELECT ${columns} FROM ${qualified}`, rowMode: 'array' });
       tables[table] = result.rows;
       rowCount += result.rows.length;
-      shapes[table] = { schema, types: Object.fromEntries(types.rows.map((r) => [r.name, r.type])) };
+      shapes[table] = { schema, columns: source, types: Object.fromEntries(types.rows.map((r) => [r.name, r.type])) };
     }
     await client.query('COMMIT');
     return { tables, shapes, rowCount, durationMs: performance.now() - started };

@@ -1,5 +1,5 @@
 import type { ServerCapabilities } from '../db/capabilities.js';
-import { diagnoseReplicationError, pgErrorLine, type Diagnosis, type DiagnosisCode } from '../db/diagnosis.js';
+import { DiagnosedError, diagnoseReplicationError, pgErrorLine, type Diagnosis, type DiagnosisCode } from '../db/diagnosis.js';
 import { PublicationError } from '../db/publication.js';
 import { EdgeProxyError, type ErrorCode } from '../errors.js';
 import type { SetupStep } from './setup.js';
@@ -68,6 +68,7 @@ export interface FailureContext {
 /** Any error thrown in `step` as the StreamError that names it. */
 export function toStreamError(step: SetupStep, err: unknown, context: FailureContext): StreamError {
   if (err instanceof StreamError) return err;
+  if (err instanceof DiagnosedError) return StreamError.fromDiagnosis(step, err.diagnosis, err);
   if (err instanceof PublicationError) return new StreamError(step, 'publication', err.message, err.fix, { cause: err });
   const { server } = context;
   const d = context.onReplicationConnection && server !== undefined ? diagnoseReplicationError(err, server, context.where) : undefined;

@@ -21,6 +21,8 @@ export { StreamError, type FailureKind } from './stream-error.js';
 export interface StreamOptions {
   readonly databaseUrl: string;
   readonly publication: string;
+  /** EDGEPROXY_REGION_ADDRESS_COLUMN: read by the snapshot load, checked by the publication check. */
+  readonly regionAddressColumn: string;
   readonly logger: Logger;
   /** The whole setup must finish within this (slot creation waits for open transactions). */
   readonly setupTimeoutMs: number;
@@ -101,6 +103,7 @@ export class ReplicationStream {
     this.#setup = new StreamSetup({
       databaseUrl: opts.databaseUrl,
       publication: opts.publication,
+      regionAddressColumn: opts.regionAddressColumn,
       slotName,
       session: this.#session,
       onLoaded: (snapshot, consistentPoint) => this.#loaded(snapshot, consistentPoint),

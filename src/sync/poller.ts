@@ -13,7 +13,9 @@ export interface PollerOptions {
   readonly store: RouteStore;
   readonly intervalMs: number;
   readonly logger: Logger;
-  /** Loads the routes; defaults to the documented query on `pool` (tests replace it to inject failures). */
+  /** EDGEPROXY_REGION_ADDRESS_COLUMN: where the routing query reads the region's address. */
+  readonly regionAddressColumn: string;
+  /** Loads the routes; defaults to the routing query on `pool` (tests replace it to inject failures). */
   readonly load?: (pool: pg.Pool) => Promise<LoadedRoutes>;
 }
 
@@ -46,7 +48,7 @@ export class Poller {
 
   constructor(opts: PollerOptions) {
     this.#opts = opts;
-    this.#load = opts.load ?? loadRoutes;
+    this.#load = opts.load ?? ((pool) => loadRoutes(pool, opts.regionAddressColumn));
   }
 
   start(): void {

@@ -17,6 +17,8 @@ export interface SyncOptions {
   readonly mode: SyncMode;
   readonly databaseUrl: string;
   readonly publication: string;
+  /** EDGEPROXY_REGION_ADDRESS_COLUMN, for the poller's query and the stream's snapshot and decoder. */
+  readonly regionAddressColumn: string;
   readonly pool: pg.Pool;
   readonly store: RouteStore;
   readonly intervalMs: number;
@@ -89,7 +91,13 @@ export class Sync {
       random: Math.random,
       ...opts,
     };
-    this.poller = new Poller({ pool: opts.pool, store: opts.store, intervalMs: opts.intervalMs, logger: opts.logger });
+    this.poller = new Poller({
+      pool: opts.pool,
+      store: opts.store,
+      intervalMs: opts.intervalMs,
+      logger: opts.logger,
+      regionAddressColumn: opts.regionAddressColumn,
+    });
     this.#reports = new StreamReports(opts.logger);
   }
 
@@ -281,6 +289,7 @@ export class Sync {
     return ReplicationStream.open({
       databaseUrl: this.#o.databaseUrl,
       publication: this.#o.publication,
+      regionAddressColumn: this.#o.regionAddressColumn,
       logger: this.#o.logger,
       setupTimeoutMs: this.#o.setupTimeoutMs,
       statusIntervalMs: this.#o.statusIntervalMs,

@@ -20,6 +20,19 @@ export const READ_COLUMNS: { readonly [T in TableName]: readonly string[] } = {
   regions: ['id', 'public_ipv4'],
 };
 
+/** The region address column as the documented query names it: the default of EDGEPROXY_REGION_ADDRESS_COLUMN. */
+export const DOCUMENTED_REGION_ADDRESS_COLUMN = 'public_ipv4';
+
+/**
+ * `table`'s READ_COLUMNS as the database names them: the same, except the region's address, read
+ * from `regionAddressColumn` (control planes name it differently, e.g. `load_balancer_ipv4`).
+ * Rows and changes keep the documented names; only the SQL and the stream's decoder use these.
+ */
+export function sourceColumns(table: TableName, regionAddressColumn: string): readonly string[] {
+  const columns = READ_COLUMNS[table];
+  return table === 'regions' ? columns.map((c) => (c === DOCUMENTED_REGION_ADDRESS_COLUMN ? regionAddressColumn : c)) : columns;
+}
+
 export interface DomainRow {
   readonly id: string;
   readonly name: unknown;
@@ -56,7 +69,7 @@ export interface RowTypes {
 /** Column values as the database sent them; `undefined` means "unchanged" (an unchanged TOASTed value). */
 export type Columns = Readonly<Record<string, unknown>>;
 
-/** One row change, as decoded from the replication stream. */
+/** One row change, as decoded from the replication stream; columns by their READ_COLUMNS names. */
 export type RowChange =
   | { readonly op: 'insert'; readonly table: TableName; readonly row: Columns }
   /** `oldId` is set when the primary key itself changed. Columns that arrive `undefined` are unchanged. */

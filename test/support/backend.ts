@@ -36,7 +36,7 @@ export type Handler = (req: IncomingMessage, res: ServerResponse, backend: Backe
  * every request with `200 <name> <method> <url>`; health probes (User-Agent edgeproxy-health)
  * get `healthStatus`.
  */
-export async function startBackend(name: string, handler?: Handler, host = '127.0.0.1'): Promise<Backend> {
+export async function startBackend(name: string, handler?: Handler, host = '127.0.0.1', port = 0): Promise<Backend> {
   const requests: SeenRequest[] = [];
   const backend: Backend = {
     name,
@@ -70,7 +70,7 @@ export async function startBackend(name: string, handler?: Handler, host = '127.
       res.end(`${name} ${req.method} ${req.url}`);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, resolve));
   (backend as { port: number }).port = (server.address() as AddressInfo).port;
   return backend;
 }
