@@ -10,36 +10,18 @@ export interface TestCertificate {
 
 /**
  * A self-signed certificate (P-256) for `names` from the system's openssl, valid from now for
- * `days`. The first name is the subject's CN; all go in subjectAltName.
+ * `days`. The first name is the subject's CN; all go in subjectAltName unless `san` is false.
  */
-export function makeCertificate(names: readonly string[], days = 30): TestCertificate {
+export function makeCertificate(names: readonly string[], { days = 30, san = true } = {}): TestCertificate {
   const dir = mkdtempSync(path.join(tmpdir(), 'edgeproxy-cert-'));
   try {
     const key = path.join(dir, 'key.pem');
     const cert = path.join(dir, 'cert.pem');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-subj',
-        `/CN=${names[0]}`,
-        '-addext',
-        `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`,
-        '-days',
-        String(days),
-        '-keyout',
-        key,
-        '-out',
-        cert,
-      ],
-      { stdio: 'ignore' },
-    );
+    const subject = ['-subj', `/CN=${names[0]}`];
+    const altNames = san ? ['-addext', `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`] : [];
+    const curve = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+    const out = ['-days', String(days), '-keyout', key, '-out', cert];
+    execFileSync('openssl', ['req', '-x509', ...curve, ...subject, ...altNames, ...out], { stdio: 'ignore' });
     return { certPem: readFileSync(cert, 'utf8'), keyPem: readFileSync(key, 'utf8') };
   } finally {
     rmSync(dir, { recursive: true, force: true });
