@@ -29,11 +29,30 @@ const DNS_ENTRY = /^DNS:([^\s,"]+)$/;
  * Checks a stored certificate and builds its context. Everything comes from the certificate
  * itself (names from subjectAltName, validity), so a row whose other columns disagree cannot
  * make the proxy serve a certificate for a name it does not cover. The key never leaves this
- * function except inside the context, and no message contains it.
+ * module except inside the context, and no message contains it.
  */
 export function loadCertificate(row: StoredCertificate, storageKey: StorageKey): LoadedCertificate | CertificateProblem {
   const where = `certificate ${row.id}`;
-  const blocks = row.chainPem.match(PEM_BLOCK);
+  let keyPem: Buffer;
+  try {
+    keyPem = storageKey.open(row.sealedKey, where);
+  } catch (err) {
+    if (err instanceof EdgeProxyError && (err.code === 'TLS_KEY_UNREADABLE' || err.code === 'TLS_KEY_OTHER_STORAGE_KEY')) {
+      return failure(err.code, err.message);
+    }
+    throw err;
+  }
+  return checkCertificate(row.id, where, row.chainPem, keyPem);
+}
+
+/** The same checks for a chain and a key in PEM, wherever they come from (`where` names them in messages). */
+export function checkCertificate(
+  id: string,
+  where: string,
+  chainPem: string,
+  keyPem: Buffer | string,
+): LoadedCertificate | CertificateProblem {
+  const blocks = chainPem.match(PEM_BLOCK);
   if (blocks === null) return failure('TLS_CERT_INVALID', `${where}: the chain holds no PEM certificate`);
   let leaf: X509Certificate;
   try {
@@ -43,11 +62,8 @@ export function loadCertificate(row: StoredCertificate, storageKey: StorageKey):
   }
   let key: KeyObject;
   try {
-    key = createPrivateKey(storageKey.open(row.sealedKey, where));
-  } catch (err) {
-    if (err instanceof EdgeProxyError && (err.code === 'TLS_KEY_UNREADABLE' || err.code === 'TLS_KEY_OTHER_STORAGE_KEY')) {
-      return failure(err.code, err.message);
-    }
+    key = createPrivateKey(keyPem);
+  } catch {
     return failure('TLS_CERT_INVALID', `${where}: the private key is not a PEM private key`);
   }
   if (!leaf.checkPrivateKey(key)) return failure('TLS_CERT_INVALID', `${where}: the private key does not belong to the certificate`);
@@ -60,7 +76,7 @@ export function loadCertificate(row: StoredCertificate, storageKey: StorageKey):
     return failure('TLS_CERT_INVALID', `${where}: TLS refuses the chain (${(err as Error).message})`);
   }
   return {
-    id: row.id,
+    id,
     names,
     notBefore: Date.parse(leaf.validFrom),
     notAfter: Date.parse(leaf.validTo),

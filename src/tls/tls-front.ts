@@ -23,6 +23,16 @@ export interface TlsFrontOptions {
 
 export type RefusalReason = 'not-tls' | 'handshake-timeout' | 'unrecognized-name' | 'handshake-failed';
 
+/** Every refusal with what it means (metric label values; a reason missing here does not compile). */
+export const REFUSAL_HELP = {
+  'not-tls': 'the first bytes were not a well-formed TLS ClientHello (answered with a decode_error alert)',
+  'handshake-timeout': 'the ClientHello and handshake did not finish within EDGEPROXY_TLS_HANDSHAKE_TIMEOUT',
+  'unrecognized-name': 'no certificate for the SNI name and no default certificate (answered with an unrecognized_name alert)',
+  'handshake-failed': 'TLS itself failed after the certificate was chosen (no shared protocol version or cipher, a client alert)',
+} as const satisfies Record<RefusalReason, string>;
+
+export const REFUSAL_REASONS = Object.keys(REFUSAL_HELP) as RefusalReason[];
+
 export interface HandshakeRefusal {
   readonly reason: RefusalReason;
   readonly detail: string;
