@@ -223,7 +223,8 @@ async function main(): Promise<void> {
         'admin-addr': `${adminAddr.host}:${adminAddr.port}`,
         'cross-region-port': String(lbPort),
       },
-      { EDGEPROXY_UPDATE_INTERVAL: '2s', ...process.env },
+      // No HTTPS listener: the demo has no certificates to serve (set EDGEPROXY_HTTPS_ADDR to try one).
+      { EDGEPROXY_UPDATE_INTERVAL: '2s', EDGEPROXY_HTTPS_ADDR: 'off', ...process.env },
     );
     try {
       service = await startService(config, createLogger(config.logLevel));

@@ -54,6 +54,10 @@ export const ERROR_CODES = {
   CLIENT_CLOSED: 'the client went away before its response was complete: the upstream request is aborted (status 499 in metrics)',
   // the admin API
   ADMIN_INVALID_QUERY: 'an admin API request has a parameter that cannot be used (?limit=, a host in the path)',
+  // TLS certificate storage
+  TLS_CERT_INVALID: 'a stored certificate cannot be served: the chain does not parse, names no DNS name, or its key does not match',
+  TLS_KEY_UNREADABLE: 'a sealed private key from the database does not open: altered, truncated, or moved from another row',
+  TLS_KEY_OTHER_STORAGE_KEY: 'a private key in the database was sealed with another EDGEPROXY_TLS_STORAGE_KEY than this proxy has',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -150,6 +150,10 @@ describe('resolveConfig', () => {
       clientHeaderTimeoutMs: 10_000,
       clientRequestTimeoutMs: 300_000,
       trustedProxies: [],
+      httpsAddr: { host: undefined, port: 8443 },
+      tlsDefaultCertFile: undefined,
+      tlsDefaultKeyFile: undefined,
+      tlsHandshakeTimeoutMs: 10_000,
     };
     assert.deepEqual(resolveConfig({}, BASE_ENV), expected);
     const { databaseUrl: _url, regionId: _region, ...defaults } = expected;
@@ -194,6 +198,10 @@ describe('resolveConfig', () => {
         EDGEPROXY_CLIENT_HEADER_TIMEOUT: '20s',
         EDGEPROXY_CLIENT_REQUEST_TIMEOUT: '0',
         EDGEPROXY_TRUSTED_PROXIES: '10.0.0.0/8, 192.0.2.1,2001:DB8::/32',
+        EDGEPROXY_HTTPS_ADDR: '0.0.0.0:443',
+        EDGEPROXY_TLS_DEFAULT_CERT: '/etc/edgeproxy/default.crt',
+        EDGEPROXY_TLS_DEFAULT_KEY: ' /etc/edgeproxy/default.key ',
+        EDGEPROXY_TLS_HANDSHAKE_TIMEOUT: '5s',
       },
     );
     assert.deepEqual(config, {
@@ -217,6 +225,10 @@ describe('resolveConfig', () => {
       clientHeaderTimeoutMs: 20_000,
       clientRequestTimeoutMs: 0,
       trustedProxies: ['10.0.0.0/8', '192.0.2.1/32', '2001:db8::/32'],
+      httpsAddr: { host: '0.0.0.0', port: 443 },
+      tlsDefaultCertFile: '/etc/edgeproxy/default.crt',
+      tlsDefaultKeyFile: '/etc/edgeproxy/default.key',
+      tlsHandshakeTimeoutMs: 5_000,
     });
   });
 
@@ -244,6 +256,10 @@ describe('resolveConfig', () => {
         'client-header-timeout': '1s',
         'client-request-timeout': '1m',
         'trusted-proxies': '::1',
+        'https-addr': 'off',
+        'tls-default-cert': 'c.pem',
+        'tls-default-key': 'k.pem',
+        'tls-handshake-timeout': '250ms',
       },
       {},
     );
@@ -268,7 +284,24 @@ describe('resolveConfig', () => {
       clientHeaderTimeoutMs: 1_000,
       clientRequestTimeoutMs: 60_000,
       trustedProxies: ['::1/128'],
+      httpsAddr: undefined,
+      tlsDefaultCertFile: 'c.pem',
+      tlsDefaultKeyFile: 'k.pem',
+      tlsHandshakeTimeoutMs: 250,
     });
+  });
+
+  it('disables the HTTPS port when EDGEPROXY_HTTPS_ADDR is empty or "off"; a bad address names the variable', () => {
+    assert.equal(resolveConfig({}, { ...BASE_ENV, EDGEPROXY_HTTPS_ADDR: '' }).httpsAddr, undefined);
+    assert.equal(resolveConfig({}, { ...BASE_ENV, EDGEPROXY_HTTPS_ADDR: 'OFF' }).httpsAddr, undefined);
+    assert.throws(
+      () => resolveConfig({}, { ...BASE_ENV, EDGEPROXY_HTTPS_ADDR: '443' }),
+      /^ConfigError: EDGEPROXY_HTTPS_ADDR: "443" is not a listen address/,
+    );
+    assert.throws(
+      () => resolveConfig({}, { ...BASE_ENV, EDGEPROXY_TLS_HANDSHAKE_TIMEOUT: '10ms' }),
+      /EDGEPROXY_TLS_HANDSHAKE_TIMEOUT.*at least 100ms/,
+    );
   });
 
   it('disables the admin API when EDGEPROXY_ADMIN_ADDR is empty or "off" (empty is a value here, not unset)', () => {

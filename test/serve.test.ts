@@ -35,7 +35,13 @@ interface Proc {
 function spawnServe(env: Record<string, string>): Proc {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', 'serve'], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', EDGEPROXY_ADMIN_ADDR: '127.0.0.1:0', ...env },
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/tmp',
+      EDGEPROXY_ADMIN_ADDR: '127.0.0.1:0',
+      EDGEPROXY_HTTPS_ADDR: 'off',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: Record<string, unknown>[] = [];

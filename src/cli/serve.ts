@@ -2,7 +2,7 @@ import os from 'node:os';
 import type pg from 'pg';
 import { operatorResync } from '../admin/resync.js';
 import { AdminServer } from '../admin/server.js';
-import { type Config, type ListenAddress, redactDatabaseUrl } from '../config/config.js';
+import { type Config, ConfigError, type ListenAddress, redactDatabaseUrl } from '../config/config.js';
 import { formatDuration } from '../config/duration.js';
 import { createPool } from '../db/pool.js';
 import { createLogger, type Logger } from '../log/logger.js';
@@ -14,6 +14,8 @@ import type { Poller } from '../sync/poller.js';
 import { RouteStore } from '../sync/route-store.js';
 import type { ResyncOutcome, SyncStatus } from '../sync/status.js';
 import { Sync } from '../sync/sync.js';
+import { readDefaultCertificate } from '../tls/default-certificate.js';
+import { HttpsListener } from '../tls/https-listener.js';
 import { VERSION } from '../version.js';
 
 export interface RunningService {
@@ -24,6 +26,8 @@ export interface RunningService {
   readonly proxy: ProxyServer;
   readonly health: HealthChecker;
   readonly port: number;
+  /** The HTTPS port; undefined when EDGEPROXY_HTTPS_ADDR is off. */
+  readonly httpsPort: number | undefined;
   /** Prometheus metrics (served by the admin API). */
   readonly metrics: Metrics;
   /** The admin API listener and its port; undefined when EDGEPROXY_ADMIN_ADDR is empty. */
@@ -51,6 +55,7 @@ interface Parts {
   readonly health: HealthChecker;
   readonly forwarder: Forwarder;
   readonly proxy: ProxyServer;
+  readonly https: HttpsListener | undefined;
 }
 
 /**
@@ -61,14 +66,25 @@ interface Parts {
 export async function startService(config: Config, logger: Logger, opts: StartOptions = {}): Promise<RunningService> {
   logStarting(config, logger);
   const parts = createParts(config, logger);
-  const port = await listenPublic(config, logger, parts);
+  const { port, httpsPort } = await listenPublic(config, logger, parts);
   let admin: AdminServer | undefined;
   const stop = stopper(config, logger, parts, () => admin);
   const onAbort = () => void stop(String(opts.signal?.reason ?? 'aborted'));
   if (opts.signal?.aborted) onAbort();
   else opts.signal?.addEventListener('abort', onAbort, { once: true });
   const { store, sync, proxy, health, metrics } = parts;
-  const running = { store, sync, poller: sync.poller, proxy, health, port, status: () => sync.status(), resync: () => sync.resync(), stop };
+  const running = {
+    store,
+    sync,
+    poller: sync.poller,
+    proxy,
+    health,
+    port,
+    httpsPort,
+    status: () => sync.status(),
+    resync: () => sync.resync(),
+    stop,
+  };
   metrics.watch({ snapshot: () => store.current, status: running.status });
   let adminPort: number | undefined;
   if (config.adminAddr !== undefined) {
@@ -93,6 +109,7 @@ function logStarting(config: Config, logger: Logger): void {
     {
       version: VERSION,
       httpAddr: `${config.httpAddr.host ?? ''}:${config.httpAddr.port}`,
+      httpsAddr: config.httpsAddr === undefined ? 'off' : `${config.httpsAddr.host ?? ''}:${config.httpsAddr.port}`,
       regionId: config.regionId,
       database: redactDatabaseUrl(config.databaseUrl),
       updateInterval: formatDuration(config.updateIntervalMs),
@@ -109,6 +126,9 @@ function logStarting(config: Config, logger: Logger): void {
 
 /** Everything the service is made of, not started yet (nothing listens, nothing is loaded). */
 function createParts(config: Config, logger: Logger): Parts {
+  // First: a default certificate that cannot be served is a configuration error, before anything opens.
+  const defaultCertificate =
+    config.httpsAddr === undefined ? undefined : readDefaultCertificate(config.tlsDefaultCertFile, config.tlsDefaultKeyFile);
   const store = new RouteStore();
   const metrics = new Metrics();
   const pool = createPool({
@@ -133,7 +153,19 @@ function createParts(config: Config, logger: Logger): Parts {
     logger,
     observer: metrics.observer,
   });
-  return { store, metrics, pool, sync, health, ...createRequestPath(config, logger, store, health, metrics) };
+  const requestPath = createRequestPath(config, logger, store, health, metrics);
+  const https =
+    config.httpsAddr === undefined
+      ? undefined
+      : new HttpsListener({
+          certificates: () => HttpsListener.noCertificates,
+          defaultCertificate,
+          handshakeTimeoutMs: config.tlsHandshakeTimeoutMs,
+          accept: (socket) => requestPath.proxy.acceptSecure(socket),
+          logger,
+          onHandshake: metrics.tlsHandshake,
+        });
+  return { store, metrics, pool, sync, health, ...requestPath, https };
 }
 
 /** The public listener's forwarding and request flow. */
@@ -167,13 +199,23 @@ function createRequestPath(
   return { forwarder, proxy };
 }
 
-/** Opens the public port; on failure closes what was opened (probes, upstream and database connections). */
-async function listenPublic(config: Config, logger: Logger, parts: Parts): Promise<number> {
+/** Opens the public ports; on failure closes what was opened (probes, upstream and database connections). */
+async function listenPublic(config: Config, logger: Logger, parts: Parts): Promise<{ port: number; httpsPort: number | undefined }> {
   try {
     const listening = await parts.proxy.listen(config.httpAddr.host, config.httpAddr.port);
     logger.info({ address: listening.address, port: listening.port }, 'listening');
-    return listening.port;
+    let httpsPort: number | undefined;
+    if (parts.https !== undefined && config.httpsAddr !== undefined) {
+      const secure = await parts.https.listen(config.httpsAddr.host, config.httpsAddr.port);
+      logger.info(
+        { address: secure.address, port: secure.port, defaultCertificate: config.tlsDefaultCertFile !== undefined },
+        'HTTPS listening',
+      );
+      httpsPort = secure.port;
+    }
+    return { port: listening.port, httpsPort };
   } catch (err) {
+    parts.proxy.server.close();
     parts.health.close();
     parts.forwarder.close();
     await parts.pool.end().catch(() => undefined);
@@ -187,8 +229,9 @@ function stopper(config: Config, logger: Logger, parts: Parts, admin: () => Admi
   return (reason) => {
     stopping ??= (async () => {
       admin()?.markStopping();
-      // drain() closes the listener synchronously; log after it, so the line is true when read.
-      const draining = parts.proxy.drain(config.shutdownTimeoutMs);
+      // drain() closes the listeners synchronously; log after it, so the line is true when read.
+      const httpsClosed = parts.https?.close();
+      const draining = parts.proxy.drain(config.shutdownTimeoutMs, httpsClosed === undefined ? [] : [httpsClosed]);
       logger.info({ reason, graceMs: config.shutdownTimeoutMs }, 'shutting down: no new connections, finishing in-flight requests');
       const drained = await draining;
       if (!drained) logger.warn({ graceMs: config.shutdownTimeoutMs }, 'shutdown grace period over; cut the remaining connections');
@@ -249,6 +292,11 @@ export async function serve(config: Config): Promise<void> {
   try {
     service = await startService(config, logger, { signal: abort.signal });
   } catch (err) {
+    // A setting only checked at start (a default certificate's files): bad usage, as for any other setting.
+    if (err instanceof ConfigError) {
+      process.stderr.write(`edgeproxy: ${err.message}\n`);
+      process.exit(2);
+    }
     const e = err as NodeJS.ErrnoException;
     logger.error({ err: { code: e.code, message: e.message } }, 'could not start');
     process.exit(1);

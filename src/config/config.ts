@@ -35,6 +35,12 @@ export interface Config {
   readonly clientRequestTimeoutMs: number;
   /** Extra addresses whose X-Forwarded-For is trusted, as CIDRs (`10.0.0.0/8`, `2001:db8::/32`). */
   readonly trustedProxies: readonly string[];
+  /** Public HTTPS listener; undefined = disabled. */
+  readonly httpsAddr: ListenAddress | undefined;
+  /** PEM files of the certificate served to handshakes no stored certificate matches; undefined = none. */
+  readonly tlsDefaultCertFile: string | undefined;
+  readonly tlsDefaultKeyFile: string | undefined;
+  readonly tlsHandshakeTimeoutMs: number;
 }
 
 /** How the route table follows the database: see docs/decisions/0005-streaming.md and docs/streaming.md. */
@@ -105,6 +111,16 @@ export function parseListenAddress(raw: string): ListenAddress | Invalid {
     return invalid('has an invalid host');
   }
   return { host, port };
+}
+
+/** A listen address, or undefined for empty / `off` (a listener that is disabled). */
+function optionalListenAddress(raw: string): ListenAddress | undefined | Invalid {
+  return raw.trim() === '' || raw.trim().toLowerCase() === 'off' ? undefined : parseListenAddress(raw);
+}
+
+/** A file path, or undefined when empty; whether it can be read is checked where it is read. */
+function optionalPath(raw: string): string | undefined {
+  return raw.trim() === '' ? undefined : raw.trim();
 }
 
 export function parseDatabaseUrl(raw: string): string | Invalid {
@@ -258,7 +274,7 @@ export const OPTIONS = [
     description: 'Admin API listen address (/healthz, /readyz, /metrics, /routes, /resync); empty or "off" disables it',
     default: '127.0.0.1:9090',
     emptyIsValue: true,
-    parse: (raw) => (raw.trim() === '' || raw.trim().toLowerCase() === 'off' ? undefined : parseListenAddress(raw)),
+    parse: optionalListenAddress,
   }),
   spec({
     key: 'upstreamConnectTimeoutMs',
@@ -318,6 +334,40 @@ export const OPTIONS = [
     description: "Comma-separated CIDRs or addresses whose X-Forwarded-For is kept and appended to, besides the regions' load balancers",
     default: '',
     parse: parseCidrList,
+  }),
+  spec({
+    key: 'httpsAddr',
+    flag: 'https-addr',
+    env: 'EDGEPROXY_HTTPS_ADDR',
+    description: 'Public HTTPS listen address (HTTP/1.1 over TLS, the certificate chosen by SNI); empty or "off" disables it',
+    default: ':8443',
+    emptyIsValue: true,
+    parse: optionalListenAddress,
+  }),
+  spec({
+    key: 'tlsDefaultCertFile',
+    flag: 'tls-default-cert',
+    env: 'EDGEPROXY_TLS_DEFAULT_CERT',
+    description:
+      'PEM file: the certificate chain for handshakes without a matching certificate (or without SNI); unset = they get unrecognized_name',
+    default: '',
+    parse: optionalPath,
+  }),
+  spec({
+    key: 'tlsDefaultKeyFile',
+    flag: 'tls-default-key',
+    env: 'EDGEPROXY_TLS_DEFAULT_KEY',
+    description: "PEM file: the default certificate's private key (with EDGEPROXY_TLS_DEFAULT_CERT)",
+    default: '',
+    parse: optionalPath,
+  }),
+  spec({
+    key: 'tlsHandshakeTimeoutMs',
+    flag: 'tls-handshake-timeout',
+    env: 'EDGEPROXY_TLS_HANDSHAKE_TIMEOUT',
+    description: 'How long a client may take from connecting to a finished TLS handshake (then the connection is closed)',
+    default: '10s',
+    parse: duration(100, 'shorter would cut slow but honest clients'),
   }),
 ] as const;
 

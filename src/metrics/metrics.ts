@@ -10,6 +10,7 @@ import type { ResyncOutcome } from '../sync/status.js';
 import { VERSION } from '../version.js';
 import { requestMetrics } from './request-metrics.js';
 import { scrapeMetrics, type MetricsSource } from './sync-metrics.js';
+import { tlsMetrics, type HandshakeResult } from './tls-metrics.js';
 
 export type { MetricsSource } from './sync-metrics.js';
 
@@ -43,6 +44,8 @@ export class Metrics {
   readonly registry = new Registry();
   /** Pass to ProxyServer and HealthChecker. Cheap and never throws. */
   readonly observer: ProxyObserver;
+  /** Pass to the HTTPS listener. */
+  readonly tlsHandshake: (result: HandshakeResult) => void;
   readonly #resyncs: ReturnType<typeof resyncMetrics>;
   #source: MetricsSource | undefined;
 
@@ -55,6 +58,7 @@ export class Metrics {
       registers: [this.registry],
     }).set({ version: VERSION }, 1);
     this.observer = requestMetrics(this.registry);
+    this.tlsHandshake = tlsMetrics(this.registry);
     this.#resyncs = resyncMetrics(this.registry);
     scrapeMetrics(this.registry, () => this.#source);
   }

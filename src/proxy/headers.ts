@@ -68,6 +68,8 @@ export function upstreamHeaders(
   crossRegion: boolean,
   upgrade: boolean,
   requestId: string,
+  /** The client's connection to us: `https` on the HTTPS listener. */
+  proto: 'http' | 'https',
 ): IncomingHttpHeaders {
   const out: IncomingHttpHeaders = {};
   const listed = h.connection;
@@ -84,10 +86,10 @@ export function upstreamHeaders(
   if (trusted && prior !== undefined && prior !== '') {
     out['x-forwarded-for'] = `${Array.isArray(prior) ? prior.join(', ') : prior}, ${client}`;
     // A trusted hop's X-Forwarded-Proto describes the original client's connection: keep it.
-    out['x-forwarded-proto'] = h['x-forwarded-proto'] ?? 'http';
+    out['x-forwarded-proto'] = h['x-forwarded-proto'] ?? proto;
   } else {
     out['x-forwarded-for'] = client;
-    out['x-forwarded-proto'] = 'http';
+    out['x-forwarded-proto'] = proto;
   }
   if (h.host !== undefined) out['x-forwarded-host'] = h.host;
   out['x-request-id'] = requestId;

@@ -1,6 +1,7 @@
 import http, { type IncomingMessage } from 'node:http';
 import { BlockList, isIPv4, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import type { Failure } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { RouteSnapshot, RouteStore } from '../sync/route-store.js';
@@ -117,12 +118,27 @@ export class ProxyServer implements ExchangeSink {
   }
 
   /**
+   * Serves HTTP/1.1 on a connection the HTTPS listener has secured: the same server, flow and
+   * timeouts as the plain port, and the drain sees it like any other connection.
+   */
+  acceptSecure(socket: TLSSocket): void {
+    if (this.#draining) {
+      socket.destroy();
+      return;
+    }
+    this.server.emit('connection', socket);
+  }
+
+  /**
    * Stops accepting, lets in-flight requests (and open WebSocket connections) finish for up to
    * `timeoutMs`, then cuts what is left. Resolves true when everything finished in time.
+   * `alsoClosing`: other listeners that feed this server (HTTPS), closed by the caller.
    */
-  async drain(timeoutMs: number): Promise<boolean> {
+  async drain(timeoutMs: number, alsoClosing: readonly Promise<void>[] = []): Promise<boolean> {
     this.#draining = true;
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    // Connections the HTTPS listener hands over are not the HTTP server's own: its close() does
+    // not wait for them, their listener's close (`alsoClosing`) does.
+    const closed = Promise.all([new Promise<void>((resolve) => this.server.close(() => resolve())), ...alsoClosing]);
     this.server.closeIdleConnections();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<boolean>((resolve) => {
@@ -349,7 +365,8 @@ export class ProxyServer implements ExchangeSink {
     const requestId = requestIdOf(h['x-request-id']);
     // IncomingMessage.headers has a setter: the forwarders read the prepared headers from here.
     // An upgrade keeps its Upgrade header (checkRequest has made sure it is a WebSocket one).
-    req.headers = upstreamHeaders(h, client, trusted, crossRegion, x.upgrade, requestId);
+    const proto = (req.socket as TLSSocket).encrypted === true ? 'https' : 'http';
+    req.headers = upstreamHeaders(h, client, trusted, crossRegion, x.upgrade, requestId, proto);
     return requestId;
   }
 

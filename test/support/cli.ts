@@ -16,7 +16,8 @@ export interface Run {
 }
 
 function baseEnv(env: Readonly<Record<string, string>>): Record<string, string> {
-  return { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...env };
+  // No HTTPS listener unless a test asks: its default port (:8443) would be shared by every test.
+  return { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', EDGEPROXY_HTTPS_ADDR: 'off', ...env };
 }
 
 /** Runs `edgeproxy <args>` to completion (killed after 20 s). */

@@ -30,6 +30,7 @@ export async function startTestService(overrides: Partial<Config> & { databaseUr
     shutdownTimeoutMs: 5000,
     syncMode: 'poll',
     adminAddr: undefined,
+    httpsAddr: undefined,
     ...overrides,
   };
   const logs: LogLine[] = [];

@@ -1,0 +1,80 @@
+import type net from 'node:net';
+import type tls from 'node:tls';
+import type { Logger } from '../log/logger.js';
+import { CertificateIndex } from './certificate-index.js';
+import type { LoadedCertificate } from './certificate.js';
+import type { ClientHello } from './client-hello.js';
+import { createTlsFront, type HandshakeRefusal } from './tls-front.js';
+
+export interface HttpsListenerOptions {
+  /** The certificates of the current snapshot; read on every handshake, never a query. */
+  readonly certificates: () => CertificateIndex<LoadedCertificate>;
+  /** Served when no certificate matches the name, or the client sent no SNI. */
+  readonly defaultCertificate: LoadedCertificate | undefined;
+  readonly handshakeTimeoutMs: number;
+  /** Where secured connections go: the proxy's HTTP/1.1 server. */
+  readonly accept: (socket: tls.TLSSocket) => void;
+  readonly logger: Logger;
+  /** Told about every handshake: `ok` or why it was refused. Cheap; must not throw. */
+  readonly onHandshake?: (result: 'ok' | HandshakeRefusal['reason']) => void;
+}
+
+const NO_CERTIFICATES = CertificateIndex.empty<LoadedCertificate>();
+
+/**
+ * The public HTTPS port: TLS terminated here with the certificate of the SNI name (exact, then a
+ * wildcard one label deep, then the default one), then the same request flow as the HTTP port.
+ */
+export class HttpsListener {
+  readonly #opts: HttpsListenerOptions;
+  readonly #server: net.Server;
+
+  constructor(opts: HttpsListenerOptions) {
+    this.#opts = opts;
+    this.#server = createTlsFront({
+      select: (hello) => this.#select(hello),
+      alpn: ['http/1.1'],
+      handshakeTimeoutMs: opts.handshakeTimeoutMs,
+      onSecure: (socket) => {
+        opts.onHandshake?.('ok');
+        opts.accept(socket);
+      },
+      onRefused: (r) => this.#refused(r),
+    });
+  }
+
+  /** A certificate from memory, so that a handshake never waits on the database. */
+  #select(hello: ClientHello): tls.SecureContext | undefined {
+    const found = hello.serverName === undefined ? undefined : this.#opts.certificates().lookup(hello.serverName, Date.now());
+    return (found ?? this.#opts.defaultCertificate)?.context;
+  }
+
+  #refused(r: HandshakeRefusal): void {
+    this.#opts.onHandshake?.(r.reason);
+    // Scanners and old clients refuse handshakes all day: debug, counted by the metric.
+    this.#opts.logger.debug(
+      { reason: r.reason, detail: r.detail, serverName: r.serverName, remote: r.remoteAddress },
+      'TLS handshake refused',
+    );
+  }
+
+  listen(host: string | undefined, port: number): Promise<{ address: string; port: number }> {
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen({ host, port }, () => {
+        this.#server.off('error', reject);
+        const a = this.#server.address() as net.AddressInfo;
+        resolve({ address: a.address, port: a.port });
+      });
+    });
+  }
+
+  /** Stops accepting connections; those already secured belong to the HTTP server's drain. */
+  close(): Promise<void> {
+    return new Promise((resolve) => this.#server.close(() => resolve()));
+  }
+
+  static get noCertificates(): CertificateIndex<LoadedCertificate> {
+    return NO_CERTIFICATES;
+  }
+}

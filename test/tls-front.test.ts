@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import tls from 'node:tls';
+import { after, before, describe, it } from 'node:test';
+import type { ClientHello } from '../src/tls/client-hello.js';
+import { createTlsFront, type HandshakeRefusal } from '../src/tls/tls-front.js';
+import { makeCertificate } from './support/certificates.js';
+
+const shop = makeCertificate(['shop.example.test']);
+const shopContext = tls.createSecureContext({ cert: shop.certPem, key: shop.keyPem });
+
+describe('TLS front: the certificate is chosen from the ClientHello before TLS starts', () => {
+  const hellos: ClientHello[] = [];
+  const refusals: HandshakeRefusal[] = [];
+  // A real HTTP/1.1 server behind the front, answering with what it saw.
+  const app = http.createServer((req, res) => {
+    const socket = req.socket as tls.TLSSocket;
+    res.end(`${req.headers.host} ${socket.encrypted ? 'encrypted' : 'plain'} ${socket.alpnProtocol}`);
+  });
+  const front = createTlsFront({
+    select: (hello) => {
+      hellos.push(hello);
+      return hello.serverName?.toLowerCase() === 'shop.example.test' ? shopContext : undefined;
+    },
+    alpn: ['h2', 'http/1.1'],
+    handshakeTimeoutMs: 500,
+    onSecure: (socket) => app.emit('connection', socket),
+    onRefused: (r) => refusals.push(r),
+  });
+  let port = 0;
+
+  before(async () => {
+    await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
+    port = (front.address() as net.AddressInfo).port;
+  });
+  after(() => {
+    front.close();
+    app.close();
+  });
+
+  const get = (servername: string) =>
+    new Promise<{ status: number; body: string; cert: tls.PeerCertificate }>((resolve, reject) => {
+      const req = https.get(
+        { host: '127.0.0.1', port, servername, headers: { host: servername }, ca: shop.certPem, agent: false },
+        (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode!, body, cert: (res.socket as tls.TLSSocket).getPeerCertificate() }));
+        },
+      );
+      req.on('error', reject);
+    });
+
+  it('a name with a certificate: verified handshake, the request reaches the HTTP server over TLS', async () => {
+    const r = await get('shop.example.test');
+    assert.equal(r.status, 200);
+    // https.get offers no ALPN: such clients speak HTTP/1.1.
+    assert.equal(r.body, 'shop.example.test encrypted false');
+    assert.equal(r.cert.subject.CN, 'shop.example.test');
+    assert.equal(hellos.at(-1)?.serverName, 'shop.example.test');
+  });
+
+  it('ALPN: h2 is chosen when the client offers it, http/1.1 otherwise', async () => {
+    const alpnOf = (protocols: string[]) =>
+      new Promise<string | false | null>((resolve, reject) => {
+        const s = tls.connect(
+          { host: '127.0.0.1', port, servername: 'shop.example.test', ca: shop.certPem, ALPNProtocols: protocols },
+          () => {
+            resolve(s.alpnProtocol);
+            s.destroy();
+          },
+        );
+        s.on('error', reject);
+      });
+    assert.equal(await alpnOf(['http/1.1', 'h2']), 'h2');
+    assert.equal(await alpnOf(['http/1.1']), 'http/1.1');
+  });
+
+  it('a name without a certificate: the client gets unrecognized_name, and the refusal names the host', async () => {
+    await assert.rejects(get('other.example.test'), (err: NodeJS.ErrnoException) => {
+      // OpenSSL reports the alert it received (the code is EPROTO when it arrives during a write).
+      assert.match(err.message, /tlsv1 unrecognized name.*SSL alert number 112/);
+      return true;
+    });
+    const r = refusals.at(-1)!;
+    assert.deepEqual([r.reason, r.serverName, r.remoteAddress], ['unrecognized-name', 'other.example.test', '127.0.0.1']);
+  });
+
+  it('plain HTTP on the HTTPS port: closed with a decode_error alert, never parsed as HTTP', async () => {
+    const reply = await new Promise<Buffer>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => s.write('GET / HTTP/1.1\r\nHost: shop.example.test\r\n\r\n'));
+      let got = Buffer.alloc(0);
+      s.on('data', (c: Buffer) => (got = Buffer.concat([got, c])));
+      s.on('close', () => resolve(got));
+    });
+    assert.equal(reply.toString('hex'), '15030300020232');
+    assert.equal(refusals.at(-1)?.reason, 'not-tls');
+  });
+
+  it('a client that sends nothing, or half a hello, is closed at the handshake timeout', async () => {
+    for (const bytes of [Buffer.alloc(0), Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01])]) {
+      const started = performance.now();
+      await new Promise<void>((resolve) => {
+        const s = net.connect(port, '127.0.0.1', () => s.write(bytes));
+        s.on('close', () => resolve());
+        s.on('error', () => {});
+      });
+      const ms = performance.now() - started;
+      assert.ok(ms >= 450, `closed after ${Math.round(ms)} ms`);
+      assert.equal(refusals.at(-1)?.reason, 'handshake-timeout');
+    }
+  });
+});
