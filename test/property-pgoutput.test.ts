@@ -23,7 +23,9 @@ const TYPES: { readonly [T in TableName]: Readonly<Record<string, number>> } = {
   vms: { id: OIDS.uuid, private_ip: OIDS.inet, port: OIDS.int4, region_id: OIDS.uuid, status: OIDS.status },
   regions: { id: OIDS.uuid, public_ipv4: OIDS.inet },
 };
-const SHAPES = Object.fromEntries(TABLES.map((t) => [t, { schema: 'public', types: TYPES[t] }])) as unknown as TableShapes;
+const SHAPES = Object.fromEntries(
+  TABLES.map((t) => [t, { schema: 'public', columns: READ_COLUMNS[t], types: TYPES[t] }]),
+) as unknown as TableShapes;
 /** Relation OIDs 1–4; the vms table also has a column the query does not read. */
 const RELATION_OID = Object.fromEntries(TABLES.map((t, i) => [t, i + 1])) as Record<TableName, number>;
 const COLUMNS: { readonly [T in TableName]: readonly (readonly [string, number])[] } = {
