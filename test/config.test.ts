@@ -141,6 +141,7 @@ describe('resolveConfig', () => {
       shutdownTimeoutMs: 30_000,
       syncMode: 'auto',
       publication: 'edgeproxy',
+      replicationTimeoutMs: 15_000,
       adminAddr: { host: '127.0.0.1', port: 9090 },
       upstreamConnectTimeoutMs: 5_000,
       upstreamHeaderTimeoutMs: 60_000,

@@ -23,6 +23,8 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   readonly syncMode: SyncMode;
   readonly publication: string;
+  /** How long a database connection may stay silent: the replication stream, or one query of a poll or a stream setup. */
+  readonly replicationTimeoutMs: number;
   /** Admin API listener (health, metrics, routes, resync); undefined = disabled. */
   readonly adminAddr: ListenAddress | undefined;
   readonly upstreamConnectTimeoutMs: number;
@@ -233,6 +235,15 @@ export const OPTIONS = [
       /^[a-z_][a-z0-9_]{0,62}$/.test(raw.trim())
         ? raw.trim()
         : invalid('must be a lowercase SQL identifier: a-z, 0-9 and _, not starting with a digit, at most 63 characters'),
+  }),
+  spec({
+    key: 'replicationTimeoutMs',
+    flag: 'replication-timeout',
+    env: 'EDGEPROXY_REPLICATION_TIMEOUT',
+    description:
+      'How long the replication stream may stay silent (no message, no keepalive; one is asked for every second) before it counts as lost and the proxy polls and reconnects; also the bound on each query of a poll or a stream setup',
+    default: '15s',
+    parse: duration(1000, 'the server must have time to answer a keepalive request'),
   }),
   spec({
     key: 'adminAddr',
