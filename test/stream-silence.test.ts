@@ -291,6 +291,28 @@ describe('a frozen regular backend', () => {
     }
   });
 
+  it('stop() does not hang on an idle pool connection to a frozen backend', async () => {
+    const t = await setup();
+    let thaw = async (): Promise<void> => undefined;
+    try {
+      await t.seed.route({ name: 'idle.example', regionId: REGION_A, vmPort: vm1.port });
+      // Mode auto: the first poll leaves its connection idle in the pool while the stream feeds the table.
+      const p = await t.proxy();
+      await eventually('streaming', () => p.status().state === 'streaming');
+      const pool = await eventually('an idle pool connection', async () => {
+        const pids = await backendPids(t.seed.client, APP, `state = 'idle'`);
+        return pids.length > 0 ? pids : undefined;
+      });
+      thaw = freeze(t.seed.client, pool);
+      const started = Date.now();
+      await p.stop('test');
+      assert.ok(Date.now() - started < 5000, `stop took ${Date.now() - started} ms`);
+    } finally {
+      await thaw();
+      await t.close();
+    }
+  });
+
   it('a snapshot load against it fails within the timeout, the setup closes at once, and the bootstrap is retried on new connections', async () => {
     const t: StreamFixture = await setup();
     let thaw = async (): Promise<void> => undefined;
