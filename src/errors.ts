@@ -20,6 +20,8 @@ export const ERROR_CODES = {
   STREAM_PUBLICATION: 'the publication is missing or incomplete and EdgeProxy may not fix it',
   STREAM_RESYNC: 'the stream showed something the apply step does not follow (TRUNCATE, a schema change); a fresh bootstrap follows',
   STREAM_TRANSIENT: 'the stream or its setup failed in a way that may pass (a lost connection, a timeout, no free slot)',
+  STREAM_SILENT:
+    'the replication stream sent nothing, not even a requested keepalive, for EDGEPROXY_REPLICATION_TIMEOUT (a partition, a hung replica)',
   STREAM_PROTOCOL: 'the replication messages arrived out of order (a begin inside a transaction, a change outside one)',
   ROW_UNREADABLE: 'a replicated row change cannot be applied (an update of an unknown row with unchanged columns)',
   PG_STANDBY_VERSION: 'the server is a standby older than PostgreSQL 16, which cannot decode logical replication',

@@ -101,10 +101,11 @@ export class AdminServer {
 
   #readyz(res: ServerResponse): void {
     const snap = this.#opts.store.current;
-    const { state, feeding } = this.#opts.status();
+    const { state, feeding, lagMs } = this.#opts.status();
     if (this.#stopping || state === 'stopped') return json(res, 503, { ready: false, reason: 'shutting down', state });
     if (snap === undefined) return json(res, 503, { ready: false, reason: 'route table not loaded yet', state });
-    json(res, 200, { ready: true, routes: snap.routes.size, generation: snap.generation, state, feeding });
+    // Still ready while the stream is stale or lost: the poller (mode auto) keeps the table within an interval; lagMs says how stale the stream is.
+    json(res, 200, { ready: true, routes: snap.routes.size, generation: snap.generation, state, feeding, lagMs });
   }
 
   async #metrics(res: ServerResponse): Promise<void> {

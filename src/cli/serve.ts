@@ -134,7 +134,7 @@ function createParts(config: Config, logger: Logger): Parts {
   const pool = createPool({
     databaseUrl: config.databaseUrl,
     applicationName: `edgeproxy ${os.hostname()} ${process.pid}`.slice(0, 63),
-    queryTimeoutMs: Math.max(30_000, config.updateIntervalMs * 3),
+    queryTimeoutMs: config.replicationTimeoutMs,
     logger,
   });
   const sync = new Sync({
@@ -145,6 +145,7 @@ function createParts(config: Config, logger: Logger): Parts {
     pool,
     store,
     intervalMs: config.updateIntervalMs,
+    replicationTimeoutMs: config.replicationTimeoutMs,
     logger,
   });
   const health = new HealthChecker({

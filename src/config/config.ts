@@ -25,6 +25,8 @@ export interface Config {
   readonly publication: string;
   /** The column of `regions` holding its load balancer's address (the documented query's `public_ipv4`). */
   readonly regionAddressColumn: string;
+  /** How long a database connection may stay silent: the replication stream, or one query of a poll or a stream setup. */
+  readonly replicationTimeoutMs: number;
   /** Admin API listener (health, metrics, routes, resync); undefined = disabled. */
   readonly adminAddr: ListenAddress | undefined;
   readonly upstreamConnectTimeoutMs: number;
@@ -266,6 +268,15 @@ export const OPTIONS = [
       PLAIN_IDENTIFIER.test(raw.trim())
         ? raw.trim()
         : invalid('must be a plain PostgreSQL column name: a-z, 0-9 and _, not starting with a digit, at most 63 characters'),
+  }),
+  spec({
+    key: 'replicationTimeoutMs',
+    flag: 'replication-timeout',
+    env: 'EDGEPROXY_REPLICATION_TIMEOUT',
+    description:
+      'How long the replication stream may stay silent (no message, no keepalive; one is asked for every second) before it counts as lost and the proxy polls and reconnects; also the bound on each query of a poll or a stream setup',
+    default: '15s',
+    parse: duration(1000, 'the server must have time to answer a keepalive request'),
   }),
   spec({
     key: 'adminAddr',

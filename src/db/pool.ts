@@ -6,7 +6,12 @@ export interface PoolOptions {
   readonly databaseUrl: string;
   /** Shown in pg_stat_activity so operators can tell proxies apart. */
   readonly applicationName: string;
-  /** Upper bound for one query, so a stuck reload cannot stall the loader forever. */
+  /**
+   * Upper bound for one query, so a stuck reload cannot stall the loader forever. pg's client-side
+   * query_timeout, since a frozen backend never runs statement_timeout. Measured: the timed-out
+   * client still holds its query, so the pool removes it and destroys its socket (client.end() with
+   * a query active), and the next query opens a new connection.
+   */
   readonly queryTimeoutMs: number;
   readonly logger: Logger;
 }

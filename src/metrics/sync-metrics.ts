@@ -135,7 +135,7 @@ function syncMetrics(registry: Registry, source: Source): void {
     registry,
     source,
     'edgeproxy_replication_lag_seconds',
-    'Commit-to-applied lag of the last transaction applied from the stream; NaN when not streaming',
+    'Seconds since the table was last known to match the server (last applied commit, last keepalive with nothing left to apply, or the bootstrap snapshot); grows while the stream is silent or down; NaN before the first stream bootstrap',
     (s) => (s.lagMs === undefined ? undefined : s.lagMs / 1000),
     NaN,
   );

@@ -1,5 +1,7 @@
+import type { Socket } from 'node:net';
 import type pg from 'pg';
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
+import { endWithin, socketOf } from '../db/end-client.js';
 import { Deferred } from './deferred.js';
 
 /** What the session reports; each may be called at any time after connect() (the library's events). */
@@ -39,6 +41,7 @@ export class ReplicationSession {
   readonly #from = new Deferred<string>();
   readonly #streaming = new Deferred<void>();
   #connection: CopyConnection | undefined;
+  #socket: Socket | undefined;
 
   constructor(options: SessionOptions, events: SessionEvents) {
     this.#options = options;
@@ -84,10 +87,14 @@ export class ReplicationSession {
     }
   }
 
-  /** Ends the connection; a plugin still waiting to start gives up. Safe to call more than once. */
+  /**
+   * Ends the connection; a plugin still waiting to start gives up. Safe to call more than once.
+   * Bounded: a server that does not close its side in time (frozen, partitioned) has the socket
+   * destroyed under it, and the temporary slot goes when the server notices.
+   */
   async destroy(): Promise<void> {
     this.#from.reject(new Error('the replication session was closed'));
-    await this.#service.destroy().catch(() => undefined);
+    await endWithin(this.#service.destroy(), this.#socket);
   }
 
   #listen(): void {
@@ -99,6 +106,7 @@ export class ReplicationSession {
 
   #connected(client: pg.Client): Promise<string> {
     this.#connection = (client as unknown as { connection: CopyConnection }).connection;
+    this.#socket = socketOf(client);
     this.#client.resolve(client);
     return this.#from.promise;
   }

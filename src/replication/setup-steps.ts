@@ -1,6 +1,7 @@
 import os from 'node:os';
 import pg from 'pg';
 import { readCapabilities, type ServerCapabilities } from '../db/capabilities.js';
+import { endClient } from '../db/end-client.js';
 import { serverAddress, streamingCapacity, streamingUnavailable } from '../db/diagnosis.js';
 import { ensurePublication } from '../db/publication.js';
 import { normaliseLsn } from './lsn.js';
@@ -14,6 +15,8 @@ export interface StreamSetupOptions {
   readonly publication: string;
   readonly regionAddressColumn: string;
   readonly slotName: string;
+  /** Bound on each query of the normal connection (a frozen backend never answers). */
+  readonly queryTimeoutMs: number;
   readonly session: ReplicationSession;
   /** The snapshot is loaded: from now on changes after `consistentPoint` may arrive. */
   readonly onLoaded: (snapshot: SnapshotRows, consistentPoint: string) => void;
@@ -26,6 +29,8 @@ export interface SetupResult {
   readonly snapshot: SnapshotRows;
   /** LSN the stream starts after: everything before it is in the snapshot. */
   readonly consistentPoint: string;
+  /** When the slot (and so the snapshot) was created, epoch ms. */
+  readonly snapshotAt: number;
   readonly publication: 'exists' | 'created';
 }
 
@@ -47,7 +52,7 @@ export class StreamSetup {
   #server: ServerCapabilities | undefined;
   #publication: 'exists' | 'created' | undefined;
   #replication: pg.Client | undefined;
-  #slot: { readonly consistentPoint: string; readonly snapshotName: string } | undefined;
+  #slot: { readonly consistentPoint: string; readonly snapshotName: string; readonly createdAt: number } | undefined;
   #snapshot: SnapshotRows | undefined;
 
   constructor(options: StreamSetupOptions) {
@@ -55,6 +60,8 @@ export class StreamSetup {
     this.#plain = new pg.Client({
       connectionString: options.databaseUrl,
       application_name: `edgeproxy ${os.hostname()} ${process.pid} bootstrap`.slice(0, 63),
+      query_timeout: options.queryTimeoutMs,
+      connectionTimeoutMillis: Math.min(options.queryTimeoutMs, 10_000),
     });
     this.#plain.on('error', () => undefined); // surfaced by the failing query instead
   }
@@ -85,13 +92,14 @@ export class StreamSetup {
     return {
       snapshot: this.#need(this.#snapshot),
       consistentPoint: this.#need(this.#slot).consistentPoint,
+      snapshotAt: this.#need(this.#slot).createdAt,
       publication: this.#need(this.#publication),
     };
   }
 
-  /** Closes the normal connection: load_snapshot does when done, the owner when the setup failed. Idempotent. */
+  /** Closes the normal connection (bounded: a frozen server never answers): load_snapshot does when done, the owner when the setup failed. Idempotent. */
   async end(): Promise<void> {
-    await this.#plain.end().catch(() => undefined);
+    await endClient(this.#plain);
   }
 
   async #checkServer(): Promise<void> {
@@ -115,7 +123,7 @@ export class StreamSetup {
     );
     const row = created.rows[0];
     if (row === undefined) throw new Error('CREATE_REPLICATION_SLOT returned no row');
-    this.#slot = { consistentPoint: normaliseLsn(row.consistent_point), snapshotName: row.snapshot_name };
+    this.#slot = { consistentPoint: normaliseLsn(row.consistent_point), snapshotName: row.snapshot_name, createdAt: Date.now() };
   }
 
   async #loadSnapshot(): Promise<void> {

@@ -25,6 +25,8 @@ const KIND_CODES = {
 export interface StreamErrorOptions extends ErrorOptions {
   /** The server problem behind it, when it is a known one (src/db/diagnosis.ts). */
   readonly diagnosis?: DiagnosisCode;
+  /** A failure of its kind with a code of its own (the kind's code otherwise). */
+  readonly code?: 'STREAM_SILENT';
 }
 
 /** A stream setup or a running stream failed: in which step, of what kind; `fix` says what to do when known. */
@@ -35,7 +37,7 @@ export class StreamError extends EdgeProxyError {
   readonly diagnosis: DiagnosisCode | undefined;
 
   constructor(step: SetupStep, kind: FailureKind, message: string, fixSql?: string, options: StreamErrorOptions = {}) {
-    super(KIND_CODES[kind], message, { ...options, fix: fixSql });
+    super(options.code ?? KIND_CODES[kind], message, { ...options, fix: fixSql });
     this.step = step;
     this.kind = kind;
     this.diagnosis = options.diagnosis;
@@ -53,6 +55,18 @@ export class StreamError extends EdgeProxyError {
       ...(cause === undefined ? {} : { cause }),
     });
   }
+}
+
+/** The running stream heard nothing, not even a keepalive it asked for: transient (it is retried, polling meanwhile). */
+export function silentStreamError(silentMs: number, timeoutMs: number, where: string): StreamError {
+  const fix = `check the network path to ${where} and that server (a hung or overloaded replica); EDGEPROXY_REPLICATION_TIMEOUT (now ${timeoutMs} ms) sets this bound`;
+  return new StreamError(
+    'streaming',
+    'transient',
+    `the server sent nothing for ${Math.round(silentMs)} ms, not even the keepalives asked for. Fix: ${fix}`,
+    fix,
+    { code: 'STREAM_SILENT' },
+  );
 }
 
 /** What a setup step or the running stream knows when it classifies an error. */

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import type { Pgoutput } from 'pg-logical-replication';
+import { DEFAULTS } from '../config/config.js';
+import { serverAddress } from '../db/diagnosis.js';
 import { describePgError } from '../db/errors.js';
 import type { Logger } from '../log/logger.js';
 import { ChangeDecoder } from './decode.js';
@@ -9,9 +11,10 @@ import { maxLsn, normaliseLsn, parseLsn } from './lsn.js';
 import { ReplicationSession } from './session.js';
 import { FIRST_STEP, runSetup, type SetupStep } from './setup.js';
 import { StreamSetup } from './setup-steps.js';
+import { SilenceWatch } from './silence.js';
 import type { SnapshotRows } from './snapshot-load.js';
 import { standbyStatusUpdate } from './status-update.js';
-import { StreamError } from './stream-error.js';
+import { silentStreamError, StreamError } from './stream-error.js';
 import { type Transaction, TransactionCollector } from './transaction.js';
 
 // The setup's steps and the failure type live in their own modules; callers import them from here.
@@ -28,6 +31,10 @@ export interface StreamOptions {
   readonly setupTimeoutMs: number;
   /** How often a status update (the applied LSN) goes to the server. */
   readonly statusIntervalMs: number;
+  /** Silence (no message, no keepalive) after which the stream is dead; a reply is asked for before. Default: EDGEPROXY_REPLICATION_TIMEOUT's. */
+  readonly silenceTimeoutMs?: number;
+  /** A keepalive arrived while everything received was applied: the table matched the server at `atMs` (epoch ms). */
+  readonly onCaughtUp?: (atMs: number) => void;
   /** Called with every committed transaction, in commit order, synchronously. */
   readonly onTransaction: (tx: Transaction) => void;
   /** Called once when the stream stops for any reason other than close(). */
@@ -42,6 +49,8 @@ export interface StreamStart {
   readonly slotName: string;
   /** LSN the stream starts after: everything before it is in the snapshot. */
   readonly consistentPoint: string;
+  /** When the snapshot was taken (the slot created), epoch ms. */
+  readonly snapshotAt: number;
   readonly setupMs: number;
   readonly publication: 'exists' | 'created';
 }
@@ -64,7 +73,7 @@ export function makeSlotName(host = os.hostname(), pid = process.pid): string {
  * steps are in setup-steps.ts, their order in setup.ts; this class follows the stream once it runs.
  */
 export class ReplicationStream {
-  readonly #opts: StreamOptions;
+  readonly #opts: StreamOptions & { readonly silenceTimeoutMs: number };
   readonly #session: ReplicationSession;
   readonly #setup: StreamSetup;
   readonly #collector = new TransactionCollector();
@@ -75,6 +84,7 @@ export class ReplicationStream {
   #closed = false;
   #failed = false;
   #statusTimer: NodeJS.Timeout | undefined;
+  #silence: SilenceWatch | undefined;
   /** End LSN of the last transaction received, and of the last one the owner applied. */
   #received: string | undefined;
   #applied: string | undefined;
@@ -84,7 +94,8 @@ export class ReplicationStream {
   #onFailure: ((err: StreamError) => void) | undefined = (err) => this.#setupFailed.reject(err);
   readonly #setupStarted = performance.now();
 
-  private constructor(opts: StreamOptions, slotName: string) {
+  private constructor(options: StreamOptions, slotName: string) {
+    const opts = { silenceTimeoutMs: DEFAULTS.replicationTimeoutMs, ...options };
     this.#opts = opts;
     this.#session = new ReplicationSession(
       {
@@ -105,6 +116,7 @@ export class ReplicationStream {
       publication: opts.publication,
       regionAddressColumn: opts.regionAddressColumn,
       slotName,
+      queryTimeoutMs: opts.silenceTimeoutMs,
       session: this.#session,
       onLoaded: (snapshot, consistentPoint) => this.#loaded(snapshot, consistentPoint),
       onStreaming: () => this.#streaming(),
@@ -141,11 +153,20 @@ export class ReplicationStream {
     this.#received = consistentPoint;
   }
 
-  /** The last step: failures now go to the owner, and status updates start. */
+  /** The last step: failures now go to the owner, and status updates and the silence watch start. */
   #streaming(): void {
     this.#onFailure = this.#opts.onFailure;
     this.#statusTimer = setInterval(() => this.#sendStatus(), this.#opts.statusIntervalMs);
     this.#statusTimer.unref();
+    const timeoutMs = this.#opts.silenceTimeoutMs;
+    this.#silence = new SilenceWatch({
+      timeoutMs,
+      // An idle healthy stream is silent (the server only sends keepalives when it has not heard
+      // from us, and we send status updates every second): asking once a second keeps the lag honest.
+      probeAfterMs: Math.min(this.#opts.statusIntervalMs, timeoutMs / 2),
+      onProbe: () => this.#sendStatus(true),
+      onSilent: (silentMs) => this.#fail(silentStreamError(silentMs, timeoutMs, serverAddress(this.#opts.databaseUrl))),
+    });
   }
 
   /** The owner applied (and published) everything up to `lsn`. */
@@ -155,22 +176,29 @@ export class ReplicationStream {
 
   /** Position to report: what we applied; when idle, also the server's keepalive position. */
   get confirmedLsn(): string | undefined {
-    const idle = !this.#collector.inTransaction && this.#received === this.#applied;
     if (this.#applied === undefined) return undefined;
-    return idle && this.#walEnd !== undefined ? maxLsn(this.#applied, normaliseLsn(this.#walEnd)) : this.#applied;
+    return this.#caughtUp() && this.#walEnd !== undefined ? maxLsn(this.#applied, normaliseLsn(this.#walEnd)) : this.#applied;
+  }
+
+  /** Nothing received is waiting to be applied, and no transaction is half received. */
+  #caughtUp(): boolean {
+    return !this.#collector.inTransaction && this.#received === this.#applied;
   }
 
   #keepalive(walEnd: string, shouldRespond: boolean): void {
+    this.#silence?.heard();
     this.#walEnd = walEnd;
+    if (this.#step === 'streaming' && !this.#closed && !this.#failed && this.#caughtUp()) this.#opts.onCaughtUp?.(Date.now());
     if (shouldRespond) this.#sendStatus();
   }
 
-  #sendStatus(): void {
+  #sendStatus(replyRequested = false): void {
     const lsn = this.#step === 'streaming' && !this.#closed && !this.#failed ? this.confirmedLsn : undefined;
-    if (lsn !== undefined) this.#session.send(standbyStatusUpdate(parseLsn(lsn), Date.now()));
+    if (lsn !== undefined) this.#session.send(standbyStatusUpdate(parseLsn(lsn), Date.now(), replyRequested));
   }
 
   #handle(msg: Pgoutput.Message): void {
+    this.#silence?.heard();
     if (this.#closed || this.#failed || this.#decoder === undefined) return;
     try {
       const d = this.#decoder.decode(msg);
@@ -212,6 +240,7 @@ export class ReplicationStream {
     if (this.#closed || this.#failed) return;
     this.#failed = true;
     clearInterval(this.#statusTimer);
+    this.#silence?.stop();
     const notify = this.#onFailure;
     this.#onFailure = undefined;
     void this.#session.destroy();
@@ -223,6 +252,7 @@ export class ReplicationStream {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#statusTimer);
+    this.#silence?.stop();
     this.#onFailure = undefined;
     await this.#session.destroy();
   }

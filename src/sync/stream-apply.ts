@@ -8,8 +8,12 @@ import type { StreamReports } from './row-reports.js';
 export interface StreamPosition {
   /** End LSN of the last transaction published (or the consistent point of the last bootstrap). */
   lsn: string | undefined;
-  /** Commit-to-published lag of the last transaction, in ms. */
-  lagMs: number | undefined;
+  /**
+   * Since when the table is known to match the server (epoch ms): the latest of the bootstrap's
+   * snapshot, the commit time of the last transaction published, and the last keepalive that
+   * arrived with nothing left to apply. The replication lag is the time since then.
+   */
+  currentAt: number | undefined;
   /** Transactions applied since start. */
   transactions: number;
 }
@@ -53,7 +57,7 @@ export class StreamApplier {
   }
 
   /** Publishes the bootstrap snapshot at the slot's consistent point, then applies what queued meanwhile. */
-  start(rows: RowState, sink: AppliedSink, consistentPoint: string): void {
+  start(rows: RowState, sink: AppliedSink, consistentPoint: string, snapshotAt: number): void {
     this.#rows = rows;
     this.#sink = sink;
     this.#regionAddresses = rows.regionAddresses();
@@ -62,6 +66,7 @@ export class StreamApplier {
       position: { lsn: consistentPoint, commitTime: undefined },
     });
     this.#o.position.lsn = consistentPoint;
+    this.#o.position.currentAt = snapshotAt;
     const queued = this.#queue ?? [];
     this.#queue = undefined;
     for (const tx of queued) this.receive(tx);
@@ -108,17 +113,24 @@ export class StreamApplier {
     this.#sink?.applied(tx.endLsn);
     const position = this.#o.position;
     position.lsn = tx.endLsn;
-    position.lagMs = Math.max(0, Date.now() - tx.commitTimeMs);
+    position.currentAt = Math.max(position.currentAt ?? 0, tx.commitTimeMs);
+    const lagMs = Math.max(0, Date.now() - tx.commitTimeMs);
     this.#o.logger.debug(
       {
         lsn: tx.endLsn,
         transactions: batch.transactions,
         changedRoutes: batch.changedRoutes,
-        lagMs: Math.round(position.lagMs * 10) / 10,
+        lagMs: Math.round(lagMs * 10) / 10,
         routes: rows.routes.size,
       },
       'applied transactions',
     );
+  }
+
+  /** A keepalive found the stream caught up at `atMs`: the table matched the server then. */
+  caughtUp(atMs: number): void {
+    if (this.#closed || this.#rows === undefined) return;
+    this.#o.position.currentAt = Math.max(this.#o.position.currentAt ?? 0, atMs);
   }
 
   /** The session ended: nothing is published from it any more. */

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { SyncMode } from '../config/config.js';
+import { DEFAULTS, type SyncMode } from '../config/config.js';
 import { EdgeProxyError, failure, type Failure } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { ReplicationStream, StreamError, type StreamStart } from '../replication/stream.js';
@@ -25,6 +25,8 @@ export interface SyncOptions {
   readonly logger: Logger;
   /** Bound on one stream setup (slot creation waits for open transactions). Default 30 s. */
   readonly setupTimeoutMs?: number;
+  /** Silence on the stream after which it is dead (EDGEPROXY_REPLICATION_TIMEOUT). Default: the option table's. */
+  readonly replicationTimeoutMs?: number;
   /** Status updates to the server. Default 1 s (longer gaps stall delivery on standbys). */
   readonly statusIntervalMs?: number;
   /** Backoff between failed bootstraps: first delay and cap. Defaults 500 ms and 30 s. */
@@ -73,7 +75,7 @@ export class Sync {
   #consecutiveFailures = 0;
   /** Totals since start, for the status and the metrics: they never decrease. */
   readonly #totals = { bootstraps: 0, bootstrapFailures: 0 };
-  readonly #position: StreamPosition = { lsn: undefined, lagMs: undefined, transactions: 0 };
+  readonly #position: StreamPosition = { lsn: undefined, currentAt: undefined, transactions: 0 };
   #lastError: Failure | undefined;
   #lastBootstrap: { at: number; ms: number } | undefined;
   #warnedUnavailable: string | undefined;
@@ -84,6 +86,7 @@ export class Sync {
   constructor(opts: SyncOptions) {
     this.#o = {
       setupTimeoutMs: 30_000,
+      replicationTimeoutMs: DEFAULTS.replicationTimeoutMs,
       statusIntervalMs: 1_000,
       retryMinMs: 500,
       retryMaxMs: 30_000,
@@ -137,7 +140,7 @@ export class Sync {
           ? undefined
           : { code: this.#lastError.code, message: this.#lastError.message },
       lsn: this.#position.lsn,
-      lagMs: this.#position.lagMs,
+      lagMs: this.#position.currentAt === undefined ? undefined : Math.max(0, Date.now() - this.#position.currentAt),
       reconnects: Math.max(0, this.#totals.bootstraps - 1),
       transactions: this.#position.transactions,
       lastFullLoadAt: Math.max(bootstrapAt, pollAt) || undefined,
@@ -275,7 +278,7 @@ export class Sync {
     }
     const previous = this.#o.store.current;
     this.#session = { stream: started.stream, applier };
-    applier.start(rows, started.stream, started.consistentPoint);
+    applier.start(rows, started.stream, started.consistentPoint, started.snapshotAt);
     this.#lastBootstrap = { at: Date.now(), ms: started.snapshot.durationMs + buildMs };
     this.#consecutiveFailures = 0;
     this.#lastError = undefined;
@@ -293,7 +296,9 @@ export class Sync {
       logger: this.#o.logger,
       setupTimeoutMs: this.#o.setupTimeoutMs,
       statusIntervalMs: this.#o.statusIntervalMs,
+      silenceTimeoutMs: this.#o.replicationTimeoutMs,
       onTransaction: (tx) => applier.receive(tx),
+      onCaughtUp: (atMs) => applier.caughtUp(atMs),
       onFailure,
       signal: this.#abort.signal,
     });
