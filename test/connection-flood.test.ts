@@ -1,12 +1,13 @@
 // 10,000 client connections held at once against `edgeproxy serve` (a real process): new clients
 // are still answered at about their usual latency, memory per connection is reported, and the
 // idle timeout closes the idle ones. The fd limit is raised here, for this process and the proxy
-// it starts (children inherit it).
+// it starts (children inherit it). Then more connections than a low fd limit allows: the proxy
+// refuses the excess at its client connection limit, says so, and serves the ones it holds.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { spawnLong, type LongRun } from './support/cli.js';
-import { openAnswered, pacedLoad } from './support/connections.js';
-import { startBackend, type Backend } from './support/backend.js';
+import { connect, openAnswered, pacedLoad, type HeldConnection } from './support/connections.js';
+import { request, startBackend, type Backend } from './support/backend.js';
 import { timeNewRequests } from './support/latency.js';
 import { createDatabase, startPostgres, type PgServer, type TestDatabase } from './support/postgres.js';
 import { openFilesLimit, procStats, raiseOpenFilesLimit } from './support/proc.js';
@@ -18,14 +19,33 @@ const ACTIVE_EVERY = 20; // every 20th held connection keeps sending requests: 5
 const ACTIVE_RATE_PER_S = 1000; // paced: the point is many connections, not saturating 2 cores
 const IDLE_TIMEOUT_S = 12;
 const HOST = 'flood.example';
-/** Both this process and the proxy hold one descriptor per connection, plus their own (2,000 is plenty). */
-const FD_LIMIT = CONNECTIONS + 2000;
+/**
+ * This process holds one descriptor per connection; the proxy too, and it accepts client
+ * connections up to its limit less a reserve of a quarter for upstreams (src/proxy/connection-limit.ts).
+ */
+const FD_LIMIT = 14_000;
 
 let pg: PgServer;
 let db: TestDatabase;
 let vm: Backend;
-let proxy: LongRun;
-let port: number;
+const proxies: LongRun[] = [];
+
+function serve(env: Record<string, string>, launcher?: string[]): LongRun {
+  const p = spawnLong(
+    ['src/cli/bin.ts', 'serve'],
+    {
+      EDGEPROXY_DATABASE_URL: db.url,
+      EDGEPROXY_REGION_ID: REGION_A,
+      EDGEPROXY_HTTP_ADDR: '127.0.0.1:0',
+      EDGEPROXY_ADMIN_ADDR: 'off',
+      ...env,
+    },
+    { launcher },
+  );
+  proxies.push(p);
+  return p;
+}
+
 before(async () => {
   const limit = raiseOpenFilesLimit(FD_LIMIT);
   console.log(`# open files limit: ${limit.soft}:${limit.hard} (${limit.raisedBy})`);
@@ -40,18 +60,9 @@ before(async () => {
   await seed.region(REGION_A);
   await seed.route({ name: HOST, regionId: REGION_A, vmPort: vm.port });
   await seed.close();
-  proxy = spawnLong(['src/cli/bin.ts', 'serve'], {
-    EDGEPROXY_DATABASE_URL: db.url,
-    EDGEPROXY_REGION_ID: REGION_A,
-    EDGEPROXY_HTTP_ADDR: '127.0.0.1:0',
-    EDGEPROXY_ADMIN_ADDR: 'off',
-    EDGEPROXY_IDLE_TIMEOUT: `${IDLE_TIMEOUT_S}s`,
-  });
-  port = (await proxy.waitFor((l) => l.msg === 'listening')).port as number;
-  await proxy.waitFor((l) => l.msg === 'route table loaded');
 });
 after(async () => {
-  proxy?.child.kill('SIGKILL');
+  for (const p of proxies) p.child.kill('SIGKILL');
   await vm?.close();
   await db?.drop();
   await pg?.stop();
@@ -59,9 +70,17 @@ after(async () => {
 
 describe('10,000 concurrent client connections', () => {
   it('new requests keep their latency, memory per connection is small, the idle timeout reclaims them', async () => {
+    const proxy = serve({ EDGEPROXY_IDLE_TIMEOUT: `${IDLE_TIMEOUT_S}s` });
+    const listening = await proxy.waitFor((l) => l.msg === 'listening');
+    const port = listening.port as number;
+    await proxy.waitFor((l) => l.msg === 'route table loaded');
     const pid = proxy.child.pid!;
     const limit = openFilesLimit(pid);
     assert.ok(limit.soft >= FD_LIMIT, `the proxy's open-files limit is ${limit.soft}`);
+    assert.ok(
+      Number(listening.maxClientConnections) >= CONNECTIONS,
+      `the proxy accepts ${String(listening.maxClientConnections)} connections`,
+    );
     // Warm up (JIT, upstream pool, health cache), then the baseline a new client meets.
     await timeNewRequests(port, HOST, 100);
     const base = procStats(pid);
@@ -117,5 +136,31 @@ describe('10,000 concurrent client connections', () => {
       `# all closed by the proxy ${Math.round(closedMs)} ms after the load stopped; proxy fds back to ${left.fds} (baseline ${base.fds})`,
     );
     assert.equal((await timeNewRequests(port, HOST, 20)).failures.length, 0, 'still answering afterwards');
+  });
+
+  it('past the client connection limit: the excess is closed on arrival, logged and counted; the connections held are served', async () => {
+    // 400 descriptors: the proxy accepts 400 - 256 = 144 clients and keeps the rest for upstreams.
+    const proxy = serve({ EDGEPROXY_ADMIN_ADDR: '127.0.0.1:0' }, ['prlimit', '--nofile=400:400', '--']);
+    const listening = await proxy.waitFor((l) => l.msg === 'listening');
+    const port = listening.port as number;
+    const adminPort = (await proxy.waitFor((l) => l.msg === 'admin API listening')).port as number;
+    await proxy.waitFor((l) => l.msg === 'route table loaded');
+    assert.equal(listening.maxClientConnections, 144);
+    const conns: HeldConnection[] = [];
+    for (let i = 0; i < 5; i++) conns.push(...(await Promise.all(Array.from({ length: 100 }, () => connect(port)))));
+    const open = await eventually('the proxy to close the connections past its limit', () => {
+      const o = conns.filter((c) => !c.isClosed);
+      return o.length === 144 ? o : undefined;
+    });
+    // More connections than descriptors were offered; every connection held still gets an upstream.
+    const statuses = await Promise.all(open.map((c) => c.get(HOST).catch(String)));
+    assert.deepEqual(new Set(statuses), new Set([200]));
+    const line = await proxy.waitFor((l) => l.msg === 'client connection limit reached; new connections are closed');
+    assert.equal(line.code, 'CLIENT_CONNECTION_LIMIT');
+    assert.equal(line.limit, 144);
+    const metrics = (await request(adminPort, { path: '/metrics' })).body;
+    assert.match(metrics, /^edgeproxy_client_connections_dropped_total 356$/m);
+    for (const c of conns) c.socket.destroy();
+    await eventually('a new client to be served again', async () => (await request(port, { host: HOST })).status === 200);
   });
 });
