@@ -54,6 +54,8 @@ export const ERROR_CODES = {
   UPSTREAM_CLOSED: 'the upstream closed or reset the connection in the middle of its response: the client connection is cut',
   UPSTREAM_FAILED: 'forwarding failed without a system error code to say why: 502',
   CLIENT_CLOSED: 'the client went away before its response was complete: the upstream request is aborted (status 499 in metrics)',
+  CLIENT_CONNECTION_LIMIT:
+    'the public port holds as many client connections as it accepts (a reserve below the open-files limit): new ones are closed on arrival',
   // the admin API
   ADMIN_INVALID_QUERY: 'an admin API request has a parameter that cannot be used (?limit=, a host in the path)',
   // TLS certificate storage

@@ -9,6 +9,7 @@ import { createLogger, type Logger } from '../log/logger.js';
 import { Metrics } from '../metrics/metrics.js';
 import { Forwarder } from '../proxy/forward.js';
 import { HealthChecker } from '../proxy/health.js';
+import { clientConnectionLimit, openFilesLimit } from '../proxy/connection-limit.js';
 import { ProxyServer } from '../proxy/server.js';
 import type { Poller } from '../sync/poller.js';
 import { RouteStore } from '../sync/route-store.js';
@@ -196,6 +197,7 @@ function createRequestPath(
     },
     trustedProxies: config.trustedProxies,
     observer: metrics.observer,
+    maxConnections: clientConnectionLimit(openFilesLimit()),
   });
   return { forwarder, proxy };
 }
@@ -204,7 +206,8 @@ function createRequestPath(
 async function listenPublic(config: Config, logger: Logger, parts: Parts): Promise<{ port: number; httpsPort: number | undefined }> {
   try {
     const listening = await parts.proxy.listen(config.httpAddr.host, config.httpAddr.port);
-    logger.info({ address: listening.address, port: listening.port }, 'listening');
+    const maxClientConnections = parts.proxy.server.maxConnections ?? null;
+    logger.info({ address: listening.address, port: listening.port, maxClientConnections }, 'listening');
     let httpsPort: number | undefined;
     if (parts.https !== undefined && config.httpsAddr !== undefined) {
       const secure = await parts.https.listen(config.httpsAddr.host, config.httpsAddr.port);

@@ -76,6 +76,11 @@ export function requestMetrics(registry: Registry): ProxyObserver {
     "Time from forwarding to the upstream's response headers (VM or region load balancer), by route kind",
   );
   const recordProbe = probeRecorder(registry);
+  const dropped = new Counter({
+    name: 'edgeproxy_client_connections_dropped_total',
+    help: 'Client connections closed on arrival because the client connection limit (below the open-files limit) was reached',
+    registers: [registry],
+  });
   return {
     request(kind, status, durationSeconds, upstreamSeconds) {
       try {
@@ -89,6 +94,13 @@ export function requestMetrics(registry: Registry): ProxyObserver {
     probe(isHealthy, durationSeconds) {
       try {
         recordProbe(isHealthy, durationSeconds);
+      } catch {
+        // idem
+      }
+    },
+    connectionDropped() {
+      try {
+        dropped.inc();
       } catch {
         // idem
       }

@@ -31,9 +31,12 @@ export interface ProxyObserver {
   request(kind: RouteKind, status: number, durationSeconds: number, upstreamSeconds: number | undefined): void;
   /** One health probe finished (not a cache hit). */
   probe(healthy: boolean, durationSeconds: number): void;
+  /** A client connection was closed on arrival: the client connection limit was reached. */
+  connectionDropped(): void;
 }
 
 export const NO_OBSERVER: ProxyObserver = {
   request: () => undefined,
   probe: () => undefined,
+  connectionDropped: () => undefined,
 };

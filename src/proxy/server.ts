@@ -38,7 +38,12 @@ export interface ProxyServerOptions {
   readonly timeouts: ClientTimeouts;
   /** CIDRs whose X-Forwarded-For is trusted besides the regions' load balancers (`10.0.0.0/8`). */
   readonly trustedProxies: readonly string[];
+  /** Client connections accepted at once (connection-limit.ts); more are closed on arrival and logged. undefined = no limit. */
+  readonly maxConnections?: number;
 }
+
+/** At most one 'client connection limit reached' line per this many ms while connections keep being dropped. */
+const DROP_LOG_INTERVAL_MS = 10_000;
 
 /** Status reported for a request whose client went away before a response was sent (as nginx). */
 export const CLIENT_CLOSED_STATUS = 499;
@@ -63,6 +68,9 @@ export class ProxyServer implements ExchangeSink {
   /** Client sockets handed over by 'upgrade': Node's closeAllConnections() no longer sees them. */
   readonly #upgradeSockets = new Set<Duplex>();
   #draining = false;
+  /** Connections dropped since the last 'client connection limit reached' line, and when that was. */
+  #dropped = 0;
+  #dropLoggedAt = -Infinity;
 
   constructor(opts: ProxyServerOptions) {
     this.#opts = opts;
@@ -102,6 +110,10 @@ export class ProxyServer implements ExchangeSink {
       socket.end(rawResponse(405, 'Method Not Allowed', 'Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n'));
     });
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(req, socket, head));
+    if (opts.maxConnections !== undefined) {
+      this.server.maxConnections = opts.maxConnections;
+      this.server.on('drop', () => this.#connectionDropped());
+    }
   }
 
   listen(host: string | undefined, port: number): Promise<{ address: string; port: number }> {
@@ -385,6 +397,23 @@ export class ProxyServer implements ExchangeSink {
     socket.end(rawResponse(status));
     // A client that does not read its answer must not hold the socket either.
     setTimeout(() => socket.destroy(), 1000).unref();
+  }
+
+  #connectionDropped(): void {
+    this.#dropped += 1;
+    try {
+      this.#observer.connectionDropped();
+    } catch (err) {
+      this.#opts.logger.error({ err }, 'observer failed');
+    }
+    const now = performance.now();
+    if (now - this.#dropLoggedAt < DROP_LOG_INTERVAL_MS) return;
+    this.#opts.logger.warn(
+      { code: 'CLIENT_CONNECTION_LIMIT', limit: this.#opts.maxConnections, dropped: this.#dropped },
+      'client connection limit reached; new connections are closed',
+    );
+    this.#dropLoggedAt = now;
+    this.#dropped = 0;
   }
 
   #observe(kind: RouteKind, status: number, seconds: number, upstreamSeconds: number | undefined): void {

@@ -275,6 +275,7 @@ export async function startProxy(
   const observer: ProxyObserver = {
     request: (kind, status, seconds, upstreamSeconds) => void observed.requests.push({ kind, status, seconds, upstreamSeconds }),
     probe: (healthy, seconds) => void observed.probes.push({ healthy, seconds }),
+    connectionDropped: () => undefined,
   };
   const store = new RouteStore();
   const health = new HealthChecker({

@@ -53,14 +53,19 @@ export interface LongRun {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Starts a long-running command (`serve`, the demo script...) and follows its stdout line by line. */
+/**
+ * Starts a long-running command (`serve`, the demo script...) and follows its stdout line by line.
+ * `nodeArgs` replace `--import tsx`, e.g. to run the built bin with the flags its shebang gives;
+ * `launcher` runs node through another command that execs it (`prlimit --nofile=400 --`).
+ */
 export function spawnLong(
   command: readonly string[],
   env: Readonly<Record<string, string>> = {},
-  opts: { ownProcessGroup?: boolean } = {},
+  opts: { ownProcessGroup?: boolean; nodeArgs?: readonly string[]; launcher?: readonly string[] } = {},
 ): LongRun {
   // ownProcessGroup: signal the whole group with process.kill(-pid, sig), as Ctrl-C in a terminal does.
-  const child = spawn(process.execPath, ['--import', 'tsx', ...command], {
+  const argv = [...(opts.launcher ?? []), process.execPath, ...(opts.nodeArgs ?? ['--import', 'tsx']), ...command];
+  const child = spawn(argv[0]!, argv.slice(1), {
     cwd: ROOT,
     env: baseEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -48,8 +48,11 @@ export interface PgServer {
   logTail(): string;
   /** SIGINT (fast shutdown) by pid, wait for exit, remove the data folder. No-op for external. */
   stop(): Promise<void>;
-  /** Stop and start again on the same data folder and port. Throws for an external server. */
-  restart(): Promise<void>;
+  /**
+   * Stop (fast shutdown) and start again on the same data folder and port; `whileDown` runs in
+   * between (an outage). Throws for an external server.
+   */
+  restart(whileDown?: () => Promise<void>): Promise<void>;
 }
 
 export interface StartOptions {
@@ -596,9 +599,10 @@ class LocalServer implements PgServer {
     return this.#removed || this.#stopping !== undefined;
   }
 
-  async restart(): Promise<void> {
+  async restart(whileDown?: () => Promise<void>): Promise<void> {
     if (this.#stopping) throw new Error('test Postgres: restart() after stop()');
     await this.#stopProcess();
+    await whileDown?.();
     // Same port: it was ours a moment ago and lies outside the ephemeral range, but give a
     // lingering socket a few chances.
     for (let attempt = 1; ; attempt++) {
