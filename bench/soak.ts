@@ -50,6 +50,9 @@ interface Minute {
   readonly rssMiB: number;
   readonly rssMaxMiB: number;
   readonly heapMiB: number;
+  /** V8's heap as reserved (total) and memory outside it (Buffers, native): where RSS growth would show. */
+  readonly heapTotalMiB: number;
+  readonly externalMiB: number;
   readonly fds: number;
   readonly fdsMax: number;
   readonly committed: number;
@@ -140,11 +143,13 @@ async function metric(adminPort: number, name: string): Promise<number> {
 }
 
 function report(minutes: Minute[]): boolean {
-  console.log('\n| minute | RSS MiB (max) | heap used MiB | fds (max) | req/s | p50 ms | p99 ms | errors | changes committed / applied |');
-  console.log('|---|---|---|---|---|---|---|---|---|');
+  console.log(
+    '\n| minute | RSS MiB (max) | heap used / total MiB | external MiB | fds (max) | req/s | p50 ms | p99 ms | errors | changes committed / applied |',
+  );
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const m of minutes) {
     console.log(
-      `| ${m.minute} | ${m.rssMiB} (${m.rssMaxMiB}) | ${m.heapMiB} | ${m.fds} (${m.fdsMax}) | ${Math.round(m.load.rps)} | ${m.load.p50} | ${m.load.p99} | ` +
+      `| ${m.minute} | ${m.rssMiB} (${m.rssMaxMiB}) | ${m.heapMiB} / ${m.heapTotalMiB} | ${m.externalMiB} | ${m.fds} (${m.fdsMax}) | ${Math.round(m.load.rps)} | ${m.load.p50} | ${m.load.p99} | ` +
         `${m.load.errors + m.load.non2xx} | ${m.committed} / ${m.applied}${m.slowChanges > 0 ? ` (${m.slowChanges} skipped)` : ''} |`,
     );
   }
@@ -208,6 +213,8 @@ async function main(): Promise<boolean> {
       const run = autocannon({ url: `http://127.0.0.1:${port}/`, host: HOST, connections: CONNECTIONS, seconds: 60, rate: RATE });
       const rss: number[] = [];
       const heap: number[] = [];
+      const heapTotal: number[] = [];
+      const external: number[] = [];
       const fds: number[] = [];
       let sampling = true;
       void run.finally(() => (sampling = false)).catch(() => undefined);
@@ -218,6 +225,8 @@ async function main(): Promise<boolean> {
         rss.push(p.rssBytes);
         fds.push(p.fds);
         heap.push(await metric(adminPort, 'edgeproxy_nodejs_heap_size_used_bytes'));
+        heapTotal.push(await metric(adminPort, 'edgeproxy_nodejs_heap_size_total_bytes'));
+        external.push(await metric(adminPort, 'edgeproxy_nodejs_external_memory_bytes'));
       }
       const load = await run;
       const m: Minute = {
@@ -226,6 +235,8 @@ async function main(): Promise<boolean> {
         rssMiB: mib(median(rss)),
         rssMaxMiB: mib(Math.max(...rss)),
         heapMiB: mib(median(heap)),
+        heapTotalMiB: mib(median(heapTotal)),
+        externalMiB: mib(median(external)),
         fds: median(fds),
         fdsMax: Math.max(...fds),
         committed: changer.counts.committed - committed0,

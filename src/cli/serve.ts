@@ -16,6 +16,7 @@ import { RouteStore } from '../sync/route-store.js';
 import type { ResyncOutcome, SyncStatus } from '../sync/status.js';
 import { Sync } from '../sync/sync.js';
 import { readDefaultCertificate } from '../tls/default-certificate.js';
+import type { LoadedCertificate } from '../tls/certificate.js';
 import { HttpsListener } from '../tls/https-listener.js';
 import { VERSION } from '../version.js';
 
@@ -156,18 +157,26 @@ function createParts(config: Config, logger: Logger): Parts {
     observer: metrics.observer,
   });
   const requestPath = createRequestPath(config, logger, store, health, metrics);
-  const https =
-    config.httpsAddr === undefined
-      ? undefined
-      : new HttpsListener({
-          certificates: () => HttpsListener.noCertificates,
-          defaultCertificate,
-          handshakeTimeoutMs: config.tlsHandshakeTimeoutMs,
-          accept: (socket) => requestPath.proxy.acceptSecure(socket),
-          logger,
-          onHandshake: metrics.tlsHandshake,
-        });
+  const https = config.httpsAddr === undefined ? undefined : createHttps(config, logger, defaultCertificate, requestPath.proxy, metrics);
   return { store, metrics, pool, sync, health, ...requestPath, https };
+}
+
+/** The HTTPS listener: certificates from memory, secured connections into the proxy's flow. */
+function createHttps(
+  config: Config,
+  logger: Logger,
+  defaultCertificate: LoadedCertificate | undefined,
+  proxy: ProxyServer,
+  metrics: Metrics,
+): HttpsListener {
+  return new HttpsListener({
+    certificates: () => HttpsListener.noCertificates,
+    defaultCertificate,
+    handshakeTimeoutMs: config.tlsHandshakeTimeoutMs,
+    accept: (socket) => proxy.acceptSecure(socket),
+    logger,
+    onHandshake: metrics.tlsHandshake,
+  });
 }
 
 /** The public listener's forwarding and request flow. */
