@@ -8,10 +8,9 @@
  *   GET  /routes/<host>   how that host would be routed now, and why
  *   POST /resync          a full resync now; answers when it is done, with what changed
  */
-import { once } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { failure, isFailure, type ErrorCode, type Failure } from '../errors.js';
+import { listenOn } from '../listen.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { HealthChecker } from '../proxy/health.js';
@@ -58,11 +57,8 @@ export class AdminServer {
     });
   }
 
-  async listen(host: string | undefined, port: number): Promise<{ address: string; port: number }> {
-    this.server.listen({ host, port });
-    await once(this.server, 'listening'); // rejects with the 'error' (EADDRINUSE...) instead
-    const a = this.server.address() as AddressInfo;
-    return { address: a.address, port: a.port };
+  listen(host: string | undefined, port: number): Promise<{ address: string; port: number }> {
+    return listenOn(this.server, host, port);
   }
 
   /** From now on /readyz answers 503 (the proxy is draining). */

@@ -3,6 +3,7 @@ import { BlockList, isIPv4, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Failure } from '../errors.js';
+import { listenOn } from '../listen.js';
 import type { Logger } from '../log/logger.js';
 import type { RouteSnapshot, RouteStore } from '../sync/route-store.js';
 import { decide, formatUpstream, type Upstream } from './decide.js';
@@ -117,16 +118,7 @@ export class ProxyServer implements ExchangeSink {
   }
 
   listen(host: string | undefined, port: number): Promise<{ address: string; port: number }> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error) => reject(err);
-      this.server.once('error', onError);
-      this.server.listen({ host, port }, () => {
-        this.server.off('error', onError);
-        const a = this.server.address();
-        if (a === null || typeof a === 'string') resolve({ address: String(a), port });
-        else resolve({ address: a.address, port: a.port });
-      });
-    });
+    return listenOn(this.server, host, port);
   }
 
   /**

@@ -1,5 +1,6 @@
 import type net from 'node:net';
 import type tls from 'node:tls';
+import { listenOn } from '../listen.js';
 import type { Logger } from '../log/logger.js';
 import { CertificateIndex } from './certificate-index.js';
 import type { LoadedCertificate } from './certificate.js';
@@ -7,8 +8,8 @@ import type { ClientHello } from './client-hello.js';
 import { createTlsFront, type HandshakeRefusal } from './tls-front.js';
 
 export interface HttpsListenerOptions {
-  /** The certificates of the current snapshot; read on every handshake, never a query. */
-  readonly certificates: () => CertificateIndex<LoadedCertificate>;
+  /** The certificates of the current snapshot, read on every handshake (never a query); none yet when absent. */
+  readonly certificates?: () => CertificateIndex<LoadedCertificate>;
   /** Served when no certificate matches the name, or the client sent no SNI. */
   readonly defaultCertificate: LoadedCertificate | undefined;
   readonly handshakeTimeoutMs: number;
@@ -45,7 +46,8 @@ export class HttpsListener {
 
   /** A certificate from memory, so that a handshake never waits on the database. */
   #select(hello: ClientHello): tls.SecureContext | undefined {
-    const found = hello.serverName === undefined ? undefined : this.#opts.certificates().lookup(hello.serverName, Date.now());
+    const index = this.#opts.certificates?.() ?? NO_CERTIFICATES;
+    const found = hello.serverName === undefined ? undefined : index.lookup(hello.serverName, Date.now());
     return (found ?? this.#opts.defaultCertificate)?.context;
   }
 
@@ -59,22 +61,11 @@ export class HttpsListener {
   }
 
   listen(host: string | undefined, port: number): Promise<{ address: string; port: number }> {
-    return new Promise((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen({ host, port }, () => {
-        this.#server.off('error', reject);
-        const a = this.#server.address() as net.AddressInfo;
-        resolve({ address: a.address, port: a.port });
-      });
-    });
+    return listenOn(this.#server, host, port);
   }
 
   /** Stops accepting connections; those already secured belong to the HTTP server's drain. */
   close(): Promise<void> {
     return new Promise((resolve) => this.#server.close(() => resolve()));
-  }
-
-  static get noCertificates(): CertificateIndex<LoadedCertificate> {
-    return NO_CERTIFICATES;
   }
 }
