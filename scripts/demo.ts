@@ -195,7 +195,12 @@ async function main(): Promise<void> {
     say('Starting a throwaway PostgreSQL with wal_level=logical...');
     postgres = await startPostgres();
     const databaseUrl = postgres.url('postgres');
-    const applied = await migrate({ databaseUrl });
+    const applied = {
+      applied: [
+        ...(await migrate({ databaseUrl, set: 'control-plane' })).applied,
+        ...(await migrate({ databaseUrl, set: 'edgeproxy' })).applied,
+      ],
+    };
     pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
     // Ctrl-C in a terminal reaches PostgreSQL too (same process group): it closes our idle connections.
     pool.on('error', () => undefined);

@@ -5,22 +5,25 @@
 set -euo pipefail
 psql=(psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB")
 
-for f in /migrations/*.sql; do
+# The development control-plane schema, then the tables EdgeProxy owns (as `edgeproxy migrate --dev-schema`).
+for f in /migrations/control-plane/*.sql /migrations/edgeproxy/*.sql; do
   echo "applying $f"
   "${psql[@]}" -f "$f"
 done
 
 "${psql[@]}" <<'SQL'
 -- Streaming needs the publication on the primary (a standby cannot create one).
-CREATE PUBLICATION edgeproxy FOR TABLE domains, deployments, vms, regions;
+CREATE PUBLICATION edgeproxy FOR TABLE domains, deployments, vms, regions, edgeproxy_certificates, edgeproxy_acme_challenges;
 
 -- The replica clones the primary and streams from it through this slot.
 CREATE ROLE replicator LOGIN REPLICATION PASSWORD 'replicator';
 SELECT pg_create_physical_replication_slot('replica1');
 
--- EdgeProxy's own role: read the four tables, and REPLICATION for its logical stream.
+-- EdgeProxy's own role: read the four tables and its certificate tables, REPLICATION for its
+-- logical stream, and (on the primary, through EDGEPROXY_PRIMARY_DATABASE_URL) write its own tables.
 CREATE ROLE edgeproxy LOGIN REPLICATION PASSWORD 'edgeproxy';
 GRANT SELECT ON domains, deployments, vms, regions TO edgeproxy;
+GRANT SELECT, INSERT, UPDATE, DELETE ON edgeproxy_certificates, edgeproxy_acme_challenges, edgeproxy_acme_accounts, edgeproxy_acme_orders TO edgeproxy;
 
 -- Demo data: one region (the proxy's), one VM (the demo-vm service), one domain.
 INSERT INTO regions (id, name, code, public_ipv4) VALUES ('11111111-1111-4111-8111-111111111111', 'local', 'loc', '172.28.0.20');

@@ -167,27 +167,41 @@ export const routesSpec = spec({
 
 export const migrateSpec = spec({
   command: 'migrate',
-  describe: 'Apply migrations/ (the development/test schema) to EDGEPROXY_DATABASE_URL; already applied files are skipped',
+  describe:
+    'Create or update the tables EdgeProxy owns (TLS certificates, ACME state) in EDGEPROXY_DATABASE_URL; applied files are skipped',
   builder: (y) =>
     jsonOption(withConfigOptions(y, ['databaseUrl']), 'what was applied')
+      .option('dev-schema', {
+        type: 'boolean',
+        default: false,
+        describe:
+          "Also create the development copy of the control plane's schema (domains, deployments, vms, regions); never in production",
+      })
       .option('dry-run', {
         type: 'boolean',
         default: false,
-        describe: 'List the migrations that would run, without running them (only the bookkeeping table pgmigrations is created)',
+        describe: 'List the migrations that would run, without running them (only the bookkeeping tables are created)',
       })
       .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: "Show node-pg-migrate's progress on stderr" })
       .example([
-        ['EDGEPROXY_DATABASE_URL=postgres://postgres@127.0.0.1:5432/dev $0 migrate', 'create the schema in a development database'],
+        ['EDGEPROXY_DATABASE_URL=postgres://edgeproxy_admin@primary:5432/app $0 migrate', "create EdgeProxy's tables on the primary"],
+        ['EDGEPROXY_DATABASE_URL=postgres://postgres@127.0.0.1:5432/dev $0 migrate --dev-schema', 'a development database: both schemas'],
         ['$0 migrate --dry-run --database-url postgres://postgres@127.0.0.1:5432/dev', 'what would run'],
       ])
       .epilogue(
-        'For development and tests only: the production schema belongs to the control plane. Applied files are recorded in the table pgmigrations.',
+        "Run it on the primary. EdgeProxy's tables are recorded in edgeproxy_migrations, the development schema in pgmigrations. The production control-plane schema belongs to the control plane: --dev-schema is for development and tests only.",
       ),
   handler: (args) =>
     run(async () => {
       const { migrateCommand } = await import('./migrate.js');
       await migrateCommand(
-        { databaseUrl: options(['databaseUrl'], args).databaseUrl, dryRun: args['dry-run'], json: args.json, verbose: args.verbose },
+        {
+          databaseUrl: options(['databaseUrl'], args).databaseUrl,
+          devSchema: args['dev-schema'],
+          dryRun: args['dry-run'],
+          json: args.json,
+          verbose: args.verbose,
+        },
         out,
         err,
       );

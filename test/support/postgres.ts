@@ -83,7 +83,8 @@ const STOP_TIMEOUT_MS = 10_000;
 const LOG_TAIL_BYTES = 16 * 1024;
 const PORT_ATTEMPTS = 8;
 
-const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
+/** The development control-plane schema, then EdgeProxy's own tables (as `edgeproxy migrate --dev-schema`). */
+const MIGRATION_DIRS = ['control-plane', 'edgeproxy'].map((set) => fileURLToPath(new URL(`../../migrations/${set}/`, import.meta.url)));
 
 // ---------------------------------------------------------------------------------------------
 // Binaries
@@ -892,12 +893,20 @@ export async function createDatabase(server: PgServer, opts: { migrate?: boolean
   return db;
 }
 
-/** Apply migrations/*.sql in file-name order, each file as one multi-statement query. */
+/** Apply migrations/control-plane then migrations/edgeproxy, each folder's *.sql in file-name order, each file as one multi-statement query. */
 export async function applyMigrations(url: string): Promise<void> {
-  const files = (await fsp.readdir(MIGRATIONS_DIR)).filter((f) => f.endsWith('.sql')).sort();
+  const files: string[] = [];
+  for (const dir of MIGRATION_DIRS) {
+    files.push(
+      ...(await fsp.readdir(dir))
+        .filter((f) => f.endsWith('.sql'))
+        .sort()
+        .map((f) => path.join(dir, f)),
+    );
+  }
   await withClient(url, async (c) => {
     for (const f of files) {
-      const sql = await fsp.readFile(path.join(MIGRATIONS_DIR, f), 'utf8');
+      const sql = await fsp.readFile(f, 'utf8');
       try {
         await c.query(sql);
       } catch (err) {
