@@ -155,6 +155,12 @@ describe('resolveConfig', () => {
       tlsDefaultCertFile: undefined,
       tlsDefaultKeyFile: undefined,
       tlsHandshakeTimeoutMs: 10_000,
+      primaryDatabaseUrl: undefined,
+      tlsStorageKey: undefined,
+      tlsStorageKeyFile: undefined,
+      acmeDirectoryUrl: 'https://acme-v02.api.letsencrypt.org/directory',
+      acmeEmail: undefined,
+      httpsRedirect: true,
     };
     assert.deepEqual(resolveConfig({}, BASE_ENV), expected);
     const { databaseUrl: _url, regionId: _region, ...defaults } = expected;
@@ -204,6 +210,12 @@ describe('resolveConfig', () => {
         EDGEPROXY_TLS_DEFAULT_CERT: '/etc/edgeproxy/default.crt',
         EDGEPROXY_TLS_DEFAULT_KEY: ' /etc/edgeproxy/default.key ',
         EDGEPROXY_TLS_HANDSHAKE_TIMEOUT: '5s',
+        EDGEPROXY_PRIMARY_DATABASE_URL: 'postgres://writer@primary/zeitwork',
+        EDGEPROXY_TLS_STORAGE_KEY: ' c2VjcmV0 ',
+        EDGEPROXY_TLS_STORAGE_KEY_FILE: '/run/secrets/storage-key',
+        EDGEPROXY_ACME_DIRECTORY_URL: 'https://acme-staging-v02.api.letsencrypt.org/directory',
+        EDGEPROXY_ACME_EMAIL: 'ops@example.com',
+        EDGEPROXY_HTTPS_REDIRECT: 'no',
       },
     );
     assert.deepEqual(config, {
@@ -232,6 +244,12 @@ describe('resolveConfig', () => {
       tlsDefaultCertFile: '/etc/edgeproxy/default.crt',
       tlsDefaultKeyFile: '/etc/edgeproxy/default.key',
       tlsHandshakeTimeoutMs: 5_000,
+      primaryDatabaseUrl: 'postgres://writer@primary/zeitwork',
+      tlsStorageKey: 'c2VjcmV0',
+      tlsStorageKeyFile: '/run/secrets/storage-key',
+      acmeDirectoryUrl: 'https://acme-staging-v02.api.letsencrypt.org/directory',
+      acmeEmail: 'ops@example.com',
+      httpsRedirect: false,
     });
   });
 
@@ -264,6 +282,12 @@ describe('resolveConfig', () => {
         'tls-default-cert': 'c.pem',
         'tls-default-key': 'k.pem',
         'tls-handshake-timeout': '250ms',
+        'primary-database-url': 'postgres://w@p/z',
+        'tls-storage-key': 'a2V5',
+        'tls-storage-key-file': 'key.b64',
+        'acme-directory-url': 'off',
+        'acme-email': 'a@b.co',
+        'https-redirect': 'true',
       },
       {},
     );
@@ -293,7 +317,49 @@ describe('resolveConfig', () => {
       tlsDefaultCertFile: 'c.pem',
       tlsDefaultKeyFile: 'k.pem',
       tlsHandshakeTimeoutMs: 250,
+      primaryDatabaseUrl: 'postgres://w@p/z',
+      tlsStorageKey: 'a2V5',
+      tlsStorageKeyFile: 'key.b64',
+      acmeDirectoryUrl: undefined,
+      acmeEmail: 'a@b.co',
+      httpsRedirect: true,
     });
+  });
+
+  it('reads the TLS storage and ACME options; bad values name the variable and never echo a secret', () => {
+    const c = resolveConfig(
+      {},
+      {
+        ...BASE_ENV,
+        EDGEPROXY_PRIMARY_DATABASE_URL: 'postgres://edge:pw@primary:5432/app',
+        EDGEPROXY_ACME_DIRECTORY_URL: 'https://acme.test:9443/acme/local/directory',
+        EDGEPROXY_ACME_EMAIL: 'ops@example.com',
+        EDGEPROXY_HTTPS_REDIRECT: 'OFF',
+      },
+    );
+    assert.equal(c.primaryDatabaseUrl, 'postgres://edge:pw@primary:5432/app');
+    assert.equal(c.acmeDirectoryUrl, 'https://acme.test:9443/acme/local/directory');
+    assert.equal(c.acmeEmail, 'ops@example.com');
+    assert.equal(c.httpsRedirect, false);
+    assert.equal(resolveConfig({}, { ...BASE_ENV, EDGEPROXY_ACME_DIRECTORY_URL: 'off' }).acmeDirectoryUrl, undefined);
+    assert.equal(resolveConfig({}, { ...BASE_ENV, EDGEPROXY_ACME_DIRECTORY_URL: '' }).acmeDirectoryUrl, undefined);
+    assert.throws(
+      () => resolveConfig({}, { ...BASE_ENV, EDGEPROXY_ACME_DIRECTORY_URL: 'http://ca.example/directory' }),
+      /^ConfigError: EDGEPROXY_ACME_DIRECTORY_URL: "http:\/\/ca.example\/directory" must be an https:\/\/ URL/,
+    );
+    assert.throws(
+      () => resolveConfig({}, { ...BASE_ENV, EDGEPROXY_ACME_EMAIL: 'ops' }),
+      /EDGEPROXY_ACME_EMAIL: "ops" is not an e-mail address/,
+    );
+    assert.throws(
+      () => resolveConfig({}, { ...BASE_ENV, EDGEPROXY_HTTPS_REDIRECT: 'maybe' }),
+      /EDGEPROXY_HTTPS_REDIRECT: "maybe" must be on or off/,
+    );
+    assert.throws(
+      () => resolveConfig({}, { ...BASE_ENV, EDGEPROXY_PRIMARY_DATABASE_URL: 'mysql://u:Secret99@h/db' }),
+      (err: Error) =>
+        /^EDGEPROXY_PRIMARY_DATABASE_URL: must start with postgres:\/\//.test(err.message) && !err.message.includes('Secret99'),
+    );
   });
 
   it('disables the HTTPS port when EDGEPROXY_HTTPS_ADDR is empty or "off"; a bad address names the variable', () => {

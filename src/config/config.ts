@@ -43,6 +43,18 @@ export interface Config {
   readonly tlsDefaultCertFile: string | undefined;
   readonly tlsDefaultKeyFile: string | undefined;
   readonly tlsHandshakeTimeoutMs: number;
+  /** Where certificates, ACME orders, challenge tokens and locks are written; undefined = this proxy issues none. */
+  readonly primaryDatabaseUrl: string | undefined;
+  /** EDGEPROXY_TLS_STORAGE_KEY's value (base64; parsed where it is used, so that no error echoes it), or undefined. */
+  readonly tlsStorageKey: string | undefined;
+  /** A file holding the storage key in base64 (instead of EDGEPROXY_TLS_STORAGE_KEY). */
+  readonly tlsStorageKeyFile: string | undefined;
+  /** ACME directory of the CA that issues on-demand certificates; undefined = no issuance. */
+  readonly acmeDirectoryUrl: string | undefined;
+  /** Contact address of the ACME account; undefined = none. */
+  readonly acmeEmail: string | undefined;
+  /** Plain-HTTP requests for a name that has a certificate get a 308 to https. */
+  readonly httpsRedirect: boolean;
 }
 
 /** How the route table follows the database: see docs/decisions/0005-streaming.md and docs/streaming.md. */
@@ -118,6 +130,35 @@ export function parseListenAddress(raw: string): ListenAddress | Invalid {
 /** A listen address, or undefined for empty / `off` (a listener that is disabled). */
 function optionalListenAddress(raw: string): ListenAddress | undefined | Invalid {
   return raw.trim() === '' || raw.trim().toLowerCase() === 'off' ? undefined : parseListenAddress(raw);
+}
+
+/** `on`/`off` (also true/false, yes/no, 1/0), case-insensitive. */
+function onOff(raw: string): boolean | Invalid {
+  const v = raw.trim().toLowerCase();
+  if (['on', 'true', 'yes', '1'].includes(v)) return true;
+  if (['off', 'false', 'no', '0'].includes(v)) return false;
+  return invalid('must be on or off');
+}
+
+/** An https:// URL (or http:// to a loopback address, for a test CA), or undefined for empty / `off`. */
+function optionalDirectoryUrl(raw: string): string | undefined | Invalid {
+  const text = raw.trim();
+  if (text === '' || text.toLowerCase() === 'off') return undefined;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return invalid('is not a URL (example: https://acme-v02.api.letsencrypt.org/directory)');
+  }
+  if (url.protocol !== 'https:') return invalid('must be an https:// URL (ACME requires TLS)');
+  return url.toString();
+}
+
+/** A plausible e-mail address (the CA checks it further), or undefined when empty. */
+function optionalEmail(raw: string): string | undefined | Invalid {
+  const text = raw.trim();
+  if (text === '') return undefined;
+  return /^[^\s@<>,;:]+@[^\s@<>,;:]+\.[^\s@<>,;:]+$/.test(text) ? text : invalid('is not an e-mail address (example: ops@example.com)');
 }
 
 /** A file path, or undefined when empty; whether it can be read is checked where it is read. */
@@ -379,6 +420,58 @@ export const OPTIONS = [
     description: 'How long a client may take from connecting to a finished TLS handshake (then the connection is closed)',
     default: '10s',
     parse: duration(100, 'shorter would cut slow but honest clients'),
+  }),
+  spec({
+    key: 'primaryDatabaseUrl',
+    flag: 'primary-database-url',
+    env: 'EDGEPROXY_PRIMARY_DATABASE_URL',
+    description:
+      'PostgreSQL URL of the primary, where certificates, ACME orders, challenge tokens and locks are written; unset = serve stored certificates, issue none',
+    default: '',
+    secret: true,
+    parse: (raw) => (raw.trim() === '' ? undefined : parseDatabaseUrl(raw)),
+  }),
+  spec({
+    key: 'tlsStorageKey',
+    flag: 'tls-storage-key',
+    env: 'EDGEPROXY_TLS_STORAGE_KEY',
+    description: 'Key that seals private keys in Postgres: 32 random bytes in base64 (`openssl rand -base64 32`), the same on every proxy',
+    default: '',
+    secret: true,
+    parse: (raw) => (raw.trim() === '' ? undefined : raw.trim()),
+  }),
+  spec({
+    key: 'tlsStorageKeyFile',
+    flag: 'tls-storage-key-file',
+    env: 'EDGEPROXY_TLS_STORAGE_KEY_FILE',
+    description: 'File holding the storage key in base64, instead of EDGEPROXY_TLS_STORAGE_KEY (a mounted secret)',
+    default: '',
+    parse: optionalPath,
+  }),
+  spec({
+    key: 'acmeDirectoryUrl',
+    flag: 'acme-directory-url',
+    env: 'EDGEPROXY_ACME_DIRECTORY_URL',
+    description: 'ACME directory of the CA that issues certificates on demand; "off" disables issuance',
+    default: 'https://acme-v02.api.letsencrypt.org/directory',
+    emptyIsValue: true,
+    parse: optionalDirectoryUrl,
+  }),
+  spec({
+    key: 'acmeEmail',
+    flag: 'acme-email',
+    env: 'EDGEPROXY_ACME_EMAIL',
+    description: "Contact address of the ACME account (the CA's expiry and incident mail)",
+    default: '',
+    parse: optionalEmail,
+  }),
+  spec({
+    key: 'httpsRedirect',
+    flag: 'https-redirect',
+    env: 'EDGEPROXY_HTTPS_REDIRECT',
+    description: 'Plain-HTTP requests for a name that has a certificate get 308 to https (ACME challenge paths excepted)',
+    default: 'on',
+    parse: onOff,
   }),
 ] as const;
 
