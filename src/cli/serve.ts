@@ -18,6 +18,8 @@ import { Sync } from '../sync/sync.js';
 import { readDefaultCertificate } from '../tls/default-certificate.js';
 import type { LoadedCertificate } from '../tls/certificate.js';
 import { HttpsListener } from '../tls/https-listener.js';
+import { readStorageKey } from '../tls/storage-key-source.js';
+import { TlsFeed } from '../tls/tls-feed.js';
 import { VERSION } from '../version.js';
 
 export interface RunningService {
@@ -131,6 +133,7 @@ function createParts(config: Config, logger: Logger): Parts {
   // First: a default certificate that cannot be served is a configuration error, before anything opens.
   const defaultCertificate =
     config.httpsAddr === undefined ? undefined : readDefaultCertificate(config.tlsDefaultCertFile, config.tlsDefaultKeyFile);
+  const storageKey = readStorageKey(config.tlsStorageKey, config.tlsStorageKeyFile);
   const store = new RouteStore();
   const metrics = new Metrics();
   const pool = createPool({
@@ -149,6 +152,7 @@ function createParts(config: Config, logger: Logger): Parts {
     intervalMs: config.updateIntervalMs,
     replicationTimeoutMs: config.replicationTimeoutMs,
     logger,
+    tls: new TlsFeed(storageKey, logger),
   });
   const health = new HealthChecker({
     timeoutMs: config.healthTimeoutMs,
@@ -156,8 +160,10 @@ function createParts(config: Config, logger: Logger): Parts {
     logger,
     observer: metrics.observer,
   });
-  const requestPath = createRequestPath(config, logger, store, health, metrics);
-  const https = config.httpsAddr === undefined ? undefined : createHttps(config, logger, defaultCertificate, requestPath.proxy, metrics);
+  // The proxy redirects to the HTTPS listener's port, known once it listens (tests listen on port 0).
+  const requestPath = createRequestPath(config, logger, store, health, metrics, () => https?.port);
+  const https =
+    config.httpsAddr === undefined ? undefined : createHttps(config, logger, store, defaultCertificate, requestPath.proxy, metrics);
   return { store, metrics, pool, sync, health, ...requestPath, https };
 }
 
@@ -165,18 +171,25 @@ function createParts(config: Config, logger: Logger): Parts {
 function createHttps(
   config: Config,
   logger: Logger,
+  store: RouteStore,
   defaultCertificate: LoadedCertificate | undefined,
   proxy: ProxyServer,
   metrics: Metrics,
 ): HttpsListener {
   return new HttpsListener({
-    // Until certificates are stored in Postgres and streamed (the HTTPS issue), only the default one.
+    certificates: () => store.current?.tls.certificates,
     defaultCertificate,
     handshakeTimeoutMs: config.tlsHandshakeTimeoutMs,
     accept: (socket) => proxy.acceptSecure(socket),
     logger,
     onHandshake: metrics.tlsHandshake,
   });
+}
+
+/** Where plain-HTTP requests for a name with a certificate go (EDGEPROXY_HTTPS_REDIRECT), or undefined. */
+function redirectPort(config: Config, listening: number | undefined): number | undefined {
+  if (config.httpsAddr === undefined || config.httpsRedirect === false) return undefined;
+  return config.httpsRedirect === true ? listening : config.httpsRedirect;
 }
 
 /** The public listener's forwarding and request flow. */
@@ -186,6 +199,7 @@ function createRequestPath(
   store: RouteStore,
   health: HealthChecker,
   metrics: Metrics,
+  httpsPort: () => number | undefined,
 ): Pick<Parts, 'forwarder' | 'proxy'> {
   const forwarder = new Forwarder({
     connectTimeoutMs: config.upstreamConnectTimeoutMs,
@@ -207,6 +221,7 @@ function createRequestPath(
     trustedProxies: config.trustedProxies,
     observer: metrics.observer,
     maxConnections: clientConnectionLimit(openFilesLimit()),
+    redirectToHttpsPort: () => redirectPort(config, httpsPort()),
   });
   return { forwarder, proxy };
 }
