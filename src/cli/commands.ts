@@ -165,6 +165,28 @@ export const routesSpec = spec({
     ),
 });
 
+export const certsSpec = spec({
+  command: 'certs',
+  describe: "Show the running proxy's stored TLS certificates: names, issuer, not-after and state, soonest to expire first",
+  builder: (y) =>
+    jsonOption(withConfigOptions(y, ['adminAddr']), 'the certificates')
+      .option('name', { type: 'string', describe: 'Only certificates naming this (a wildcard as *.example.com)' })
+      .option('timeout', { type: 'string', default: '10s', describe: 'How long to wait for the proxy' })
+      .example([
+        ['$0 certs', 'every stored certificate; STATE is serving, standby, not-yet-valid, expired or unusable (with its error code)'],
+        ['$0 certs --name shop.example.com --json', 'for scripts'],
+      ])
+      .epilogue('Exit status: 0 shown, 1 the table is not loaded yet or the proxy is unreachable, 2 bad usage.'),
+  handler: (args) =>
+    run(async () => {
+      const { certsCommand } = await import('./certs.js');
+      await certsCommand(
+        { adminAddr: options(['adminAddr'], args).adminAddr, name: args.name, timeoutMs: timeoutOf(args), json: args.json },
+        out,
+      );
+    }),
+});
+
 export const migrateSpec = spec({
   command: 'migrate',
   describe:
