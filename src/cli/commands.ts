@@ -230,14 +230,22 @@ export const migrateSpec = spec({
     }),
 });
 
+const DOCTOR_OPTIONS = [
+  'databaseUrl',
+  'publication',
+  'syncMode',
+  'regionAddressColumn',
+  'regionId',
+  'primaryDatabaseUrl',
+  'tlsStorageKey',
+  'tlsStorageKeyFile',
+] as const;
+
 export const doctorSpec = spec({
   command: 'doctor',
   describe: 'Check a database for everything EdgeProxy needs; one line per check, with the fix for each failure',
   builder: (y) =>
-    jsonOption(
-      withConfigOptions(y, ['databaseUrl', 'publication', 'syncMode', 'regionAddressColumn', 'regionId'], ['regionId']),
-      'the checks',
-    )
+    jsonOption(withConfigOptions(y, DOCTOR_OPTIONS, ['regionId']), 'the checks')
       .example([
         ['EDGEPROXY_DATABASE_URL=postgres://edge@replica/zeitwork $0 doctor', 'check the database a proxy would use'],
         ['$0 doctor --sync-mode poll --database-url postgres://edge@replica/zeitwork', 'skip the streaming checks (polling only)'],
@@ -246,12 +254,12 @@ export const doctorSpec = spec({
       .epilogue(
         'Checks: connect, server version, primary or standby (and whether it can decode on a standby), wal_level, the publication and its four tables, ' +
           'primary keys, REPLICATION attribute, free replication slots and WAL senders, read access, the routing query (the columns it reads, with likely candidates when one is missing) and how many routes it returns, ' +
-          'rows it cannot route, duplicate domain names. --region-id is optional here (splits the route count by region).\n' +
+          'rows it cannot route, duplicate domain names, the certificate tables (readable) and the storage key (opens every stored certificate; issuance needs EDGEPROXY_PRIMARY_DATABASE_URL). --region-id is optional here (splits the route count by region).\n' +
           'Exit status: 0 no check failed (warnings allowed), 1 a check failed, 2 bad usage.',
       ),
   handler: (args) =>
     run(async () => {
-      const o = options(['databaseUrl', 'publication', 'syncMode', 'regionAddressColumn', 'regionId'], args, ['regionId']);
+      const o = options(DOCTOR_OPTIONS, args, ['regionId']);
       const { doctorCommand } = await import('./doctor.js');
       await doctorCommand({ ...o, regionId: o.regionId, json: args.json }, out);
     }),
