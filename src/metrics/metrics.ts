@@ -10,7 +10,7 @@ import type { ResyncOutcome } from '../sync/status.js';
 import { VERSION } from '../version.js';
 import { requestMetrics } from './request-metrics.js';
 import { scrapeMetrics, type MetricsSource } from './sync-metrics.js';
-import { tlsMetrics, type HandshakeResult } from './tls-metrics.js';
+import { tlsMetrics } from './tls-metrics.js';
 
 export type { MetricsSource } from './sync-metrics.js';
 
@@ -45,7 +45,7 @@ export class Metrics {
   /** Pass to ProxyServer and HealthChecker. Cheap and never throws. */
   readonly observer: ProxyObserver;
   /** Pass to the HTTPS listener. */
-  readonly tlsHandshake: (result: HandshakeResult) => void;
+  readonly tlsHandshake: ReturnType<typeof tlsMetrics>;
   readonly #resyncs: ReturnType<typeof resyncMetrics>;
   #source: MetricsSource | undefined;
 
