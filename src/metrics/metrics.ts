@@ -11,7 +11,7 @@ import { VERSION } from '../version.js';
 import { certificateMetrics } from './certificate-metrics.js';
 import { requestMetrics } from './request-metrics.js';
 import { scrapeMetrics, type MetricsSource } from './sync-metrics.js';
-import { tlsMetrics, type HandshakeResult } from './tls-metrics.js';
+import { tlsMetrics } from './tls-metrics.js';
 
 export type { MetricsSource } from './sync-metrics.js';
 
@@ -46,7 +46,7 @@ export class Metrics {
   /** Pass to ProxyServer and HealthChecker. Cheap and never throws. */
   readonly observer: ProxyObserver;
   /** Pass to the HTTPS listener. */
-  readonly tlsHandshake: (result: HandshakeResult) => void;
+  readonly tlsHandshake: ReturnType<typeof tlsMetrics>;
   readonly #resyncs: ReturnType<typeof resyncMetrics>;
   #source: MetricsSource | undefined;
 
