@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
+import { createRequire } from 'node:module';
 import tls from 'node:tls';
 import acme from 'acme-client';
 import { ConfigError } from '../config/config.js';
@@ -40,15 +41,44 @@ export function readCaRoots(file: string | undefined): string[] | undefined {
  * process uses it), so the extra roots go on that instance's https.Agent: the directory is
  * trusted with the system roots plus these, and no other connection of the process trusts them
  * (unlike NODE_EXTRA_CA_CERTS). acme-client's own retries (5, up to 25 s apart, on a refused
- * connection too) are turned off: a failed order backs off per name in Postgres instead, so a CA
+ * connection too) are skipped: a failed order backs off per name in Postgres instead, so a CA
  * that is down costs one quick failure, not a minute of retries behind a waiting handshake.
  */
 export function configureAcmeHttp(extraRoots: readonly string[] | undefined): void {
-  const defaults = acme.axios.defaults as typeof acme.axios.defaults & { acmeSettings: { retryMaxAttempts: number } };
+  const defaults = acme.axios.defaults;
   defaults.httpsAgent = new https.Agent({
     keepAlive: true,
     ca: extraRoots === undefined ? undefined : [...tls.rootCertificates, ...extraRoots],
   });
   defaults.timeout = REQUEST_TIMEOUT_MS;
-  defaults.acmeSettings.retryMaxAttempts = 0;
+  defaults.adapter = withoutRetries(httpAdapter()) as typeof defaults.adapter;
+}
+
+type Adapter = (config: unknown) => Promise<unknown>;
+
+/** axios's Node adapter, from the axios copy acme-client itself loads (not a dependency of ours). */
+function httpAdapter(): Adapter {
+  const load = createRequire(createRequire(import.meta.url).resolve('acme-client'));
+  return (load('axios') as { getAdapter(name: string): Adapter }).getAdapter('http');
+}
+
+/**
+ * A transport failure (refused, reset, timeout, TLS not trusted) leaves without its request
+ * config: acme-client's retry interceptor passes such an error through untouched, instead of
+ * retrying it and then failing on the missing response with a TypeError that hides the cause.
+ * It also keeps the signed request out of every error that is logged.
+ */
+function withoutRetries(adapter: Adapter): Adapter {
+  return async (config) => {
+    try {
+      return await adapter(config);
+    } catch (err) {
+      const e = err as { config?: unknown; request?: unknown; response?: unknown };
+      if (e.response === undefined) {
+        e.config = undefined;
+        e.request = undefined;
+      }
+      throw err;
+    }
+  };
 }
