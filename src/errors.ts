@@ -61,6 +61,7 @@ export const ERROR_CODES = {
   // TLS certificate storage
   TLS_CERT_INVALID: 'a stored certificate cannot be served: the chain does not parse, names no DNS name, or its key does not match',
   TLS_KEY_UNREADABLE: 'a sealed private key from the database does not open: altered, truncated, or moved from another row',
+  TLS_KEY_NO_STORAGE_KEY: 'stored certificates exist but this proxy has no EDGEPROXY_TLS_STORAGE_KEY (or _FILE) to open their keys',
   TLS_KEY_OTHER_STORAGE_KEY: 'a private key in the database was sealed with another EDGEPROXY_TLS_STORAGE_KEY than this proxy has',
   // ACME issuance
   ACME_DIRECTORY_UNREACHABLE: 'the ACME directory cannot be reached or does not answer as a directory (down, refused, TLS not trusted)',

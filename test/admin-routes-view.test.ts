@@ -5,6 +5,7 @@ import type { RouteSnapshot } from '../src/sync/route-store.js';
 import type { SyncStatus } from '../src/sync/status.js';
 import type { Route } from '../src/table/route.js';
 import { ShardedMap } from '../src/table/sharded-map.js';
+import { EMPTY_TLS } from '../src/tls/tls-state.js';
 
 // The admin API's table page: the first `limit` hosts by name, chosen without sorting the table.
 
@@ -27,7 +28,7 @@ function snapshot(hosts: string[]): RouteSnapshot {
   const routes = ShardedMap.from<Route>(
     hosts.map((host, i) => [host, { host, vmIp: '10.0.0.1', vmPort: 1000 + i, vmRegionId: REGION, regionPublicIp: '192.0.2.1' }]),
   );
-  return { routes, regionAddresses: new Set(), generation: 1, source: 'poll', publishedAt: 0, position: undefined };
+  return { routes, regionAddresses: new Set(), tls: EMPTY_TLS, generation: 1, source: 'poll', publishedAt: 0, position: undefined };
 }
 
 /** Deterministic pseudo-random host names. */

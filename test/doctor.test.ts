@@ -30,7 +30,8 @@ interface Check {
   readonly code?: string;
 }
 
-const PUBLICATION_SQL = 'CREATE PUBLICATION edgeproxy FOR TABLE domains, deployments, vms, regions';
+const PUBLICATION_SQL =
+  'CREATE PUBLICATION edgeproxy FOR TABLE domains, deployments, vms, regions, edgeproxy_certificates, edgeproxy_acme_challenges';
 
 async function doctorJson(url: string, extra: string[] = []): Promise<{ run: Run; ok: boolean; checks: Map<string, Check> }> {
   const run = await runCli(['doctor', '--json', ...extra], { EDGEPROXY_DATABASE_URL: url });
@@ -126,7 +127,10 @@ describe('edgeproxy doctor', { concurrency: true }, () => {
       const pub = checks.get('publication')!;
       assert.equal(pub.status, 'fail');
       assert.equal(pub.detail, 'publication "edgeproxy" does not exist');
-      assert.equal(pub.fix, 'CREATE PUBLICATION "edgeproxy" FOR TABLE "domains", "deployments", "vms", "regions";');
+      assert.equal(
+        pub.fix,
+        'CREATE PUBLICATION "edgeproxy" FOR TABLE "domains", "deployments", "vms", "regions", "edgeproxy_certificates", "edgeproxy_acme_challenges";',
+      );
       assert.deepEqual(
         [...checks.values()].filter((c) => c.status !== 'pass').map((c) => c.check),
         ['publication'],
@@ -153,8 +157,8 @@ describe('edgeproxy doctor', { concurrency: true }, () => {
       assert.equal(run.code, 1, describeRun(run));
       const pub = checks.get('publication')!;
       assert.equal(pub.status, 'fail');
-      assert.match(pub.detail, /does not include regions; does not publish truncate/);
-      assert.match(pub.fix!, /ALTER PUBLICATION "edgeproxy" ADD TABLE "regions";/);
+      assert.match(pub.detail, /does not include regions, edgeproxy_certificates, edgeproxy_acme_challenges; does not publish truncate/);
+      assert.match(pub.fix!, /ALTER PUBLICATION "edgeproxy" ADD TABLE "regions", "edgeproxy_certificates", "edgeproxy_acme_challenges";/);
       assert.match(pub.fix!, /ALTER PUBLICATION "edgeproxy" SET \(publish = 'insert, update, delete, truncate'\);/);
     } finally {
       await seed.close();

@@ -180,6 +180,7 @@ describe('TransactionCollector', () => {
     assert.equal(c.inTransaction, true);
     c.add({ op: 'delete', table: 'vms', id: 'a' });
     c.add({ op: 'insert', table: 'vms', row: { id: 'b' } });
+    c.addTls({ op: 'delete', table: 'edgeproxy_acme_challenges', key: 't1' });
     const tx = c.commit('0/20', 1000);
     assert.deepEqual(tx, {
       xid: 5,
@@ -187,6 +188,7 @@ describe('TransactionCollector', () => {
         { op: 'delete', table: 'vms', id: 'a' },
         { op: 'insert', table: 'vms', row: { id: 'b' } },
       ],
+      tlsChanges: [{ op: 'delete', table: 'edgeproxy_acme_challenges', key: 't1' }],
       endLsn: '0/20',
       commitTimeMs: 1000,
     });

@@ -180,7 +180,9 @@ describe('recovery', () => {
     const t = await setup();
     try {
       await t.seed.route({ name: 'poll.example', regionId: REGION_A, vmPort: 3000 });
-      await t.seed.query('CREATE PUBLICATION edgeproxy FOR TABLE domains, deployments, vms, regions');
+      await t.seed.query(
+        'CREATE PUBLICATION edgeproxy FOR TABLE domains, deployments, vms, regions, edgeproxy_certificates, edgeproxy_acme_challenges',
+      );
       const url = await role(t, '');
       const p = await t.proxy({ databaseUrl: url, syncMode: 'auto', updateIntervalMs: 100 });
       const warn = await p.waitForLog((l) => l.msg.startsWith('logical replication unavailable'));
@@ -222,13 +224,17 @@ describe('recovery', () => {
       await assert.rejects(t.proxy({ databaseUrl: url, syncMode: 'auto' }), (err: Error) => {
         assert.match(err.message, /publication "edgeproxy" does not exist/);
         assert.ok(
-          err.message.includes('CREATE PUBLICATION "edgeproxy" FOR TABLE "domains", "deployments", "vms", "regions";'),
+          err.message.includes(
+            'CREATE PUBLICATION "edgeproxy" FOR TABLE "domains", "deployments", "vms", "regions", "edgeproxy_certificates", "edgeproxy_acme_challenges";',
+          ),
           err.message,
         );
         return true;
       });
       // With the publication in place, the same role streams.
-      await t.seed.query('CREATE PUBLICATION edgeproxy FOR TABLE domains, deployments, vms, regions');
+      await t.seed.query(
+        'CREATE PUBLICATION edgeproxy FOR TABLE domains, deployments, vms, regions, edgeproxy_certificates, edgeproxy_acme_challenges',
+      );
       const p = await t.proxy({ databaseUrl: url });
       await p.waitForLog(started);
     } finally {
@@ -241,7 +247,9 @@ describe('recovery', () => {
     const samples: Map<string, number>[] = [];
     let sampling = true;
     try {
-      await t.seed.query('CREATE PUBLICATION edgeproxy FOR TABLE domains, deployments, vms, regions');
+      await t.seed.query(
+        'CREATE PUBLICATION edgeproxy FOR TABLE domains, deployments, vms, regions, edgeproxy_certificates, edgeproxy_acme_challenges',
+      );
       const url = await role(t, 'REPLICATION');
       const name = new URL(url).username;
       const p = await t.proxy({ databaseUrl: url });

@@ -18,7 +18,9 @@ async function pair(primary: PgServer) {
   const seed = await Seeder.connect(db.url);
   await seed.region(REGION_A, '127.0.0.1');
   await seed.region(REGION_B, '10.0.0.2');
-  await seed.query('CREATE PUBLICATION edgeproxy FOR TABLE domains, deployments, vms, regions');
+  await seed.query(
+    'CREATE PUBLICATION edgeproxy FOR TABLE domains, deployments, vms, regions, edgeproxy_certificates, edgeproxy_acme_challenges',
+  );
   await seed.route({ name: 'replica.example', regionId: REGION_A, vmPort: 3000 });
   const standby = await startStandby(primary);
   const onStandby = new pg.Client({ connectionString: standby.url(db.name) });

@@ -45,6 +45,10 @@ export interface Issuance {
   readonly onDemand: OnDemandIssuer;
   readonly renewal: Renewal;
   readonly runner: OrderRunner;
+  /** The primary's pool (orders, locks, tokens, certificates). */
+  readonly pool: pg.Pool;
+  /** Starts background renewal. */
+  start(): void;
   stop(): Promise<void>;
 }
 
@@ -65,10 +69,11 @@ export function issuanceOff(config: IssuanceConfig, storageKey: StorageKey | und
 }
 
 /**
- * On-demand issuance and renewal, or undefined (said once, with why) when the settings leave this
- * proxy serving stored certificates only. Throws ConfigError for an unreadable EDGEPROXY_ACME_CA_ROOTS.
+ * On-demand issuance and renewal, not started, or undefined (said once, with why) when the
+ * settings leave this proxy serving stored certificates only. Throws ConfigError for an
+ * unreadable EDGEPROXY_ACME_CA_ROOTS.
  */
-export function startIssuance(config: IssuanceConfig, deps: IssuanceDeps): Issuance | undefined {
+export function createIssuance(config: IssuanceConfig, deps: IssuanceDeps): Issuance | undefined {
   const off = issuanceOff(config, deps.storageKey);
   if (off !== undefined) {
     const level = config.acmeDirectoryUrl === undefined ? 'info' : 'warn';
@@ -123,12 +128,13 @@ export function startIssuance(config: IssuanceConfig, deps: IssuanceDeps): Issua
     logger: deps.logger,
     now,
   });
-  renewal.start();
   deps.logger.info({ directoryUrl, email: config.acmeEmail ?? null, owner }, 'on-demand certificate issuance on');
   return {
     onDemand,
     renewal,
     runner,
+    pool,
+    start: () => renewal.start(),
     async stop() {
       await renewal.stop();
       await pool.end().catch(() => undefined);

@@ -1,25 +1,20 @@
 import type tls from 'node:tls';
-import type { CertificateIndex } from '../tls/certificate-index.js';
-import type { LoadedCertificate } from '../tls/certificate.js';
+import type { TlsSnapshot } from '../tls/tls-state.js';
 
 /**
  * What issuance reads of the route snapshot: whether a name has a route, its certificates, and
  * a way to hear of the next snapshot. The RouteStore is one (its snapshots carry `tls`, streamed
  * from edgeproxy_certificates and edgeproxy_acme_challenges); nothing here queries anything.
  */
-export interface TlsSnapshot {
+export interface IssuanceSnapshot {
   readonly routes: { get(host: string): unknown };
-  readonly tls: {
-    readonly certificates: CertificateIndex<LoadedCertificate>;
-    /** HTTP-01 token → key authorization. */
-    readonly challenges: ReadonlyMap<string, string>;
-  };
+  readonly tls: TlsSnapshot;
 }
 
 export interface TlsView {
-  readonly current: TlsSnapshot | undefined;
+  readonly current: IssuanceSnapshot | undefined;
   /** Calls `listener` with each newly published snapshot; returns the unsubscribe. */
-  onPublish(listener: (snapshot: TlsSnapshot) => void): () => void;
+  onPublish(listener: (snapshot: IssuanceSnapshot) => void): () => void;
 }
 
 /**

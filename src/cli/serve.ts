@@ -15,9 +15,12 @@ import type { Poller } from '../sync/poller.js';
 import { RouteStore } from '../sync/route-store.js';
 import type { ResyncOutcome, SyncStatus } from '../sync/status.js';
 import { Sync } from '../sync/sync.js';
+import { createIssuance, type Issuance } from '../acme/issuance.js';
 import { readDefaultCertificate } from '../tls/default-certificate.js';
 import type { LoadedCertificate } from '../tls/certificate.js';
 import { HttpsListener } from '../tls/https-listener.js';
+import { readStorageKey } from '../tls/storage-key-source.js';
+import { TlsFeed } from '../tls/tls-feed.js';
 import { VERSION } from '../version.js';
 
 export interface RunningService {
@@ -30,6 +33,8 @@ export interface RunningService {
   readonly port: number;
   /** The HTTPS port; undefined when EDGEPROXY_HTTPS_ADDR is off. */
   readonly httpsPort: number | undefined;
+  /** On-demand issuance and renewal; undefined when this proxy issues no certificate. */
+  readonly issuance: Issuance | undefined;
   /** Prometheus metrics (served by the admin API). */
   readonly metrics: Metrics;
   /** The admin API listener and its port; undefined when EDGEPROXY_ADMIN_ADDR is empty. */
@@ -58,6 +63,7 @@ interface Parts {
   readonly forwarder: Forwarder;
   readonly proxy: ProxyServer;
   readonly https: HttpsListener | undefined;
+  readonly issuance: Issuance | undefined;
 }
 
 /**
@@ -83,6 +89,7 @@ export async function startService(config: Config, logger: Logger, opts: StartOp
     health,
     port,
     httpsPort,
+    issuance: parts.issuance,
     status: () => sync.status(),
     resync: () => sync.resync(),
     stop,
@@ -103,6 +110,7 @@ export async function startService(config: Config, logger: Logger, opts: StartOp
     await stop('the route table cannot follow the database');
     throw err;
   }
+  parts.issuance?.start();
   return { ...running, metrics, admin, adminPort };
 }
 
@@ -131,6 +139,7 @@ function createParts(config: Config, logger: Logger): Parts {
   // First: a default certificate that cannot be served is a configuration error, before anything opens.
   const defaultCertificate =
     config.httpsAddr === undefined ? undefined : readDefaultCertificate(config.tlsDefaultCertFile, config.tlsDefaultKeyFile);
+  const storageKey = readStorageKey(config.tlsStorageKey, config.tlsStorageKeyFile);
   const store = new RouteStore();
   const metrics = new Metrics();
   const pool = createPool({
@@ -149,6 +158,7 @@ function createParts(config: Config, logger: Logger): Parts {
     intervalMs: config.updateIntervalMs,
     replicationTimeoutMs: config.replicationTimeoutMs,
     logger,
+    tls: new TlsFeed(storageKey, logger),
   });
   const health = new HealthChecker({
     timeoutMs: config.healthTimeoutMs,
@@ -156,27 +166,43 @@ function createParts(config: Config, logger: Logger): Parts {
     logger,
     observer: metrics.observer,
   });
-  const requestPath = createRequestPath(config, logger, store, health, metrics);
-  const https = config.httpsAddr === undefined ? undefined : createHttps(config, logger, defaultCertificate, requestPath.proxy, metrics);
-  return { store, metrics, pool, sync, health, ...requestPath, https };
+  // The proxy redirects to the HTTPS listener's port, known once it listens (tests listen on port 0).
+  const requestPath = createRequestPath(config, logger, store, health, metrics, () => https?.port);
+  // Issuance serves the HTTPS port: none without it.
+  const issuance = config.httpsAddr === undefined ? undefined : createIssuance(config, { view: store, storageKey, logger });
+  const https =
+    config.httpsAddr === undefined
+      ? undefined
+      : createHttps(config, logger, store, defaultCertificate, requestPath.proxy, metrics, issuance);
+  return { store, metrics, pool, sync, health, ...requestPath, https, issuance };
 }
 
 /** The HTTPS listener: certificates from memory, secured connections into the proxy's flow. */
 function createHttps(
   config: Config,
   logger: Logger,
+  store: RouteStore,
   defaultCertificate: LoadedCertificate | undefined,
   proxy: ProxyServer,
   metrics: Metrics,
+  issuance: Issuance | undefined,
 ): HttpsListener {
+  const onDemand = issuance?.onDemand;
   return new HttpsListener({
-    // Until certificates are stored in Postgres and streamed (the HTTPS issue), only the default one.
+    certificates: () => store.current?.tls.certificates,
+    issue: onDemand === undefined ? undefined : (name) => onDemand.certificateFor(name),
     defaultCertificate,
     handshakeTimeoutMs: config.tlsHandshakeTimeoutMs,
     accept: (socket) => proxy.acceptSecure(socket),
     logger,
     onHandshake: metrics.tlsHandshake,
   });
+}
+
+/** Where plain-HTTP requests for a name with a certificate go (EDGEPROXY_HTTPS_REDIRECT), or undefined. */
+function redirectPort(config: Config, listening: number | undefined): number | undefined {
+  if (config.httpsAddr === undefined || config.httpsRedirect === false) return undefined;
+  return config.httpsRedirect === true ? listening : config.httpsRedirect;
 }
 
 /** The public listener's forwarding and request flow. */
@@ -186,6 +212,7 @@ function createRequestPath(
   store: RouteStore,
   health: HealthChecker,
   metrics: Metrics,
+  httpsPort: () => number | undefined,
 ): Pick<Parts, 'forwarder' | 'proxy'> {
   const forwarder = new Forwarder({
     connectTimeoutMs: config.upstreamConnectTimeoutMs,
@@ -207,6 +234,7 @@ function createRequestPath(
     trustedProxies: config.trustedProxies,
     observer: metrics.observer,
     maxConnections: clientConnectionLimit(openFilesLimit()),
+    redirectToHttpsPort: () => redirectPort(config, httpsPort()),
   });
   return { forwarder, proxy };
 }
@@ -232,6 +260,7 @@ async function listenPublic(config: Config, logger: Logger, parts: Parts): Promi
     parts.health.close();
     parts.forwarder.close();
     await parts.pool.end().catch(() => undefined);
+    await parts.issuance?.stop();
     throw err;
   }
 }
@@ -249,6 +278,7 @@ function stopper(config: Config, logger: Logger, parts: Parts, admin: () => Admi
       const drained = await draining;
       if (!drained) logger.warn({ graceMs: config.shutdownTimeoutMs }, 'shutdown grace period over; cut the remaining connections');
       await parts.sync.stop();
+      await parts.issuance?.stop();
       parts.health.close();
       parts.forwarder.close();
       await parts.pool.end().catch((err: unknown) => logger.warn({ err }, 'closing database connections failed'));

@@ -53,8 +53,8 @@ export interface Config {
   readonly acmeDirectoryUrl: string | undefined;
   /** Contact address of the ACME account; undefined = none. */
   readonly acmeEmail: string | undefined;
-  /** Plain-HTTP requests for a name that has a certificate get a 308 to https. */
-  readonly httpsRedirect: boolean;
+  /** Plain-HTTP requests for a name that has a certificate get a 308 to https: `true` to the HTTPS listener's port, a number to that port (behind a port mapping), `false` never. */
+  readonly httpsRedirect: boolean | number;
   /** PEM file of extra roots trusted for the ACME directory only (a private CA); undefined = the system's roots. */
   readonly acmeCaRootsFile: string | undefined;
   /** How long a handshake that started an order waits for its certificate (then the default certificate or unrecognized_name). */
@@ -136,6 +136,11 @@ export function parseListenAddress(raw: string): ListenAddress | Invalid {
 /** A listen address, or undefined for empty / `off` (a listener that is disabled). */
 function optionalListenAddress(raw: string): ListenAddress | undefined | Invalid {
   return raw.trim() === '' || raw.trim().toLowerCase() === 'off' ? undefined : parseListenAddress(raw);
+}
+
+function port(raw: string): number | Invalid {
+  const n = /^[0-9]{1,5}$/.test(raw.trim()) ? Number(raw) : NaN;
+  return n >= 1 && n <= 65535 ? n : invalid('is not a port number 1-65535');
 }
 
 /** `on`/`off` (also true/false, yes/no, 1/0), case-insensitive. */
@@ -271,10 +276,7 @@ export const OPTIONS = [
     env: 'EDGEPROXY_CROSS_REGION_PORT',
     description: "Port of other regions' load balancers",
     default: '80',
-    parse: (raw) => {
-      const n = /^[0-9]{1,5}$/.test(raw.trim()) ? Number(raw) : NaN;
-      return n >= 1 && n <= 65535 ? n : invalid('is not a port number 1-65535');
-    },
+    parse: port,
   }),
   spec({
     key: 'shutdownTimeoutMs',
@@ -475,9 +477,10 @@ export const OPTIONS = [
     key: 'httpsRedirect',
     flag: 'https-redirect',
     env: 'EDGEPROXY_HTTPS_REDIRECT',
-    description: 'Plain-HTTP requests for a name that has a certificate get 308 to https (ACME challenge paths excepted)',
+    description:
+      'Plain-HTTP requests for a name that has a certificate get 308 to https (ACME challenge paths excepted): on (to the HTTPS port), off, or the port clients reach HTTPS on (behind a port mapping)',
     default: 'on',
-    parse: onOff,
+    parse: (raw) => (/^\s*[0-9]{1,5}\s*$/.test(raw) ? port(raw) : onOff(raw)),
   }),
   spec({
     key: 'acmeCaRootsFile',

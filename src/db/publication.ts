@@ -4,6 +4,8 @@ import { sourceColumns, TABLES, type TableName } from '../table/rows.js';
 import type { ServerCapabilities } from './capabilities.js';
 import { checkColumns, type ColumnCheck } from './columns.js';
 import { columnsProblem, DiagnosedError } from './diagnosis.js';
+import { TLS_TABLES, type TlsTableName } from '../tls/tls-tables.js';
+import { tlsTablesExist } from './tls-rows.js';
 
 export const PUBLISHED_ACTIONS = ['insert', 'update', 'delete', 'truncate'] as const;
 export type PublishedAction = (typeof PUBLISHED_ACTIONS)[number];
@@ -12,8 +14,8 @@ export type PublishedAction = (typeof PUBLISHED_ACTIONS)[number];
 export interface PublicationCheck {
   readonly name: string;
   readonly exists: boolean;
-  /** Routing tables (as the documented query resolves them) the publication does not cover. */
-  readonly missingTables: readonly TableName[];
+  /** Routing tables (as the documented query resolves them), and TLS tables where they exist, the publication does not cover. */
+  readonly missingTables: readonly (TableName | TlsTableName)[];
   /** Actions it does not publish (EdgeProxy needs all four). */
   readonly missingActions: readonly PublishedAction[];
   /** Row filters or column lists that hide rows or columns the routing query reads (a column the table lacks is not hidden: see `columns`). */
@@ -36,8 +38,13 @@ export class PublicationError extends EdgeProxyError {
 const ident = (s: string) => pg.escapeIdentifier(s);
 const tableList = (tables: readonly string[]) => tables.map(ident).join(', ');
 
-export function createPublicationSql(name: string): string {
-  return `CREATE PUBLICATION ${ident(name)} FOR TABLE ${tableList(TABLES)};`;
+/** The tables EdgeProxy streams: the routing tables, and its certificate and challenge tables once `edgeproxy migrate` created them. */
+export function publishedTables(tlsTables: boolean): readonly (TableName | TlsTableName)[] {
+  return tlsTables ? [...TABLES, ...TLS_TABLES] : TABLES;
+}
+
+export function createPublicationSql(name: string, tlsTables = true): string {
+  return `CREATE PUBLICATION ${ident(name)} FOR TABLE ${tableList(publishedTables(tlsTables))};`;
 }
 
 /** `serverVersionNum` as readCapabilities read it (the columns to ask for depend on it). */
@@ -48,6 +55,7 @@ export async function checkPublication(
   regionAddressColumn: string,
 ): Promise<PublicationCheck> {
   const columns = await checkColumns(db, regionAddressColumn);
+  const wanted = publishedTables(await tlsTablesExist(db));
   const pub = await db.query<Record<string, boolean>>(
     'SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1',
     [name],
@@ -57,22 +65,27 @@ export async function checkPublication(
     return {
       name,
       exists: false,
-      missingTables: [...TABLES],
+      missingTables: [...wanted],
       missingActions: [],
       filtered: [],
       columns,
-      fixSql: createPublicationSql(name),
+      fixSql: `CREATE PUBLICATION ${ident(name)} FOR TABLE ${tableList(wanted)};`,
     };
   }
   // attnames and rowfilter exist from PostgreSQL 15 on.
   const extra = serverVersionNum >= 150000 ? ', pt.attnames, pt.rowfilter' : ', NULL::name[] AS attnames, NULL::text AS rowfilter';
-  const tables = await db.query<{ name: TableName; published: boolean; attnames: string[] | null; rowfilter: string | null }>(
+  const tables = await db.query<{
+    name: TableName | TlsTableName;
+    published: boolean;
+    attnames: string[] | null;
+    rowfilter: string | null;
+  }>(
     `SELECT t.name, pt.tablename IS NOT NULL AS published${extra}
        FROM unnest($2::text[]) AS t(name)
        LEFT JOIN pg_class c ON c.oid = to_regclass(t.name)
        LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
        LEFT JOIN pg_publication_tables pt ON pt.pubname = $1 AND pt.schemaname = n.nspname AND pt.tablename = c.relname`,
-    [name, TABLES],
+    [name, wanted],
   );
   const missingTables = tables.rows.filter((t) => !t.published).map((t) => t.name);
   const missingActions = PUBLISHED_ACTIONS.filter((a) => p[`pub${a}`] !== true);
@@ -80,6 +93,7 @@ export async function checkPublication(
   for (const t of tables.rows) {
     if (!t.published) continue;
     if (t.rowfilter !== null) filtered.push(`${t.name} has a row filter (WHERE ${t.rowfilter})`);
+    if (!isRoutingTable(t.name)) continue; // the TLS tables' columns are EdgeProxy's own: a column list there is an operator's choice
     const existing = columns.tables[t.name] ?? [];
     const hidden =
       t.attnames === null
@@ -88,13 +102,17 @@ export async function checkPublication(
     if (hidden.length > 0) filtered.push(`${t.name}'s column list leaves out ${hidden.join(', ')}`);
   }
   const fixes: string[] = [];
-  if (filtered.length > 0 && !p.puballtables) fixes.push(`ALTER PUBLICATION ${ident(name)} SET TABLE ${tableList(TABLES)};`);
+  if (filtered.length > 0 && !p.puballtables) fixes.push(`ALTER PUBLICATION ${ident(name)} SET TABLE ${tableList(wanted)};`);
   else if (missingTables.length > 0 && !p.puballtables)
     fixes.push(`ALTER PUBLICATION ${ident(name)} ADD TABLE ${tableList(missingTables)};`);
   if (missingActions.length > 0) fixes.push(`ALTER PUBLICATION ${ident(name)} SET (publish = '${PUBLISHED_ACTIONS.join(', ')}');`);
   if (fixes.length === 0 && missingTables.length > 0)
     fixes.push(`-- the publication is FOR ALL TABLES, yet ${missingTables.join(', ')} do not resolve to tables: check search_path`);
   return { name, exists: true, missingTables, missingActions, filtered, columns, fixSql: fixes.length > 0 ? fixes.join('\n') : undefined };
+}
+
+function isRoutingTable(name: string): name is TableName {
+  return (TABLES as readonly string[]).includes(name);
 }
 
 /** Describes what is wrong with a publication in one sentence (undefined when nothing is). */

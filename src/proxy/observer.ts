@@ -4,7 +4,8 @@
  */
 
 /** How a request was routed (or why it was not). */
-export type RouteKind = 'same-region' | 'cross-region' | 'not-found' | 'not-ready' | 'loop' | 'rejected' | 'draining';
+export type RouteKind =
+  'same-region' | 'cross-region' | 'not-found' | 'not-ready' | 'loop' | 'rejected' | 'draining' | 'acme-challenge' | 'https-redirect';
 
 /**
  * Every route kind with what it counts (a metric's help text). `satisfies` makes a kind added to
@@ -18,6 +19,8 @@ export const ROUTE_KIND_HELP = {
   loop: 'marked by one of our proxies and would cross regions again (508)',
   rejected: 'refused before routing: a bad request target or Host, a non-WebSocket upgrade, CONNECT, a malformed or slow client',
   draining: 'a WebSocket upgrade refused while the proxy shuts down (503)',
+  'acme-challenge': "an HTTP-01 token of a running certificate order answered on the plain port (200, the CA's request)",
+  'https-redirect': 'a plain-HTTP request for a name that has a certificate, sent to https (308)',
 } as const satisfies Record<RouteKind, string>;
 
 /** The route kinds, in a stable order (metrics pre-create their label values from it). */

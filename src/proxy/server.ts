@@ -13,6 +13,7 @@ import { clientAddress, hasLoopMark, requestIdOf, upstreamHeaders } from './head
 import type { HealthChecker, HealthResult } from './health.js';
 import { NO_OBSERVER, type ProxyObserver, type RouteKind } from './observer.js';
 import { checkRequest, type RefusalCode } from './request-checks.js';
+import { challengeAnswer, httpsLocation, plainForClient, sendChallenge, sendRedirect } from './plain-http.js';
 import { rawResponse, type ErrorKind } from './responses.js';
 import type { ForwardErrorInfo } from './upstream-errors.js';
 
@@ -41,6 +42,11 @@ export interface ProxyServerOptions {
   readonly trustedProxies: readonly string[];
   /** Client connections accepted at once (connection-limit.ts); more are closed on arrival and logged. undefined = no limit. */
   readonly maxConnections?: number;
+  /**
+   * The public HTTPS port, when plain-HTTP requests for a name with a certificate are redirected
+   * there (EDGEPROXY_HTTPS_REDIRECT), once it listens; undefined = no redirect. HTTP-01 tokens are answered either way.
+   */
+  readonly redirectToHttpsPort?: () => number | undefined;
 }
 
 /** At most one 'client connection limit reached' line per this many ms while connections keep being dropped. */
@@ -190,6 +196,7 @@ export class ProxyServer implements ExchangeSink {
         }
       }
       const snapshot = this.#opts.store.current;
+      if (snapshot !== undefined && x instanceof ProxyResponse && this.#answeredPlain(x, snapshot)) return;
       const decision = decide(snapshot, req.headers.host, this.#opts.regionId, this.#opts.crossRegionPort);
       switch (decision.kind) {
         case 'not-ready':
@@ -206,6 +213,7 @@ export class ProxyServer implements ExchangeSink {
         case 'same-region':
           break;
       }
+      if (x instanceof ProxyResponse && this.#redirected(x, snapshot!, decision.route.host)) return;
       const crossRegion = decision.kind === 'cross-region';
       if (crossRegion && hasLoopMark(req.headers['cdn-loop'])) {
         this.#loop(req, decision.route.host, decision.upstream);
@@ -225,6 +233,33 @@ export class ProxyServer implements ExchangeSink {
     } catch (err) {
       this.#internalError(x, err);
     }
+  }
+
+  /** An HTTP-01 token asked for on the plain port: answered from the snapshot, before routing. */
+  #answeredPlain(x: ProxyResponse, snapshot: RouteSnapshot): boolean {
+    if (isSecure(x.req)) return false;
+    const keyAuthorization = challengeAnswer(x.req.url, snapshot.tls, Date.now());
+    if (keyAuthorization === undefined) return false;
+    x.kind = 'acme-challenge';
+    sendChallenge(x, keyAuthorization);
+    return true;
+  }
+
+  /** A plain-HTTP request (as the client sent it) for a name that has a certificate: 308 to https. */
+  #redirected(x: ProxyResponse, snapshot: RouteSnapshot, host: string): boolean {
+    const port = this.#opts.redirectToHttpsPort?.();
+    if (port === undefined || isSecure(x.req) || !plainForClient(x.req, this.#trustedPeer(x.req, snapshot))) return false;
+    const location = httpsLocation(host, x.req.url, snapshot.tls, port, Date.now());
+    if (location === undefined) return false;
+    x.kind = 'https-redirect';
+    sendRedirect(x, location);
+    return true;
+  }
+
+  /** The connecting address is one of our regions' load balancers or a configured trusted proxy. */
+  #trustedPeer(req: IncomingMessage, snapshot: RouteSnapshot): boolean {
+    const client = clientAddress(req);
+    return snapshot.regionAddresses.has(client) || (this.#trusted?.check(client, client.includes(':') ? 'ipv6' : 'ipv4') ?? false);
   }
 
   /** The cached result when it is fresh (no promise), else a probe or the one in flight. */
@@ -362,14 +397,11 @@ export class ProxyServer implements ExchangeSink {
     const req = x.req;
     const h = req.headers;
     const client = clientAddress(req);
-    let trusted = false;
-    if (h['x-forwarded-for'] !== undefined || h['x-forwarded-proto'] !== undefined) {
-      trusted = snapshot.regionAddresses.has(client) || (this.#trusted?.check(client, client.includes(':') ? 'ipv6' : 'ipv4') ?? false);
-    }
+    const trusted = (h['x-forwarded-for'] !== undefined || h['x-forwarded-proto'] !== undefined) && this.#trustedPeer(req, snapshot);
     const requestId = requestIdOf(h['x-request-id']);
     // IncomingMessage.headers has a setter: the forwarders read the prepared headers from here.
     // An upgrade keeps its Upgrade header (checkRequest has made sure it is a WebSocket one).
-    const proto = (req.socket as TLSSocket).encrypted === true ? 'https' : 'http';
+    const proto = isSecure(req) ? 'https' : 'http';
     req.headers = upstreamHeaders(h, client, trusted, crossRegion, x.upgrade, requestId, proto);
     return requestId;
   }
@@ -415,4 +447,9 @@ export class ProxyServer implements ExchangeSink {
       this.#opts.logger.error({ err }, 'observer failed');
     }
   }
+}
+
+/** The request came over the HTTPS listener. */
+function isSecure(req: IncomingMessage): boolean {
+  return (req.socket as TLSSocket).encrypted === true;
 }

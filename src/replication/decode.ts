@@ -1,5 +1,7 @@
 import type { Pgoutput } from 'pg-logical-replication';
+import type { TlsTablePlaces } from '../db/tls-rows.js';
 import { type Columns, isTableName, READ_COLUMNS, type RowChange, type TableName } from '../table/rows.js';
+import { isTlsTableName, TLS_KEYS, type TlsChange, type TlsTableName } from '../tls/tls-tables.js';
 
 /**
  * Where each routing table lives, its read columns as the database names them (READ_COLUMNS order:
@@ -17,6 +19,8 @@ export type TableShapes = {
 export type Decoded =
   | { readonly kind: 'begin'; readonly xid: number; readonly commitTimeMs: number }
   | { readonly kind: 'change'; readonly change: RowChange }
+  /** A change to a certificate or challenge row (tls-tables.ts). */
+  | { readonly kind: 'tls'; readonly change: TlsChange }
   | { readonly kind: 'commit'; readonly endLsn: string; readonly commitTimeMs: number }
   /** Something the apply step cannot follow: start over from a fresh snapshot. */
   | { readonly kind: 'resync'; readonly reason: string }
@@ -42,15 +46,21 @@ function micros(t: unknown): number {
 export class ChangeDecoder {
   readonly #shapes: TableShapes;
   readonly #renames: Renames;
+  readonly #tls: TlsTablePlaces | undefined;
 
-  constructor(shapes: TableShapes) {
+  /** `tls`: where the TLS tables were at bootstrap; undefined = they do not exist and their changes are skipped. */
+  constructor(shapes: TableShapes, tls?: TlsTablePlaces) {
     this.#shapes = shapes;
+    this.#tls = tls;
     const renames = (t: TableName) =>
       shapes[t].columns.flatMap((source, i) => (source === READ_COLUMNS[t][i] ? [] : [[source, READ_COLUMNS[t][i]!] as const]));
     this.#renames = { domains: renames('domains'), deployments: renames('deployments'), vms: renames('vms'), regions: renames('regions') };
   }
 
   decode(msg: Pgoutput.Message): Decoded {
+    if ((msg.tag === 'insert' || msg.tag === 'update' || msg.tag === 'delete') && this.#tlsTable(msg.relation) !== undefined) {
+      return this.#decodeTls(msg);
+    }
     switch (msg.tag) {
       case 'begin':
         return { kind: 'begin', xid: msg.xid, commitTimeMs: micros(msg.commitTime) };
@@ -91,7 +101,9 @@ export class ChangeDecoder {
         return { kind: 'change', change: { op: 'delete', table, id: String(id) } };
       }
       case 'truncate': {
-        const ours = msg.relations.map((r) => (r === undefined ? undefined : this.#table(r))).filter((t) => t !== undefined);
+        const ours = msg.relations
+          .map((r) => (r === undefined ? undefined : (this.#table(r) ?? this.#tlsTable(r))))
+          .filter((t) => t !== undefined);
         if (msg.relations.some((r) => r === undefined))
           return { kind: 'resync', reason: 'TRUNCATE of a relation not announced on the stream' };
         return ours.length === 0 ? SKIP : { kind: 'resync', reason: `TRUNCATE of ${ours.join(', ')}` };
@@ -99,6 +111,31 @@ export class ChangeDecoder {
       default:
         return SKIP;
     }
+  }
+
+  #tlsTable(rel: Pgoutput.MessageRelation): TlsTableName | undefined {
+    if (this.#tls === undefined || !isTlsTableName(rel.name)) return undefined;
+    return this.#tls[rel.name] === rel.schema ? rel.name : undefined;
+  }
+
+  /** A certificate or challenge row: keyed by its table's key column, values as the driver parsed them (bytea as a Buffer). */
+  #decodeTls(msg: Pgoutput.MessageInsert | Pgoutput.MessageUpdate | Pgoutput.MessageDelete): Decoded {
+    const table = this.#tlsTable(msg.relation)!;
+    const keyColumn = TLS_KEYS[table];
+    const oldKey = (msg.tag === 'insert' ? undefined : (msg.key ?? msg.old)?.[keyColumn]) as unknown;
+    if (msg.tag === 'delete') {
+      if (oldKey === undefined || oldKey === null) return { kind: 'resync', reason: `delete on ${table} without ${keyColumn} in its key` };
+      return { kind: 'tls', change: { op: 'delete', table, key: String(oldKey) } };
+    }
+    const key = msg.new[keyColumn] as unknown;
+    if (key === undefined || key === null) return malformed(table, `a row without ${keyColumn}`);
+    const moved = oldKey !== undefined && oldKey !== null && String(oldKey) !== String(key);
+    return {
+      kind: 'tls',
+      change: moved
+        ? { op: 'upsert', table, key: String(key), row: msg.new, oldKey: String(oldKey) }
+        : { op: 'upsert', table, key: String(key), row: msg.new },
+    };
   }
 
   #table(rel: Pgoutput.MessageRelation): TableName | undefined {
@@ -151,6 +188,6 @@ function malformedTuple(rel: Pgoutput.MessageRelation, tuple: Readonly<Record<st
   return undefined;
 }
 
-function malformed(table: TableName, what: string): Decoded {
+function malformed(table: TableName | TlsTableName, what: string): Decoded {
   return { kind: 'resync', reason: `malformed change on ${table}: ${what}` };
 }

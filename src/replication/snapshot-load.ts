@@ -1,5 +1,7 @@
 import pg from 'pg';
 import { READ_COLUMNS, type RowValues, sourceColumns, TABLES, type TableName } from '../table/rows.js';
+import { findTlsTables, hasTlsTables, readTlsRows, type TlsTablePlaces } from '../db/tls-rows.js';
+import type { TlsRows } from '../tls/tls-tables.js';
 import type { TableShapes } from './decode.js';
 
 /**
@@ -18,6 +20,10 @@ export interface SnapshotRows {
   /** Each row's values in READ_COLUMNS order. */
   readonly tables: { readonly [T in TableName]: readonly RowValues[] };
   readonly shapes: TableShapes;
+  /** The certificate and challenge rows under the same snapshot; undefined when the TLS tables do not exist. */
+  readonly tls: TlsRows | undefined;
+  /** Where the TLS tables are (for the decoder); undefined when they do not exist. */
+  readonly tlsPlaces: TlsTablePlaces | undefined;
   readonly rowCount: number;
   readonly durationMs: number;
 }
@@ -26,7 +32,7 @@ export interface SnapshotRows {
  * Reads the four routing tables (only the columns the routing query uses, the region's address from
  * `regionAddressColumn`) under the snapshot
  * the replication slot exported, so that every change after it arrives on the stream and none
- * before it does. Runs on its own connection: the exporting one must stay idle until streaming.
+ * before it does. The certificate and challenge tables too, when they exist and may be read. Runs on its own connection: the exporting one must stay idle until streaming.
  */
 export async function loadUnderSnapshot(client: pg.ClientBase, snapshotName: string, regionAddressColumn: string): Promise<SnapshotRows> {
   const started = performance.now();
@@ -64,8 +70,10 @@ export async function loadUnderSnapshot(client: pg.ClientBase, snapshotName: str
       rowCount += result.rows.length;
       shapes[table] = { schema, columns: source, types: Object.fromEntries(types.rows.map((r) => [r.name, r.type])) };
     }
+    const places = await findTlsTables(client);
+    const tls = hasTlsTables(places) ? await readTlsRows(client, places) : undefined;
     await client.query('COMMIT');
-    return { tables, shapes, rowCount, durationMs: performance.now() - started };
+    return { tables, shapes, tls, tlsPlaces: tls === undefined ? undefined : places, rowCount, durationMs: performance.now() - started };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;

@@ -148,7 +148,7 @@ export class ReplicationStream {
 
   /** load_snapshot is done: changes after the consistent point may arrive as soon as streaming starts. */
   #loaded(snapshot: SnapshotRows, consistentPoint: string): void {
-    this.#decoder = new ChangeDecoder(snapshot.shapes);
+    this.#decoder = new ChangeDecoder(snapshot.shapes, snapshot.tlsPlaces);
     this.#applied = consistentPoint;
     this.#received = consistentPoint;
   }
@@ -208,6 +208,9 @@ export class ReplicationStream {
           return;
         case 'change':
           this.#collector.add(d.change);
+          return;
+        case 'tls':
+          this.#collector.addTls(d.change);
           return;
         case 'commit':
           this.#commit(normaliseLsn(d.endLsn), d.commitTimeMs);

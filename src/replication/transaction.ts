@@ -1,10 +1,13 @@
 import { EdgeProxyError } from '../errors.js';
 import type { RowChange } from '../table/rows.js';
+import type { TlsChange } from '../tls/tls-tables.js';
 
 /** One committed transaction's changes to the routing tables. */
 export interface Transaction {
   readonly xid: number;
   readonly changes: readonly RowChange[];
+  /** Its changes to the certificate and challenge tables, in order. */
+  readonly tlsChanges: readonly TlsChange[];
   /** End of the commit record: acknowledging it releases the WAL before it. */
   readonly endLsn: string;
   /** Commit time on the server, ms since the epoch. */
@@ -26,7 +29,7 @@ export class ProtocolError extends EdgeProxyError {
  * nothing here waits on the database.
  */
 export class TransactionCollector {
-  #open: { xid: number; changes: RowChange[] } | undefined;
+  #open: { xid: number; changes: RowChange[]; tlsChanges: TlsChange[] } | undefined;
 
   get inTransaction(): boolean {
     return this.#open !== undefined;
@@ -34,7 +37,7 @@ export class TransactionCollector {
 
   begin(xid: number): void {
     if (this.#open !== undefined) throw new ProtocolError(`begin of ${xid} inside transaction ${this.#open.xid}`);
-    this.#open = { xid, changes: [] };
+    this.#open = { xid, changes: [], tlsChanges: [] };
   }
 
   add(change: RowChange): void {
@@ -42,10 +45,15 @@ export class TransactionCollector {
     this.#open.changes.push(change);
   }
 
+  addTls(change: TlsChange): void {
+    if (this.#open === undefined) throw new ProtocolError(`${change.op} on ${change.table} outside a transaction`);
+    this.#open.tlsChanges.push(change);
+  }
+
   commit(endLsn: string, commitTimeMs: number): Transaction {
     const open = this.#open;
     if (open === undefined) throw new ProtocolError(`commit at ${endLsn} without a begin`);
     this.#open = undefined;
-    return { xid: open.xid, changes: open.changes, endLsn, commitTimeMs };
+    return { xid: open.xid, changes: open.changes, tlsChanges: open.tlsChanges, endLsn, commitTimeMs };
   }
 }

@@ -4,6 +4,7 @@ import { loadRoutes, type LoadedRoutes } from '../db/load-routes.js';
 import type { Logger } from '../log/logger.js';
 import { failure } from '../errors.js';
 import { diffRoutes, isEmptyDiff } from '../table/diff.js';
+import type { TlsFeed } from '../tls/tls-feed.js';
 import type { RouteStore } from './route-store.js';
 import { logDuplicates, logSkippedRows } from './row-reports.js';
 import type { ResyncOutcome } from './status.js';
@@ -15,6 +16,8 @@ export interface PollerOptions {
   readonly logger: Logger;
   /** EDGEPROXY_REGION_ADDRESS_COLUMN: where the routing query reads the region's address. */
   readonly regionAddressColumn: string;
+  /** Where the certificate and challenge rows of each load go; none = they are not read. */
+  readonly tls?: TlsFeed;
   /** Loads the routes; defaults to the routing query on `pool` (tests replace it to inject failures). */
   readonly load?: (pool: pg.Pool) => Promise<LoadedRoutes>;
 }
@@ -126,7 +129,8 @@ export class Poller {
     const { store, logger } = this.#opts;
     const previous = store.current;
     const diff = diffRoutes(previous?.routes, loaded.routes);
-    store.publish(loaded.routes, 'poll', { regionAddresses: loaded.regionAddresses });
+    const tls = loaded.tls === undefined ? undefined : this.#opts.tls?.replaceAll(loaded.tls);
+    store.publish(loaded.routes, 'poll', { regionAddresses: loaded.regionAddresses, ...(tls === undefined ? {} : { tls }) });
     this.loads += 1;
     this.lastSuccessAt = Date.now();
     this.lastDurationMs = loaded.durationMs;

@@ -1,6 +1,7 @@
 import { produce, castDraft } from 'immer';
 import type { Route } from '../table/route.js';
 import type { ShardedMap } from '../table/sharded-map.js';
+import { EMPTY_TLS, type TlsSnapshot } from '../tls/tls-state.js';
 
 export type SnapshotSource = 'poll' | 'stream';
 
@@ -17,6 +18,8 @@ export interface RouteSnapshot {
   readonly routes: ShardedMap<Route>;
   /** Public IPv4 addresses of every region in the table (our own load balancers). */
   readonly regionAddresses: ReadonlySet<string>;
+  /** Stored certificates and running HTTP-01 challenges, of the same database state as the routes. */
+  readonly tls: TlsSnapshot;
   /** Increments with every published snapshot. */
   readonly generation: number;
   readonly source: SnapshotSource;
@@ -29,6 +32,8 @@ export interface RouteSnapshot {
 export interface PublishOptions {
   readonly regionAddresses: ReadonlySet<string>;
   readonly position?: SnapshotPosition;
+  /** Absent: the previous snapshot's (nothing changed in the TLS tables). */
+  readonly tls?: TlsSnapshot;
   readonly now?: number;
 }
 
@@ -38,6 +43,7 @@ export interface PublishOptions {
  */
 export class RouteStore {
   #current: RouteSnapshot | undefined;
+  readonly #listeners = new Set<(snapshot: RouteSnapshot) => void>();
 
   get current(): RouteSnapshot | undefined {
     return this.#current;
@@ -48,23 +54,32 @@ export class RouteStore {
     return this.#current !== undefined;
   }
 
+  /** Calls `listener` after every publish (a handshake waiting for its certificate); it must not throw. Returns the unsubscribe. */
+  onPublish(listener: (snapshot: RouteSnapshot) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
   publish(routes: ShardedMap<Route>, source: SnapshotSource, opts: PublishOptions): RouteSnapshot {
     const prev = this.#current;
     const now = opts.now ?? Date.now();
     const position = opts.position === undefined ? undefined : Object.freeze({ ...opts.position });
+    const tls = opts.tls ?? prev?.tls ?? EMPTY_TLS;
     const next: RouteSnapshot =
       prev === undefined
-        ? Object.freeze({ routes, regionAddresses: opts.regionAddresses, generation: 1, source, publishedAt: now, position })
+        ? Object.freeze({ routes, regionAddresses: opts.regionAddresses, tls, generation: 1, source, publishedAt: now, position })
         : produce(prev, (draft) => {
             draft.routes = castDraft(routes);
             // Sets are frozen by immer on publish; reusing the same Set keeps identity stable.
             draft.regionAddresses = castDraft(opts.regionAddresses);
+            draft.tls = castDraft(tls);
             draft.generation += 1;
             draft.source = source;
             draft.publishedAt = now;
             draft.position = position;
           });
     this.#current = next;
+    for (const listener of this.#listeners) listener(next);
     return next;
   }
 }

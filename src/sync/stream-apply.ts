@@ -1,6 +1,8 @@
 import type { Logger } from '../log/logger.js';
 import type { Transaction } from '../replication/transaction.js';
 import type { RowState } from '../table/row-state.js';
+import type { TlsFeed } from '../tls/tls-feed.js';
+import type { TlsRows } from '../tls/tls-tables.js';
 import type { RouteStore } from './route-store.js';
 import type { StreamReports } from './row-reports.js';
 
@@ -28,6 +30,8 @@ export interface StreamApplierOptions {
   readonly logger: Logger;
   readonly position: StreamPosition;
   readonly reports: StreamReports;
+  /** The certificate and challenge rows, published with the routes of the same transaction. */
+  readonly tls: TlsFeed;
 }
 
 interface Batch {
@@ -57,13 +61,14 @@ export class StreamApplier {
   }
 
   /** Publishes the bootstrap snapshot at the slot's consistent point, then applies what queued meanwhile. */
-  start(rows: RowState, sink: AppliedSink, consistentPoint: string, snapshotAt: number): void {
+  start(rows: RowState, tlsRows: TlsRows | undefined, sink: AppliedSink, consistentPoint: string, snapshotAt: number): void {
     this.#rows = rows;
     this.#sink = sink;
     this.#regionAddresses = rows.regionAddresses();
     this.#o.store.publish(rows.routes, 'stream', {
       regionAddresses: this.#regionAddresses,
       position: { lsn: consistentPoint, commitTime: undefined },
+      ...(tlsRows === undefined ? {} : { tls: this.#o.tls.replaceAll(tlsRows) }),
     });
     this.#o.position.lsn = consistentPoint;
     this.#o.position.currentAt = snapshotAt;
@@ -81,6 +86,7 @@ export class StreamApplier {
     }
     const result = this.#rows!.apply(tx.changes);
     this.#rows = result.state;
+    this.#o.tls.apply(tx.tlsChanges);
     if (tx.changes.some((c) => c.table === 'regions')) this.#regionAddresses = result.state.regionAddresses();
     this.#o.reports.applied(
       result.problems,
@@ -109,6 +115,7 @@ export class StreamApplier {
     this.#o.store.publish(rows.routes, 'stream', {
       regionAddresses: this.#regionAddresses,
       position: { lsn: tx.endLsn, commitTime: tx.commitTimeMs },
+      tls: this.#o.tls.snapshot,
     });
     this.#sink?.applied(tx.endLsn);
     const position = this.#o.position;

@@ -5,6 +5,7 @@ import type { Logger } from '../log/logger.js';
 import { ReplicationStream, StreamError, type StreamStart } from '../replication/stream.js';
 import { diffRoutes, isEmptyDiff } from '../table/diff.js';
 import { RowState } from '../table/row-state.js';
+import { TlsFeed } from '../tls/tls-feed.js';
 import { retryDelayMs } from './backoff.js';
 import { Poller } from './poller.js';
 import type { RouteStore } from './route-store.js';
@@ -36,6 +37,8 @@ export interface SyncOptions {
   readonly unavailableRecheckMs?: number;
   /** Randomness for jitter (tests pin it). */
   readonly random?: () => number;
+  /** Where certificate and challenge rows go (its storage key opens the certificates' keys). Default: one without a storage key. */
+  readonly tls?: TlsFeed;
 }
 
 /** Startup cannot go on: the message says what to do (it may carry SQL to run). */
@@ -61,7 +64,7 @@ interface Session {
  * When the stream fails, the last table keeps serving.
  */
 export class Sync {
-  readonly #o: Required<Omit<SyncOptions, 'random'>> & { random: () => number };
+  readonly #o: Required<Omit<SyncOptions, 'random' | 'tls'>> & { random: () => number; tls: TlsFeed };
   readonly poller: Poller;
   readonly #reports: StreamReports;
   #state: SyncState = 'starting';
@@ -93,6 +96,7 @@ export class Sync {
       unavailableRecheckMs: 60_000,
       random: Math.random,
       ...opts,
+      tls: opts.tls ?? new TlsFeed(undefined, opts.logger),
     };
     this.poller = new Poller({
       pool: opts.pool,
@@ -100,6 +104,7 @@ export class Sync {
       intervalMs: opts.intervalMs,
       logger: opts.logger,
       regionAddressColumn: opts.regionAddressColumn,
+      tls: this.#o.tls,
     });
     this.#reports = new StreamReports(opts.logger);
   }
@@ -253,7 +258,13 @@ export class Sync {
     await this.#closeSession();
     if (this.#stopped()) return;
     this.#totals.bootstraps += 1;
-    const applier = new StreamApplier({ store: this.#o.store, logger: this.#o.logger, position: this.#position, reports: this.#reports });
+    const applier = new StreamApplier({
+      store: this.#o.store,
+      logger: this.#o.logger,
+      position: this.#position,
+      reports: this.#reports,
+      tls: this.#o.tls,
+    });
     let lost: StreamError | undefined;
     let started: StreamStart;
     try {
@@ -278,7 +289,7 @@ export class Sync {
     }
     const previous = this.#o.store.current;
     this.#session = { stream: started.stream, applier };
-    applier.start(rows, started.stream, started.consistentPoint, started.snapshotAt);
+    applier.start(rows, started.snapshot.tls, started.stream, started.consistentPoint, started.snapshotAt);
     this.#lastBootstrap = { at: Date.now(), ms: started.snapshot.durationMs + buildMs };
     this.#consecutiveFailures = 0;
     this.#lastError = undefined;

@@ -8,8 +8,8 @@ import type { ClientHello } from './client-hello.js';
 import { createTlsFront, type HandshakeRefusal, type SelectedContext } from './tls-front.js';
 
 export interface HttpsListenerOptions {
-  /** The certificates of the current snapshot, read on every handshake (never a query); none yet when absent. */
-  readonly certificates?: () => CertificateIndex<LoadedCertificate>;
+  /** The certificates of the current snapshot, read on every handshake (never a query); undefined before the first snapshot. */
+  readonly certificates?: () => CertificateIndex<LoadedCertificate> | undefined;
   /**
    * On-demand issuance: asked for a name the index has no certificate for; a promise of the
    * certificate when an order runs (the handshake waits for it), undefined when none is made.
@@ -70,6 +70,12 @@ export class HttpsListener {
 
   listen(host: string | undefined, port: number): Promise<{ address: string; port: number }> {
     return listenOn(this.#server, host, port);
+  }
+
+  /** The port it listens on; undefined before listen(). */
+  get port(): number | undefined {
+    const a = this.#server.address();
+    return a !== null && typeof a === 'object' ? a.port : undefined;
   }
 
   /** Stops accepting connections; those already secured belong to the HTTP server's drain. */

@@ -1,7 +1,11 @@
 import { execFileSync } from 'node:child_process';
+import { randomBytes, randomUUID, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import type pg from 'pg';
+import { isFailure } from '../../src/errors.js';
+import { StorageKey } from '../../src/tls/storage-key.js';
 
 export interface TestCertificate {
   readonly certPem: string;
@@ -26,4 +30,40 @@ export function makeCertificate(names: readonly string[], { days = 30, san = tru
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** A storage key for tests (base64 of 32 random bytes), as an operator makes one with `openssl rand -base64 32`. */
+export function makeStorageKeyText(): string {
+  return randomBytes(32).toString('base64');
+}
+
+/**
+ * Writes a certificate row as EdgeProxy's issuer does: its own id, the key sealed with the storage
+ * key for that id. Returns the id.
+ */
+export async function storeCertificate(
+  db: pg.Client,
+  storageKeyText: string,
+  cert: TestCertificate,
+  opts: { readonly id?: string } = {},
+): Promise<string> {
+  const key = StorageKey.parse(storageKeyText);
+  if (isFailure(key)) throw new Error(key.message);
+  const id = opts.id ?? randomUUID();
+  const leaf = new X509Certificate(cert.certPem);
+  const names = (leaf.subjectAltName ?? '').split(', ').flatMap((e) => (e.startsWith('DNS:') ? [e.slice(4)] : []));
+  await db.query(
+    `INSERT INTO edgeproxy_certificates (id, names, chain_pem, key_sealed, issuer, not_before, not_after)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+    [
+      id,
+      names,
+      cert.certPem,
+      key.seal(Buffer.from(cert.keyPem), `certificate ${id}`),
+      leaf.issuer,
+      new Date(leaf.validFrom),
+      new Date(leaf.validTo),
+    ],
+  );
+  return id;
 }
