@@ -73,15 +73,21 @@ function installExitHook(): void {
   });
 }
 
-/** A free N (1-250): no namespace of that name, no 10.N.0.0/24 address on this machine. Starts from the pid. */
-function pickNetwork(): number {
-  const namespaces = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+/**
+ * Claims a free N (1-250), starting from the pid: no 10.N.0.0/24 address on this machine, and the
+ * namespace ep-acme-N made here (`ip netns add` fails when another test process made it first).
+ */
+function claimNetwork(): number {
   const addresses = execFileSync('ip', ['-o', 'addr'], { encoding: 'utf8' });
   for (let i = 0; i < 250; i++) {
     const n = ((process.pid + i) % 250) + 1;
-    if (namespaces.includes(`ep-acme-${n} `) || namespaces.includes(`ep-acme-${n}\n`)) continue;
     if (addresses.includes(` 10.${n}.0.`)) continue;
-    return n;
+    try {
+      ip('netns', 'add', `ep-acme-${n}`);
+      return n;
+    } catch {
+      // taken: the next one
+    }
   }
   throw new Error('test CA: no free 10.N.0.0/24 network for a namespace');
 }
@@ -110,7 +116,7 @@ function caddyConfig(storage: string, caAddress: string): object {
 
 export async function startTestCa(opts: TestCaOptions): Promise<TestCa> {
   installExitHook();
-  const n = pickNetwork();
+  const n = claimNetwork();
   const namespace = `ep-acme-${n}`;
   const hostAddress = `10.${n}.0.1`;
   const secondHostAddress = `10.${n}.0.3`;
@@ -147,7 +153,6 @@ export async function startTestCa(opts: TestCaOptions): Promise<TestCa> {
   live.add(handle);
 
   try {
-    ip('netns', 'add', namespace);
     ip('-n', namespace, 'link', 'set', 'lo', 'up');
     ip('link', 'add', hostLink, 'type', 'veth', 'peer', 'name', `epa${n}n`, 'netns', namespace);
     ip('addr', 'add', `${hostAddress}/24`, 'dev', hostLink);
