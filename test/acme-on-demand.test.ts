@@ -138,6 +138,11 @@ describe('on-demand issuance (real proxy, real Caddy CA, real PostgreSQL)', () =
     assert.equal(fingerprints.size, 1);
     assert.equal(await certificateRows(CROWD), 1);
     assert.equal(ordersStarted(proxyA, CROWD), 1);
+    const { body } = await proxyA.metrics.exposition();
+    // NEW and CROWD: two orders of proxy A issued so far, none failed.
+    assert.match(body, /^edgeproxy_acme_orders_total\{outcome="issued"\} 2$/m);
+    assert.match(body, /^edgeproxy_acme_orders_total\{outcome="failed"\} 0$/m);
+    assert.match(body, /^edgeproxy_acme_orders_in_flight 0$/m);
   });
 
   it('two proxies on one database: one order between them, both serve the certificate', async () => {

@@ -17,6 +17,17 @@ export type OrderOutcome =
 
 export type OrderOutcomeKind = OrderOutcome['kind'];
 
+/** Every outcome with what it means (metric label values; one missing here does not compile). */
+export const ORDER_OUTCOME_HELP = {
+  issued: 'this proxy ordered the name and stored its certificate',
+  failed: 'the order failed (the name backs off), or the primary could not be asked for the lock',
+  busy: 'another proxy orders the name now; its certificate comes by the stream',
+  'backing-off': 'the name failed recently and waits until retry_after',
+  'not-needed': 'once the lock was held, the primary had a certificate stored meanwhile',
+} as const satisfies Record<OrderOutcomeKind, string>;
+
+export const ORDER_OUTCOMES = Object.keys(ORDER_OUTCOME_HELP) as OrderOutcomeKind[];
+
 export interface OrderRunnerOptions {
   readonly locks: OrderLocks;
   /** One order with the CA (issueCertificate with its client and pool). */

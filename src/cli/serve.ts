@@ -169,7 +169,9 @@ function createParts(config: Config, logger: Logger): Parts {
   // The proxy redirects to the HTTPS listener's port, known once it listens (tests listen on port 0).
   const requestPath = createRequestPath(config, logger, store, health, metrics, () => https?.port);
   // Issuance serves the HTTPS port: none without it.
-  const issuance = config.httpsAddr === undefined ? undefined : createIssuance(config, { view: store, storageKey, logger });
+  const issuance =
+    config.httpsAddr === undefined ? undefined : createIssuance(config, { view: store, storageKey, logger, onOutcome: metrics.acme.order });
+  if (issuance !== undefined) metrics.acme.watchInFlight(() => issuance.onDemand.inFlight);
   const https =
     config.httpsAddr === undefined
       ? undefined

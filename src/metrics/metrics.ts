@@ -11,6 +11,7 @@ import { VERSION } from '../version.js';
 import { requestMetrics } from './request-metrics.js';
 import { scrapeMetrics, type MetricsSource } from './sync-metrics.js';
 import { tlsMetrics, type HandshakeResult } from './tls-metrics.js';
+import { acmeMetrics, type AcmeMetrics } from './acme-metrics.js';
 
 export type { MetricsSource } from './sync-metrics.js';
 
@@ -46,6 +47,8 @@ export class Metrics {
   readonly observer: ProxyObserver;
   /** Pass to the HTTPS listener. */
   readonly tlsHandshake: (result: HandshakeResult) => void;
+  /** Pass to on-demand issuance. */
+  readonly acme: AcmeMetrics;
   readonly #resyncs: ReturnType<typeof resyncMetrics>;
   #source: MetricsSource | undefined;
 
@@ -59,6 +62,7 @@ export class Metrics {
     }).set({ version: VERSION }, 1);
     this.observer = requestMetrics(this.registry);
     this.tlsHandshake = tlsMetrics(this.registry);
+    this.acme = acmeMetrics(this.registry);
     this.#resyncs = resyncMetrics(this.registry);
     scrapeMetrics(this.registry, () => this.#source);
   }
