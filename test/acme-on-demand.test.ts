@@ -29,7 +29,7 @@ let vm: Backend;
 let proxyA: TestService;
 let proxyB: TestService;
 
-function startProxy(httpHost: string): Promise<TestService> {
+function startProxy(httpHost: string, more: Partial<Parameters<typeof startTestService>[0]> = {}): Promise<TestService> {
   return startTestService({
     databaseUrl: db.url,
     syncMode: 'auto',
@@ -40,6 +40,7 @@ function startProxy(httpHost: string): Promise<TestService> {
     acmeDirectoryUrl: ca.directoryUrl,
     acmeCaRootsFile: ca.rootsFile,
     acmeEmail: 'ops@ondemand.test',
+    ...more,
   });
 }
 
@@ -190,6 +191,42 @@ describe('on-demand issuance (real proxy, real Caddy CA, real PostgreSQL)', () =
       assert.equal(after.rows[0].failures, 1);
     } finally {
       await ca.start();
+    }
+  });
+
+  it('no storage key: issuance off, said once at start; a routed name gets no order', async () => {
+    const keyless = await startProxy('127.0.0.1', { httpAddr: { host: '127.0.0.1', port: 0 }, tlsStorageKey: undefined });
+    try {
+      const line = keyless.logs.find((l) => l.msg === 'on-demand certificate issuance off; serving stored certificates only');
+      assert.equal(line?.level, 'warn');
+      assert.match(String(line?.reason), /no storage key/);
+      assert.equal(keyless.issuance, undefined);
+      await eventually('the table', () => keyless.store.current?.routes.get(DOWN) !== undefined, 15_000);
+      await seed.route({ name: 'keyless.ondemand.test', regionId: REGION_A, vmPort: vm.port });
+      await eventually('the new route', () => keyless.store.current?.routes.get('keyless.ondemand.test') !== undefined, 15_000);
+      await assert.rejects(handshake(keyless, 'keyless.ondemand.test'), /unrecognized name/);
+      assert.equal(ordersStarted(keyless, 'keyless.ondemand.test'), 0);
+    } finally {
+      await keyless.stop('test done');
+    }
+  });
+
+  it('another storage key than the fleet: stored certificates not served, and no second order for them', async () => {
+    const wrong = await startProxy('127.0.0.1', { httpAddr: { host: '127.0.0.1', port: 0 }, tlsStorageKey: makeStorageKeyText() });
+    try {
+      await wrong.waitForLog((l) => l.msg === 'certificate not served' && l.code === 'TLS_KEY_OTHER_STORAGE_KEY', 15_000);
+      const before = await certificateRows(NEW);
+      await assert.rejects(handshake(wrong, NEW), /unrecognized name/);
+      // The primary holds a certificate that is not due: the order stops before the CA.
+      await eventually(
+        'the attempt decided',
+        () => wrong.metrics.exposition().then((m) => /outcome="not-needed"\} 1$/m.test(m.body)),
+        10_000,
+      );
+      assert.equal(ordersStarted(wrong, NEW), 0);
+      assert.equal(await certificateRows(NEW), before);
+    } finally {
+      await wrong.stop('test done');
     }
   });
 
