@@ -92,7 +92,8 @@ export class OrderRunner {
     const heartbeat = this.#heartbeat(name);
     try {
       const certificate = await this.#opts.issue(name);
-      await locks.succeeded(name);
+      // Stored: a primary that fails now only delays freeing the name until the lock expires.
+      await locks.succeeded(name).catch(() => undefined);
       logger.info(
         { name, reason, id: certificate.id, notAfter: new Date(certificate.notAfter).toISOString(), elapsedMs: Date.now() - started },
         'certificate issued',
