@@ -7,6 +7,7 @@ import { closedPort } from './support/backend.js';
 import { describeRun, runCli, type Run } from './support/cli.js';
 import { createDatabase, startPostgres, type PgServer, type TestDatabase } from './support/postgres.js';
 import { Seeder } from './support/seed.js';
+import { makeCertificate, makeStorageKeyText, storeCertificate } from './support/certificates.js';
 import { REGION_A, REGION_B } from './support/service.js';
 import { startStandby } from './support/standby.js';
 
@@ -33,8 +34,15 @@ interface Check {
 const PUBLICATION_SQL =
   'CREATE PUBLICATION edgeproxy FOR TABLE domains, deployments, vms, regions, edgeproxy_certificates, edgeproxy_acme_challenges';
 
-async function doctorJson(url: string, extra: string[] = []): Promise<{ run: Run; ok: boolean; checks: Map<string, Check> }> {
-  const run = await runCli(['doctor', '--json', ...extra], { EDGEPROXY_DATABASE_URL: url });
+/** What a proxy that serves and issues certificates has (the primary need not be reachable for doctor's checks). */
+const TLS_ENV = { EDGEPROXY_TLS_STORAGE_KEY: makeStorageKeyText(), EDGEPROXY_PRIMARY_DATABASE_URL: 'postgres://edge@127.0.0.1:1/primary' };
+
+async function doctorJson(
+  url: string,
+  extra: string[] = [],
+  env: Record<string, string> = TLS_ENV,
+): Promise<{ run: Run; ok: boolean; checks: Map<string, Check> }> {
+  const run = await runCli(['doctor', '--json', ...extra], { EDGEPROXY_DATABASE_URL: url, ...env });
   let doc: { ok: boolean; checks: Check[] };
   try {
     doc = JSON.parse(run.stdout) as { ok: boolean; checks: Check[] };
@@ -99,19 +107,19 @@ describe('edgeproxy doctor', { concurrency: true }, () => {
       const { run, ok, checks } = await doctorJson(db.url, ['--region-id', REGION_A]);
       assert.equal(run.code, 0, describeRun(run));
       assert.equal(ok, true);
-      assert.equal(checks.size, 13);
+      assert.equal(checks.size, 15);
       for (const c of checks.values()) assert.equal(c.status, 'pass', `${c.check}: ${c.detail}`);
       assert.match(checks.get('server version')!.detail, /^PostgreSQL \d+/);
       assert.equal(checks.get('primary or standby')!.detail, 'primary (not in recovery)');
       assert.match(checks.get('routing query')!.detail, new RegExp(`^2 rows → 2 routes \\(1 in region ${REGION_A}, 1 in other regions\\)`));
 
-      const human = await runCli(['doctor', '--database-url', db.url]);
+      const human = await runCli(['doctor', '--database-url', db.url], TLS_ENV);
       assert.equal(human.code, 0, describeRun(human));
       const lines = human.stdout.trimEnd().split('\n');
       assert.match(lines[0]!, /^edgeproxy doctor: postgres:\/\/postgres@127\.0\.0\.1:\d+\/\S+, publication "edgeproxy", sync mode auto$/);
-      assert.equal(lines.length, 1 + 13 + 1);
+      assert.equal(lines.length, 1 + 15 + 1);
       for (const line of lines.slice(1, -1)) assert.match(line, /^PASS {2}\S/);
-      assert.equal(lines.at(-1), '13 passed, 0 failed, 0 warnings, 0 skipped');
+      assert.equal(lines.at(-1), '15 passed, 0 failed, 0 warnings, 0 skipped');
     } finally {
       await seed.close();
       await db.drop();
@@ -137,12 +145,12 @@ describe('edgeproxy doctor', { concurrency: true }, () => {
       );
 
       // The human form prints the fix under the failed line.
-      const human = await runCli(['doctor'], { EDGEPROXY_DATABASE_URL: db.url });
+      const human = await runCli(['doctor'], { EDGEPROXY_DATABASE_URL: db.url, ...TLS_ENV });
       assert.match(
         human.stdout,
         /^FAIL {2}publication +publication "edgeproxy" does not exist\n +fix: CREATE PUBLICATION "edgeproxy" FOR TABLE/m,
       );
-      assert.match(human.stdout, /12 passed, 1 failed, 0 warnings, 0 skipped\n$/);
+      assert.match(human.stdout, /14 passed, 1 failed, 0 warnings, 0 skipped\n$/);
     } finally {
       await seed.close();
       await db.drop();
@@ -211,6 +219,8 @@ describe('edgeproxy doctor', { concurrency: true }, () => {
         'routing query': 'pass',
         'route rows': 'pass',
         'duplicate domain names': 'pass',
+        'certificate tables': 'pass',
+        'certificate storage': 'pass',
       });
     } finally {
       await seed.close();
@@ -237,13 +247,63 @@ describe('edgeproxy doctor', { concurrency: true }, () => {
       assert.equal(checks.get('routing query')!.status, 'fail');
       assert.match(checks.get('routing query')!.detail, /permission denied.*\(42501\)/);
       assert.equal(checks.get('route rows')!.status, 'skip');
-      const human = await runCli(['doctor', '--database-url', url]);
+      const human = await runCli(['doctor', '--database-url', url], TLS_ENV);
       assert.match(human.stdout, /^edgeproxy doctor: postgres:\/\/reader_[0-9a-f]+:\*\*\*@/);
       assert.ok(!human.stdout.includes('Hunter2Secret'));
     } finally {
       await seed.close();
       await db.drop();
       await logicalQuery(`DROP ROLE ${role}`);
+    }
+  });
+
+  it('the certificate checks: tables readable, every stored key opens with the storage key, issuance needs the primary', async () => {
+    const { db, seed } = await database(logical, { publication: true });
+    const role = `reader_${randomBytes(4).toString('hex')}`;
+    try {
+      const key = TLS_ENV.EDGEPROXY_TLS_STORAGE_KEY;
+      const id = await storeCertificate(seed.client, key, makeCertificate(['a.example']));
+      const good = (await doctorJson(db.url)).checks;
+      assert.equal(
+        good.get('certificate tables')!.detail,
+        'edgeproxy_certificates, edgeproxy_acme_challenges readable; 1 certificate stored',
+      );
+      assert.match(good.get('certificate storage')!.detail, /^storage key [0-9a-f]{16} opens all 1 stored certificate$/);
+
+      const noKey = await doctorJson(db.url, [], { EDGEPROXY_PRIMARY_DATABASE_URL: TLS_ENV.EDGEPROXY_PRIMARY_DATABASE_URL });
+      assert.equal(noKey.run.code, 1, describeRun(noKey.run));
+      assert.deepEqual(
+        [noKey.checks.get('certificate storage')!.status, noKey.checks.get('certificate storage')!.code],
+        ['fail', 'TLS_KEY_NO_STORAGE_KEY'],
+      );
+      const otherKey = await doctorJson(db.url, [], { ...TLS_ENV, EDGEPROXY_TLS_STORAGE_KEY: makeStorageKeyText() });
+      const other = otherKey.checks.get('certificate storage')!;
+      assert.equal(other.code, 'TLS_KEY_OTHER_STORAGE_KEY');
+      assert.match(
+        other.detail,
+        new RegExp(`^1 of 1 stored certificates cannot be served: the key of certificate ${id} was sealed with storage key`),
+      );
+      assert.ok(!otherKey.run.stdout.includes(key), 'never the key itself');
+
+      const noPrimary = (await doctorJson(db.url, [], { EDGEPROXY_TLS_STORAGE_KEY: key })).checks.get('certificate storage')!;
+      assert.equal(noPrimary.status, 'warn');
+      assert.match(noPrimary.detail, /EDGEPROXY_PRIMARY_DATABASE_URL is not set: this proxy issues no certificate$/);
+
+      await seed.query(`CREATE ROLE ${role} LOGIN`);
+      await seed.query(`GRANT SELECT ON domains, deployments, vms, regions TO ${role}`);
+      const reader = (await doctorJson(db.url.replace('postgres://postgres@', `postgres://${role}@`))).checks.get('certificate tables')!;
+      assert.equal(reader.status, 'warn');
+      assert.equal(reader.fix, `on the primary: GRANT SELECT ON edgeproxy_certificates, edgeproxy_acme_challenges TO "${role}";`);
+      await seed.query('DROP TABLE edgeproxy_acme_challenges');
+      const gone = (await doctorJson(db.url)).checks.get('certificate tables')!;
+      assert.deepEqual(
+        [gone.status, gone.detail],
+        ['warn', 'edgeproxy_acme_challenges not found: HTTPS serves only the default certificate'],
+      );
+    } finally {
+      await seed.close();
+      await db.drop();
+      await logicalQuery(`DROP ROLE IF EXISTS ${role}`);
     }
   });
 
@@ -280,7 +340,7 @@ describe('edgeproxy doctor', { concurrency: true }, () => {
     assert.equal(connect.status, 'fail');
     assert.match(connect.detail, /ECONNREFUSED/);
     assert.match(connect.fix!, /is PostgreSQL running and reachable/);
-    assert.equal([...checks.values()].filter((c) => c.status === 'skip').length, 12);
+    assert.equal([...checks.values()].filter((c) => c.status === 'skip').length, 14);
     assert.ok(!run.stdout.includes('Hunter2Secret'));
   });
 });

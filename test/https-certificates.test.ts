@@ -3,7 +3,9 @@ import { X509Certificate } from 'node:crypto';
 import http from 'node:http';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
+import type { CertificatesView } from '../src/admin/certificates-view.js';
 import { startBackend, type Backend } from './support/backend.js';
+import { describeRun, runCli } from './support/cli.js';
 import { makeCertificate, makeStorageKeyText, storeCertificate } from './support/certificates.js';
 import { createDatabase, startPostgres, type PgServer } from './support/postgres.js';
 import { Seeder } from './support/seed.js';
@@ -212,6 +214,42 @@ describe('the plain HTTP port', () => {
       await eventually('streamed', () => mapped.store.current!.tls.certificates.size > 0);
       const m = await plainGet(mapped.port, 'app.example', '/x');
       assert.deepEqual([m.status, m.headers.location], [308, 'https://app.example/x']);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe('edgeproxy certs and the certificate metrics', () => {
+  it('lists every stored certificate with its state, soonest to expire first; the metrics count them by state', async () => {
+    const t = await setup();
+    try {
+      const proxy = await t.another({ adminAddr: { host: '127.0.0.1', port: 0 } });
+      const serving = await storeCertificate(t.seed.client, KEY, makeCertificate(['app.example', '*.app.example'], { days: 90 }));
+      const standby = await storeCertificate(t.seed.client, KEY, makeCertificate(['app.example'], { days: 30 }));
+      const unusable = await storeCertificate(t.seed.client, makeStorageKeyText(), makeCertificate(['plain.example']));
+      await eventually('streamed', () => proxy.store.current!.tls.stored.length === 3);
+      const r = await runCli(['certs', '--json', '--admin-addr', `127.0.0.1:${proxy.adminPort}`]);
+      assert.equal(r.code, 0, describeRun(r));
+      const view = JSON.parse(r.stdout) as CertificatesView;
+      assert.deepEqual(
+        view.certificates.map((c) => [c.id, c.state, c.problem]),
+        [
+          [standby, 'standby', null],
+          [serving, 'serving', null],
+          [unusable, 'unusable', 'TLS_KEY_OTHER_STORAGE_KEY'],
+        ],
+      );
+      assert.deepEqual(view.certificates[1]!.names, ['app.example', '*.app.example']);
+      const text = await runCli(['certs', '--name', 'app.example', '--admin-addr', `127.0.0.1:${proxy.adminPort}`]);
+      assert.match(text.stdout, /^NAMES +ISSUER +NOT AFTER +STATE +ID\n/);
+      assert.match(text.stdout, /\n2 certificates naming app\.example\n$/);
+      const metrics = (await proxy.metrics.exposition()).body;
+      assert.match(metrics, /^edgeproxy_tls_certificates\{state="serving"\} 1$/m);
+      assert.match(metrics, /^edgeproxy_tls_certificates\{state="standby"\} 1$/m);
+      assert.match(metrics, /^edgeproxy_tls_certificates\{state="unusable"\} 1$/m);
+      const soonest = Number(/^edgeproxy_tls_certificate_soonest_expiry_timestamp_seconds (\S+)$/m.exec(metrics)?.[1]);
+      assert.ok(Math.abs(soonest - (Date.now() / 1000 + 90 * 86400)) < 86400 + 60, `soonest expiry ${soonest}: the served one`);
     } finally {
       await t.close();
     }

@@ -7,6 +7,7 @@
  *   GET  /routes          the table as JSON (?limit=, ?contains=), with the sync status
  *   GET  /routes/<host>   how that host would be routed now, and why
  *   POST /resync          a full resync now; answers when it is done, with what changed
+ *   GET  /certificates    the stored TLS certificates (?name=): names, issuer, validity, state
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { failure, isFailure, type ErrorCode, type Failure } from '../errors.js';
@@ -17,6 +18,7 @@ import type { HealthChecker } from '../proxy/health.js';
 import type { ResyncOutcome } from '../sync/status.js';
 import type { RouteStore } from '../sync/route-store.js';
 import type { SyncStatus } from '../sync/status.js';
+import { viewCertificates } from './certificates-view.js';
 import { DEFAULT_ROUTE_LIMIT, MAX_ROUTE_LIMIT, explainHost, viewTable, type RoutingContext, type TableQuery } from './routes-view.js';
 
 export interface AdminServerOptions extends RoutingContext {
@@ -82,6 +84,7 @@ export class AdminServer {
     '/routes/': { methods: 'GET, HEAD', handle: (url, res) => this.#table(url, res) },
     '/routes/<host>': { methods: 'GET, HEAD', handle: (url, res) => this.#explain(url, res) },
     '/resync': { methods: 'POST', handle: (_url, res) => this.#resync(res) },
+    '/certificates': { methods: 'GET, HEAD', handle: (url, res) => this.#certificates(url, res) },
   };
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -128,6 +131,11 @@ export class AdminServer {
     }
     const view = explainHost(host, o.store.current, o.health, o);
     json(res, view.decision === 'not-ready' ? 503 : view.decision === 'not-found' ? 404 : 200, view);
+  }
+
+  #certificates(url: URL, res: ServerResponse): void {
+    const view = viewCertificates(this.#opts.store.current, Date.now(), url.searchParams.get('name') ?? undefined);
+    json(res, view.ready ? 200 : 503, view);
   }
 
   async #resync(res: ServerResponse): Promise<void> {

@@ -165,6 +165,28 @@ export const routesSpec = spec({
     ),
 });
 
+export const certsSpec = spec({
+  command: 'certs',
+  describe: "Show the running proxy's stored TLS certificates: names, issuer, not-after and state, soonest to expire first",
+  builder: (y) =>
+    jsonOption(withConfigOptions(y, ['adminAddr']), 'the certificates')
+      .option('name', { type: 'string', describe: 'Only certificates naming this (a wildcard as *.example.com)' })
+      .option('timeout', { type: 'string', default: '10s', describe: 'How long to wait for the proxy' })
+      .example([
+        ['$0 certs', 'every stored certificate; STATE is serving, standby, not-yet-valid, expired or unusable (with its error code)'],
+        ['$0 certs --name shop.example.com --json', 'for scripts'],
+      ])
+      .epilogue('Exit status: 0 shown, 1 the table is not loaded yet or the proxy is unreachable, 2 bad usage.'),
+  handler: (args) =>
+    run(async () => {
+      const { certsCommand } = await import('./certs.js');
+      await certsCommand(
+        { adminAddr: options(['adminAddr'], args).adminAddr, name: args.name, timeoutMs: timeoutOf(args), json: args.json },
+        out,
+      );
+    }),
+});
+
 export const migrateSpec = spec({
   command: 'migrate',
   describe:
@@ -208,14 +230,22 @@ export const migrateSpec = spec({
     }),
 });
 
+const DOCTOR_OPTIONS = [
+  'databaseUrl',
+  'publication',
+  'syncMode',
+  'regionAddressColumn',
+  'regionId',
+  'primaryDatabaseUrl',
+  'tlsStorageKey',
+  'tlsStorageKeyFile',
+] as const;
+
 export const doctorSpec = spec({
   command: 'doctor',
   describe: 'Check a database for everything EdgeProxy needs; one line per check, with the fix for each failure',
   builder: (y) =>
-    jsonOption(
-      withConfigOptions(y, ['databaseUrl', 'publication', 'syncMode', 'regionAddressColumn', 'regionId'], ['regionId']),
-      'the checks',
-    )
+    jsonOption(withConfigOptions(y, DOCTOR_OPTIONS, ['regionId']), 'the checks')
       .example([
         ['EDGEPROXY_DATABASE_URL=postgres://edge@replica/zeitwork $0 doctor', 'check the database a proxy would use'],
         ['$0 doctor --sync-mode poll --database-url postgres://edge@replica/zeitwork', 'skip the streaming checks (polling only)'],
@@ -224,12 +254,12 @@ export const doctorSpec = spec({
       .epilogue(
         'Checks: connect, server version, primary or standby (and whether it can decode on a standby), wal_level, the publication and its four tables, ' +
           'primary keys, REPLICATION attribute, free replication slots and WAL senders, read access, the routing query (the columns it reads, with likely candidates when one is missing) and how many routes it returns, ' +
-          'rows it cannot route, duplicate domain names. --region-id is optional here (splits the route count by region).\n' +
+          'rows it cannot route, duplicate domain names, the certificate tables (readable) and the storage key (opens every stored certificate; issuance needs EDGEPROXY_PRIMARY_DATABASE_URL). --region-id is optional here (splits the route count by region).\n' +
           'Exit status: 0 no check failed (warnings allowed), 1 a check failed, 2 bad usage.',
       ),
   handler: (args) =>
     run(async () => {
-      const o = options(['databaseUrl', 'publication', 'syncMode', 'regionAddressColumn', 'regionId'], args, ['regionId']);
+      const o = options(DOCTOR_OPTIONS, args, ['regionId']);
       const { doctorCommand } = await import('./doctor.js');
       await doctorCommand({ ...o, regionId: o.regionId, json: args.json }, out);
     }),

@@ -26,6 +26,7 @@ import { checkPrimaryKeys, checkPublication, describePublicationProblem } from '
 import { routesQuery } from '../db/routes-query.js';
 import { routesFromQueryRows } from '../table/query-routes.js';
 import { TABLES } from '../table/rows.js';
+import { TLS_CHECKS, tlsChecks, type TlsDoctorOptions } from './doctor-tls.js';
 
 export type CheckStatus = 'pass' | 'fail' | 'warn' | 'skip';
 
@@ -49,6 +50,8 @@ export interface DoctorOptions {
   /** When given, the route count is split into this region and others. */
   readonly regionId?: string;
   readonly connectTimeoutMs?: number;
+  /** The certificate checks' settings; without them those checks are skipped. */
+  readonly tls?: TlsDoctorOptions;
 }
 
 /** The checks only the stream needs (skipped in sync mode `poll`). */
@@ -64,6 +67,7 @@ export const CHECKS = [
   'routing query',
   'route rows',
   'duplicate domain names',
+  ...TLS_CHECKS,
 ] as const;
 
 const STREAMING_CHECKS = new Set<string>(STREAMING);
@@ -104,6 +108,9 @@ export async function runDoctor(opts: DoctorOptions): Promise<CheckResult[]> {
       results.push(streaming.find((r) => r.check === name) ?? skip(name, 'not needed with EDGEPROXY_SYNC_MODE=poll'));
     }
     results.push(...(await queryChecks(client, caps, opts.regionAddressColumn, opts.regionId)));
+    results.push(
+      ...(opts.tls === undefined ? TLS_CHECKS.map((c) => skip(c, 'not checked')) : await tlsChecks(client, caps.role, opts.tls)),
+    );
     return results;
   } finally {
     await client.end().catch(() => undefined);

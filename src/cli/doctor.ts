@@ -1,5 +1,6 @@
 import { redactDatabaseUrl, type SyncMode } from '../config/config.js';
 import { DOCUMENTED_REGION_ADDRESS_COLUMN } from '../table/rows.js';
+import { readStorageKey } from '../tls/storage-key-source.js';
 import { runDoctor, type CheckResult } from './doctor-checks.js';
 import { CommandFailed } from './exit.js';
 
@@ -9,6 +10,9 @@ export interface DoctorArgs {
   readonly syncMode: SyncMode;
   readonly regionAddressColumn: string;
   readonly regionId: string | undefined;
+  readonly primaryDatabaseUrl: string | undefined;
+  readonly tlsStorageKey: string | undefined;
+  readonly tlsStorageKeyFile: string | undefined;
   readonly json: boolean;
 }
 
@@ -22,6 +26,10 @@ export async function doctorCommand(args: DoctorArgs, out: (text: string) => voi
     syncMode: args.syncMode,
     regionAddressColumn: args.regionAddressColumn,
     regionId: args.regionId,
+    tls: {
+      storageKey: readStorageKey(args.tlsStorageKey, args.tlsStorageKeyFile),
+      primaryConfigured: args.primaryDatabaseUrl !== undefined,
+    },
   });
   const failed = results.filter((r) => r.status === 'fail').length;
   const warned = results.filter((r) => r.status === 'warn').length;

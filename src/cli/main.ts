@@ -2,7 +2,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { ConfigError } from '../config/config.js';
 import { VERSION } from '../version.js';
-import { doctorSpec, migrateSpec, resyncSpec, routesSpec, serveSpec, usageError } from './commands.js';
+import { certsSpec, doctorSpec, migrateSpec, resyncSpec, routesSpec, serveSpec, usageError } from './commands.js';
 
 /** The `edgeproxy` command line: its commands (see commands.ts), --help, --version and usage errors. */
 export async function main(argv: string[]): Promise<void> {
@@ -14,6 +14,7 @@ export async function main(argv: string[]): Promise<void> {
     .command(serveSpec)
     .command(resyncSpec)
     .command(routesSpec)
+    .command(certsSpec)
     .command(migrateSpec)
     .command(doctorSpec)
     .strict()

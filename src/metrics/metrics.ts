@@ -8,6 +8,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ProxyObserver } from '../proxy/observer.js';
 import type { ResyncOutcome } from '../sync/status.js';
 import { VERSION } from '../version.js';
+import { certificateMetrics } from './certificate-metrics.js';
 import { requestMetrics } from './request-metrics.js';
 import { scrapeMetrics, type MetricsSource } from './sync-metrics.js';
 import { tlsMetrics, type HandshakeResult } from './tls-metrics.js';
@@ -65,6 +66,7 @@ export class Metrics {
     this.acme = acmeMetrics(this.registry);
     this.#resyncs = resyncMetrics(this.registry);
     scrapeMetrics(this.registry, () => this.#source);
+    certificateMetrics(this.registry, () => this.#source?.snapshot());
   }
 
   /** Where the scrape-time metrics read from; set once the service is wired. */

@@ -60,6 +60,12 @@ export class CertificateIndex<C extends IndexedCertificate> {
     return validAt(this.#byName.get(`*${host.slice(dot)}`), now);
   }
 
+  /** The certificate served for a name as certificates list it (`*.example.com` is the wildcard entry itself), or undefined. */
+  servedFor(name: string, now: number): C | undefined {
+    const key = indexName(name);
+    return key === undefined ? undefined : validAt(this.#byName.get(key), now);
+  }
+
   /** How many names have a certificate (for metrics and the admin API). */
   get size(): number {
     return this.#byName.size;

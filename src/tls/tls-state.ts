@@ -12,10 +12,25 @@ export interface Challenge {
   readonly expiresAt: number;
 }
 
+/** A stored certificate as operators see it (the admin API, `edgeproxy certs`, metrics); never the key. */
+export type CertificateRecord =
+  | {
+      readonly id: string;
+      readonly names: readonly string[];
+      readonly issuer: string;
+      readonly notBefore: number;
+      readonly notAfter: number;
+      readonly fingerprint: string;
+      readonly problem: undefined;
+    }
+  | { readonly id: string; readonly problem: CertificateRowProblem['problem']['code'] };
+
 /** What the handshake and the HTTP port read: one immutable value per published snapshot. */
 export interface TlsSnapshot {
   readonly certificates: CertificateIndex<LoadedCertificate>;
   readonly challenges: ReadonlyMap<string, Challenge>;
+  /** Every stored certificate row, served or not. */
+  readonly stored: readonly CertificateRecord[];
 }
 
 /** A stored certificate the proxy cannot serve, with its row's id (logged by the caller; never the key). */
@@ -29,6 +44,7 @@ interface StoredRow {
   readonly sealedKey: Buffer;
   /** undefined when the row cannot be served (see problem). */
   readonly loaded: LoadedCertificate | undefined;
+  readonly problem?: CertificateRowProblem['problem']['code'];
 }
 
 export interface TlsApplied {
@@ -37,7 +53,11 @@ export interface TlsApplied {
   readonly problems: readonly CertificateRowProblem[];
 }
 
-export const EMPTY_TLS: TlsSnapshot = Object.freeze({ certificates: CertificateIndex.empty<LoadedCertificate>(), challenges: new Map() });
+export const EMPTY_TLS: TlsSnapshot = Object.freeze({
+  certificates: CertificateIndex.empty<LoadedCertificate>(),
+  challenges: new Map(),
+  stored: [],
+});
 
 /**
  * The certificate and challenge rows, and the snapshot built from them. Immutable: apply returns
@@ -56,7 +76,8 @@ export class TlsState {
     this.#challenges = challenges;
     this.#storageKey = key;
     const served = [...certs.values()].flatMap((r) => (r.loaded === undefined ? [] : [r.loaded]));
-    this.snapshot = Object.freeze({ certificates: CertificateIndex.build(served), challenges });
+    const stored = [...certs].map(([id, r]) => record(id, r));
+    this.snapshot = Object.freeze({ certificates: CertificateIndex.build(served), challenges, stored });
   }
 
   static empty(storageKey: StorageKey | undefined): TlsState {
@@ -120,22 +141,36 @@ export class TlsState {
     if (known !== undefined && known.chainPem === chainPem && sealedKey !== undefined && known.sealedKey.equals(sealedKey)) return known;
     if (chainPem === undefined || sealedKey === undefined) {
       problems.push({ id, problem: failure('TLS_CERT_INVALID', `certificate ${id}: an update without its chain or key`) });
-      return { chainPem: chainPem ?? '', sealedKey: sealedKey ?? Buffer.alloc(0), loaded: undefined };
+      return { chainPem: chainPem ?? '', sealedKey: sealedKey ?? Buffer.alloc(0), loaded: undefined, problem: 'TLS_CERT_INVALID' };
     }
     if (this.#storageKey === undefined) {
       problems.push({
         id,
         problem: failure('TLS_KEY_NO_STORAGE_KEY', `certificate ${id}: its key is sealed and this proxy has no EDGEPROXY_TLS_STORAGE_KEY`),
       });
-      return { chainPem, sealedKey, loaded: undefined };
+      return { chainPem, sealedKey, loaded: undefined, problem: 'TLS_KEY_NO_STORAGE_KEY' };
     }
     const loaded = loadCertificate({ id, chainPem, sealedKey }, this.#storageKey);
     if (isFailure(loaded)) {
       problems.push({ id, problem: loaded });
-      return { chainPem, sealedKey, loaded: undefined };
+      return { chainPem, sealedKey, loaded: undefined, problem: loaded.code };
     }
     return { chainPem, sealedKey, loaded };
   }
+}
+
+function record(id: string, r: StoredRow): CertificateRecord {
+  const c = r.loaded;
+  if (c === undefined) return { id, problem: r.problem ?? 'TLS_CERT_INVALID' };
+  return {
+    id,
+    names: c.names,
+    issuer: c.issuer,
+    notBefore: c.notBefore,
+    notAfter: c.notAfter,
+    fingerprint: c.fingerprint,
+    problem: undefined,
+  };
 }
 
 function applyChallenge(challenges: Map<string, Challenge>, change: TlsChange): void {
