@@ -96,6 +96,9 @@ describe('ACME order lock (real PostgreSQL)', () => {
     const r = await restarted.take(name);
     assert.equal(r.kind, 'backing-off');
     assert.ok(r.kind === 'backing-off' && r.failures === 1 && r.retryAfter === released.retryAfter);
+    // An operator's forced renewal does not wait for it; the lock itself still holds.
+    assert.equal((await restarted.take(name, { ignoreBackoff: true })).kind, 'taken');
+    assert.equal((await first.take(name, { ignoreBackoff: true })).kind, 'busy');
   });
 
   it('release frees the name and leaves the outcome and the backoff as they were', async () => {

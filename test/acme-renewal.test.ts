@@ -161,6 +161,24 @@ describe('renewal (real Caddy CA, real proxy, real PostgreSQL)', () => {
     assert.equal(pass.has(GONE), false);
   });
 
+  it("an operator's forced renewal orders at once, whatever the renewal time and the backoff say", async () => {
+    const i = issuance();
+    const count = async () =>
+      (await seed.client.query('SELECT count(*)::int AS n FROM edgeproxy_certificates WHERE $1 = ANY (names)', [NAME])).rows[0].n as number;
+    const before = await count();
+    // Not due (renewed above), and backing off as after a failure: only a forced renewal orders.
+    await seed.client.query(`UPDATE edgeproxy_acme_orders SET failures = 3, retry_after = now() + interval '1 hour' WHERE name = $1`, [
+      NAME,
+    ]);
+    assert.equal((await i.runner.run(NAME, 'renewal')).kind, 'backing-off');
+    assert.equal((await i.renewNow(NAME)).kind, 'issued');
+    await eventually('the proxy serves the forced renewal', async () =>
+      (await served(NAME)).fingerprint !== before.fingerprint ? true : undefined,
+    );
+    const { rows } = await seed.client.query('SELECT failures, retry_after FROM edgeproxy_acme_orders WHERE name = $1', [NAME]);
+    assert.deepEqual(rows[0], { failures: 0, retry_after: null });
+  });
+
   it('no key in the log lines', () => {
     const all = [...logLines, ...proxy.logs.map((l) => JSON.stringify(l))].join('\n');
     assert.ok(all.includes('certificate issued'));

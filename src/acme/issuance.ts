@@ -12,7 +12,7 @@ import { configureAcmeHttp, readCaRoots } from './directory-trust.js';
 import { asAcmeError, issueCertificate } from './issue.js';
 import { OnDemandIssuer } from './on-demand.js';
 import { OrderLocks } from './order-lock.js';
-import { OrderRunner, type OrderOutcomeKind } from './order-runner.js';
+import { OrderRunner, type OrderOutcome, type OrderOutcomeKind } from './order-runner.js';
 import { Renewal } from './renewal.js';
 import { renewAt } from './renew-at.js';
 import { challengeArrives, type TlsView } from './tls-view.js';
@@ -47,6 +47,8 @@ export interface Issuance {
   readonly runner: OrderRunner;
   /** The primary's pool (orders, locks, tokens, certificates). */
   readonly pool: pg.Pool;
+  /** An operator's renewal of `name` now (`edgeproxy certs renew`): ignores its backoff and renewal time, not the fleet lock. */
+  renewNow(name: string): Promise<OrderOutcome>;
   /** Starts background renewal. */
   start(): void;
   stop(): Promise<void>;
@@ -134,6 +136,7 @@ export function createIssuance(config: IssuanceConfig, deps: IssuanceDeps): Issu
     renewal,
     runner,
     pool,
+    renewNow: (name) => runner.run(name, 'forced'),
     start: () => renewal.start(),
     async stop() {
       await renewal.stop();

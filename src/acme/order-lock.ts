@@ -51,16 +51,19 @@ export class OrderLocks {
     return this.#opts.owner;
   }
 
-  /** Takes the name's lock if it is free and not backing off; else says who has it or until when it waits. */
-  async take(name: string): Promise<TakeResult> {
+  /**
+   * Takes the name's lock if it is free and not backing off (`ignoreBackoff`: an operator's forced
+   * renewal); else says who has it or until when it waits.
+   */
+  async take(name: string, { ignoreBackoff = false } = {}): Promise<TakeResult> {
     const { pool, owner, lockTtlMs } = this.#opts;
     const taken = await pool.query(
       `INSERT INTO edgeproxy_acme_orders AS o (name, locked_by, locked_until, updated_at)
        VALUES ($1, $2, now() + $3 * interval '1 millisecond', now())
        ON CONFLICT (name) DO UPDATE SET locked_by = EXCLUDED.locked_by, locked_until = EXCLUDED.locked_until, updated_at = now()
-       WHERE (o.locked_until IS NULL OR o.locked_until < now()) AND (o.retry_after IS NULL OR o.retry_after <= now())
+       WHERE (o.locked_until IS NULL OR o.locked_until < now()) AND (o.retry_after IS NULL OR o.retry_after <= now() OR $4)
        RETURNING name`,
-      [name, owner, lockTtlMs],
+      [name, owner, lockTtlMs, ignoreBackoff],
     );
     if (taken.rowCount === 1) return { kind: 'taken' };
     const state = await this.#state(name);

@@ -3,8 +3,8 @@ import type { Logger } from '../log/logger.js';
 import type { IssuedCertificate } from './issue.js';
 import type { OrderLocks } from './order-lock.js';
 
-/** Why an order was asked for (a log field). */
-export type OrderReason = 'on-demand' | 'renewal';
+/** Why an order was asked for (a log field). `forced`: an operator's renewal, not waiting for the backoff nor the renewal time. */
+export type OrderReason = 'on-demand' | 'renewal' | 'forced';
 
 export type OrderOutcome =
   | { readonly kind: 'issued'; readonly certificate: IssuedCertificate }
@@ -65,7 +65,7 @@ export class OrderRunner {
     const { locks, logger } = this.#opts;
     let taken;
     try {
-      taken = await locks.take(name);
+      taken = await locks.take(name, { ignoreBackoff: reason === 'forced' });
     } catch (err) {
       logger.warn({ name, reason, err: { message: (err as Error).message } }, 'ACME order lock unavailable');
       return { kind: 'failed', code: 'LOCK_UNAVAILABLE', retryAfter: undefined };
@@ -73,7 +73,7 @@ export class OrderRunner {
     if (taken.kind === 'busy') return { kind: 'busy', lockedUntil: taken.lockedUntil };
     if (taken.kind === 'backing-off') return { kind: 'backing-off', retryAfter: taken.retryAfter };
     try {
-      if (!(await this.#opts.needed(name))) {
+      if (reason !== 'forced' && !(await this.#opts.needed(name))) {
         await locks.release(name);
         return { kind: 'not-needed' };
       }
