@@ -38,6 +38,8 @@ interface StateRow {
   readonly failures: number;
   /** retry_after is later than now() by the database's clock. */
   readonly waiting: boolean | null;
+  /** locked_until is later than now(): another holds the lock. */
+  readonly locked: boolean | null;
 }
 
 export class OrderLocks {
@@ -67,7 +69,7 @@ export class OrderLocks {
     );
     if (taken.rowCount === 1) return { kind: 'taken' };
     const state = await this.#state(name);
-    if (state?.retry_after != null && state.waiting) {
+    if (state?.locked !== true && state?.retry_after != null && state.waiting) {
       return { kind: 'backing-off', retryAfter: state.retry_after.getTime(), failures: state.failures };
     }
     // Locked by another (or freed between the two queries: the next attempt takes it).
@@ -120,7 +122,7 @@ export class OrderLocks {
 
   async #state(name: string): Promise<StateRow | undefined> {
     const { rows } = await this.#opts.pool.query<StateRow>(
-      'SELECT locked_by, locked_until, retry_after, failures, retry_after > now() AS waiting FROM edgeproxy_acme_orders WHERE name = $1',
+      'SELECT locked_by, locked_until, retry_after, failures, retry_after > now() AS waiting, locked_until > now() AS locked FROM edgeproxy_acme_orders WHERE name = $1',
       [name],
     );
     return rows[0];
