@@ -126,8 +126,12 @@ describe('on-demand issuance (real proxy, real Caddy CA, real PostgreSQL)', () =
       `# first byte of the first HTTPS request to a new domain (order with the local CA included): ${Math.round(answer.firstByteMs)} ms`,
     );
     assert.ok(answer.firstByteMs < 8000, `first byte after ${answer.firstByteMs} ms`);
-    // The other proxy serves it too, from the stream.
+    // The other proxy serves it too, from the stream, within 1 s of the row's commit (the issue's bound).
+    const issuedAt = Date.parse(String(proxyA.logs.find((l) => l.msg === 'certificate issued' && l.name === NEW)!.time));
     await eventually('proxy B has it', () => proxyB.store.current?.tls.certificates.lookup(NEW, Date.now()) !== undefined);
+    const lagMs = Date.now() - issuedAt;
+    console.log(`# certificate stored by proxy A → served by proxy B: under ${lagMs} ms`);
+    assert.ok(lagMs < 1000, `${lagMs} ms`);
     assert.equal((await handshake(proxyB, NEW)).fingerprint, (await handshake(proxyA, NEW)).fingerprint);
   });
 
@@ -191,6 +195,34 @@ describe('on-demand issuance (real proxy, real Caddy CA, real PostgreSQL)', () =
       assert.equal(after.rows[0].failures, 1);
     } finally {
       await ca.start();
+    }
+  });
+
+  it('a primary that cannot be reached: the handshake fails at once, and the name is left alone (no retry per handshake)', async () => {
+    const cut = await startProxy('127.0.0.1', {
+      httpAddr: { host: '127.0.0.1', port: 0 },
+      primaryDatabaseUrl: 'postgres://edge@127.0.0.1:1/primary',
+    });
+    try {
+      await eventually('the table', () => cut.store.current?.routes.get(DOWN) !== undefined, 15_000);
+      await seed.route({ name: 'cut.ondemand.test', regionId: REGION_A, vmPort: vm.port });
+      await eventually('the new route', () => cut.store.current?.routes.get('cut.ondemand.test') !== undefined, 15_000);
+      const started = performance.now();
+      await assert.rejects(handshake(cut, 'cut.ondemand.test'), /unrecognized name/);
+      assert.ok(performance.now() - started < 5000);
+      const counted = countQueries(cut.issuance!.pool);
+      try {
+        for (let i = 0; i < 5; i++) await assert.rejects(handshake(cut, 'cut.ondemand.test'), /unrecognized name/);
+        assert.deepEqual(
+          counted.sql.filter((q) => !q.includes('DISTINCT ON (name)')),
+          [],
+        );
+      } finally {
+        counted.stop();
+      }
+      assert.equal(cut.logs.filter((l) => l.msg === 'ACME order lock unavailable').length, 1);
+    } finally {
+      await cut.stop('test done');
     }
   });
 

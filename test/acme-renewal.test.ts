@@ -153,6 +153,18 @@ describe('renewal (real Caddy CA, real proxy, real PostgreSQL)', () => {
     assert.equal((await issuance({ renewalNow: fourMinutesOn }).renewal.checkOnce()).size, 0);
   });
 
+  it('a pass removes the tokens of orders that never cleaned up (a proxy that died mid-order), and no other', async () => {
+    await seed.client.query(
+      `INSERT INTO edgeproxy_acme_challenges (token, key_authorization, name, expires_at)
+       VALUES ('stale-token', 'stale.ka', $1, now() - interval '1 minute'), ('live-token', 'live.ka', $1, now() + interval '5 minutes')`,
+      [NAME],
+    );
+    await issuance().renewal.checkOnce();
+    const { rows } = await seed.client.query('SELECT token FROM edgeproxy_acme_challenges ORDER BY token');
+    assert.deepEqual(rows, [{ token: 'live-token' }]);
+    await seed.client.query('DELETE FROM edgeproxy_acme_challenges');
+  });
+
   it('a name that lost its route is not renewed', async () => {
     assert.equal((await issuance({ lifetimeMs: FIVE_MINUTES }).runner.run(GONE, 'on-demand')).kind, 'issued');
     await seed.client.query('UPDATE domains SET verified_at = NULL WHERE name = $1', [GONE]);

@@ -74,6 +74,12 @@ async function answerHttp01(opts: IssueOptions, name: string, authz: acme.Author
   }
 }
 
+/** Removes the tokens of orders that never cleaned up (a proxy that died mid-order); returns how many. */
+export async function deleteExpiredChallenges(pool: pg.Pool): Promise<number> {
+  const { rowCount } = await pool.query('DELETE FROM edgeproxy_acme_challenges WHERE expires_at < now()');
+  return rowCount ?? 0;
+}
+
 /** Checks the chain the CA sent against the key (as a stored one is checked), then stores it. */
 async function store(opts: IssueOptions, chainPem: string, keyPem: Buffer): Promise<IssuedCertificate> {
   const id = randomUUID();

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from '../log/logger.js';
 import { latestCertificates, type LatestCertificate } from './certificate-rows.js';
+import { deleteExpiredChallenges } from './issue.js';
 import type { OrderOutcomeKind, OrderRunner } from './order-runner.js';
 import { jitterOf, renewAt } from './renew-at.js';
 import type { TlsView } from './tls-view.js';
@@ -50,8 +51,9 @@ export class Renewal {
     await this.#running;
   }
 
-  /** One pass: orders every name that is due; resolves with each ordered name's outcome. */
+  /** One pass: orders every name that is due; resolves with each ordered name's outcome. Expired tokens are removed first. */
   async checkOnce(): Promise<Map<string, OrderOutcomeKind>> {
+    await deleteExpiredChallenges(this.#opts.pool);
     const outcomes = new Map<string, OrderOutcomeKind>();
     for (const cert of await latestCertificates(this.#opts.pool)) {
       if (this.#stopped) break;
