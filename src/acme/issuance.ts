@@ -33,8 +33,6 @@ export interface IssuanceDeps {
   readonly storageKey: StorageKey | undefined;
   readonly logger: Logger;
   readonly onOutcome?: (kind: OrderOutcomeKind) => void;
-  /** The primary's pool, when the caller makes it (tests count its queries); one is made from the URL otherwise. */
-  readonly primaryPool?: pg.Pool;
   /** Overrides for tests: the renewal clock and pass interval, the lifetime asked of the CA. */
   readonly renewalNow?: () => number;
   readonly renewalIntervalMs?: number;
@@ -82,22 +80,48 @@ export function createIssuance(config: IssuanceConfig, deps: IssuanceDeps): Issu
     deps.logger[level]({ reason: off }, 'on-demand certificate issuance off; serving stored certificates only');
     return undefined;
   }
+  configureAcmeHttp(readCaRoots(config.acmeCaRootsFile));
+  const pool = createPool({
+    databaseUrl: config.primaryDatabaseUrl!,
+    applicationName: `edgeproxy acme ${os.hostname()} ${process.pid}`.slice(0, 63),
+    queryTimeoutMs: config.replicationTimeoutMs,
+    logger: deps.logger,
+  });
+  const owner = `${os.hostname()} ${process.pid} ${randomBytes(4).toString('hex')}`;
+  const now = deps.renewalNow ?? Date.now;
+  const runner = createRunner(config, deps, pool, owner, now);
+  const { view, logger } = deps;
+  const onDemand = new OnDemandIssuer({
+    view,
+    runner,
+    maxOrders: config.acmeMaxOrders,
+    handshakeWaitMs: config.acmeHandshakeWaitMs,
+    lockTtlMs: LOCK_TTL_MS,
+    logger,
+  });
+  const renewal = new Renewal({ pool, view, runner, intervalMs: deps.renewalIntervalMs ?? RENEWAL_INTERVAL_MS, logger, now });
+  logger.info({ directoryUrl: config.acmeDirectoryUrl, email: config.acmeEmail ?? null, owner }, 'on-demand certificate issuance on');
+  return {
+    onDemand,
+    renewal,
+    runner,
+    pool,
+    renewNow: (name) => runner.run(name, 'forced'),
+    start: () => renewal.start(),
+    async stop() {
+      await renewal.stop();
+      await pool.end().catch(() => undefined);
+    },
+  };
+}
+
+/** The one order flow both on-demand issuance and renewal use: the fleet lock on `pool`, then one order with the CA. */
+function createRunner(config: IssuanceConfig, deps: IssuanceDeps, pool: pg.Pool, owner: string, now: () => number): OrderRunner {
   const directoryUrl = config.acmeDirectoryUrl!;
   const storageKey = deps.storageKey!;
-  configureAcmeHttp(readCaRoots(config.acmeCaRootsFile));
-  const pool =
-    deps.primaryPool ??
-    createPool({
-      databaseUrl: config.primaryDatabaseUrl!,
-      applicationName: `edgeproxy acme ${os.hostname()} ${process.pid}`.slice(0, 63),
-      queryTimeoutMs: config.replicationTimeoutMs,
-      logger: deps.logger,
-    });
-  const owner = `${os.hostname()} ${process.pid} ${randomBytes(4).toString('hex')}`;
   const locks = new OrderLocks({ pool, owner, lockTtlMs: LOCK_TTL_MS, baseBackoffMs: BASE_BACKOFF_MS, maxBackoffMs: MAX_BACKOFF_MS });
   const account = memoised(() => loadAccount({ pool, directoryUrl, email: config.acmeEmail, storageKey, logger: deps.logger }));
-  const now = deps.renewalNow ?? Date.now;
-  const runner = new OrderRunner({
+  return new OrderRunner({
     locks,
     lockTtlMs: LOCK_TTL_MS,
     logger: deps.logger,
@@ -114,35 +138,6 @@ export function createIssuance(config: IssuanceConfig, deps: IssuanceDeps): Issu
       return issueCertificate({ pool, client, storageKey, challengeServed, lifetimeMs: deps.lifetimeMs }, name);
     },
   });
-  const onDemand = new OnDemandIssuer({
-    view: deps.view,
-    runner,
-    maxOrders: config.acmeMaxOrders,
-    handshakeWaitMs: config.acmeHandshakeWaitMs,
-    lockTtlMs: LOCK_TTL_MS,
-    logger: deps.logger,
-  });
-  const renewal = new Renewal({
-    pool,
-    view: deps.view,
-    runner,
-    intervalMs: deps.renewalIntervalMs ?? RENEWAL_INTERVAL_MS,
-    logger: deps.logger,
-    now,
-  });
-  deps.logger.info({ directoryUrl, email: config.acmeEmail ?? null, owner }, 'on-demand certificate issuance on');
-  return {
-    onDemand,
-    renewal,
-    runner,
-    pool,
-    renewNow: (name) => runner.run(name, 'forced'),
-    start: () => renewal.start(),
-    async stop() {
-      await renewal.stop();
-      await pool.end().catch(() => undefined);
-    },
-  };
 }
 
 /** `load()` once; a failure is not kept, so the next call tries again (a CA down at the first order). */
