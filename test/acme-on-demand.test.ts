@@ -257,6 +257,10 @@ describe('on-demand issuance (real proxy, real Caddy CA, real PostgreSQL)', () =
       );
       assert.equal(ordersStarted(wrong, NEW), 0);
       assert.equal(await certificateRows(NEW), before);
+      // Later handshakes do not wait for a certificate this proxy cannot open.
+      const started = performance.now();
+      await assert.rejects(handshake(wrong, NEW), /unrecognized name/);
+      assert.ok(performance.now() - started < 1000, `refused after ${Math.round(performance.now() - started)} ms`);
     } finally {
       await wrong.stop('test done');
     }

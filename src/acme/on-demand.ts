@@ -24,6 +24,11 @@ interface Attempt {
 
 /** After an order that stored a certificate, how long the attempt waits for the stream to bring it (polling may take an interval). */
 const ARRIVAL_MS = 60_000;
+/**
+ * When the primary already had a certificate (`not-needed`): the stream brings it within ms, or
+ * this proxy cannot open it (another storage key); after this, handshakes stop waiting for it.
+ */
+const STORED_ELSEWHERE_MS = 3_000;
 /** After a failure the primary recorded no wait for (the primary unreachable): how long this proxy leaves the name alone. */
 const LOCAL_HOLD_MS = 30_000;
 
@@ -94,8 +99,10 @@ export class OnDemandIssuer {
   #holdAfter(host: string, outcome: OrderOutcome): number {
     switch (outcome.kind) {
       case 'issued':
-      case 'not-needed':
         return ARRIVAL_MS;
+      case 'not-needed':
+        this.#notBefore.set(host, Date.now() + ARRIVAL_MS);
+        return STORED_ELSEWHERE_MS;
       case 'busy':
         return Math.min(Math.max(outcome.lockedUntil - Date.now(), 1000), this.#opts.lockTtlMs);
       case 'backing-off':
