@@ -64,6 +64,10 @@ export const ERROR_CODES = {
   TLS_KEY_UNREADABLE: 'a sealed private key from the database does not open: altered, truncated, or moved from another row',
   TLS_KEY_NO_STORAGE_KEY: 'stored certificates exist but this proxy has no EDGEPROXY_TLS_STORAGE_KEY (or _FILE) to open their keys',
   TLS_KEY_OTHER_STORAGE_KEY: 'a private key in the database was sealed with another EDGEPROXY_TLS_STORAGE_KEY than this proxy has',
+  // ACME issuance
+  ACME_DIRECTORY_UNREACHABLE: 'the ACME directory cannot be reached or does not answer as a directory (down, refused, TLS not trusted)',
+  ACME_ORDER_FAILED: 'the CA refused or failed an order (a failed HTTP-01 validation, an invalid order, a rate limit); the name backs off',
+  ACME_LOCK_LOST: "another proxy took over a name's order lock while this one was ordering (its lock expired)",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -161,6 +161,9 @@ describe('resolveConfig', () => {
       acmeDirectoryUrl: 'https://acme-v02.api.letsencrypt.org/directory',
       acmeEmail: undefined,
       httpsRedirect: true,
+      acmeCaRootsFile: undefined,
+      acmeHandshakeWaitMs: 8_000,
+      acmeMaxOrders: 10,
     };
     assert.deepEqual(resolveConfig({}, BASE_ENV), expected);
     const { databaseUrl: _url, regionId: _region, ...defaults } = expected;
@@ -216,6 +219,9 @@ describe('resolveConfig', () => {
         EDGEPROXY_ACME_DIRECTORY_URL: 'https://acme-staging-v02.api.letsencrypt.org/directory',
         EDGEPROXY_ACME_EMAIL: 'ops@example.com',
         EDGEPROXY_HTTPS_REDIRECT: 'no',
+        EDGEPROXY_ACME_CA_ROOTS: '/etc/edgeproxy/ca-roots.pem',
+        EDGEPROXY_ACME_HANDSHAKE_WAIT: '3s',
+        EDGEPROXY_ACME_MAX_ORDERS: '4',
       },
     );
     assert.deepEqual(config, {
@@ -250,6 +256,9 @@ describe('resolveConfig', () => {
       acmeDirectoryUrl: 'https://acme-staging-v02.api.letsencrypt.org/directory',
       acmeEmail: 'ops@example.com',
       httpsRedirect: false,
+      acmeCaRootsFile: '/etc/edgeproxy/ca-roots.pem',
+      acmeHandshakeWaitMs: 3_000,
+      acmeMaxOrders: 4,
     });
   });
 
@@ -288,6 +297,9 @@ describe('resolveConfig', () => {
         'acme-directory-url': 'off',
         'acme-email': 'a@b.co',
         'https-redirect': 'true',
+        'acme-ca-roots': 'roots.pem',
+        'acme-handshake-wait': '0',
+        'acme-max-orders': '1',
       },
       {},
     );
@@ -323,6 +335,9 @@ describe('resolveConfig', () => {
       acmeDirectoryUrl: undefined,
       acmeEmail: 'a@b.co',
       httpsRedirect: true,
+      acmeCaRootsFile: 'roots.pem',
+      acmeHandshakeWaitMs: 0,
+      acmeMaxOrders: 1,
     });
   });
 
@@ -350,6 +365,14 @@ describe('resolveConfig', () => {
     assert.throws(
       () => resolveConfig({}, { ...BASE_ENV, EDGEPROXY_ACME_EMAIL: 'ops' }),
       /EDGEPROXY_ACME_EMAIL: "ops" is not an e-mail address/,
+    );
+    assert.throws(
+      () => resolveConfig({}, { ...BASE_ENV, EDGEPROXY_ACME_MAX_ORDERS: '0' }),
+      /EDGEPROXY_ACME_MAX_ORDERS: "0" is not a whole number from 1 to 9999/,
+    );
+    assert.throws(
+      () => resolveConfig({}, { ...BASE_ENV, EDGEPROXY_ACME_HANDSHAKE_WAIT: 'soon' }),
+      /EDGEPROXY_ACME_HANDSHAKE_WAIT: "soon" is not a duration/,
     );
     assert.throws(
       () => resolveConfig({}, { ...BASE_ENV, EDGEPROXY_HTTPS_REDIRECT: 'maybe' }),

@@ -95,7 +95,17 @@ test('two databases, both migrated, isolated from each other', async () => {
       );
       assert.deepEqual(
         tables.rows.map((r) => r.t),
-        ['deployments', 'domains', 'regions', 'vms'],
+        // The control-plane schema, then EdgeProxy's own tables (migrations/edgeproxy).
+        [
+          'deployments',
+          'domains',
+          'edgeproxy_acme_accounts',
+          'edgeproxy_acme_challenges',
+          'edgeproxy_acme_orders',
+          'edgeproxy_certificates',
+          'regions',
+          'vms',
+        ],
       );
       const enums = await c.query<{ typ: string; labels: string[] }>(
         `SELECT t.typname AS typ, array_agg(e.enumlabel::text ORDER BY e.enumsortorder) AS labels

@@ -10,6 +10,25 @@ import { makeCertificate } from './support/certificates.js';
 
 const shop = makeCertificate(['shop.example.test']);
 const shopContext = tls.createSecureContext({ cert: shop.certPem, key: shop.keyPem });
+// Names whose certificate is on its way (an on-demand order): select answers with a promise.
+const later = makeCertificate(['later.example.test', 'none.example.test', 'never.example.test']);
+const laterContext = tls.createSecureContext({ cert: later.certPem, key: later.keyPem });
+const after100ms = <T>(value: T) => new Promise<T>((resolve) => setTimeout(() => resolve(value), 100));
+
+function selectFor(name: string | undefined): tls.SecureContext | undefined | Promise<tls.SecureContext | undefined> {
+  switch (name?.toLowerCase()) {
+    case 'shop.example.test':
+      return shopContext;
+    case 'later.example.test':
+      return after100ms(laterContext);
+    case 'none.example.test':
+      return after100ms(undefined);
+    case 'never.example.test':
+      return new Promise(() => {});
+    default:
+      return undefined;
+  }
+}
 
 describe('TLS front: the certificate is chosen from the ClientHello before TLS starts', () => {
   const hellos: ClientHello[] = [];
@@ -22,7 +41,7 @@ describe('TLS front: the certificate is chosen from the ClientHello before TLS s
   const front = createTlsFront({
     select: (hello) => {
       hellos.push(hello);
-      return hello.serverName?.toLowerCase() === 'shop.example.test' ? shopContext : undefined;
+      return selectFor(hello.serverName);
     },
     alpn: ['h2', 'http/1.1'],
     handshakeTimeoutMs: 500,
@@ -43,7 +62,7 @@ describe('TLS front: the certificate is chosen from the ClientHello before TLS s
   const get = (servername: string) =>
     new Promise<{ status: number; body: string; cert: tls.PeerCertificate }>((resolve, reject) => {
       const req = https.get(
-        { host: '127.0.0.1', port, servername, headers: { host: servername }, ca: shop.certPem, agent: false },
+        { host: '127.0.0.1', port, servername, headers: { host: servername }, ca: [shop.certPem, later.certPem], agent: false },
         (res) => {
           let body = '';
           res.on('data', (c: Buffer) => (body += c.toString()));
@@ -86,6 +105,30 @@ describe('TLS front: the certificate is chosen from the ClientHello before TLS s
     });
     const r = refusals.at(-1)!;
     assert.deepEqual([r.reason, r.serverName, r.remoteAddress], ['unrecognized-name', 'other.example.test', '127.0.0.1']);
+  });
+
+  it('a certificate on its way (a promise): the handshake waits for it, then completes with it', async () => {
+    const started = performance.now();
+    const r = await get('later.example.test');
+    assert.equal(r.status, 200);
+    assert.equal(r.cert.subject.CN, 'later.example.test');
+    assert.ok(performance.now() - started >= 90);
+  });
+
+  it('a promise that ends without a certificate: unrecognized_name, saying none arrived in time', async () => {
+    await assert.rejects(get('none.example.test'), /unrecognized name/);
+    const r = refusals.at(-1)!;
+    assert.deepEqual(
+      [r.reason, r.detail, r.serverName],
+      ['unrecognized-name', 'no certificate for this name arrived in time', 'none.example.test'],
+    );
+  });
+
+  it('a promise that never settles: the handshake deadline still closes the connection', async () => {
+    const started = performance.now();
+    await assert.rejects(get('never.example.test'));
+    assert.ok(performance.now() - started >= 450);
+    assert.equal(refusals.at(-1)?.reason, 'handshake-timeout');
   });
 
   it('plain HTTP on the HTTPS port: closed with a decode_error alert, never parsed as HTTP', async () => {

@@ -15,6 +15,7 @@ import type { Poller } from '../sync/poller.js';
 import { RouteStore } from '../sync/route-store.js';
 import type { ResyncOutcome, SyncStatus } from '../sync/status.js';
 import { Sync } from '../sync/sync.js';
+import { createIssuance, type Issuance } from '../acme/issuance.js';
 import { readDefaultCertificate } from '../tls/default-certificate.js';
 import type { LoadedCertificate } from '../tls/certificate.js';
 import { HttpsListener } from '../tls/https-listener.js';
@@ -32,6 +33,8 @@ export interface RunningService {
   readonly port: number;
   /** The HTTPS port; undefined when EDGEPROXY_HTTPS_ADDR is off. */
   readonly httpsPort: number | undefined;
+  /** On-demand issuance and renewal; undefined when this proxy issues no certificate. */
+  readonly issuance: Issuance | undefined;
   /** Prometheus metrics (served by the admin API). */
   readonly metrics: Metrics;
   /** The admin API listener and its port; undefined when EDGEPROXY_ADMIN_ADDR is empty. */
@@ -60,6 +63,7 @@ interface Parts {
   readonly forwarder: Forwarder;
   readonly proxy: ProxyServer;
   readonly https: HttpsListener | undefined;
+  readonly issuance: Issuance | undefined;
 }
 
 /**
@@ -85,6 +89,7 @@ export async function startService(config: Config, logger: Logger, opts: StartOp
     health,
     port,
     httpsPort,
+    issuance: parts.issuance,
     status: () => sync.status(),
     resync: () => sync.resync(),
     stop,
@@ -105,6 +110,7 @@ export async function startService(config: Config, logger: Logger, opts: StartOp
     await stop('the route table cannot follow the database');
     throw err;
   }
+  parts.issuance?.start();
   return { ...running, metrics, admin, adminPort };
 }
 
@@ -162,9 +168,15 @@ function createParts(config: Config, logger: Logger): Parts {
   });
   // The proxy redirects to the HTTPS listener's port, known once it listens (tests listen on port 0).
   const requestPath = createRequestPath(config, logger, store, health, metrics, () => https?.port);
+  // Issuance serves the HTTPS port: none without it.
+  const issuance =
+    config.httpsAddr === undefined ? undefined : createIssuance(config, { view: store, storageKey, logger, onOutcome: metrics.acme.order });
+  if (issuance !== undefined) metrics.acme.watchInFlight(() => issuance.onDemand.inFlight);
   const https =
-    config.httpsAddr === undefined ? undefined : createHttps(config, logger, store, defaultCertificate, requestPath.proxy, metrics);
-  return { store, metrics, pool, sync, health, ...requestPath, https };
+    config.httpsAddr === undefined
+      ? undefined
+      : createHttps(config, logger, store, defaultCertificate, requestPath.proxy, metrics, issuance);
+  return { store, metrics, pool, sync, health, ...requestPath, https, issuance };
 }
 
 /** The HTTPS listener: certificates from memory, secured connections into the proxy's flow. */
@@ -175,9 +187,12 @@ function createHttps(
   defaultCertificate: LoadedCertificate | undefined,
   proxy: ProxyServer,
   metrics: Metrics,
+  issuance: Issuance | undefined,
 ): HttpsListener {
+  const onDemand = issuance?.onDemand;
   return new HttpsListener({
     certificates: () => store.current?.tls.certificates,
+    issue: onDemand === undefined ? undefined : (name) => onDemand.certificateFor(name),
     defaultCertificate,
     handshakeTimeoutMs: config.tlsHandshakeTimeoutMs,
     accept: (socket) => proxy.acceptSecure(socket),
@@ -247,6 +262,7 @@ async function listenPublic(config: Config, logger: Logger, parts: Parts): Promi
     parts.health.close();
     parts.forwarder.close();
     await parts.pool.end().catch(() => undefined);
+    await parts.issuance?.stop();
     throw err;
   }
 }
@@ -264,6 +280,7 @@ function stopper(config: Config, logger: Logger, parts: Parts, admin: () => Admi
       const drained = await draining;
       if (!drained) logger.warn({ graceMs: config.shutdownTimeoutMs }, 'shutdown grace period over; cut the remaining connections');
       await parts.sync.stop();
+      await parts.issuance?.stop();
       parts.health.close();
       parts.forwarder.close();
       await parts.pool.end().catch((err: unknown) => logger.warn({ err }, 'closing database connections failed'));

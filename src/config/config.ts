@@ -55,6 +55,12 @@ export interface Config {
   readonly acmeEmail: string | undefined;
   /** Plain-HTTP requests for a name that has a certificate get a 308 to https: `true` to the HTTPS listener's port, a number to that port (behind a port mapping), `false` never. */
   readonly httpsRedirect: boolean | number;
+  /** PEM file of extra roots trusted for the ACME directory only (a private CA); undefined = the system's roots. */
+  readonly acmeCaRootsFile: string | undefined;
+  /** How long a handshake that started an order waits for its certificate (then the default certificate or unrecognized_name). */
+  readonly acmeHandshakeWaitMs: number;
+  /** At most this many on-demand orders run at once in this proxy. */
+  readonly acmeMaxOrders: number;
 }
 
 /** How the route table follows the database: see docs/decisions/0005-streaming.md and docs/streaming.md. */
@@ -475,6 +481,34 @@ export const OPTIONS = [
       'Plain-HTTP requests for a name that has a certificate get 308 to https (ACME challenge paths excepted): on (to the HTTPS port), off, or the port clients reach HTTPS on (behind a port mapping)',
     default: 'on',
     parse: (raw) => (/^\s*[0-9]{1,5}\s*$/.test(raw) ? port(raw) : onOff(raw)),
+  }),
+  spec({
+    key: 'acmeCaRootsFile',
+    flag: 'acme-ca-roots',
+    env: 'EDGEPROXY_ACME_CA_ROOTS',
+    description: 'PEM file of extra root certificates trusted for the ACME directory only (a private CA); unset = the system roots',
+    default: '',
+    parse: optionalPath,
+  }),
+  spec({
+    key: 'acmeHandshakeWaitMs',
+    flag: 'acme-handshake-wait',
+    env: 'EDGEPROXY_ACME_HANDSHAKE_WAIT',
+    description:
+      'How long a handshake for a name without a certificate waits for its on-demand order (then the default certificate or unrecognized_name); bounded by EDGEPROXY_TLS_HANDSHAKE_TIMEOUT',
+    default: '8s',
+    parse: duration(0, ''),
+  }),
+  spec({
+    key: 'acmeMaxOrders',
+    flag: 'acme-max-orders',
+    env: 'EDGEPROXY_ACME_MAX_ORDERS',
+    description: 'At most this many on-demand ACME orders run at once in this proxy; a handshake beyond it gets no order',
+    default: '10',
+    parse: (raw) => {
+      const n = /^[0-9]{1,4}$/.test(raw.trim()) ? Number(raw) : NaN;
+      return n >= 1 ? n : invalid('is not a whole number from 1 to 9999');
+    },
   }),
 ] as const;
 

@@ -12,6 +12,7 @@ import { certificateMetrics } from './certificate-metrics.js';
 import { requestMetrics } from './request-metrics.js';
 import { scrapeMetrics, type MetricsSource } from './sync-metrics.js';
 import { tlsMetrics } from './tls-metrics.js';
+import { acmeMetrics, type AcmeMetrics } from './acme-metrics.js';
 
 export type { MetricsSource } from './sync-metrics.js';
 
@@ -47,6 +48,8 @@ export class Metrics {
   readonly observer: ProxyObserver;
   /** Pass to the HTTPS listener. */
   readonly tlsHandshake: ReturnType<typeof tlsMetrics>;
+  /** Pass to on-demand issuance. */
+  readonly acme: AcmeMetrics;
   readonly #resyncs: ReturnType<typeof resyncMetrics>;
   #source: MetricsSource | undefined;
 
@@ -60,6 +63,7 @@ export class Metrics {
     }).set({ version: VERSION }, 1);
     this.observer = requestMetrics(this.registry);
     this.tlsHandshake = tlsMetrics(this.registry);
+    this.acme = acmeMetrics(this.registry);
     this.#resyncs = resyncMetrics(this.registry);
     scrapeMetrics(this.registry, () => this.#source);
     certificateMetrics(this.registry, () => this.#source?.snapshot());

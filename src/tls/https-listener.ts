@@ -5,11 +5,16 @@ import type { Logger } from '../log/logger.js';
 import { CertificateIndex } from './certificate-index.js';
 import type { LoadedCertificate } from './certificate.js';
 import type { ClientHello } from './client-hello.js';
-import { createTlsFront, type HandshakeRefusal } from './tls-front.js';
+import { createTlsFront, type HandshakeRefusal, type SelectedContext } from './tls-front.js';
 
 export interface HttpsListenerOptions {
   /** The certificates of the current snapshot, read on every handshake (never a query); undefined before the first snapshot. */
   readonly certificates?: () => CertificateIndex<LoadedCertificate> | undefined;
+  /**
+   * On-demand issuance: asked for a name the index has no certificate for; a promise of the
+   * certificate when an order runs (the handshake waits for it), undefined when none is made.
+   */
+  readonly issue?: (serverName: string) => Promise<tls.SecureContext | undefined> | undefined;
   /** Served when no certificate matches the name, or the client sent no SNI. */
   readonly defaultCertificate: LoadedCertificate | undefined;
   readonly handshakeTimeoutMs: number;
@@ -56,10 +61,13 @@ export class HttpsListener {
   }
 
   /** A certificate from memory, so that a handshake never waits on the database. */
-  #select(hello: ClientHello): tls.SecureContext | undefined {
+  #select(hello: ClientHello): SelectedContext {
     const index = this.#opts.certificates?.() ?? NO_CERTIFICATES;
     const found = hello.serverName === undefined ? undefined : index.lookup(hello.serverName, Date.now());
-    return (found ?? this.#opts.defaultCertificate)?.context;
+    if (found !== undefined) return found.context;
+    const fallback = this.#opts.defaultCertificate?.context;
+    const issuing = hello.serverName === undefined ? undefined : this.#opts.issue?.(hello.serverName);
+    return issuing === undefined ? fallback : issuing.then((context) => context ?? fallback);
   }
 
   #refused(r: HandshakeRefusal): void {

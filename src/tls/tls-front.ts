@@ -10,8 +10,12 @@ import { MAX_CLIENT_HELLO, readClientHello, type ClientHello } from './client-he
  * which hands it to the HTTP/1.1 or HTTP/2 server by its negotiated protocol.
  */
 export interface TlsFrontOptions {
-  /** The certificate for this hello, from memory (the route table's snapshot): never a query. */
-  readonly select: (hello: ClientHello) => tls.SecureContext | undefined;
+  /**
+   * The certificate for this hello, from memory (the route table's snapshot): never a query. A
+   * promise when it is on its way (an on-demand order): the handshake waits for it, within the
+   * handshake deadline; undefined from it, as from here, means no certificate.
+   */
+  readonly select: (hello: ClientHello) => SelectedContext;
   /** ALPN protocols in the server's order of preference (`h2`, `http/1.1`). */
   readonly alpn: readonly string[];
   /** The ClientHello and the whole handshake must be done within this (slow-handshake floods hold no socket longer). */
@@ -20,6 +24,8 @@ export interface TlsFrontOptions {
   /** A connection that ended before TLS started, and why (for logs and metrics). */
   readonly onRefused: (refusal: HandshakeRefusal) => void;
 }
+
+export type SelectedContext = tls.SecureContext | undefined | Promise<tls.SecureContext | undefined>;
 
 export type RefusalReason = 'not-tls' | 'handshake-timeout' | 'unrecognized-name' | 'handshake-failed';
 
@@ -88,9 +94,22 @@ class PendingHandshake {
       this.#refuse('not-tls', hello.reason, DECODE_ERROR);
       return;
     }
-    const context = this.#opts.select(hello);
+    const selected = this.#opts.select(hello);
+    if (selected instanceof Promise) {
+      // The socket stays paused meanwhile; the deadline (or the client leaving) ends the wait.
+      selected.then(
+        (context) => this.#chosen(context, hello, 'no certificate for this name arrived in time'),
+        (err: unknown) => this.#refuse('handshake-failed', `choosing the certificate failed: ${String(err)}`, undefined, hello.serverName),
+      );
+      return;
+    }
+    this.#chosen(selected, hello, 'no certificate for this name');
+  }
+
+  #chosen(context: tls.SecureContext | undefined, hello: ClientHello, missing: string): void {
+    if (this.#done || this.#socket.destroyed) return;
     if (context === undefined) {
-      this.#refuse('unrecognized-name', 'no certificate for this name', UNRECOGNIZED_NAME, hello.serverName);
+      this.#refuse('unrecognized-name', missing, UNRECOGNIZED_NAME, hello.serverName);
       return;
     }
     this.#secure(context, hello.serverName);

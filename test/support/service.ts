@@ -31,6 +31,8 @@ export async function startTestService(overrides: Partial<Config> & { databaseUr
     syncMode: 'poll',
     adminAddr: undefined,
     httpsAddr: undefined,
+    // Never a real CA from a test: a test that issues names its test CA's directory.
+    acmeDirectoryUrl: undefined,
     ...overrides,
   };
   const logs: LogLine[] = [];
