@@ -19,8 +19,9 @@
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { nodeArgs } from './support/bundle.js';
 import { backendConf, nginxConf, PROXY_LOCATION, startNginx, upstream } from './support/nginx.js';
 import { cpuMs, freePort, has, median, start, stopAll } from './support/processes.js';
 import { wrk } from './support/wrk.js';
@@ -76,34 +77,8 @@ async function loadOnly(target: string, port: number, path = '/'): Promise<Omit<
   return { target, rps: j.requests.average, p50: j.latency.p50, p99: j.latency.p99, errors: j.non2xx + j.errors };
 }
 
-/**
- * Node targets run as plain JavaScript bundles (esbuild, as installed with tsx), like the compiled
- * service: tsx itself compiles with keepNames, which adds a defineProperty call to every closure
- * created. Falls back to tsx when esbuild cannot be loaded.
- */
 /** The V8 flags EdgeProxy ships with (bin shebang, `npm start`, Dockerfile): docs/decisions/0007. */
 const EDGEPROXY_NODE_FLAGS = ['--max-semi-space-size=32'];
-
-async function nodeArgs(entry: string): Promise<string[]> {
-  try {
-    const { build } = await import('esbuild');
-    const outfile = join('node_modules', '.cache', 'edgeproxy-bench', basename(entry).replace(/\.ts$/, '.mjs'));
-    await build({
-      entryPoints: [entry],
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
-      packages: 'external',
-      outfile,
-      logLevel: 'silent',
-    });
-    return [outfile];
-  } catch (err) {
-    console.log(`# esbuild unavailable (${String(err)}): running ${entry} through tsx`);
-    return ['--import', 'tsx', entry];
-  }
-}
 
 async function main(): Promise<void> {
   console.log(
