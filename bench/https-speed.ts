@@ -17,6 +17,8 @@
 // offers the last session ticket and counts isSessionReused()). The CPU time of the target's
 // processes per 1,000 requests or handshakes comes from /proc. Each round runs the targets in a
 // rotating order; the report gives medians and ratios from the same rounds, then the issue's targets.
+// --node-floor adds `node-https` (bench/targets/node-tls.ts): Node's own https.createServer
+// answering itself, nothing proxied: what any one-thread Node server pays for TLS.
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,7 +32,8 @@ import { REGION_A } from '../test/support/service.js';
 import { h2load } from './support/h2load.js';
 import { handshakeLoad } from './support/handshakes.js';
 import { backendConf, nginxConf, PROXY_LOCATION, startNginx, upstream } from './support/nginx.js';
-import { cpuMs, freePort, has, median, stopAll } from './support/processes.js';
+import { nodeArgs } from './support/bundle.js';
+import { cpuMs, freePort, has, median, start, stopAll } from './support/processes.js';
 import { serveBuiltBin } from './support/serve-bin.js';
 
 const { values } = parseArgs({
@@ -40,6 +43,7 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '64' },
     streams: { type: 'string', default: '10' },
     'handshake-concurrency': { type: 'string', default: '16' },
+    'node-floor': { type: 'boolean', default: false },
   },
 });
 const ROUNDS = Number(values.rounds);
@@ -114,6 +118,14 @@ async function nginxTarget(tmp: string, backendPort: number, certFile: string, k
   );
   const { pid } = await startNginx(dir, tlsPort);
   return { name: 'nginx', plainPort, tlsPort, pid, h2: (await untilServed(tlsPort)) === 'h2' };
+}
+
+async function nodeFloorTarget(certFile: string, keyFile: string): Promise<Target> {
+  const plainPort = await freePort();
+  const tlsPort = await freePort();
+  const args = [...(await nodeArgs('bench/targets/node-tls.ts')), String(plainPort), String(tlsPort), certFile, keyFile];
+  const { pid } = await start(process.execPath, args, true, tlsPort);
+  return { name: 'node-https', plainPort, tlsPort, pid, h2: (await untilServed(tlsPort)) === 'h2' };
 }
 
 /** `edgeproxy serve` from the built bin, streaming one route and its certificate from a throwaway PostgreSQL. */
@@ -232,9 +244,9 @@ function summarise(figures: Figure[]): Summary {
   };
 }
 
-/** Median over rounds of edgeproxy ÷ nginx for one figure, each ratio from the same round. */
-function ratio(results: Results, m: Measure, pick: (f: Figure) => number): number {
-  const e = results.get('edgeproxy')!.get(m)!;
+/** Median over rounds of `target` ÷ nginx for one figure, each ratio from the same round. */
+function ratio(results: Results, m: Measure, pick: (f: Figure) => number, target = 'edgeproxy'): number {
+  const e = results.get(target)!.get(m)!;
   const n = results.get('nginx')!.get(m)!;
   return median(e.map((f, i) => pick(f) / pick(n[i]!)));
 }
@@ -253,9 +265,12 @@ function report(targets: Target[], results: Results): void {
   }
   const rate = (f: Figure) => f.rate;
   const perCore = (f: Figure) => 1 / f.cpuMsPer1000; // handshakes per CPU-second, up to a constant
-  console.log('\n| edgeproxy ÷ nginx (median of per-round ratios) | rate | per CPU second |');
-  console.log('|---|---|---|');
-  for (const m of MEASURES) console.log(`| ${m} | ${ratio(results, m, rate).toFixed(3)}× | ${ratio(results, m, perCore).toFixed(3)}× |`);
+  for (const t of targets.filter((x) => x.name !== 'nginx')) {
+    console.log(`\n| ${t.name} ÷ nginx (median of per-round ratios) | rate | per CPU second |`);
+    console.log('|---|---|---|');
+    for (const m of MEASURES)
+      console.log(`| ${m} | ${ratio(results, m, rate, t.name).toFixed(3)}× | ${ratio(results, m, perCore, t.name).toFixed(3)}× |`);
+  }
   verdicts(results);
 }
 
@@ -297,6 +312,7 @@ async function main(): Promise<void> {
     const edge = await edgeproxyTarget(backendPort, cert);
     stopEdge = edge.stop;
     const targets = [nginx, edge.target];
+    if (values['node-floor']) targets.push(await nodeFloorTarget(certFile, keyFile));
     for (const t of targets) console.log(`# ${t.name}: ALPN offered h2, http/1.1 → ${t.h2 ? 'h2' : 'http/1.1 (no h2)'}`);
     report(targets, await runRounds(targets));
     console.log(`# load after: ${load()}`);
