@@ -3,8 +3,7 @@ import { describe, it } from 'node:test';
 import { viewTable } from '../src/admin/routes-view.js';
 import type { RouteSnapshot } from '../src/sync/route-store.js';
 import type { SyncStatus } from '../src/sync/status.js';
-import type { Route } from '../src/table/route.js';
-import { ShardedMap } from '../src/table/sharded-map.js';
+import { RouteTable } from '../src/table/route-table.js';
 
 // The admin API's table page: the first `limit` hosts by name, chosen without sorting the table.
 
@@ -24,7 +23,7 @@ const STATUS: SyncStatus = {
 };
 
 function snapshot(hosts: string[]): RouteSnapshot {
-  const routes = ShardedMap.from<Route>(
+  const routes = RouteTable.from(
     hosts.map((host, i) => [host, { host, vmIp: '10.0.0.1', vmPort: 1000 + i, vmRegionId: REGION, regionPublicIp: '192.0.2.1' }]),
   );
   return { routes, regionAddresses: new Set(), generation: 1, source: 'poll', publishedAt: 0, position: undefined };

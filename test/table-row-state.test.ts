@@ -17,7 +17,7 @@ import { compareRoutes, makeRoute, type Route } from '../src/table/route.js';
 import { routesFromQueryRows } from '../src/table/query-routes.js';
 import { type ApplyResult, RowState, type TableRows } from '../src/table/row-state.js';
 import { READ_COLUMNS, type RowChange, RowError, type RowValues, rowValues, TABLES, type TableName } from '../src/table/rows.js';
-import type { ShardedMap } from '../src/table/sharded-map.js';
+import type { RouteTable } from '../src/table/route-table.js';
 
 // ---------------------------------------------------------------------------------------------
 // The model: four tables keyed by primary key, rows with the real column names.
@@ -169,7 +169,7 @@ function expectedRoutes(m: Model, rng?: Rng): Snapshot {
   return snapshot(routesFromQueryRows(referenceQuery(m, rng) as unknown as Record<string, unknown>[]).routes);
 }
 
-function snapshot(routes: ShardedMap<Route>): Snapshot {
+function snapshot(routes: RouteTable): Snapshot {
   const out: Snapshot = new Map();
   for (const [host, r] of routes.entries()) {
     assert.equal(r.host, host, 'route.host is its key');
@@ -182,9 +182,9 @@ function sorted(s: Snapshot): [string, RouteFields][] {
   return [...s].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
-function assertSameRoutes(actual: ShardedMap<Route>, expected: Snapshot, what: string): void {
+function assertSameRoutes(actual: RouteTable, expected: Snapshot, what: string): void {
   assert.deepStrictEqual(sorted(snapshot(actual)), sorted(expected), what);
-  assert.equal(actual.size, expected.size, `${what}: ShardedMap.size`);
+  assert.equal(actual.size, expected.size, `${what}: RouteTable.size`);
 }
 
 function sameFields(a: RouteFields | undefined, b: RouteFields | undefined): boolean {

@@ -1,5 +1,5 @@
-import { compareRoutes, type Route } from './route.js';
-import type { ShardedMap } from './sharded-map.js';
+import { compareRoutes } from './route.js';
+import type { RouteTable } from './route-table.js';
 
 export interface RouteDiff {
   readonly added: readonly string[];
@@ -8,7 +8,7 @@ export interface RouteDiff {
 }
 
 /** Which hosts differ between two route maps. Linear in the table size: used per full reload, not per change. */
-export function diffRoutes(before: ShardedMap<Route> | undefined, after: ShardedMap<Route>): RouteDiff {
+export function diffRoutes(before: RouteTable | undefined, after: RouteTable): RouteDiff {
   const added: string[] = [];
   const removed: string[] = [];
   const changed: string[] = [];

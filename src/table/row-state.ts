@@ -16,6 +16,7 @@ import {
   toRow,
   type VmRow,
 } from './rows.js';
+import { RouteTable, type RouteTableBuilder, type RouteTableEditor } from './route-table.js';
 import { ShardedMap, type ShardedMapBuilder, type ShardedMapEditor } from './sharded-map.js';
 
 /** Full table contents, each row's values in READ_COLUMNS order (see rowValues for rows by name). */
@@ -48,11 +49,17 @@ interface Maps {
   readonly vmDeployments: ShardedMap<IdSet>;
   /** region id → vm ids in it */
   readonly regionVms: ShardedMap<IdSet>;
-  /** normalised host → route (what the request path reads) */
-  readonly routes: ShardedMap<Route>;
+  /** normalised host → route (what the request path reads), in buffers (route-table.ts) */
+  readonly routes: RouteTable;
 }
 
-type Editors = { -readonly [K in keyof Maps]: Maps[K] extends ShardedMap<infer V> ? ShardedMapEditor<V> : never };
+type Editors = {
+  -readonly [K in keyof Maps]: Maps[K] extends ShardedMap<infer V>
+    ? ShardedMapEditor<V>
+    : Maps[K] extends RouteTable
+      ? RouteTableEditor
+      : never;
+};
 
 function hostOf(row: DomainRow | undefined): string | undefined {
   return row !== undefined && typeof row.name === 'string' ? normaliseHost(row.name) : undefined;
@@ -70,7 +77,7 @@ export class RowState {
     this.#maps = maps;
   }
 
-  get routes(): ShardedMap<Route> {
+  get routes(): RouteTable {
     return this.#maps.routes;
   }
 
@@ -364,7 +371,7 @@ class Bootstrap {
   readonly #vmDeployments: DraftIndex;
   readonly #deploymentDomains: DraftIndex;
   readonly #hostDomains: DraftIndex;
-  readonly #routes: ShardedMapBuilder<Route>;
+  readonly #routes: RouteTableBuilder;
   readonly #lookup: Lookup;
   /**
    * Host-keyed work (the host index and the routes), collected while the domains are read and
@@ -384,7 +391,7 @@ class Bootstrap {
     this.#deploymentDomains = new DraftIndex(tables.deployments.length);
     // Same size hint: a host's shard is the same in both host-keyed maps.
     this.#hostDomains = new DraftIndex(tables.domains.length);
-    this.#routes = ShardedMap.builder(tables.domains.length);
+    this.#routes = RouteTable.builder(tables.domains.length);
     this.#lookup = { deployments: this.#deployments, vms: this.#vms, regions: this.#regions };
   }
 
@@ -447,7 +454,7 @@ class Bootstrap {
   /** Fills the host index and the routes from what the domains left, in host-shard order. */
   *hostKeyed(): Generator<void, void> {
     const byHost = this.#byHost;
-    const { order, shards } = yield* shardOrder(byHost.hosts, this.#routes);
+    const { order, shards } = yield* shardOrder(byHost.hosts, this.#hostDomains.keys);
     for (let j = 0; j < order.length; j++) {
       if (j % LOAD_BATCH === LOAD_BATCH - 1) yield;
       const k = order[j]!;
@@ -457,8 +464,8 @@ class Bootstrap {
       const route = byHost.routes[k];
       if (route === undefined) continue;
       // The same duplicate rule as pickRoute, one row at a time; a host's first row has no rival.
-      const best = first ? undefined : this.#routes.getIn(shard, host);
-      if (best === undefined || compareRoutes(route, best) < 0) this.#routes.setIn(shard, host, route);
+      const best = first ? undefined : this.#routes.get(host);
+      if (best === undefined || compareRoutes(route, best) < 0) this.#routes.set(host, route);
     }
   }
 
@@ -666,6 +673,11 @@ class DraftIndex {
 
   constructor(sizeHint: number) {
     this.#map = ShardedMap.builder(sizeHint);
+  }
+
+  /** The map being filled (for its shards: shardOf, shardCount). */
+  get keys(): ShardedMapBuilder<unknown> {
+    return this.#map;
   }
 
   /** Adds `child` under `parent`, which falls in `shard` (see shardOf); returns whether it is the parent's first child. */
