@@ -50,9 +50,9 @@ describe('viewTable', () => {
     [500, 500],
     [2000, 1000],
   ] as const) {
-    it(`${n} routes, limit ${limit}: the ${Math.min(n, limit)} smallest host names, sorted; count and truncated`, () => {
+    it(`${n} routes, limit ${limit}: the ${Math.min(n, limit)} smallest host names, sorted; count and truncated`, async () => {
       const all = hosts(n, n + limit);
-      const view = viewTable(snapshot(all), STATUS, { regionId: REGION, crossRegionPort: 80 }, { limit, contains: undefined });
+      const view = await viewTable(snapshot(all), STATUS, { regionId: REGION, crossRegionPort: 80 }, { limit, contains: undefined });
       assert.deepEqual(
         view.routes.map((r) => r.host),
         [...all].sort().slice(0, limit),
@@ -62,14 +62,30 @@ describe('viewTable', () => {
     });
   }
 
-  it('contains filters before the limit; count is the number of matches', () => {
+  it('contains filters before the limit; count is the number of matches', async () => {
     const all = hosts(300, 7);
-    const view = viewTable(snapshot(all), STATUS, { regionId: REGION, crossRegionPort: 80 }, { limit: 5, contains: 'a' });
+    const view = await viewTable(snapshot(all), STATUS, { regionId: REGION, crossRegionPort: 80 }, { limit: 5, contains: 'a' });
     const matching = all.filter((h) => h.includes('a')).sort();
     assert.equal(view.count, matching.length);
     assert.deepEqual(
       view.routes.map((r) => r.host),
       matching.slice(0, 5),
     );
+  });
+
+  it('after gives the next page: paging by the last host of each page lists every host once, in order', async () => {
+    const all = hosts(5000, 11);
+    const ctx = { regionId: REGION, crossRegionPort: 80 };
+    const snap = snapshot(all);
+    const seen: string[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const view = await viewTable(snap, STATUS, ctx, { limit: 700, contains: undefined, after });
+      assert.equal(view.count, all.length - seen.length);
+      if (view.routes.length === 0) break;
+      seen.push(...view.routes.map((r) => r.host));
+      after = view.routes[view.routes.length - 1]!.host;
+    }
+    assert.deepEqual(seen, [...all].sort());
   });
 });
