@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { PAGE_SIZE, RouteTable } from '../src/table/route-table.js';
+import { OVERLAY_LIMIT, PAGE_SIZE, RouteTable } from '../src/table/route-table.js';
 import type { Route } from '../src/table/route.js';
 import { runs } from './support/property.js';
 
@@ -71,6 +71,28 @@ describe('RouteTable', () => {
     const d = t.edit();
     d.delete('nope.example');
     assert.equal(d.commit(), t);
+  });
+
+  it('folds a full overlay into the pages without changing the versions before', () => {
+    const n = PAGE_SIZE * 4;
+    const hosts = Array.from({ length: n }, (_, i) => `f${i}.example`);
+    let t = RouteTable.from(hosts.map((h) => [h, route(h, 0)] as const));
+    const versions: { table: RouteTable; n: number }[] = [{ table: t, n: 0 }];
+    // Rewrite every host 1,500 at a time, round after round: the overlay fills and folds many times.
+    for (let round = 1; round <= 12; round++) {
+      const e = t.edit();
+      for (let i = (round * 1500) % n, k = 0; k < 1500; k++, i = (i + 1) % n) e.set(hosts[i]!, route(hosts[i]!, round));
+      t = e.commit();
+      versions.push({ table: t, n: round });
+    }
+    assert.ok(OVERLAY_LIMIT < 12 * 1500, 'the rounds overflow the overlay');
+    // Replay the rounds on a model and compare every version on every host.
+    const model = new Map(hosts.map((h) => [h, route(h, 0)] as const));
+    for (const v of versions) {
+      if (v.n > 0) for (let i = (v.n * 1500) % n, k = 0; k < 1500; k++, i = (i + 1) % n) model.set(hosts[i]!, route(hosts[i]!, v.n));
+      assert.equal(v.table.size, n);
+      for (const h of hosts) assert.deepStrictEqual(v.table.get(h), model.get(h), `version ${v.n}: ${h}`);
+    }
   });
 
   it('grows past its hints: many pages, a rehashed slot array, a grown arena', () => {

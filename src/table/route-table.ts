@@ -12,14 +12,19 @@ import type { Route } from './route.js';
  *   at most half full). Only empty slots are ever written, so a lookup in an older version just
  *   skips ids it does not have.
  * - Id → route: `pages` of PAGE_SIZE target numbers (0: no route, else the target's index + 1),
- *   copied on write: a change copies the pages it writes (16 KB each, outside the JS heap) and
- *   shares the rest with the previous version.
+ *   under an `overlay` of the ids changed since the pages were last written (an open-addressing
+ *   table of id, target pairs in one Int32Array). A change copies the overlay (a few KB to
+ *   128 KB, outside the JS heap); past OVERLAY_LIMIT ids, the pages holding most of them are
+ *   folded (copied with their ids written in, in one new buffer), so a commit's work follows
+ *   what it changed, not the table's size. Untouched pages are shared between versions.
  * - Targets: the distinct (VM address, port, region, load balancer) a route points at, interned
  *   (a million routes over a thousand VMs have a thousand).
  *
- * A `RouteTable` is one version, immutable: what it reads (its host count, slot array and page
- * list) is fixed when it is committed, and every later write goes where it does not look. The
- * buffers are SharedArrayBuffers, so another thread can be handed one version (issue 14).
+ * A `RouteTable` is one version, immutable: what it reads (its host count, slot array, page list
+ * and overlay) is fixed when it is committed, and every later write goes where it does not look.
+ * The buffers are SharedArrayBuffers, so another thread can be handed one version (issue 14):
+ * the buffers once, then per version the page list and the overlay. Targets are JS objects for
+ * now (as many as VMs, not routes); a thread would need them packed too.
  */
 export interface RouteReader {
   readonly size: number;
@@ -172,7 +177,127 @@ interface Version {
   readonly slots: Int32Array;
   readonly hosts: number;
   readonly pages: readonly Uint32Array[];
+  /** id + 1, target number pairs (see targetOf); empty when `overlayCount` is 0. */
+  readonly overlay: Int32Array;
+  readonly overlayCount: number;
   readonly size: number;
+}
+
+/** Ids the overlay holds before it is folded into the pages (128 KB of pairs at most). */
+export const OVERLAY_LIMIT = 8192;
+const NO_OVERLAY = new Int32Array(0);
+
+function mix(id: number, mask: number): number {
+  return (Math.imul(id, 0x9e3779b1) >>> 7) & mask;
+}
+
+/** The target number of host id `id` in `v`: the overlay's, else the page's (0: no route). */
+function targetOf(v: Version, id: number): number {
+  if (v.overlayCount > 0) {
+    const ov = v.overlay;
+    const mask = (ov.length >>> 1) - 1;
+    for (let i = mix(id, mask); ; i = (i + 1) & mask) {
+      const key = ov[2 * i]!;
+      if (key === 0) break;
+      if (key === id + 1) return ov[2 * i + 1]!;
+    }
+  }
+  const page = v.pages[id >>> PAGE_BITS];
+  return page === undefined ? 0 : page[id & PAGE_MASK]!;
+}
+
+/** Sets id's target number in an overlay with room for it. */
+function overlaySet(ov: Int32Array, id: number, target: number): boolean {
+  const mask = (ov.length >>> 1) - 1;
+  for (let i = mix(id, mask); ; i = (i + 1) & mask) {
+    const key = ov[2 * i]!;
+    if (key === id + 1 || key === 0) {
+      ov[2 * i] = id + 1;
+      ov[2 * i + 1] = target;
+      return key === 0;
+    }
+  }
+}
+
+function forEachOverlay(v: Version, fn: (id: number, target: number) => void): void {
+  if (v.overlayCount === 0) return;
+  const ov = v.overlay;
+  for (let i = 0; i < ov.length; i += 2) if (ov[i] !== 0) fn(ov[i]! - 1, ov[i + 1]!);
+}
+
+/**
+ * The pages and overlay after `writes` (id → target number) on top of `v`: the overlay copied
+ * with the writes added; past OVERLAY_LIMIT ids, the pages holding the most of them are folded
+ * (copied, with their ids written in, all in one new buffer) until it is back to 7/8 of the
+ * limit. So each commit does work in proportion to what it changed, whatever the table's size.
+ */
+function withWrites(v: Version, writes: ReadonlyMap<number, number>): Pick<Version, 'pages' | 'overlay' | 'overlayCount'> {
+  let count = v.overlayCount;
+  for (const id of writes.keys()) if (v.overlayCount === 0 || !overlayHas(v, id)) count += 1;
+  if (count <= OVERLAY_LIMIT) return { pages: v.pages, ...overlayOf(v, writes, count) };
+  // Every id of the overlay and the writes once (a write replaces the overlay's entry).
+  const each = (fn: (id: number, t: number) => void) => {
+    forEachOverlay(v, (id, t) => {
+      if (!writes.has(id)) fn(id, t);
+    });
+    writes.forEach((t, id) => fn(id, t));
+  };
+  let lastId = 0;
+  each((id) => (lastId = Math.max(lastId, id)));
+  const perPage = new Int32Array(Math.max(v.pages.length, (lastId >>> PAGE_BITS) + 1));
+  each((id) => perPage[id >>> PAGE_BITS]!++);
+  const byCount = Array.from(perPage.keys()).sort((a, b) => perPage[b]! - perPage[a]!);
+  const fold = new Uint8Array(perPage.length);
+  let left = count;
+  const folded: number[] = [];
+  for (const page of byCount) {
+    if (left <= (OVERLAY_LIMIT * 7) / 8 || perPage[page] === 0) break;
+    fold[page] = 1;
+    folded.push(page);
+    left -= perPage[page]!;
+  }
+  const pages = copyPages(v.pages, folded, perPage.length);
+  const rest = new Map<number, number>();
+  each((id, t) => {
+    if (fold[id >>> PAGE_BITS] === 1) pages[id >>> PAGE_BITS]![id & PAGE_MASK] = t;
+    else rest.set(id, t);
+  });
+  return { pages, ...overlayOf({ overlay: NO_OVERLAY, overlayCount: 0 }, rest, rest.size) };
+}
+
+/** `pages` (extended to `length`) with each of `fold` replaced by a copy, all in one new buffer. */
+function copyPages(pages: readonly Uint32Array[], fold: readonly number[], length: number): Uint32Array[] {
+  const out = pages.slice();
+  const fresh = u32(fold.length * PAGE_SIZE);
+  fold.forEach((p, k) => {
+    const page = fresh.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE);
+    if (out[p] !== undefined) page.set(out[p]);
+    out[p] = page;
+  });
+  // Pages past the old end that nothing was folded into (their ids are still in the overlay).
+  for (let p = 0; p < length; p++) out[p] ??= u32(PAGE_SIZE);
+  return out;
+}
+
+/** The overlay of `v` copied with `writes` added (`count` ids in all). */
+function overlayOf(v: Pick<Version, 'overlay' | 'overlayCount'>, writes: ReadonlyMap<number, number>, count: number) {
+  if (count === 0) return { overlay: NO_OVERLAY, overlayCount: 0 };
+  const capacity = slotCountFor(count);
+  const overlay = i32(capacity * 2);
+  if (capacity * 2 === v.overlay.length) overlay.set(v.overlay);
+  else forEachOverlay(v as Version, (id, t) => overlaySet(overlay, id, t));
+  writes.forEach((t, id) => overlaySet(overlay, id, t));
+  return { overlay, overlayCount: count };
+}
+
+function overlayHas(v: Version, id: number): boolean {
+  const ov = v.overlay;
+  const mask = (ov.length >>> 1) - 1;
+  for (let i = mix(id, mask); ; i = (i + 1) & mask) {
+    const key = ov[2 * i]!;
+    if (key === 0) return false;
+    if (key === id + 1) return true;
+  }
 }
 
 export class RouteTable implements RouteReader {
@@ -288,7 +413,7 @@ export class RouteTable implements RouteReader {
   }
 
   #targetOf(id: number): number {
-    return this.#v.pages[id >>> PAGE_BITS]![id & PAGE_MASK]!;
+    return targetOf(this.#v, id);
   }
 
   #route(id: number, host: string): Route | undefined {
@@ -373,22 +498,24 @@ export class RouteTableBuilder {
       slots: s.slots,
       hosts: s.hosts,
       pages: this.#pages,
+      overlay: NO_OVERLAY,
+      overlayCount: 0,
       size: this.#size,
     });
   }
 }
 
 /**
- * A batch of changes to one version. Nothing shared is written before `commit()`: new hosts wait
- * in a small map, changed pages are private copies. An editor that wrote nothing commits to its
- * base version, the same object.
+ * A batch of changes to one version. Nothing shared is written before `commit()`: writes wait in
+ * two small maps (hosts the base lists, by id, and new hosts, by name). An editor that wrote
+ * nothing commits to its base version, the same object.
  */
 export class RouteTableEditor {
   readonly #base: RouteTable;
   readonly #v: Version;
-  #pages: Uint32Array[] | undefined;
-  readonly #copied = new Set<number>();
-  /** Hosts not in the base, with their route (undefined: set, then deleted). */
+  /** Host id → target number (0: no route) for hosts the base lists. */
+  readonly #writes = new Map<number, number>();
+  /** Hosts the base does not list, with their route (undefined: set, then deleted). */
   readonly #added = new Map<string, Route | undefined>();
   #size: number;
   #committed = false;
@@ -403,8 +530,7 @@ export class RouteTableEditor {
     if (this.#added.has(host)) return this.#added.get(host);
     const id = this.#base.idOf(host);
     if (id < 0) return undefined;
-    if (this.#pages === undefined) return this.#base.routeAt(id);
-    const t = this.#pages[id >>> PAGE_BITS]![id & PAGE_MASK]!;
+    const t = this.#writes.get(id) ?? targetOf(this.#v, id);
     return t === 0 ? undefined : { host, ...this.#v.store.targets[t - 1]! };
   }
 
@@ -419,22 +545,14 @@ export class RouteTableEditor {
   commit(): RouteTable {
     if (this.#committed) throw new Error('RouteTableEditor.commit() called twice');
     this.#committed = true;
-    if (this.#pages === undefined && this.#added.size === 0) return this.#base;
+    if (this.#writes.size === 0 && this.#added.size === 0) return this.#base;
     const v = this.#v;
     let store = v.store;
     if (store.tip !== this.#base || store.hosts !== v.hosts) store = Store.fork(this.#base, v.hosts, v.starts[v.hosts]!, store);
-    const pages = this.#pages ?? v.pages.slice();
     for (const [host, route] of this.#added) {
-      if (route === undefined) continue; // added and deleted again: never listed
-      const id = store.addHost(host);
-      const page = id >>> PAGE_BITS;
-      while (pages.length <= page) pages.push(u32(PAGE_SIZE));
-      if (!this.#copied.has(page) && page < v.pages.length) {
-        pages[page] = copyPage(pages[page]!);
-        this.#copied.add(page);
-      }
-      pages[page]![id & PAGE_MASK] = store.intern(route) + 1;
+      if (route !== undefined) this.#writes.set(store.addHost(host), store.intern(route) + 1); // added and deleted again: never listed
     }
+    const { pages, overlay, overlayCount } = withWrites(v, this.#writes);
     return RouteTable.commitVersion({
       store,
       bytes: store.bytes,
@@ -442,6 +560,8 @@ export class RouteTableEditor {
       slots: store.slots,
       hosts: store.hosts,
       pages,
+      overlay,
+      overlayCount,
       size: this.#size,
     });
   }
@@ -456,21 +576,8 @@ export class RouteTableEditor {
       if (route !== undefined || this.#added.has(host)) this.#added.set(host, route);
       return;
     }
-    const pages = (this.#pages ??= this.#v.pages.slice());
-    const page = id >>> PAGE_BITS;
-    if (!this.#copied.has(page)) {
-      pages[page] = copyPage(pages[page]!);
-      this.#copied.add(page);
-    }
-    const cell = pages[page]!;
-    const had = cell[id & PAGE_MASK] !== 0;
+    const had = (this.#writes.get(id) ?? targetOf(this.#v, id)) !== 0;
     this.#size += (route === undefined ? 0 : 1) - (had ? 1 : 0);
-    cell[id & PAGE_MASK] = route === undefined ? 0 : this.#v.store.intern(route) + 1;
+    this.#writes.set(id, route === undefined ? 0 : this.#v.store.intern(route) + 1);
   }
-}
-
-function copyPage(page: Uint32Array): Uint32Array {
-  const copy = u32(PAGE_SIZE);
-  copy.set(page);
-  return copy;
 }
