@@ -16,7 +16,18 @@ import { diffRoutes } from '../src/table/diff.js';
 import { compareRoutes, makeRoute, type Route } from '../src/table/route.js';
 import { routesFromQueryRows } from '../src/table/query-routes.js';
 import { type ApplyResult, RowState, type TableRows } from '../src/table/row-state.js';
-import { READ_COLUMNS, type RowChange, RowError, type RowValues, rowValues, TABLES, type TableName } from '../src/table/rows.js';
+import {
+  READ_COLUMNS,
+  ROUTABLE_STATUS,
+  routableStatus,
+  type RowChange,
+  RowError,
+  type RowValues,
+  rowValues,
+  TABLES,
+  type TableName,
+} from '../src/table/rows.js';
+import { ROUTES_QUERY } from '../src/db/routes-query.js';
 import type { RouteTable } from '../src/table/route-table.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -877,6 +888,19 @@ describe('RowState.loadAsync', () => {
     const a = loaded.state.apply([del('domains', DOM(5))]);
     const b = sync.state.apply([del('domains', DOM(5))]);
     assert.deepStrictEqual(a.changedHosts, b.changedHosts);
+  });
+});
+
+describe('the routable statuses', () => {
+  it("are the documented query's, and read the same from a snapshot (the test itself) and from the stream (the value)", () => {
+    assert.ok(ROUTES_QUERY.includes(`dep.status = '${ROUTABLE_STATUS.deployments}'`), ROUTES_QUERY);
+    assert.ok(ROUTES_QUERY.includes(`v.status = '${ROUTABLE_STATUS.vms}'`), ROUTES_QUERY);
+    for (const table of ['deployments', 'vms'] as const) {
+      assert.equal(routableStatus(table, ROUTABLE_STATUS[table]), true);
+      assert.equal(routableStatus(table, true), true, 'the snapshot reads the test');
+      for (const other of [false, null, 'pending', 'stopped', 'READY', 'Running'])
+        assert.equal(routableStatus(table, other), false, String(other));
+    }
   });
 });
 

@@ -1,5 +1,5 @@
 import { normaliseHost } from './host.js';
-import { compareRoutes, makeRoute, type Route, type RowProblem } from './route.js';
+import { makeRoute, preferred, type Route, type RowProblem } from './route.js';
 import { RouteTable } from './route-table.js';
 
 /** Several rows of the documented query for one host: which one won and which lost. */
@@ -45,7 +45,7 @@ export function routesFromQueryRows(rows: readonly Readonly<Record<string, unkno
       byHost.set(host, result.route);
       continue;
     }
-    const [win, lose] = compareRoutes(result.route, current) < 0 ? [result.route, current] : [current, result.route];
+    const [win, lose] = preferred(result.route, current) ? [result.route, current] : [current, result.route];
     byHost.set(host, win);
     const list = losers.get(host);
     if (list === undefined) losers.set(host, [lose]);

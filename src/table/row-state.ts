@@ -1,7 +1,7 @@
 import { normaliseHost } from './host.js';
 import { type IdSet, type IdSetDraft, idSetAdd, idSetDelete, idSetDraftAdd, idSetFinish, idSetValues } from './id-set.js';
 import type { Duplicate } from './query-routes.js';
-import { compareRoutes, makeRoute, parseIp, type Route, type RowProblem } from './route.js';
+import { compareRoutes, makeRoute, parseIp, preferred, type Route, type RouteResult, type RowProblem } from './route.js';
 import {
   type DeploymentRow,
   type DomainRow,
@@ -93,10 +93,8 @@ export class RowState {
       const found: Route[] = [];
       for (const id of idSetValues(ids)) {
         const d = m.domains.get(id);
-        const c = d === undefined ? undefined : chain(d, m);
-        if (d === undefined || c === undefined) continue;
-        const r = makeRoute(host, String(d.name), c.vm.privateIp, c.vm.port, c.vm.regionId, c.region.publicIpv4);
-        if (r.ok) found.push(r.route);
+        const r = d === undefined ? undefined : domainRoute(host, d, deploymentOf(d, m), m);
+        if (r?.ok === true) found.push(r.route);
       }
       if (found.length < 2) return;
       found.sort(compareRoutes);
@@ -285,7 +283,7 @@ class Transaction {
         const domain = e.domains.get(domainId);
         const host = hostOf(domain);
         if (host !== undefined) this.#hosts.add(host);
-        else if (domain !== undefined && eligible(domain, e)) this.problems.push(badName(domain));
+        else if (domain !== undefined && eligible(domain, deploymentOf(domain, e), e)) this.problems.push(badName(domain));
       }
     }
     return this.#hosts;
@@ -436,16 +434,14 @@ class Bootstrap {
   readonly #readDomain = (d: DomainRow, deployment: DeploymentRow | undefined, shard: number): void => {
     if (d.deploymentId !== null) this.#deploymentDomains.add(shard, d.deploymentId, d.id);
     const host = hostOf(d);
-    // The deployment was found while the row was read: only the VM and region are looked up.
-    const c = d.verified ? chainFrom(deployment, this.#lookup) : undefined;
-    if (c !== undefined && host === undefined) this.problems.push(badName(d));
-    if (host === undefined) return;
-    let route: Route | undefined;
-    if (c !== undefined) {
-      const result = makeRoute(host, String(d.name), c.vm.privateIp, c.vm.port, c.vm.regionId, c.region.publicIpv4);
-      if (result.ok) route = result.route;
-      else this.problems.push(result.problem);
+    if (host === undefined) {
+      if (eligible(d, deployment, this.#lookup)) this.problems.push(badName(d));
+      return;
     }
+    // The deployment was found while the row was read: only the VM and region are looked up.
+    const result = domainRoute(host, d, deployment, this.#lookup);
+    if (result?.ok === false) this.problems.push(result.problem);
+    const route = result?.ok === true ? result.route : undefined;
     this.#byHost.hosts.push(host);
     this.#byHost.ids.push(d.id);
     this.#byHost.routes.push(route);
@@ -464,8 +460,7 @@ class Bootstrap {
       const route = byHost.routes[k];
       if (route === undefined) continue;
       // The same duplicate rule as pickRoute, one row at a time; a host's first row has no rival.
-      const best = first ? undefined : this.#routes.get(host);
-      if (best === undefined || compareRoutes(route, best) < 0) this.#routes.set(host, route);
+      if (preferred(route, first ? undefined : this.#routes.get(host))) this.#routes.set(host, route);
     }
   }
 
@@ -713,23 +708,35 @@ interface Lookup {
   readonly regions: { get(id: string): RegionRow | undefined };
 }
 
-/** The documented query's WHERE and JOINs for one domain row. */
-function chain(d: DomainRow, m: Lookup): { vm: VmRow; region: RegionRow } | undefined {
-  if (!d.verified || d.deploymentId === null) return undefined;
-  return chainFrom(m.deployments.get(d.deploymentId), m);
+/** The deployment row a domain row points at. */
+function deploymentOf(d: DomainRow, m: Lookup): DeploymentRow | undefined {
+  return d.deploymentId === null ? undefined : m.deployments.get(d.deploymentId);
 }
 
-/** The rest of `chain` from a verified domain's deployment row. */
-function chainFrom(dep: DeploymentRow | undefined, m: Lookup): { vm: VmRow; region: RegionRow } | undefined {
-  if (dep === undefined || !dep.ready || dep.vmId === null) return undefined;
+/**
+ * The documented query's WHERE and JOINs for one domain row and its deployment row (looked up by
+ * the caller: the bootstrap has it at hand): its VM and region, or undefined when it routes nowhere.
+ */
+function chain(d: DomainRow, dep: DeploymentRow | undefined, m: Lookup): { vm: VmRow; region: RegionRow } | undefined {
+  if (!d.verified || dep === undefined || !dep.ready || dep.vmId === null) return undefined;
   const vm = m.vms.get(dep.vmId);
   if (vm === undefined || !vm.running || vm.regionId === null) return undefined;
   const region = m.regions.get(vm.regionId);
   return region === undefined ? undefined : { vm, region };
 }
 
-function eligible(d: DomainRow, m: Lookup): boolean {
-  return chain(d, m) !== undefined;
+function eligible(d: DomainRow, dep: DeploymentRow | undefined, m: Lookup): boolean {
+  return chain(d, dep, m) !== undefined;
+}
+
+/**
+ * The one rule for a route from rows, used by the bootstrap and by applying a change alike: the
+ * query's WHERE and JOINs (chain), then the same validation as the query's rows (makeRoute).
+ * Undefined when the row routes nowhere; a failed result when a value is not usable.
+ */
+function domainRoute(host: string, d: DomainRow, dep: DeploymentRow | undefined, m: Lookup): RouteResult | undefined {
+  const c = chain(d, dep, m);
+  return c === undefined ? undefined : makeRoute(host, String(d.name), c.vm.privateIp, c.vm.port, c.vm.regionId, c.region.publicIpv4);
 }
 
 function badName(d: DomainRow): RowProblem {
@@ -746,15 +753,10 @@ function pickRoute(
   let best: Route | undefined;
   for (const id of domainIds) {
     const d = domain(id);
-    if (d === undefined) continue;
-    const c = chain(d, m);
-    if (c === undefined) continue;
-    const result = makeRoute(host, String(d.name), c.vm.privateIp, c.vm.port, c.vm.regionId, c.region.publicIpv4);
-    if (!result.ok) {
-      problems.push(result.problem);
-      continue;
-    }
-    if (best === undefined || compareRoutes(result.route, best) < 0) best = result.route;
+    const result = d === undefined ? undefined : domainRoute(host, d, deploymentOf(d, m), m);
+    if (result === undefined) continue;
+    if (!result.ok) problems.push(result.problem);
+    else if (preferred(result.route, best)) best = result.route;
   }
   return best;
 }
