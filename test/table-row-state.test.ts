@@ -701,6 +701,29 @@ describe('RowState: duplicate names', () => {
     }
   });
 
+  it('duplicates() names the host, the winner and the other routable rows, after a load as after applies', () => {
+    const h = new Harness();
+    h.apply([...infra, ...domains, domain(7, 'single.example', 1)]);
+    const loaded = RowState.load(tableRows(h.model, new Rng(3))).state;
+    for (const state of [h.state, loaded]) {
+      const dups = state.duplicates();
+      assert.equal(dups.length, 1);
+      assert.equal(dups[0]!.host, 'dup.example');
+      assert.deepStrictEqual(dups[0]!.chosen, winner);
+      assert.equal(dups[0]!.others.length, 3, 'rows 1-4 route; 5 has no port, 6 is not verified');
+      assert.deepStrictEqual(state.duplicates(['single.example', 'dup.example']), dups);
+    }
+    // Applied on top of a loaded state: every host is looked at again (a new duplicate appears).
+    const next = loaded.apply([domain(8, 'single.example', 2)]);
+    assert.deepStrictEqual(
+      next.state
+        .duplicates()
+        .map((d) => d.host)
+        .sort(),
+      ['dup.example', 'single.example'],
+    );
+  });
+
   it('removing or disabling the winner falls back to the next row, deterministically', () => {
     const h = new Harness();
     h.apply([...infra, ...domains]);

@@ -67,10 +67,6 @@ function slotCountFor(hosts: number): number {
   return n;
 }
 
-function targetKey(r: Target): string {
-  return `${r.vmIp}|${r.vmPort}|${r.vmRegionId}|${r.regionPublicIp}`;
-}
-
 /**
  * What the versions of one table share: the host arena, the slot array and the targets. Only
  * the newest version (`tip`) may append to it; an editor of an older version copies it first.
@@ -83,7 +79,8 @@ class Store {
   used = 0;
   hosts = 0;
   readonly targets: Target[] = [];
-  readonly targetIds = new Map<string, number>();
+  /** VM address → port → the targets with both (usually one): interning without building a key string per route. */
+  readonly #byAddress = new Map<string, Map<number, number[]>>();
   tip: RouteTable | undefined;
 
   constructor(hostHint: number, byteHint: number) {
@@ -100,20 +97,23 @@ class Store {
     s.used = used;
     s.hosts = hosts;
     s.slots = version.slotsForFork();
-    s.targets.push(...from.targets);
-    from.targetIds.forEach((id, key) => s.targetIds.set(key, id));
+    for (const t of from.targets) s.intern(t); // distinct: the same ids, in order
     return s;
   }
 
   intern(route: Target): number {
-    const key = targetKey(route);
-    let id = this.targetIds.get(key);
-    if (id === undefined) {
-      id = this.targets.length;
-      const { vmIp, vmPort, vmRegionId, regionPublicIp } = route;
-      this.targets.push(Object.freeze({ vmIp, vmPort, vmRegionId, regionPublicIp }));
-      this.targetIds.set(key, id);
+    const { vmIp, vmPort, vmRegionId, regionPublicIp } = route;
+    let ports = this.#byAddress.get(vmIp);
+    if (ports === undefined) this.#byAddress.set(vmIp, (ports = new Map()));
+    let ids = ports.get(vmPort);
+    if (ids === undefined) ports.set(vmPort, (ids = []));
+    for (const id of ids) {
+      const t = this.targets[id]!;
+      if (t.vmRegionId === vmRegionId && t.regionPublicIp === regionPublicIp) return id;
     }
+    const id = this.targets.length;
+    this.targets.push(Object.freeze({ vmIp, vmPort, vmRegionId, regionPublicIp }));
+    ids.push(id);
     return id;
   }
 
@@ -473,13 +473,23 @@ export class RouteTableBuilder {
   }
 
   set(host: string, route: Route): void {
+    const id = findId(this.#store, host);
+    this.#put(id < 0 ? this.#newHost(host) : id, route);
+  }
+
+  /** `set` for a host known not to be in the table yet (the bootstrap knows): no lookup first. */
+  add(host: string, route: Route): void {
+    this.#put(this.#newHost(host), route);
+  }
+
+  #newHost(host: string): number {
     if (this.#built) throw new Error('RouteTableBuilder used after build()');
+    checkHost(host);
+    return this.#store.addHost(host);
+  }
+
+  #put(id: number, route: Route): void {
     const s = this.#store;
-    let id = findId(s, host);
-    if (id < 0) {
-      checkHost(host);
-      id = s.addHost(host);
-    }
     const page = id >>> PAGE_BITS;
     while (this.#pages.length <= page) this.#pages.push(u32(PAGE_SIZE));
     const cell = this.#pages[page]!;

@@ -72,9 +72,15 @@ function hostOf(row: DomainRow | undefined): string | undefined {
  */
 export class RowState {
   readonly #maps: Maps;
+  /**
+   * For a state straight from `load`: the hosts that more than one domain row named, the only
+   * ones `duplicates()` must look at (a pass over a million single-row hosts held the event loop).
+   */
+  readonly #loadedMulti: readonly string[] | undefined;
 
-  private constructor(maps: Maps) {
+  private constructor(maps: Maps, loadedMulti?: readonly string[]) {
     this.#maps = maps;
+    this.#loadedMulti = loadedMulti;
   }
 
   get routes(): RouteTable {
@@ -100,7 +106,8 @@ export class RowState {
       found.sort(compareRoutes);
       out.push({ host, chosen: found[0]!, others: found.slice(1) });
     };
-    if (hosts === undefined) m.hostDomains.forEach(check);
+    if (hosts === undefined && this.#loadedMulti !== undefined) for (const host of this.#loadedMulti) check(m.hostDomains.get(host), host);
+    else if (hosts === undefined) m.hostDomains.forEach(check);
     else for (const host of hosts) check(m.hostDomains.get(host), host);
     return out;
   }
@@ -172,7 +179,7 @@ export class RowState {
     }
     yield* load.hostKeyed();
     const maps = yield* load.finish();
-    return { state: new RowState(maps), problems: load.problems };
+    return { state: new RowState(maps, load.multiHosts), problems: load.problems };
   }
 
   /**
@@ -377,6 +384,11 @@ class Bootstrap {
    */
   readonly #byHost: { hosts: string[]; ids: string[]; routes: (Route | undefined)[] } = { hosts: [], ids: [], routes: [] };
 
+  /** Hosts named by more than one domain row (for duplicates()). */
+  get multiHosts(): readonly string[] {
+    return this.#hostDomains.multi;
+  }
+
   constructor(tables: TableRows) {
     this.#regions = ShardedMap.builder(tables.regions.length);
     this.#vms = ShardedMap.builder(tables.vms.length);
@@ -460,7 +472,8 @@ class Bootstrap {
       const route = byHost.routes[k];
       if (route === undefined) continue;
       // The same duplicate rule as pickRoute, one row at a time; a host's first row has no rival.
-      if (preferred(route, first ? undefined : this.#routes.get(host))) this.#routes.set(host, route);
+      if (first) this.#routes.add(host, route);
+      else if (preferred(route, this.#routes.get(host))) this.#routes.set(host, route);
     }
   }
 
@@ -665,6 +678,11 @@ function* fillShards<T extends TableName>(
 class DraftIndex {
   readonly #map: ShardedMapBuilder<IdSetDraft | IdSet>;
   readonly #multi: string[] = [];
+
+  /** Parents given more than one child (each once). */
+  get multi(): readonly string[] {
+    return this.#multi;
+  }
 
   constructor(sizeHint: number) {
     this.#map = ShardedMap.builder(sizeHint);
