@@ -7,6 +7,7 @@ import type { HealthChecker, HealthSnapshot } from '../proxy/health.js';
 import type { RouteSnapshot } from '../sync/route-store.js';
 import type { SyncStatus } from '../sync/status.js';
 import type { Route } from '../table/route.js';
+import type { RouteTable } from '../table/route-table.js';
 
 export interface RoutingContext {
   readonly regionId: string;
@@ -116,16 +117,19 @@ export async function viewTable(
 ): Promise<TableView> {
   let count = 0;
   const smallest = new SmallestK<Route>(query.limit);
-  const offer = (r: Route, host: string) => {
+  const table = snapshot?.routes;
+  const offer = (t: RouteTable, id: number) => {
+    if (!t.routedAt(id)) return;
+    const host = t.hostAt(id);
     if (query.contains !== undefined && !host.includes(query.contains)) return;
     if (query.after !== undefined && host <= query.after) return;
     count += 1;
-    smallest.offer(host, r);
+    // The route is made only for a host that enters the page.
+    if (smallest.wants(host)) smallest.offer(host, t.routeAt(id)!);
   };
-  const table = snapshot?.routes;
   let sliceStart = performance.now();
   for (let from = 0; table !== undefined && from < table.hostCount; from += SCAN_BATCH) {
-    table.forEachIn(from, from + SCAN_BATCH, offer);
+    for (let id = from; id < Math.min(from + SCAN_BATCH, table.hostCount); id++) offer(table, id);
     if (performance.now() - sliceStart >= SCAN_SLICE_MS) {
       await new Promise<void>((resolve) => setImmediate(resolve));
       sliceStart = performance.now();
@@ -153,6 +157,11 @@ export async function viewTable(
 class SmallestK<T> {
   readonly #heap: { key: string; value: T }[] = [];
   constructor(readonly k: number) {}
+
+  /** Whether `offer(key, …)` would keep it. */
+  wants(key: string): boolean {
+    return this.#heap.length < this.k || (this.k > 0 && key < this.#heap[0]!.key);
+  }
 
   offer(key: string, value: T): void {
     const h = this.#heap;
