@@ -12,11 +12,12 @@ import type { Route } from './route.js';
  *   at most half full). Only empty slots are ever written, so a lookup in an older version just
  *   skips ids it does not have.
  * - Id → route: `pages` of PAGE_SIZE target numbers (0: no route, else the target's index + 1),
- *   under an `overlay` of the ids changed since the pages were last written (an open-addressing
- *   table of id, target pairs in one Int32Array). A change copies the overlay (a few KB to
- *   128 KB, outside the JS heap); past OVERLAY_LIMIT ids, the pages holding most of them are
- *   folded (copied with their ids written in, in one new buffer), so a commit's work follows
- *   what it changed, not the table's size. Untouched pages are shared between versions.
+ *   under an `overlay` of the ids changed since the pages were last written (64 small
+ *   open-addressing tables of id, target pairs, by the id's low bits). A commit copies only the
+ *   overlay tables it writes (2 KB each when the overlay is full); past OVERLAY_LIMIT ids, the
+ *   pages holding most of them are folded (copied with their ids written in, in one new buffer).
+ *   So a commit's work and garbage follow what it changed, not the table's size; untouched pages
+ *   and tables are shared between versions.
  * - Targets: the distinct (VM address, port, region, load balancer) a route points at, interned
  *   (a million routes over a thousand VMs have a thousand).
  *
@@ -177,64 +178,66 @@ interface Version {
   readonly slots: Int32Array;
   readonly hosts: number;
   readonly pages: readonly Uint32Array[];
-  /** id + 1, target number pairs (see targetOf); empty when `overlayCount` is 0. */
-  readonly overlay: Int32Array;
+  /**
+   * The overlay: OVERLAY_BUCKETS open-addressing tables of id + 1, target number pairs, one per
+   * `id & BUCKET_MASK` (see targetOf), so a commit copies only the buckets it writes.
+   */
+  readonly overlay: readonly Int32Array[];
   readonly overlayCount: number;
   readonly size: number;
 }
 
-/** Ids the overlay holds before it is folded into the pages (128 KB of pairs at most). */
+/** Ids the overlay holds before the pages holding most of them are folded in. */
 export const OVERLAY_LIMIT = 8192;
-const NO_OVERLAY = new Int32Array(0);
+const OVERLAY_BUCKETS = 64;
+const BUCKET_MASK = OVERLAY_BUCKETS - 1;
+const EMPTY_BUCKET = new Int32Array(0);
+const NO_OVERLAY: readonly Int32Array[] = Object.freeze(new Array<Int32Array>(OVERLAY_BUCKETS).fill(EMPTY_BUCKET));
 
-function mix(id: number, mask: number): number {
-  return (Math.imul(id, 0x9e3779b1) >>> 7) & mask;
+/** The pair index where `id` is, or the empty one where it would go, in a bucket with room. */
+function probe(bucket: Int32Array, id: number): number {
+  const mask = (bucket.length >>> 1) - 1;
+  let i = (Math.imul(id >>> 6, 0x9e3779b1) >>> 7) & mask;
+  for (let key = bucket[2 * i]!; key !== 0 && key !== id + 1; key = bucket[2 * i]!) i = (i + 1) & mask;
+  return i;
 }
 
 /** The target number of host id `id` in `v`: the overlay's, else the page's (0: no route). */
 function targetOf(v: Version, id: number): number {
   if (v.overlayCount > 0) {
-    const ov = v.overlay;
-    const mask = (ov.length >>> 1) - 1;
-    for (let i = mix(id, mask); ; i = (i + 1) & mask) {
-      const key = ov[2 * i]!;
-      if (key === 0) break;
-      if (key === id + 1) return ov[2 * i + 1]!;
+    const bucket = v.overlay[id & BUCKET_MASK]!;
+    if (bucket.length > 0) {
+      const i = probe(bucket, id);
+      if (bucket[2 * i] !== 0) return bucket[2 * i + 1]!;
     }
   }
   const page = v.pages[id >>> PAGE_BITS];
   return page === undefined ? 0 : page[id & PAGE_MASK]!;
 }
 
-/** Sets id's target number in an overlay with room for it. */
-function overlaySet(ov: Int32Array, id: number, target: number): boolean {
-  const mask = (ov.length >>> 1) - 1;
-  for (let i = mix(id, mask); ; i = (i + 1) & mask) {
-    const key = ov[2 * i]!;
-    if (key === id + 1 || key === 0) {
-      ov[2 * i] = id + 1;
-      ov[2 * i + 1] = target;
-      return key === 0;
-    }
-  }
+function overlayHas(v: Version, id: number): boolean {
+  const bucket = v.overlay[id & BUCKET_MASK]!;
+  return bucket.length > 0 && bucket[2 * probe(bucket, id)] !== 0;
 }
 
-function forEachOverlay(v: Version, fn: (id: number, target: number) => void): void {
-  if (v.overlayCount === 0) return;
-  const ov = v.overlay;
-  for (let i = 0; i < ov.length; i += 2) if (ov[i] !== 0) fn(ov[i]! - 1, ov[i + 1]!);
+function forEachInBucket(bucket: Int32Array, fn: (id: number, target: number) => void): void {
+  for (let i = 0; i < bucket.length; i += 2) if (bucket[i] !== 0) fn(bucket[i]! - 1, bucket[i + 1]!);
+}
+
+function forEachOverlay(v: Pick<Version, 'overlay' | 'overlayCount'>, fn: (id: number, target: number) => void): void {
+  if (v.overlayCount > 0) for (const bucket of v.overlay) forEachInBucket(bucket, fn);
 }
 
 /**
- * The pages and overlay after `writes` (id → target number) on top of `v`: the overlay copied
- * with the writes added; past OVERLAY_LIMIT ids, the pages holding the most of them are folded
- * (copied, with their ids written in, all in one new buffer) until it is back to 7/8 of the
- * limit. So each commit does work in proportion to what it changed, whatever the table's size.
+ * The pages and overlay after `writes` (id → target number) on top of `v`: the buckets written
+ * copied with the writes added; past OVERLAY_LIMIT ids, the pages holding the most of them are
+ * folded (copied, with their ids written in, all in one new buffer) until it is back to 7/8 of
+ * the limit. So each commit does work in proportion to what it changed, whatever the table's size.
  */
 function withWrites(v: Version, writes: ReadonlyMap<number, number>): Pick<Version, 'pages' | 'overlay' | 'overlayCount'> {
   let count = v.overlayCount;
   for (const id of writes.keys()) if (v.overlayCount === 0 || !overlayHas(v, id)) count += 1;
-  if (count <= OVERLAY_LIMIT) return { pages: v.pages, ...overlayOf(v, writes, count) };
+  if (count <= OVERLAY_LIMIT) return { pages: v.pages, overlay: withBuckets(v.overlay, writes), overlayCount: count };
   // Every id of the overlay and the writes once (a write replaces the overlay's entry).
   const each = (fn: (id: number, t: number) => void) => {
     forEachOverlay(v, (id, t) => {
@@ -262,7 +265,7 @@ function withWrites(v: Version, writes: ReadonlyMap<number, number>): Pick<Versi
     if (fold[id >>> PAGE_BITS] === 1) pages[id >>> PAGE_BITS]![id & PAGE_MASK] = t;
     else rest.set(id, t);
   });
-  return { pages, ...overlayOf({ overlay: NO_OVERLAY, overlayCount: 0 }, rest, rest.size) };
+  return { pages, overlay: withBuckets(NO_OVERLAY, rest), overlayCount: rest.size };
 }
 
 /** `pages` (extended to `length`) with each of `fold` replaced by a copy, all in one new buffer. */
@@ -279,25 +282,35 @@ function copyPages(pages: readonly Uint32Array[], fold: readonly number[], lengt
   return out;
 }
 
-/** The overlay of `v` copied with `writes` added (`count` ids in all). */
-function overlayOf(v: Pick<Version, 'overlay' | 'overlayCount'>, writes: ReadonlyMap<number, number>, count: number) {
-  if (count === 0) return { overlay: NO_OVERLAY, overlayCount: 0 };
-  const capacity = slotCountFor(count);
-  const overlay = i32(capacity * 2);
-  if (capacity * 2 === v.overlay.length) overlay.set(v.overlay);
-  else forEachOverlay(v as Version, (id, t) => overlaySet(overlay, id, t));
-  writes.forEach((t, id) => overlaySet(overlay, id, t));
-  return { overlay, overlayCount: count };
+/** `overlay` with `writes` added: each bucket written is copied (grown when it must), the others shared. */
+function withBuckets(overlay: readonly Int32Array[], writes: ReadonlyMap<number, number>): readonly Int32Array[] {
+  const byBucket = new Map<number, number[]>();
+  for (const id of writes.keys()) {
+    const list = byBucket.get(id & BUCKET_MASK);
+    if (list === undefined) byBucket.set(id & BUCKET_MASK, [id]);
+    else list.push(id);
+  }
+  const out = overlay.slice();
+  byBucket.forEach((ids, b) => {
+    const old = overlay[b]!;
+    let n = ids.length;
+    forEachInBucket(old, (id) => {
+      if (!writes.has(id)) n += 1;
+    });
+    const capacity = slotCountFor(n);
+    const bucket = i32(capacity * 2);
+    if (capacity * 2 === old.length) bucket.set(old);
+    else forEachInBucket(old, (id, t) => put(bucket, id, t));
+    for (const id of ids) put(bucket, id, writes.get(id)!);
+    out[b] = bucket;
+  });
+  return out;
 }
 
-function overlayHas(v: Version, id: number): boolean {
-  const ov = v.overlay;
-  const mask = (ov.length >>> 1) - 1;
-  for (let i = mix(id, mask); ; i = (i + 1) & mask) {
-    const key = ov[2 * i]!;
-    if (key === 0) return false;
-    if (key === id + 1) return true;
-  }
+function put(bucket: Int32Array, id: number, target: number): void {
+  const i = probe(bucket, id);
+  bucket[2 * i] = id + 1;
+  bucket[2 * i + 1] = target;
 }
 
 export class RouteTable implements RouteReader {
