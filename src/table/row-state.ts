@@ -480,11 +480,11 @@ class Bootstrap {
   /** The finished maps; a pause after each large index (each is a pass over up to a million entries). */
   *finish(): Generator<void, Maps> {
     yield;
-    const hostDomains = this.#hostDomains.finish();
+    const hostDomains = yield* this.#hostDomains.finish();
     yield;
-    const deploymentDomains = this.#deploymentDomains.finish();
+    const deploymentDomains = yield* this.#deploymentDomains.finish();
     yield;
-    const vmDeployments = this.#vmDeployments.finish();
+    const vmDeployments = yield* this.#vmDeployments.finish();
     yield;
     return {
       domains: this.#domains.build(),
@@ -494,7 +494,7 @@ class Bootstrap {
       hostDomains,
       deploymentDomains,
       vmDeployments,
-      regionVms: this.#regionVms.finish(),
+      regionVms: yield* this.#regionVms.finish(),
       routes: this.#routes.build(),
     };
   }
@@ -704,10 +704,18 @@ class DraftIndex {
     return false;
   }
 
-  finish(): ShardedMap<IdSet> {
+  /** Pauses every LOAD_BATCH ids: a million domains over a thousand deployments are a million ids to finish. */
+  *finish(): Generator<void, ShardedMap<IdSet>> {
+    let sincePause = 0;
     for (const parent of this.#multi) {
       const shard = this.#map.shardOf(parent);
-      this.#map.setIn(shard, parent, idSetFinish(this.#map.getIn(shard, parent) as IdSetDraft));
+      const draft = this.#map.getIn(shard, parent) as IdSetDraft;
+      this.#map.setIn(shard, parent, idSetFinish(draft));
+      sincePause += draft.length;
+      if (sincePause >= LOAD_BATCH) {
+        sincePause = 0;
+        yield;
+      }
     }
     // Every value is an IdSet now.
     return this.#map.build() as ShardedMap<IdSet>;
