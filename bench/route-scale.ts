@@ -174,7 +174,17 @@ function serve(dir: string, databaseUrl: string): Service {
 
 const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 4 });
 
-function get(port: number, path: string, hostHeader: string, agent: http.Agent | false): Promise<{ status: number; body: string }> {
+/** A keep-alive request is sent again once when the server had closed its idle connection meanwhile. */
+async function get(port: number, path: string, hostHeader: string, agent: http.Agent | false): Promise<{ status: number; body: string }> {
+  try {
+    return await getOnce(port, path, hostHeader, agent);
+  } catch (err) {
+    if (agent === false || (err as NodeJS.ErrnoException).code !== 'ECONNRESET') throw err;
+    return getOnce(port, path, hostHeader, agent);
+  }
+}
+
+function getOnce(port: number, path: string, hostHeader: string, agent: http.Agent | false): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = http.request({ port, host: '127.0.0.1', path, headers: { host: hostHeader }, agent }, (res) => {
       let body = '';
