@@ -115,6 +115,7 @@ function serve(dir: string, databaseUrl: string): Service {
     EDGEPROXY_REGION_ID: REGION,
     EDGEPROXY_HTTP_ADDR: '127.0.0.1:0',
     EDGEPROXY_ADMIN_ADDR: '127.0.0.1:0',
+    EDGEPROXY_HTTPS_ADDR: 'off', // the default :8443 may be taken on a shared machine
     EDGEPROXY_SYNC_MODE: 'replication',
     // Probes out of the picture: the table is what this bench measures.
     EDGEPROXY_HEALTH_CACHE_TTL: '1h',
@@ -138,11 +139,23 @@ function serve(dir: string, databaseUrl: string): Service {
     for (const w of waiters) w();
   });
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (err = (err + c).slice(-4000)));
-  const exited = new Promise<void>((r) => child.on('exit', () => r()));
+  let gone = false;
+  const exited = new Promise<void>((r) =>
+    child.on('exit', () => {
+      gone = true;
+      r();
+      for (const w of waiters) w();
+    }),
+  );
   const line = (msg: string, timeoutMs = 300_000) =>
     new Promise<Record<string, unknown>>((resolve, reject) => {
       const check = () => {
         const found = lines.find((l) => l.msg === msg);
+        if (found === undefined && gone) {
+          waiters.delete(check);
+          clearTimeout(timer);
+          reject(new Error(`edgeproxy exited before "${msg}": ${JSON.stringify(lines.slice(-3))} ${err}`));
+        }
         if (found === undefined) return;
         waiters.delete(check);
         clearTimeout(timer);
