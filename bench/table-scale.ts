@@ -19,7 +19,7 @@ import { routesFromQueryRows } from '../src/table/query-routes.js';
 import type { Route } from '../src/table/route.js';
 import { RowState, type TableRows } from '../src/table/row-state.js';
 import { type Columns, type RowChange, rowValues } from '../src/table/rows.js';
-import { ShardedMap } from '../src/table/sharded-map.js';
+import { RouteTable } from '../src/table/route-table.js';
 
 const N = Number(process.argv[2] ?? 1_000_000);
 if (!Number.isInteger(N) || N < 10) throw new Error(`usage: bench/table-scale.ts [routes >= 10], got ${process.argv[2]}`);
@@ -354,10 +354,10 @@ function lookupNs(map: { get(key: string): Route | undefined }, keys: readonly s
   return ns;
 }
 const lookupSizes = [...new Set([10_000, 100_000, routeEntries.length].filter((n) => n <= routeEntries.length))];
-const lookups: { size: number; shardCount: number; freshNs: number; warmNs: number; plainMapFreshNs: number }[] = [];
+const lookups: { size: number; hostCount: number; freshNs: number; warmNs: number; plainMapFreshNs: number }[] = [];
 for (const size of lookupSizes) {
   const entries = size === routeEntries.length ? routeEntries : routeEntries.slice(0, size);
-  const sharded = size === routeEntries.length ? current.state.routes : ShardedMap.from(entries);
+  const sharded = size === routeEntries.length ? current.state.routes : RouteTable.from(entries);
   const plain = new Map(entries);
   const count = Math.min(LOOKUPS, 20 * size);
   const picks = Array.from({ length: count }, () => entries[randInt(entries.length)]![0]);
@@ -369,7 +369,7 @@ for (const size of lookupSizes) {
   const freshNs = lookupNs(sharded, fresh);
   const warmNs = lookupNs(sharded, fresh); // same strings again: V8's string hash is cached now
   const plainMapFreshNs = lookupNs(plain, picks.map(freshString));
-  lookups.push({ size, shardCount: sharded.shardCount, freshNs, warmNs, plainMapFreshNs });
+  lookups.push({ size, hostCount: sharded.hostCount, freshNs, warmNs, plainMapFreshNs });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -409,7 +409,7 @@ for (const [kind, s] of Object.entries(applyStats)) {
 for (const kind of KINDS) rows.push([`allocated per apply: ${kind}`, `${(allocatedMedian[kind] / 1024).toFixed(1)} KB`, '']);
 for (const l of lookups) {
   rows.push([
-    `routes.get at ${l.size.toLocaleString('en-US')} (${l.shardCount} shards)`,
+    `routes.get at ${l.size.toLocaleString('en-US')} (${l.hostCount} hosts listed)`,
     `${l.freshNs.toFixed(0)} ns fresh host, ${l.warmNs.toFixed(0)} ns repeated`,
     `plain Map: ${l.plainMapFreshNs.toFixed(0)} ns`,
   ]);

@@ -3,8 +3,7 @@ import { describe, it } from 'node:test';
 import { viewTable } from '../src/admin/routes-view.js';
 import type { RouteSnapshot } from '../src/sync/route-store.js';
 import type { SyncStatus } from '../src/sync/status.js';
-import type { Route } from '../src/table/route.js';
-import { ShardedMap } from '../src/table/sharded-map.js';
+import { RouteTable } from '../src/table/route-table.js';
 import { EMPTY_TLS } from '../src/tls/tls-state.js';
 
 // The admin API's table page: the first `limit` hosts by name, chosen without sorting the table.
@@ -25,7 +24,7 @@ const STATUS: SyncStatus = {
 };
 
 function snapshot(hosts: string[]): RouteSnapshot {
-  const routes = ShardedMap.from<Route>(
+  const routes = RouteTable.from(
     hosts.map((host, i) => [host, { host, vmIp: '10.0.0.1', vmPort: 1000 + i, vmRegionId: REGION, regionPublicIp: '192.0.2.1' }]),
   );
   return { routes, regionAddresses: new Set(), tls: EMPTY_TLS, generation: 1, source: 'poll', publishedAt: 0, position: undefined };
@@ -52,9 +51,9 @@ describe('viewTable', () => {
     [500, 500],
     [2000, 1000],
   ] as const) {
-    it(`${n} routes, limit ${limit}: the ${Math.min(n, limit)} smallest host names, sorted; count and truncated`, () => {
+    it(`${n} routes, limit ${limit}: the ${Math.min(n, limit)} smallest host names, sorted; count and truncated`, async () => {
       const all = hosts(n, n + limit);
-      const view = viewTable(snapshot(all), STATUS, { regionId: REGION, crossRegionPort: 80 }, { limit, contains: undefined });
+      const view = await viewTable(snapshot(all), STATUS, { regionId: REGION, crossRegionPort: 80 }, { limit, contains: undefined });
       assert.deepEqual(
         view.routes.map((r) => r.host),
         [...all].sort().slice(0, limit),
@@ -64,14 +63,30 @@ describe('viewTable', () => {
     });
   }
 
-  it('contains filters before the limit; count is the number of matches', () => {
+  it('contains filters before the limit; count is the number of matches', async () => {
     const all = hosts(300, 7);
-    const view = viewTable(snapshot(all), STATUS, { regionId: REGION, crossRegionPort: 80 }, { limit: 5, contains: 'a' });
+    const view = await viewTable(snapshot(all), STATUS, { regionId: REGION, crossRegionPort: 80 }, { limit: 5, contains: 'a' });
     const matching = all.filter((h) => h.includes('a')).sort();
     assert.equal(view.count, matching.length);
     assert.deepEqual(
       view.routes.map((r) => r.host),
       matching.slice(0, 5),
     );
+  });
+
+  it('after gives the next page: paging by the last host of each page lists every host once, in order', async () => {
+    const all = hosts(5000, 11);
+    const ctx = { regionId: REGION, crossRegionPort: 80 };
+    const snap = snapshot(all);
+    const seen: string[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const view = await viewTable(snap, STATUS, ctx, { limit: 700, contains: undefined, after });
+      assert.equal(view.count, all.length - seen.length);
+      if (view.routes.length === 0) break;
+      seen.push(...view.routes.map((r) => r.host));
+      after = view.routes[view.routes.length - 1]!.host;
+    }
+    assert.deepEqual(seen, [...all].sort());
   });
 });

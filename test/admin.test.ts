@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { ROUTE_KINDS } from '../src/proxy/observer.js';
 import { SYNC_STATES } from '../src/sync/sync-state.js';
 import { request, startBackend, closedPort, type Backend } from './support/backend.js';
@@ -242,6 +244,23 @@ describe('admin API on a loaded service', () => {
     assert.equal(sample(m, 'edgeproxy_full_load_failures_total'), 0);
     assert.match(m, /^edgeproxy_process_cpu_user_seconds_total \d/m, 'default process metrics');
     assert.match(m, /^edgeproxy_build_info\{version="[^"]+"\} 1$/m);
+  });
+
+  it('GET /metrics: GC pauses from perf_hooks, in buckets fine enough to count pauses over 10 ms', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    (runInNewContext('gc') as () => void)(); // a full (major) collection, reported by perf_hooks
+    await eventually(
+      'the GC pause histogram',
+      async () => {
+        const m = (await request(admin, { path: '/metrics' })).body;
+        const count = sample(m, 'edgeproxy_nodejs_gc_duration_seconds_count{kind="major"}') ?? 0;
+        assert.ok(count >= 1, 'a major GC counted');
+        for (const le of ['0.001', '0.002', '0.005', '0.01', '0.02', '0.05'])
+          assert.notEqual(sample(m, `edgeproxy_nodejs_gc_duration_seconds_bucket{le="${le}",kind="major"}`), undefined, `bucket ${le}`);
+        return true;
+      },
+      15_000,
+    );
   });
 
   it('GET /metrics: requests by kind and status, upstream latency and probes, pushed by the request path (ProxyObserver)', async () => {

@@ -8,7 +8,7 @@ import { Forwarder } from '../src/proxy/forward.js';
 import { HealthChecker } from '../src/proxy/health.js';
 import { ProxyServer } from '../src/proxy/server.js';
 import { RouteStore } from '../src/sync/route-store.js';
-import { ShardedMap } from '../src/table/sharded-map.js';
+import { RouteTable } from '../src/table/route-table.js';
 import { DEFAULT_SERVER_OPTIONS, defaultForwarderOptions, request } from './support/backend.js';
 import { eventually, REGION_A, REGION_B } from './support/service.js';
 
@@ -56,7 +56,7 @@ describe('forwarding plain requests', () => {
     const logger = createLogger('info', { write: (l: string) => logLines.push(JSON.parse(l) as Record<string, unknown>) });
     const store = new RouteStore();
     store.publish(
-      ShardedMap.from([
+      RouteTable.from([
         ['bad.example', { host: 'bad.example', vmIp: '10.0.0.1', vmPort: 1, vmRegionId: REGION_B, regionPublicIp: '127.0.0.1' }],
       ]),
       'poll',
@@ -225,7 +225,7 @@ describe('forwarding plain requests', () => {
       const logger = createLogger('info', { write: () => undefined });
       const store = new RouteStore();
       store.publish(
-        ShardedMap.from([
+        RouteTable.from([
           ['x.example', { host: 'x.example', vmIp: '10.0.0.1', vmPort: 1, vmRegionId: REGION_B, regionPublicIp: '127.0.0.1' }],
         ]),
         'poll',

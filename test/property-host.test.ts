@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { decide } from '../src/proxy/decide.js';
 import { RouteStore } from '../src/sync/route-store.js';
 import { normaliseHost, parseHostHeader } from '../src/table/host.js';
-import { ShardedMap } from '../src/table/sharded-map.js';
+import { RouteTable } from '../src/table/route-table.js';
 import { runs } from './support/property.js';
 
 /** Host normalisation (src/table/host.ts) on generated input: it decides which site a request reaches. */
@@ -101,7 +101,7 @@ describe('host normalisation (property)', () => {
         const store = new RouteStore();
         const name = ip.startsWith('[') ? ip.slice(1, -1).toLowerCase() : ip;
         store.publish(
-          ShardedMap.from([[name, { host: name, vmIp: '10.0.0.1', vmPort: 80, vmRegionId: 'r', regionPublicIp: '10.0.0.2' }]]),
+          RouteTable.from([[name, { host: name, vmIp: '10.0.0.1', vmPort: 80, vmRegionId: 'r', regionPublicIp: '10.0.0.2' }]]),
           'poll',
           {
             regionAddresses: new Set(),

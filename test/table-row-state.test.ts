@@ -16,8 +16,19 @@ import { diffRoutes } from '../src/table/diff.js';
 import { compareRoutes, makeRoute, type Route } from '../src/table/route.js';
 import { routesFromQueryRows } from '../src/table/query-routes.js';
 import { type ApplyResult, RowState, type TableRows } from '../src/table/row-state.js';
-import { READ_COLUMNS, type RowChange, RowError, type RowValues, rowValues, TABLES, type TableName } from '../src/table/rows.js';
-import type { ShardedMap } from '../src/table/sharded-map.js';
+import {
+  READ_COLUMNS,
+  ROUTABLE_STATUS,
+  routableStatus,
+  type RowChange,
+  RowError,
+  type RowValues,
+  rowValues,
+  TABLES,
+  type TableName,
+} from '../src/table/rows.js';
+import { ROUTES_QUERY } from '../src/db/routes-query.js';
+import type { RouteTable } from '../src/table/route-table.js';
 
 // ---------------------------------------------------------------------------------------------
 // The model: four tables keyed by primary key, rows with the real column names.
@@ -169,7 +180,7 @@ function expectedRoutes(m: Model, rng?: Rng): Snapshot {
   return snapshot(routesFromQueryRows(referenceQuery(m, rng) as unknown as Record<string, unknown>[]).routes);
 }
 
-function snapshot(routes: ShardedMap<Route>): Snapshot {
+function snapshot(routes: RouteTable): Snapshot {
   const out: Snapshot = new Map();
   for (const [host, r] of routes.entries()) {
     assert.equal(r.host, host, 'route.host is its key');
@@ -182,9 +193,9 @@ function sorted(s: Snapshot): [string, RouteFields][] {
   return [...s].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
-function assertSameRoutes(actual: ShardedMap<Route>, expected: Snapshot, what: string): void {
+function assertSameRoutes(actual: RouteTable, expected: Snapshot, what: string): void {
   assert.deepStrictEqual(sorted(snapshot(actual)), sorted(expected), what);
-  assert.equal(actual.size, expected.size, `${what}: ShardedMap.size`);
+  assert.equal(actual.size, expected.size, `${what}: RouteTable.size`);
 }
 
 function sameFields(a: RouteFields | undefined, b: RouteFields | undefined): boolean {
@@ -690,6 +701,29 @@ describe('RowState: duplicate names', () => {
     }
   });
 
+  it('duplicates() names the host, the winner and the other routable rows, after a load as after applies', () => {
+    const h = new Harness();
+    h.apply([...infra, ...domains, domain(7, 'single.example', 1)]);
+    const loaded = RowState.load(tableRows(h.model, new Rng(3))).state;
+    for (const state of [h.state, loaded]) {
+      const dups = state.duplicates();
+      assert.equal(dups.length, 1);
+      assert.equal(dups[0]!.host, 'dup.example');
+      assert.deepStrictEqual(dups[0]!.chosen, winner);
+      assert.equal(dups[0]!.others.length, 3, 'rows 1-4 route; 5 has no port, 6 is not verified');
+      assert.deepStrictEqual(state.duplicates(['single.example', 'dup.example']), dups);
+    }
+    // Applied on top of a loaded state: every host is looked at again (a new duplicate appears).
+    const next = loaded.apply([domain(8, 'single.example', 2)]);
+    assert.deepStrictEqual(
+      next.state
+        .duplicates()
+        .map((d) => d.host)
+        .sort(),
+      ['dup.example', 'single.example'],
+    );
+  });
+
   it('removing or disabling the winner falls back to the next row, deterministically', () => {
     const h = new Harness();
     h.apply([...infra, ...domains]);
@@ -877,6 +911,19 @@ describe('RowState.loadAsync', () => {
     const a = loaded.state.apply([del('domains', DOM(5))]);
     const b = sync.state.apply([del('domains', DOM(5))]);
     assert.deepStrictEqual(a.changedHosts, b.changedHosts);
+  });
+});
+
+describe('the routable statuses', () => {
+  it("are the documented query's, and read the same from a snapshot (the test itself) and from the stream (the value)", () => {
+    assert.ok(ROUTES_QUERY.includes(`dep.status = '${ROUTABLE_STATUS.deployments}'`), ROUTES_QUERY);
+    assert.ok(ROUTES_QUERY.includes(`v.status = '${ROUTABLE_STATUS.vms}'`), ROUTES_QUERY);
+    for (const table of ['deployments', 'vms'] as const) {
+      assert.equal(routableStatus(table, ROUTABLE_STATUS[table]), true);
+      assert.equal(routableStatus(table, true), true, 'the snapshot reads the test');
+      for (const other of [false, null, 'pending', 'stopped', 'READY', 'Running'])
+        assert.equal(routableStatus(table, other), false, String(other));
+    }
   });
 });
 

@@ -7,6 +7,7 @@ import type { HealthChecker, HealthSnapshot } from '../proxy/health.js';
 import type { RouteSnapshot } from '../sync/route-store.js';
 import type { SyncStatus } from '../sync/status.js';
 import type { Route } from '../table/route.js';
+import type { RouteTable } from '../table/route-table.js';
 
 export interface RoutingContext {
   readonly regionId: string;
@@ -47,6 +48,8 @@ export interface TableQuery {
   readonly limit: number;
   /** Only hosts containing this (already lowercase) text. */
   readonly contains: string | undefined;
+  /** Only hosts after this one by name: the next page (`after` = the last host of the previous page). */
+  readonly after?: string | undefined;
 }
 
 /** Default and maximum of `limit`: a million-route table must not be serialised in one go on the event loop. */
@@ -97,15 +100,39 @@ export function viewRoute(route: Route, ctx: RoutingContext): RouteView {
   };
 }
 
-/** The table (or the hosts containing `contains`), the first `limit` by host name. */
-export function viewTable(snapshot: RouteSnapshot | undefined, status: SyncStatus, ctx: RoutingContext, query: TableQuery): TableView {
+/** Host ids scanned between two checks of the clock, and the work between two event-loop turns. */
+const SCAN_BATCH = 2048;
+const SCAN_SLICE_MS = 5;
+
+/**
+ * The table (or the hosts containing `contains`, or after `after`), the first `limit` by host
+ * name. The snapshot is one immutable version, so the scan gives the event loop a turn every
+ * few milliseconds (a million routes take longer than a request may wait) and still reads one table.
+ */
+export async function viewTable(
+  snapshot: RouteSnapshot | undefined,
+  status: SyncStatus,
+  ctx: RoutingContext,
+  query: TableQuery,
+): Promise<TableView> {
   let count = 0;
   const smallest = new SmallestK<Route>(query.limit);
-  if (snapshot !== undefined) {
-    for (const r of snapshot.routes.values()) {
-      if (query.contains !== undefined && !r.host.includes(query.contains)) continue;
-      count += 1;
-      smallest.offer(r.host, r);
+  const table = snapshot?.routes;
+  const offer = (t: RouteTable, id: number) => {
+    if (!t.routedAt(id)) return;
+    const host = t.hostAt(id);
+    if (query.contains !== undefined && !host.includes(query.contains)) return;
+    if (query.after !== undefined && host <= query.after) return;
+    count += 1;
+    // The route is made only for a host that enters the page.
+    if (smallest.wants(host)) smallest.offer(host, t.routeAt(id)!);
+  };
+  let sliceStart = performance.now();
+  for (let from = 0; table !== undefined && from < table.hostCount; from += SCAN_BATCH) {
+    for (let id = from; id < Math.min(from + SCAN_BATCH, table.hostCount); id++) offer(table, id);
+    if (performance.now() - sliceStart >= SCAN_SLICE_MS) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      sliceStart = performance.now();
     }
   }
   const routes = smallest.sorted().map((r) => viewRoute(r, ctx));
@@ -130,6 +157,11 @@ export function viewTable(snapshot: RouteSnapshot | undefined, status: SyncStatu
 class SmallestK<T> {
   readonly #heap: { key: string; value: T }[] = [];
   constructor(readonly k: number) {}
+
+  /** Whether `offer(key, …)` would keep it. */
+  wants(key: string): boolean {
+    return this.#heap.length < this.k || (this.k > 0 && key < this.#heap[0]!.key);
+  }
 
   offer(key: string, value: T): void {
     const h = this.#heap;

@@ -113,11 +113,11 @@ export class AdminServer {
     res.end(res.req.method === 'HEAD' ? undefined : body);
   }
 
-  #table(url: URL, res: ServerResponse): void {
+  async #table(url: URL, res: ServerResponse): Promise<void> {
     const o = this.#opts;
     const query = parseTableQuery(url.searchParams);
     if (isFailure(query)) return json(res, 400, { code: query.code, error: query.message });
-    const view = viewTable(o.store.current, o.status(), o, query);
+    const view = await viewTable(o.store.current, o.status(), o, query);
     json(res, view.ready ? 200 : 503, view);
   }
 
@@ -163,7 +163,12 @@ function parseTableQuery(params: URLSearchParams): TableQuery | Failure<'ADMIN_I
       return failure('ADMIN_INVALID_QUERY', `limit must be an integer from 1 to ${MAX_ROUTE_LIMIT}`);
   }
   const contains = params.get('contains');
-  return { limit, contains: contains === null || contains === '' ? undefined : contains.toLowerCase() };
+  const after = params.get('after');
+  return {
+    limit,
+    contains: contains === null || contains === '' ? undefined : contains.toLowerCase(),
+    after: after === null || after === '' ? undefined : after.toLowerCase(),
+  };
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { READ_COLUMNS, type RowValues, sourceColumns, TABLES, type TableName } from '../table/rows.js';
+import { READ_COLUMNS, ROUTABLE_STATUS, type RowValues, sourceColumns, TABLES, type TableName } from '../table/rows.js';
 import { findTlsTables, hasTlsTables, readTlsRows, type TlsTablePlaces } from '../db/tls-rows.js';
 import type { TlsRows } from '../tls/tls-tables.js';
 import type { TableShapes } from './decode.js';
@@ -12,8 +12,8 @@ import type { TableShapes } from './decode.js';
 const READ_AS: Readonly<Record<string, string>> = {
   // NULL or true (not false): rows.ts treats any non-null verified_at as "set".
   'domains.verified_at': 'CASE WHEN verified_at IS NULL THEN NULL ELSE true END',
-  'deployments.status': "status = 'ready'",
-  'vms.status': "status = 'running'",
+  'deployments.status': `status = ${pg.escapeLiteral(ROUTABLE_STATUS.deployments)}`,
+  'vms.status': `status = ${pg.escapeLiteral(ROUTABLE_STATUS.vms)}`,
 };
 
 export interface SnapshotRows {

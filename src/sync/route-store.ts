@@ -1,6 +1,5 @@
 import { produce, castDraft } from 'immer';
-import type { Route } from '../table/route.js';
-import type { ShardedMap } from '../table/sharded-map.js';
+import type { RouteTable } from '../table/route-table.js';
 import { EMPTY_TLS, type TlsSnapshot } from '../tls/tls-state.js';
 
 export type SnapshotSource = 'poll' | 'stream';
@@ -15,7 +14,8 @@ export interface SnapshotPosition {
 
 /** What the request path reads: one immutable value, swapped whole. */
 export interface RouteSnapshot {
-  readonly routes: ShardedMap<Route>;
+  /** The routes, in buffers (one version of a RouteTable: immutable). */
+  readonly routes: RouteTable;
   /** Public IPv4 addresses of every region in the table (our own load balancers). */
   readonly regionAddresses: ReadonlySet<string>;
   /** Stored certificates and running HTTP-01 challenges, of the same database state as the routes. */
@@ -60,7 +60,7 @@ export class RouteStore {
     return () => this.#listeners.delete(listener);
   }
 
-  publish(routes: ShardedMap<Route>, source: SnapshotSource, opts: PublishOptions): RouteSnapshot {
+  publish(routes: RouteTable, source: SnapshotSource, opts: PublishOptions): RouteSnapshot {
     const prev = this.#current;
     const now = opts.now ?? Date.now();
     const position = opts.position === undefined ? undefined : Object.freeze({ ...opts.position });

@@ -3,7 +3,7 @@ import { DEFAULTS, type SyncMode } from '../config/config.js';
 import { EdgeProxyError, failure, type Failure } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { ReplicationStream, StreamError, type StreamStart } from '../replication/stream.js';
-import { diffRoutes, isEmptyDiff } from '../table/diff.js';
+import { diffRoutesSliced, isEmptyDiff } from '../table/diff.js';
 import { RowState } from '../table/row-state.js';
 import { TlsFeed } from '../tls/tls-feed.js';
 import { retryDelayMs } from './backoff.js';
@@ -169,7 +169,8 @@ export class Sync {
       const why = this.#lastError ?? failure('STREAM_TRANSIENT', 'unknown');
       return failure(why.code, `stream bootstrap failed: ${why.message}`);
     }
-    return { ok: true, diff: diffRoutes(before, after.routes), routes: after.routes.size, durationMs: performance.now() - started };
+    const diff = await diffRoutesSliced(before, after.routes);
+    return { ok: true, diff, routes: after.routes.size, durationMs: performance.now() - started };
   }
 
   async stop(): Promise<void> {
@@ -295,7 +296,9 @@ export class Sync {
     this.#lastError = undefined;
     this.#warnedUnavailable = undefined;
     this.#reports.bootstrap(problems, rows.duplicates());
-    this.#logStarted(started, rows, buildMs, previous?.routes);
+    // At once for a first table; after a re-bootstrap, once the comparison with the previous
+    // table (done in slices) is ready.
+    void this.#logStarted(started, rows, buildMs, previous?.routes);
     this.#dispatch('bootstrapped');
   }
 
@@ -355,9 +358,9 @@ export class Sync {
 
   // ---- log lines -----------------------------------------------------------------------------
 
-  #logStarted(started: StreamStart, rows: RowState, buildMs: number, previous: RowState['routes'] | undefined): void {
+  async #logStarted(started: StreamStart, rows: RowState, buildMs: number, previous: RowState['routes'] | undefined): Promise<void> {
     const { logger } = this.#o;
-    const diff = previous === undefined ? undefined : diffRoutes(previous, rows.routes);
+    const diff = previous === undefined ? undefined : await diffRoutesSliced(previous, rows.routes);
     logger.info(
       {
         slot: started.slotName,

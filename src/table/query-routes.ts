@@ -1,6 +1,6 @@
 import { normaliseHost } from './host.js';
-import { compareRoutes, makeRoute, type Route, type RowProblem } from './route.js';
-import { ShardedMap } from './sharded-map.js';
+import { makeRoute, preferred, type Route, type RowProblem } from './route.js';
+import { RouteTable } from './route-table.js';
 
 /** Several rows of the documented query for one host: which one won and which lost. */
 export interface Duplicate {
@@ -10,7 +10,7 @@ export interface Duplicate {
 }
 
 export interface QueryRoutes {
-  readonly routes: ShardedMap<Route>;
+  readonly routes: RouteTable;
   readonly problems: readonly RowProblem[];
   readonly duplicates: readonly Duplicate[];
   /** Public IPs of the regions the rows name (the poll path only sees regions with routes). */
@@ -45,7 +45,7 @@ export function routesFromQueryRows(rows: readonly Readonly<Record<string, unkno
       byHost.set(host, result.route);
       continue;
     }
-    const [win, lose] = compareRoutes(result.route, current) < 0 ? [result.route, current] : [current, result.route];
+    const [win, lose] = preferred(result.route, current) ? [result.route, current] : [current, result.route];
     byHost.set(host, win);
     const list = losers.get(host);
     if (list === undefined) losers.set(host, [lose]);
@@ -53,5 +53,5 @@ export function routesFromQueryRows(rows: readonly Readonly<Record<string, unkno
   }
   const duplicates: Duplicate[] = [];
   for (const [host, others] of losers) duplicates.push({ host, chosen: byHost.get(host)!, others });
-  return { routes: ShardedMap.from(byHost), problems, duplicates, regionAddresses };
+  return { routes: RouteTable.from(byHost, byHost.size), problems, duplicates, regionAddresses };
 }

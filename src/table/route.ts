@@ -93,6 +93,11 @@ export function compareRoutes(a: Route, b: Route): number {
   return cmp(a.vmRegionId, b.vmRegionId) || cmp(a.vmIp, b.vmIp) || a.vmPort - b.vmPort || cmp(a.regionPublicIp, b.regionPublicIp);
 }
 
+/** Whether `route` wins over `best` by the duplicate rule (anything wins over none). */
+export function preferred(route: Route, best: Route | undefined): boolean {
+  return best === undefined || compareRoutes(route, best) < 0;
+}
+
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -1,7 +1,7 @@
 import { normaliseHost } from './host.js';
 import { type IdSet, type IdSetDraft, idSetAdd, idSetDelete, idSetDraftAdd, idSetFinish, idSetValues } from './id-set.js';
 import type { Duplicate } from './query-routes.js';
-import { compareRoutes, makeRoute, parseIp, type Route, type RowProblem } from './route.js';
+import { compareRoutes, makeRoute, parseIp, preferred, type Route, type RouteResult, type RowProblem } from './route.js';
 import {
   type DeploymentRow,
   type DomainRow,
@@ -16,6 +16,7 @@ import {
   toRow,
   type VmRow,
 } from './rows.js';
+import { RouteTable, type RouteTableBuilder, type RouteTableEditor } from './route-table.js';
 import { ShardedMap, type ShardedMapBuilder, type ShardedMapEditor } from './sharded-map.js';
 
 /** Full table contents, each row's values in READ_COLUMNS order (see rowValues for rows by name). */
@@ -48,11 +49,17 @@ interface Maps {
   readonly vmDeployments: ShardedMap<IdSet>;
   /** region id → vm ids in it */
   readonly regionVms: ShardedMap<IdSet>;
-  /** normalised host → route (what the request path reads) */
-  readonly routes: ShardedMap<Route>;
+  /** normalised host → route (what the request path reads), in buffers (route-table.ts) */
+  readonly routes: RouteTable;
 }
 
-type Editors = { -readonly [K in keyof Maps]: Maps[K] extends ShardedMap<infer V> ? ShardedMapEditor<V> : never };
+type Editors = {
+  -readonly [K in keyof Maps]: Maps[K] extends ShardedMap<infer V>
+    ? ShardedMapEditor<V>
+    : Maps[K] extends RouteTable
+      ? RouteTableEditor
+      : never;
+};
 
 function hostOf(row: DomainRow | undefined): string | undefined {
   return row !== undefined && typeof row.name === 'string' ? normaliseHost(row.name) : undefined;
@@ -65,12 +72,18 @@ function hostOf(row: DomainRow | undefined): string | undefined {
  */
 export class RowState {
   readonly #maps: Maps;
+  /**
+   * For a state straight from `load`: the hosts that more than one domain row named, the only
+   * ones `duplicates()` must look at (a pass over a million single-row hosts held the event loop).
+   */
+  readonly #loadedMulti: readonly string[] | undefined;
 
-  private constructor(maps: Maps) {
+  private constructor(maps: Maps, loadedMulti?: readonly string[]) {
     this.#maps = maps;
+    this.#loadedMulti = loadedMulti;
   }
 
-  get routes(): ShardedMap<Route> {
+  get routes(): RouteTable {
     return this.#maps.routes;
   }
 
@@ -86,16 +99,15 @@ export class RowState {
       const found: Route[] = [];
       for (const id of idSetValues(ids)) {
         const d = m.domains.get(id);
-        const c = d === undefined ? undefined : chain(d, m);
-        if (d === undefined || c === undefined) continue;
-        const r = makeRoute(host, String(d.name), c.vm.privateIp, c.vm.port, c.vm.regionId, c.region.publicIpv4);
-        if (r.ok) found.push(r.route);
+        const r = d === undefined ? undefined : domainRoute(host, d, deploymentOf(d, m), m);
+        if (r?.ok === true) found.push(r.route);
       }
       if (found.length < 2) return;
       found.sort(compareRoutes);
       out.push({ host, chosen: found[0]!, others: found.slice(1) });
     };
-    if (hosts === undefined) m.hostDomains.forEach(check);
+    if (hosts === undefined && this.#loadedMulti !== undefined) for (const host of this.#loadedMulti) check(m.hostDomains.get(host), host);
+    else if (hosts === undefined) m.hostDomains.forEach(check);
     else for (const host of hosts) check(m.hostDomains.get(host), host);
     return out;
   }
@@ -167,7 +179,7 @@ export class RowState {
     }
     yield* load.hostKeyed();
     const maps = yield* load.finish();
-    return { state: new RowState(maps), problems: load.problems };
+    return { state: new RowState(maps, load.multiHosts), problems: load.problems };
   }
 
   /**
@@ -278,7 +290,7 @@ class Transaction {
         const domain = e.domains.get(domainId);
         const host = hostOf(domain);
         if (host !== undefined) this.#hosts.add(host);
-        else if (domain !== undefined && eligible(domain, e)) this.problems.push(badName(domain));
+        else if (domain !== undefined && eligible(domain, deploymentOf(domain, e), e)) this.problems.push(badName(domain));
       }
     }
     return this.#hosts;
@@ -364,13 +376,18 @@ class Bootstrap {
   readonly #vmDeployments: DraftIndex;
   readonly #deploymentDomains: DraftIndex;
   readonly #hostDomains: DraftIndex;
-  readonly #routes: ShardedMapBuilder<Route>;
+  readonly #routes: RouteTableBuilder;
   readonly #lookup: Lookup;
   /**
    * Host-keyed work (the host index and the routes), collected while the domains are read and
    * done afterwards in host-shard order: in parent-shard order every host lands in a random shard.
    */
   readonly #byHost: { hosts: string[]; ids: string[]; routes: (Route | undefined)[] } = { hosts: [], ids: [], routes: [] };
+
+  /** Hosts named by more than one domain row (for duplicates()). */
+  get multiHosts(): readonly string[] {
+    return this.#hostDomains.multi;
+  }
 
   constructor(tables: TableRows) {
     this.#regions = ShardedMap.builder(tables.regions.length);
@@ -384,7 +401,7 @@ class Bootstrap {
     this.#deploymentDomains = new DraftIndex(tables.deployments.length);
     // Same size hint: a host's shard is the same in both host-keyed maps.
     this.#hostDomains = new DraftIndex(tables.domains.length);
-    this.#routes = ShardedMap.builder(tables.domains.length);
+    this.#routes = RouteTable.builder(tables.domains.length);
     this.#lookup = { deployments: this.#deployments, vms: this.#vms, regions: this.#regions };
   }
 
@@ -429,16 +446,14 @@ class Bootstrap {
   readonly #readDomain = (d: DomainRow, deployment: DeploymentRow | undefined, shard: number): void => {
     if (d.deploymentId !== null) this.#deploymentDomains.add(shard, d.deploymentId, d.id);
     const host = hostOf(d);
-    // The deployment was found while the row was read: only the VM and region are looked up.
-    const c = d.verified ? chainFrom(deployment, this.#lookup) : undefined;
-    if (c !== undefined && host === undefined) this.problems.push(badName(d));
-    if (host === undefined) return;
-    let route: Route | undefined;
-    if (c !== undefined) {
-      const result = makeRoute(host, String(d.name), c.vm.privateIp, c.vm.port, c.vm.regionId, c.region.publicIpv4);
-      if (result.ok) route = result.route;
-      else this.problems.push(result.problem);
+    if (host === undefined) {
+      if (eligible(d, deployment, this.#lookup)) this.problems.push(badName(d));
+      return;
     }
+    // The deployment was found while the row was read: only the VM and region are looked up.
+    const result = domainRoute(host, d, deployment, this.#lookup);
+    if (result?.ok === false) this.problems.push(result.problem);
+    const route = result?.ok === true ? result.route : undefined;
     this.#byHost.hosts.push(host);
     this.#byHost.ids.push(d.id);
     this.#byHost.routes.push(route);
@@ -447,7 +462,7 @@ class Bootstrap {
   /** Fills the host index and the routes from what the domains left, in host-shard order. */
   *hostKeyed(): Generator<void, void> {
     const byHost = this.#byHost;
-    const { order, shards } = yield* shardOrder(byHost.hosts, this.#routes);
+    const { order, shards } = yield* shardOrder(byHost.hosts, this.#hostDomains.keys);
     for (let j = 0; j < order.length; j++) {
       if (j % LOAD_BATCH === LOAD_BATCH - 1) yield;
       const k = order[j]!;
@@ -457,19 +472,19 @@ class Bootstrap {
       const route = byHost.routes[k];
       if (route === undefined) continue;
       // The same duplicate rule as pickRoute, one row at a time; a host's first row has no rival.
-      const best = first ? undefined : this.#routes.getIn(shard, host);
-      if (best === undefined || compareRoutes(route, best) < 0) this.#routes.setIn(shard, host, route);
+      if (first) this.#routes.add(host, route);
+      else if (preferred(route, this.#routes.get(host))) this.#routes.set(host, route);
     }
   }
 
   /** The finished maps; a pause after each large index (each is a pass over up to a million entries). */
   *finish(): Generator<void, Maps> {
     yield;
-    const hostDomains = this.#hostDomains.finish();
+    const hostDomains = yield* this.#hostDomains.finish();
     yield;
-    const deploymentDomains = this.#deploymentDomains.finish();
+    const deploymentDomains = yield* this.#deploymentDomains.finish();
     yield;
-    const vmDeployments = this.#vmDeployments.finish();
+    const vmDeployments = yield* this.#vmDeployments.finish();
     yield;
     return {
       domains: this.#domains.build(),
@@ -479,7 +494,7 @@ class Bootstrap {
       hostDomains,
       deploymentDomains,
       vmDeployments,
-      regionVms: this.#regionVms.finish(),
+      regionVms: yield* this.#regionVms.finish(),
       routes: this.#routes.build(),
     };
   }
@@ -664,8 +679,18 @@ class DraftIndex {
   readonly #map: ShardedMapBuilder<IdSetDraft | IdSet>;
   readonly #multi: string[] = [];
 
+  /** Parents given more than one child (each once). */
+  get multi(): readonly string[] {
+    return this.#multi;
+  }
+
   constructor(sizeHint: number) {
     this.#map = ShardedMap.builder(sizeHint);
+  }
+
+  /** The map being filled (for its shards: shardOf, shardCount). */
+  get keys(): ShardedMapBuilder<unknown> {
+    return this.#map;
   }
 
   /** Adds `child` under `parent`, which falls in `shard` (see shardOf); returns whether it is the parent's first child. */
@@ -679,10 +704,18 @@ class DraftIndex {
     return false;
   }
 
-  finish(): ShardedMap<IdSet> {
+  /** Pauses every LOAD_BATCH ids: a million domains over a thousand deployments are a million ids to finish. */
+  *finish(): Generator<void, ShardedMap<IdSet>> {
+    let sincePause = 0;
     for (const parent of this.#multi) {
       const shard = this.#map.shardOf(parent);
-      this.#map.setIn(shard, parent, idSetFinish(this.#map.getIn(shard, parent) as IdSetDraft));
+      const draft = this.#map.getIn(shard, parent) as IdSetDraft;
+      this.#map.setIn(shard, parent, idSetFinish(draft));
+      sincePause += draft.length;
+      if (sincePause >= LOAD_BATCH) {
+        sincePause = 0;
+        yield;
+      }
     }
     // Every value is an IdSet now.
     return this.#map.build() as ShardedMap<IdSet>;
@@ -701,23 +734,35 @@ interface Lookup {
   readonly regions: { get(id: string): RegionRow | undefined };
 }
 
-/** The documented query's WHERE and JOINs for one domain row. */
-function chain(d: DomainRow, m: Lookup): { vm: VmRow; region: RegionRow } | undefined {
-  if (!d.verified || d.deploymentId === null) return undefined;
-  return chainFrom(m.deployments.get(d.deploymentId), m);
+/** The deployment row a domain row points at. */
+function deploymentOf(d: DomainRow, m: Lookup): DeploymentRow | undefined {
+  return d.deploymentId === null ? undefined : m.deployments.get(d.deploymentId);
 }
 
-/** The rest of `chain` from a verified domain's deployment row. */
-function chainFrom(dep: DeploymentRow | undefined, m: Lookup): { vm: VmRow; region: RegionRow } | undefined {
-  if (dep === undefined || !dep.ready || dep.vmId === null) return undefined;
+/**
+ * The documented query's WHERE and JOINs for one domain row and its deployment row (looked up by
+ * the caller: the bootstrap has it at hand): its VM and region, or undefined when it routes nowhere.
+ */
+function chain(d: DomainRow, dep: DeploymentRow | undefined, m: Lookup): { vm: VmRow; region: RegionRow } | undefined {
+  if (!d.verified || dep === undefined || !dep.ready || dep.vmId === null) return undefined;
   const vm = m.vms.get(dep.vmId);
   if (vm === undefined || !vm.running || vm.regionId === null) return undefined;
   const region = m.regions.get(vm.regionId);
   return region === undefined ? undefined : { vm, region };
 }
 
-function eligible(d: DomainRow, m: Lookup): boolean {
-  return chain(d, m) !== undefined;
+function eligible(d: DomainRow, dep: DeploymentRow | undefined, m: Lookup): boolean {
+  return chain(d, dep, m) !== undefined;
+}
+
+/**
+ * The one rule for a route from rows, used by the bootstrap and by applying a change alike: the
+ * query's WHERE and JOINs (chain), then the same validation as the query's rows (makeRoute).
+ * Undefined when the row routes nowhere; a failed result when a value is not usable.
+ */
+function domainRoute(host: string, d: DomainRow, dep: DeploymentRow | undefined, m: Lookup): RouteResult | undefined {
+  const c = chain(d, dep, m);
+  return c === undefined ? undefined : makeRoute(host, String(d.name), c.vm.privateIp, c.vm.port, c.vm.regionId, c.region.publicIpv4);
 }
 
 function badName(d: DomainRow): RowProblem {
@@ -734,15 +779,10 @@ function pickRoute(
   let best: Route | undefined;
   for (const id of domainIds) {
     const d = domain(id);
-    if (d === undefined) continue;
-    const c = chain(d, m);
-    if (c === undefined) continue;
-    const result = makeRoute(host, String(d.name), c.vm.privateIp, c.vm.port, c.vm.regionId, c.region.publicIpv4);
-    if (!result.ok) {
-      problems.push(result.problem);
-      continue;
-    }
-    if (best === undefined || compareRoutes(result.route, best) < 0) best = result.route;
+    const result = d === undefined ? undefined : domainRoute(host, d, deploymentOf(d, m), m);
+    if (result === undefined) continue;
+    if (!result.ok) problems.push(result.problem);
+    else if (preferred(result.route, best)) best = result.route;
   }
   return best;
 }

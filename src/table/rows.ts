@@ -33,6 +33,17 @@ export function sourceColumns(table: TableName, regionAddressColumn: string): re
   return table === 'regions' ? columns.map((c) => (c === DOCUMENTED_REGION_ADDRESS_COLUMN ? regionAddressColumn : c)) : columns;
 }
 
+/**
+ * The status the documented query routes (`dep.status = 'ready'`, `v.status = 'running'`), in one
+ * place: rows keep the test's result, the bootstrap reads the test itself (snapshot-load.ts).
+ */
+export const ROUTABLE_STATUS = { deployments: 'ready', vms: 'running' } as const;
+
+/** The documented query's status test on a value as the database sent it (`true`: the bootstrap read the test). */
+export function routableStatus(table: keyof typeof ROUTABLE_STATUS, value: unknown): boolean {
+  return value === ROUTABLE_STATUS[table] || value === true;
+}
+
 export interface DomainRow {
   readonly id: string;
   readonly name: unknown;
@@ -149,7 +160,7 @@ export function rowFromValues<T extends TableName>(table: T, values: RowValues, 
       break;
     case 'deployments':
       // `true`: the bootstrap reads status as the query's test (see snapshot-load.ts)
-      row = { id, vmId: parentId(values[2], 'vms', shared), ready: values[1] === 'ready' || values[1] === true } satisfies DeploymentRow;
+      row = { id, vmId: parentId(values[2], 'vms', shared), ready: routableStatus('deployments', values[1]) } satisfies DeploymentRow;
       break;
     case 'vms':
       row = {
@@ -157,7 +168,7 @@ export function rowFromValues<T extends TableName>(table: T, values: RowValues, 
         privateIp: values[1],
         port: values[2],
         regionId: parentId(values[3], 'regions', shared),
-        running: values[4] === 'running' || values[4] === true,
+        running: routableStatus('vms', values[4]),
       } satisfies VmRow;
       break;
     case 'regions':
@@ -197,7 +208,7 @@ export function toRow<T extends TableName>(table: T, columns: Columns, previous?
       row = {
         id,
         vmId: fk(columns, 'vm_id', d.vmId, 'vms', shared),
-        ready: pick(columns, 'status', d.ready, (v) => v === 'ready'),
+        ready: pick(columns, 'status', d.ready, (v) => routableStatus('deployments', v)),
       };
       break;
     }
@@ -208,7 +219,7 @@ export function toRow<T extends TableName>(table: T, columns: Columns, previous?
         privateIp: pick(columns, 'private_ip', v.privateIp, (x) => x),
         port: pick(columns, 'port', v.port, (x) => x),
         regionId: fk(columns, 'region_id', v.regionId, 'regions', shared),
-        running: pick(columns, 'status', v.running, (x) => x === 'running'),
+        running: pick(columns, 'status', v.running, (x) => routableStatus('vms', x)),
       };
       break;
     }

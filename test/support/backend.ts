@@ -7,7 +7,7 @@ import { HealthChecker } from '../../src/proxy/health.js';
 import type { ProxyObserver } from '../../src/proxy/observer.js';
 import { ProxyServer, type ProxyServerOptions } from '../../src/proxy/server.js';
 import { RouteStore } from '../../src/sync/route-store.js';
-import { ShardedMap } from '../../src/table/sharded-map.js';
+import { RouteTable } from '../../src/table/route-table.js';
 
 export interface SeenRequest {
   readonly method: string;
@@ -334,7 +334,7 @@ export async function startProxy(
             },
           ] as const,
       );
-      store.publish(ShardedMap.from(entries), 'poll', { regionAddresses: new Set(regionAddresses) });
+      store.publish(RouteTable.from(entries), 'poll', { regionAddresses: new Set(regionAddresses) });
     },
     async close() {
       await proxy.drain(100);

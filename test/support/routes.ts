@@ -1,12 +1,11 @@
 import pg from 'pg';
 import { ROUTES_QUERY } from '../../src/db/routes-query.js';
 import { routesFromQueryRows } from '../../src/table/query-routes.js';
-import type { Route } from '../../src/table/route.js';
 import type { RouteStore } from '../../src/sync/route-store.js';
-import type { ShardedMap } from '../../src/table/sharded-map.js';
+import type { RouteTable } from '../../src/table/route-table.js';
 
 /** host → "ip|port|region|lb", sorted: a form in which two route tables compare with deepEqual. */
-export function tableOf(routes: ShardedMap<Route> | undefined): [string, string][] {
+export function tableOf(routes: RouteTable | undefined): [string, string][] {
   if (routes === undefined) return [];
   return [...routes.entries()]
     .map(([h, r]): [string, string] => [h, `${r.vmIp}|${r.vmPort}|${r.vmRegionId}|${r.regionPublicIp}`])

@@ -1,0 +1,533 @@
+// The route table at scale, black box: `edgeproxy serve` started from its bin (with the shipped
+// Node flags), streaming from a real PostgreSQL seeded with N domains over 1,000 deployments and
+// 1,000 VMs in the proxy's region, for each checkout given, alternated, side by side (issue 13).
+//
+//   npm run build && npm exec -- node --import tsx bench/route-scale.ts \
+//     [--sizes 10000,100000,1000000] [--checkouts after=.,before=/tmp/edgeproxy-main] [--rounds 1]
+//
+// A checkout is a folder holding a built EdgeProxy (`dist/src/cli/bin.js`). Per size and checkout:
+// start to first routed request; RSS net of an empty table, per route (and after 1,000 changes);
+// request latency under a paced load, a fresh connection per request; commit → routed for one
+// domain and for a move of 1,000 routes; GC pauses from /metrics (perf_hooks) while the changes
+// stream in; the longest event-loop hold while GET /routes pages and during a resync (a fresh
+// bootstrap while serving). One JSON line per run, then a table.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { createDatabase, startPostgres, type PgServer } from '../test/support/postgres.js';
+
+const { values: args } = parseArgs({
+  options: {
+    sizes: { type: 'string', default: '10000,100000,1000000' },
+    checkouts: { type: 'string', default: 'after=.' },
+    rounds: { type: 'string', default: '1' },
+    requests: { type: 'string', default: '2000' },
+    rate: { type: 'string', default: '200' },
+    single: { type: 'string', default: '50' },
+    moves: { type: 'string', default: '20' },
+    changes: { type: 'string', default: '1000' },
+    pages: { type: 'string', default: '20' },
+  },
+});
+const SIZES = args.sizes.split(',').map(Number);
+const CHECKOUTS = args.checkouts.split(',').map((c) => {
+  const [name, dir] = c.split('=') as [string, string];
+  return { name, dir: resolve(dir) };
+});
+const ROUNDS = Number(args.rounds);
+const REQUESTS = Number(args.requests);
+const RATE = Number(args.rate);
+const SINGLE = Number(args.single);
+const MOVES = Number(args.moves);
+const CHANGES = Number(args.changes);
+const PAGES = Number(args.pages);
+const VMS = 1000;
+const REGION = '0a000000-0000-4000-8000-00000000000a';
+
+const uuid = (kind: number, i: number) => `${kind.toString(16).padStart(8, '0')}-0000-4000-8000-${i.toString(16).padStart(12, '0')}`;
+const vmIp = (i: number) => `127.1.${Math.floor(i / 250)}.${(i % 250) + 1}`;
+const host = (i: number) => `d${i}.scale.test`;
+const sqlUuid = (kind: number, expr: string) =>
+  `('${kind.toString(16).padStart(8, '0')}-0000-4000-8000-' || lpad(to_hex(${expr}), 12, '0'))::uuid`;
+
+// ---------------------------------------------------------------------------------------------
+// The VMs: one HTTP server on every loopback address, answering with the address it was reached on
+// ---------------------------------------------------------------------------------------------
+
+async function startVms(): Promise<{ port: number; close(): void }> {
+  const s = http.createServer((req, res) => res.end(req.socket.localAddress ?? ''));
+  s.keepAliveTimeout = 60_000;
+  await new Promise<void>((r) => s.listen(0, '0.0.0.0', r));
+  return { port: (s.address() as AddressInfo).port, close: () => (s.closeAllConnections(), s.close()) };
+}
+
+async function seed(url: string, n: number, vmPort: number): Promise<void> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    await c.query(`INSERT INTO regions (id, name, code, public_ipv4) VALUES ('${REGION}', 'here', 'here', '127.0.0.1')`);
+    if (n > 0) {
+      await c.query(
+        `INSERT INTO vms (id, region_id, status, private_ip, port)
+         SELECT ${sqlUuid(2, 'i')}, '${REGION}', 'running', ('127.1.' || (i / 250) || '.' || (i % 250 + 1))::inet, ${vmPort}
+         FROM generate_series(0, ${VMS - 1}) AS i`,
+      );
+      await c.query(
+        `INSERT INTO deployments (id, status, vm_id) SELECT ${sqlUuid(3, 'i')}, 'ready', ${sqlUuid(2, 'i')} FROM generate_series(0, ${VMS - 1}) AS i`,
+      );
+      await c.query(
+        `INSERT INTO domains (id, name, deployment_id, verified_at)
+         SELECT ${sqlUuid(4, 'i')}, 'd' || i || '.scale.test', ${sqlUuid(3, `i % ${VMS}`)}, now() FROM generate_series(0, ${n - 1}) AS i`,
+      );
+    }
+    await c.query('CREATE PUBLICATION edgeproxy FOR TABLE domains, deployments, vms, regions');
+    await c.query('VACUUM ANALYZE');
+  } finally {
+    await c.end();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The service, as users start it
+// ---------------------------------------------------------------------------------------------
+
+interface Service {
+  readonly child: ChildProcess;
+  readonly startedAt: number;
+  port(): Promise<number>;
+  adminPort(): Promise<number>;
+  line(msg: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+  stop(): Promise<void>;
+}
+
+function serve(dir: string, databaseUrl: string): Service {
+  const bin = join(dir, 'dist/src/cli/bin.js');
+  // "#!/usr/bin/env -S node --max-semi-space-size=32": the flags after `node`, as the bin runs.
+  const shebang = readFileSync(bin, 'utf8').split('\n', 1)[0]!.split(/\s+/);
+  const flags = shebang.slice(shebang.indexOf('node') + 1);
+  const env = {
+    PATH: process.env.PATH ?? '',
+    EDGEPROXY_DATABASE_URL: databaseUrl,
+    EDGEPROXY_REGION_ID: REGION,
+    EDGEPROXY_HTTP_ADDR: '127.0.0.1:0',
+    EDGEPROXY_ADMIN_ADDR: '127.0.0.1:0',
+    EDGEPROXY_HTTPS_ADDR: 'off', // the default :8443 may be taken on a shared machine
+    EDGEPROXY_SYNC_MODE: 'replication',
+    // Probes out of the picture: the table is what this bench measures.
+    EDGEPROXY_HEALTH_CACHE_TTL: '1h',
+  };
+  const startedAt = performance.now();
+  const child = spawn(process.execPath, [...flags, bin, 'serve'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: Record<string, unknown>[] = [];
+  const waiters = new Set<() => void>();
+  let buf = '';
+  let err = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    buf += chunk;
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      try {
+        lines.push(JSON.parse(buf.slice(0, nl)) as Record<string, unknown>);
+      } catch {
+        // not a log line
+      }
+      buf = buf.slice(nl + 1);
+    }
+    for (const w of waiters) w();
+  });
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => (err = (err + c).slice(-4000)));
+  let gone = false;
+  const exited = new Promise<void>((r) =>
+    child.on('exit', () => {
+      gone = true;
+      r();
+      for (const w of waiters) w();
+    }),
+  );
+  const line = (msg: string, timeoutMs = 300_000) =>
+    new Promise<Record<string, unknown>>((resolve, reject) => {
+      const check = () => {
+        const found = lines.find((l) => l.msg === msg);
+        if (found === undefined && gone) {
+          waiters.delete(check);
+          clearTimeout(timer);
+          reject(new Error(`edgeproxy exited before "${msg}": ${JSON.stringify(lines.slice(-3))} ${err}`));
+        }
+        if (found === undefined) return;
+        waiters.delete(check);
+        clearTimeout(timer);
+        resolve(found);
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(check);
+        reject(new Error(`no "${msg}" line within ${timeoutMs} ms; stderr: ${err}`));
+      }, timeoutMs);
+      waiters.add(check);
+      check();
+    });
+  return {
+    child,
+    startedAt,
+    line,
+    port: async () => (await line('listening')).port as number,
+    adminPort: async () => (await line('admin API listening')).port as number,
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients
+// ---------------------------------------------------------------------------------------------
+
+const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 4 });
+
+/** A keep-alive request is sent again once when the server had closed its idle connection meanwhile. */
+async function get(port: number, path: string, hostHeader: string, agent: http.Agent | false): Promise<{ status: number; body: string }> {
+  try {
+    return await getOnce(port, path, hostHeader, agent);
+  } catch (err) {
+    if (agent === false || (err as NodeJS.ErrnoException).code !== 'ECONNRESET') throw err;
+    return getOnce(port, path, hostHeader, agent);
+  }
+}
+
+function getOnce(port: number, path: string, hostHeader: string, agent: http.Agent | false): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ port, host: '127.0.0.1', path, headers: { host: hostHeader }, agent }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function firstRouted(svc: Service): Promise<number> {
+  const port = await svc.port();
+  for (;;) {
+    const r = await get(port, '/', host(0), false).catch(() => ({ status: 0, body: '' }));
+    if (r.status === 200) return performance.now() - svc.startedAt;
+    await sleep(20);
+  }
+}
+
+/** Polls (keep-alive) until `h` answers from `ip`; ms since `since`. */
+async function routedAfter(port: number, h: string, ip: string, since: number): Promise<number> {
+  for (;;) {
+    const r = await get(port, '/', h, keepAlive);
+    if (r.body === ip) return performance.now() - since;
+    if (performance.now() - since > 60_000) throw new Error(`${h} not routed to ${ip} within 60 s (answer ${r.status} ${r.body})`);
+  }
+}
+
+/** Paced requests, each on a fresh connection, to random hosts; latencies in ms. */
+async function pacedLoad(port: number, n: number, count: number, rate: number): Promise<number[]> {
+  const out: number[] = [];
+  const inflight: Promise<void>[] = [];
+  const start = performance.now();
+  for (let i = 0; i < count; i++) {
+    const due = start + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 0) await sleep(wait);
+    const h = host(Math.floor(Math.random() * n));
+    const t = performance.now();
+    inflight.push(
+      get(port, '/', h, false).then((r) => {
+        if (r.status !== 200) throw new Error(`${h}: ${r.status} ${r.body.slice(0, 100)}`);
+        out.push(performance.now() - t);
+      }),
+    );
+  }
+  await Promise.all(inflight);
+  return out;
+}
+
+/** Runs `work` while a probe asks the admin API's /healthz every 2 ms; the probe's longest wait. */
+async function holdDuring(adminPort: number, work: () => Promise<void>): Promise<number> {
+  let done = false;
+  let max = 0;
+  const probe = (async () => {
+    while (!done) {
+      const t = performance.now();
+      await get(adminPort, '/healthz', '127.0.0.1', keepAlive);
+      max = Math.max(max, performance.now() - t);
+      await sleep(2);
+    }
+  })();
+  await work();
+  done = true;
+  await probe;
+  return max;
+}
+
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m![1]) / 1024;
+}
+
+/** Pause counts by bucket from /metrics (edgeproxy_nodejs_gc_duration_seconds, every kind). */
+async function gcBuckets(adminPort: number): Promise<Map<string, number>> {
+  const text = (await get(adminPort, '/metrics', '127.0.0.1', keepAlive)).body;
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(/^edgeproxy_nodejs_gc_duration_seconds_(bucket\{le="([^"]+)"|count\{)[^}]*\} (\S+)$/gm)) {
+    const key = m[2] ?? 'count';
+    out.set(key, (out.get(key) ?? 0) + Number(m[3]));
+  }
+  return out;
+}
+
+function gcDelta(before: Map<string, number>, after: Map<string, number>) {
+  const d = (k: string) => (after.get(k) ?? 0) - (before.get(k) ?? 0);
+  const pauses = d('count');
+  const les = [...after.keys()].filter((k) => k !== 'count' && k !== '+Inf').sort((a, b) => Number(a) - Number(b));
+  // The smallest bucket holding every pause is the bound on the longest one.
+  const maxBound = les.find((le) => d(le) === pauses) ?? '+Inf';
+  return { pauses, over10ms: pauses - d('0.01'), longestAtMostS: maxBound };
+}
+
+const pct = (s: number[], p: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))]!;
+function summary(xs: number[]) {
+  const s = [...xs].sort((a, b) => a - b);
+  const r = (n: number) => Math.round(n * 100) / 100;
+  return { n: s.length, p50: r(pct(s, 0.5)), p99: r(pct(s, 0.99)), max: r(s[s.length - 1]!) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// One run: one checkout at one size
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The control plane's writes: one connection, opened again if the server drops it (a long run
+ * on a shared machine once lost it to an administrator command; the write is then retried once).
+ */
+class Writer {
+  #client: pg.Client | undefined;
+  constructor(readonly url: string) {}
+
+  async query(sql: string, params: unknown[] = []): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        this.#client ??= await this.#connect();
+        await this.#client.query(sql, params);
+        return;
+      } catch (err) {
+        this.#client = undefined;
+        if (attempt > 0) throw err;
+        console.error(`writer: ${(err as Error).message}; connecting again`);
+      }
+    }
+  }
+
+  async #connect(): Promise<pg.Client> {
+    const c = new pg.Client({ connectionString: this.url });
+    c.on('error', () => (this.#client = undefined));
+    await c.connect();
+    return c;
+  }
+
+  async end(): Promise<void> {
+    await this.#client?.end().catch(() => {});
+  }
+}
+
+interface Fixture {
+  readonly n: number;
+  readonly url: string;
+  readonly writer: Writer;
+  /** Which VM each deployment is on now (moves change it). */
+  readonly vmOf: number[];
+  /** Which deployment each domain points at, where a change moved it. */
+  readonly depOf: Map<number, number>;
+}
+
+const deploymentOf = (f: Fixture, d: number) => f.depOf.get(d) ?? d % VMS;
+
+async function singleChange(f: Fixture, port: number): Promise<number> {
+  const d = Math.floor(Math.random() * f.n);
+  const from = deploymentOf(f, d);
+  const to = (from + 1 + Math.floor(Math.random() * (VMS - 1))) % VMS;
+  if (f.vmOf[to] === f.vmOf[from]) return singleChange(f, port);
+  f.depOf.set(d, to);
+  await f.writer.query(`UPDATE domains SET deployment_id = $1 WHERE id = $2`, [uuid(3, to), uuid(4, d)]);
+  return routedAfter(port, host(d), vmIp(f.vmOf[to]!), performance.now());
+}
+
+/** Moves enough deployments to change 1,000 routes, in one transaction. */
+async function move(f: Fixture, port: number): Promise<number> {
+  const perDeployment = f.n / VMS;
+  const k = Math.max(1, Math.round(1000 / perDeployment));
+  const first = Math.floor(Math.random() * VMS);
+  const deps = Array.from({ length: k }, (_, i) => (first + i) % VMS);
+  const shift = 1 + Math.floor(Math.random() * (VMS - 1));
+  const targets = deps.map((dep) => (f.vmOf[dep]! + shift) % VMS);
+  const sql = `UPDATE deployments SET vm_id = v.vm::uuid FROM (VALUES ${deps.map((_, i) => `($${2 * i + 1}, $${2 * i + 2})`).join(', ')}) AS v(id, vm) WHERE deployments.id = v.id::uuid`;
+  const sample = deps[0]!; // domain `sample` points at deployment `sample` unless a single change moved it
+  const probeHost = [...Array(perDeployment).keys()].map((j) => sample + j * VMS).find((d) => !f.depOf.has(d))!;
+  await f.writer.query(
+    sql,
+    deps.flatMap((dep, i) => [uuid(3, dep), uuid(2, targets[i]!)]),
+  );
+  const since = performance.now();
+  deps.forEach((dep, i) => (f.vmOf[dep] = targets[i]!));
+  return routedAfter(port, host(probeHost), vmIp(targets[0]!), since);
+}
+
+async function run(f: Fixture, checkout: { name: string; dir: string }, emptyRss: number | undefined) {
+  const svc = serve(checkout.dir, f.url);
+  try {
+    const startMs = await firstRouted(svc);
+    const started = await svc.line('replication stream started');
+    const port = await svc.port();
+    const adminPort = await svc.adminPort();
+    const pid = svc.child.pid!;
+    await sleep(3000);
+    const rssStart = rssMiB(pid);
+    // Every VM probed once, so the load below measures the table, not first probes.
+    for (let v = 0; v < Math.min(VMS, f.n); v++) await get(port, '/', host(v), keepAlive);
+    const gcBeforeLoad = await gcBuckets(adminPort);
+    const latency = summary(await pacedLoad(port, f.n, REQUESTS, RATE));
+    const gcBefore = await gcBuckets(adminPort);
+    const gcLoad = gcDelta(gcBeforeLoad, gcBefore);
+    const single: number[] = [];
+    for (let i = 0; i < SINGLE; i++) single.push(await singleChange(f, port));
+    const moves: number[] = [];
+    if (f.n >= VMS) for (let i = 0; i < MOVES; i++) moves.push(await move(f, port));
+    const gc = gcDelta(gcBefore, await gcBuckets(adminPort));
+    // 1,000 more changes as fast as the writer commits them, then the memory they left.
+    for (let i = 0; i < CHANGES; i++) {
+      const d = Math.floor(Math.random() * f.n);
+      const to = Math.floor(Math.random() * VMS);
+      f.depOf.set(d, to);
+      await f.writer.query(`UPDATE domains SET deployment_id = $1 WHERE id = $2`, [uuid(3, to), uuid(4, d)]);
+    }
+    await sleep(3000);
+    const rssAfter = rssMiB(pid);
+    const pageMs: number[] = [];
+    const pagingHold = await holdDuring(adminPort, async () => {
+      let after = '';
+      for (let p = 0; p < PAGES; p++) {
+        const t = performance.now();
+        const r = await get(adminPort, `/routes?limit=1000&after=${encodeURIComponent(after)}`, '127.0.0.1', keepAlive);
+        pageMs.push(performance.now() - t);
+        const routes = (JSON.parse(r.body) as { routes: { host: string }[] }).routes;
+        if (routes.length === 0) break;
+        after = routes[routes.length - 1]!.host;
+      }
+    });
+    const idleHold = await holdDuring(adminPort, async () => void (await sleep(1000)));
+    const resyncHold = await holdDuring(adminPort, async () => {
+      const r = await new Promise<number>((resolve, reject) => {
+        const req = http.request(
+          { port: adminPort, host: '127.0.0.1', method: 'POST', path: '/resync' },
+          (res) => (res.resume(), resolve(res.statusCode ?? 0)),
+        );
+        req.on('error', reject);
+        req.end();
+      });
+      if (r !== 200) throw new Error(`resync: ${r}`);
+    });
+    const net = emptyRss === undefined ? undefined : Math.round(((rssStart - emptyRss) * 1048576) / f.n);
+    return {
+      checkout: checkout.name,
+      routes: f.n,
+      startToFirstRoutedMs: Math.round(startMs),
+      bootstrap: { setupMs: started.setupMs, loadMs: started.loadMs, buildMs: started.buildMs },
+      rssStartMiB: Math.round(rssStart),
+      rssAfterChangesMiB: Math.round(rssAfter),
+      netBytesPerRoute: net,
+      growthOverChangesPct: emptyRss === undefined ? undefined : Math.round(((rssAfter - rssStart) / (rssStart - emptyRss)) * 1000) / 10,
+      requestMs: latency,
+      singleCommitToRoutedMs: summary(single),
+      moveCommitToRoutedMs: moves.length === 0 ? undefined : summary(moves),
+      gcDuringRequests: gcLoad,
+      gcWhileChanging: gc,
+      routesPageMs: summary(pageMs),
+      holdWhilePagingMs: Math.round(pagingHold * 10) / 10,
+      holdIdleMs: Math.round(idleHold * 10) / 10,
+      holdDuringResyncMs: Math.round(resyncHold * 10) / 10,
+    };
+  } finally {
+    await svc.stop();
+  }
+}
+
+async function emptyRssMiB(server: PgServer, checkout: { dir: string }, vmPort: number): Promise<number> {
+  const db = await createDatabase(server);
+  await seed(db.url, 0, vmPort);
+  const svc = serve(checkout.dir, db.url);
+  try {
+    await svc.line('replication stream started');
+    await sleep(3000);
+    return rssMiB(svc.child.pid!);
+  } finally {
+    await svc.stop();
+    await db.drop();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const server = await startPostgres({ settings: { shared_buffers: '512MB', max_wal_size: '4GB', checkpoint_timeout: '30min' } });
+const vms = await startVms();
+const results: Awaited<ReturnType<typeof run>>[] = [];
+try {
+  const empty = new Map<string, number>();
+  for (const c of CHECKOUTS) empty.set(c.name, await emptyRssMiB(server, c, vms.port));
+  for (const n of SIZES) {
+    const db = await createDatabase(server);
+    const t = performance.now();
+    await seed(db.url, n, vms.port);
+    console.error(`seeded ${n} domains in ${Math.round(performance.now() - t)} ms`);
+    const writer = new Writer(db.url);
+    const f: Fixture = { n, url: db.url, writer, vmOf: Array.from({ length: VMS }, (_, i) => i), depOf: new Map() };
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const c of round % 2 === 0 ? CHECKOUTS : [...CHECKOUTS].reverse()) {
+        const r = await run(f, c, empty.get(c.name));
+        results.push(r);
+        console.log(JSON.stringify(r));
+      }
+    }
+    await writer.end();
+    await db.drop();
+  }
+} finally {
+  vms.close();
+  keepAlive.destroy();
+  await server.stop();
+}
+
+const cols = results.map((r) => `${r.checkout} ${r.routes.toLocaleString('en-US')}`);
+const row = (label: string, f: (r: (typeof results)[number]) => unknown) =>
+  console.log(`| ${label} | ${results.map((r) => String(f(r) ?? '—')).join(' | ')} |`);
+console.log(`\n| figure | ${cols.join(' | ')} |`);
+console.log(`|---|${cols.map(() => '---').join('|')}|`);
+row('start to first routed request', (r) => `${(r.startToFirstRoutedMs / 1000).toFixed(1)} s`);
+row('RSS after start / after 1,000 changes', (r) => `${r.rssStartMiB} / ${r.rssAfterChangesMiB} MiB`);
+row('RSS net of an empty table, per route', (r) => (r.netBytesPerRoute === undefined ? undefined : `${r.netBytesPerRoute} B`));
+row('growth over 1,000 changes (of the net)', (r) => `${r.growthOverChangesPct} %`);
+row('request p50 / p99 (fresh connection, paced)', (r) => `${r.requestMs.p50} / ${r.requestMs.p99} ms`);
+row('one domain, commit → routed p50 / p99', (r) => `${r.singleCommitToRoutedMs.p50} / ${r.singleCommitToRoutedMs.p99} ms`);
+row('move of 1,000 routes, commit → routed p50 / p99', (r) =>
+  r.moveCommitToRoutedMs === undefined ? undefined : `${r.moveCommitToRoutedMs.p50} / ${r.moveCommitToRoutedMs.p99} ms`,
+);
+row('bootstrap: snapshot load / build', (r) => `${r.bootstrap.loadMs} / ${r.bootstrap.buildMs} ms`);
+row(
+  'GC pauses during the requests: count, over 10 ms, longest ≤',
+  (r) => `${r.gcDuringRequests.pauses}, ${r.gcDuringRequests.over10ms}, ${r.gcDuringRequests.longestAtMostS} s`,
+);
+row(
+  'GC pauses while changing: count, over 10 ms, longest ≤',
+  (r) => `${r.gcWhileChanging.pauses}, ${r.gcWhileChanging.over10ms}, ${r.gcWhileChanging.longestAtMostS} s`,
+);
+row('GET /routes page (limit 1000) p50 / max', (r) => `${r.routesPageMs.p50} / ${r.routesPageMs.max} ms`);
+row('event-loop hold: paging / idle / resync', (r) => `${r.holdWhilePagingMs} / ${r.holdIdleMs} / ${r.holdDuringResyncMs} ms`);

@@ -1,0 +1,135 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { OVERLAY_LIMIT, PAGE_SIZE, RouteTable } from '../src/table/route-table.js';
+import type { Route } from '../src/table/route.js';
+import { runs } from './support/property.js';
+
+function route(host: string, n: number): Route {
+  return { host, vmIp: `10.0.${n % 7}.${n % 3}`, vmPort: 80 + (n % 5), vmRegionId: `r${n % 2}`, regionPublicIp: '203.0.113.1' };
+}
+
+function contents(t: RouteTable): [string, Route][] {
+  return [...t.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+function modelContents(m: Map<string, Route>): [string, Route][] {
+  return [...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+function assertEqual(t: RouteTable, m: Map<string, Route>, hosts: readonly string[], what: string): void {
+  assert.equal(t.size, m.size, `${what}: size`);
+  assert.deepStrictEqual(contents(t), modelContents(m), `${what}: entries`);
+  for (const h of hosts) {
+    assert.deepStrictEqual(t.get(h), m.get(h), `${what}: get(${h})`);
+    assert.equal(t.has(h), m.has(h), `${what}: has(${h})`);
+  }
+}
+
+type Op = { set: string; n: number } | { del: string };
+
+describe('RouteTable', () => {
+  it('each version keeps what it had while later versions (and forks of older ones) change', () => {
+    const hosts = Array.from({ length: 40 }, (_, i) => `h${i}.example`);
+    const op = fc.oneof(
+      fc.record({ set: fc.constantFrom(...hosts), n: fc.nat(50) }),
+      fc.record({ del: fc.constantFrom(...hosts) }),
+    ) as fc.Arbitrary<Op>;
+    // Each step edits one earlier version (often the newest, sometimes an old one: a fork).
+    const step = fc.record({ base: fc.nat(), newest: fc.boolean(), ops: fc.array(op, { maxLength: 12 }) });
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 25 }), (steps) => {
+        const versions: { table: RouteTable; model: Map<string, Route> }[] = [{ table: RouteTable.empty(), model: new Map() }];
+        for (const s of steps) {
+          const from = s.newest ? versions[versions.length - 1]! : versions[s.base % versions.length]!;
+          const editor = from.table.edit();
+          const model = new Map(from.model);
+          for (const o of s.ops) {
+            if ('set' in o) {
+              editor.set(o.set, route(o.set, o.n));
+              model.set(o.set, route(o.set, o.n));
+            } else {
+              editor.delete(o.del);
+              model.delete(o.del);
+            }
+            assert.deepStrictEqual(editor.get('set' in o ? o.set : o.del), model.get('set' in o ? o.set : o.del));
+          }
+          versions.push({ table: editor.commit(), model });
+          for (const [i, v] of versions.entries()) assertEqual(v.table, v.model, hosts, `version ${i}`);
+        }
+      }),
+      runs(300),
+    );
+  });
+
+  it('an editor that writes nothing commits to the same table; a second commit throws', () => {
+    const t = RouteTable.from([['a.example', route('a.example', 1)]]);
+    const e = t.edit();
+    assert.equal(e.get('a.example')?.vmPort, 81);
+    assert.equal(e.commit(), t);
+    assert.throws(() => e.commit(), /called twice/);
+    const d = t.edit();
+    d.delete('nope.example');
+    assert.equal(d.commit(), t);
+  });
+
+  it('folds a full overlay into the pages without changing the versions before', () => {
+    const n = PAGE_SIZE * 4;
+    const hosts = Array.from({ length: n }, (_, i) => `f${i}.example`);
+    let t = RouteTable.from(hosts.map((h) => [h, route(h, 0)] as const));
+    const versions: { table: RouteTable; n: number }[] = [{ table: t, n: 0 }];
+    // Rewrite every host 1,500 at a time, round after round: the overlay fills and folds many times.
+    for (let round = 1; round <= 12; round++) {
+      const e = t.edit();
+      for (let i = (round * 1500) % n, k = 0; k < 1500; k++, i = (i + 1) % n) e.set(hosts[i]!, route(hosts[i]!, round));
+      t = e.commit();
+      versions.push({ table: t, n: round });
+    }
+    assert.ok(OVERLAY_LIMIT < 12 * 1500, 'the rounds overflow the overlay');
+    // Replay the rounds on a model and compare every version on every host.
+    const model = new Map(hosts.map((h) => [h, route(h, 0)] as const));
+    for (const v of versions) {
+      if (v.n > 0) for (let i = (v.n * 1500) % n, k = 0; k < 1500; k++, i = (i + 1) % n) model.set(hosts[i]!, route(hosts[i]!, v.n));
+      assert.equal(v.table.size, n);
+      for (const h of hosts) assert.deepStrictEqual(v.table.get(h), model.get(h), `version ${v.n}: ${h}`);
+    }
+  });
+
+  it('grows past its hints: many pages, a rehashed slot array, a grown arena', () => {
+    const n = PAGE_SIZE * 3 + 17;
+    const model = new Map<string, Route>();
+    let t = RouteTable.from([['seed.example', route('seed.example', 0)]]);
+    model.set('seed.example', route('seed.example', 0));
+    for (let from = 0; from < n; from += 5000) {
+      const e = t.edit();
+      for (let i = from; i < Math.min(n, from + 5000); i++) {
+        const h = `host-${i}.example`;
+        e.set(h, route(h, i));
+        model.set(h, route(h, i));
+      }
+      t = e.commit();
+    }
+    const sample = ['seed.example', 'host-0.example', `host-${n - 1}.example`, `host-${PAGE_SIZE}.example`, 'absent.example'];
+    assertEqual(t, model, sample, 'grown');
+    const built = RouteTable.from(model);
+    assertEqual(built, model, sample, 'built');
+    assert.equal(built.hostCount, model.size);
+  });
+
+  it('shares one target between hosts and makes a route per lookup with the asked host', () => {
+    const t = RouteTable.from([
+      ['a.example', route('a.example', 1)],
+      ['b.example', route('b.example', 1)],
+    ]);
+    assert.deepStrictEqual(t.get('b.example'), route('b.example', 1));
+    assert.equal(t.get('c.example'), undefined);
+    assert.equal(t.routeAt(t.idOf('a.example'))?.host, 'a.example');
+  });
+
+  it('refuses a host that is not ASCII (routes hold normalised hosts)', () => {
+    assert.throws(() => RouteTable.from([['bücher.example', route('bücher.example', 1)]]), /not ASCII/);
+    const e = RouteTable.empty().edit();
+    assert.throws(() => e.set('bücher.example', route('bücher.example', 1)), /not ASCII/);
+    assert.equal(RouteTable.empty().get('bücher.example'), undefined);
+  });
+});
