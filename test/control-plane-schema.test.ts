@@ -137,9 +137,13 @@ describe('the control plane schema with EDGEPROXY_REGION_ADDRESS_COLUMN=load_bal
     const doc = JSON.parse(run.stdout) as { ok: boolean; regionAddressColumn: string; checks: CheckResult[] };
     assert.equal(run.code, 0, describeRun(run));
     assert.equal(doc.regionAddressColumn, COLUMN);
+    // The control plane's own schema has no edgeproxy_* tables until `edgeproxy migrate` runs there.
     assert.deepEqual(
-      doc.checks.filter((c) => c.status !== 'pass'),
-      [],
+      doc.checks.filter((c) => c.status !== 'pass').map((c) => [c.check, c.status]),
+      [
+        ['certificate tables', 'warn'],
+        ['certificate storage', 'skip'],
+      ],
     );
     assert.match(doc.checks.find((c) => c.check === 'routing query')!.detail, /^1 row → 1 route in \d+ ms$/);
   });
