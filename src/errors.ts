@@ -36,6 +36,7 @@ export const ERROR_CODES = {
   // requests
   HOST_MISSING: 'the request has no Host header',
   HOST_DUPLICATE: 'the request has more than one Host header: 400',
+  HOST_AUTHORITY_CONFLICT: 'an HTTP/2 request has a Host header that names another host than its :authority: 400',
   HOST_INVALID_PORT: 'the Host header has a port that is not 1-65535',
   HOST_INVALID_IPV6: 'the Host header has a malformed IPv6 literal',
   HOST_INVALID_NAME: 'the Host header is not a valid host name',

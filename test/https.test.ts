@@ -1,36 +1,29 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
-import { startBackend, type Backend } from './support/backend.js';
-import { makeCertificate, type TestCertificate } from './support/certificates.js';
+import { makeCertificate } from './support/certificates.js';
 import { runCli } from './support/cli.js';
-import { createDatabase, startPostgres, type PgServer } from './support/postgres.js';
-import { Seeder } from './support/seed.js';
-import { eventually, REGION_A, startTestService, type TestService } from './support/service.js';
+import { certificateFiles, handshakes, startHttpsService, type CertificateFiles } from './support/https-service.js';
+import { startPostgres, type PgServer } from './support/postgres.js';
+import { REGION_A } from './support/service.js';
 
 let pg: PgServer;
-let dir: string;
-let certificate: TestCertificate;
+let certificate: CertificateFiles;
 let certFile: string;
 let keyFile: string;
 
 before(async () => {
   pg = await startPostgres();
-  dir = mkdtempSync(path.join(tmpdir(), 'edgeproxy-https-'));
-  certificate = makeCertificate(['app.example', 'nowhere.example']);
-  certFile = path.join(dir, 'cert.pem');
-  keyFile = path.join(dir, 'key.pem');
-  writeFileSync(certFile, certificate.certPem);
-  writeFileSync(keyFile, certificate.keyPem);
+  certificate = certificateFiles(['app.example', 'nowhere.example']);
+  ({ certFile, keyFile } = certificate);
 });
 after(async () => {
   await pg.stop();
-  rmSync(dir, { recursive: true, force: true });
+  certificate.remove();
 });
 
 interface Answer {
@@ -56,31 +49,7 @@ function get(port: number, servername: string, headers: Record<string, string> =
   });
 }
 
-async function setup(overrides: Parameters<typeof startTestService>[0] extends infer T ? Partial<T> : never = {}) {
-  const db = await createDatabase(pg);
-  const seed = await Seeder.connect(db.url);
-  await seed.region(REGION_A, '127.0.0.1');
-  const vm: Backend = await startBackend('vm');
-  await seed.route({ name: 'app.example', regionId: REGION_A, vmPort: vm.port });
-  const proxy: TestService = await startTestService({ databaseUrl: db.url, httpsAddr: { host: '127.0.0.1', port: 0 }, ...overrides });
-  await eventually('first route table load', () => proxy.store.ready);
-  return {
-    vm,
-    proxy,
-    httpsPort: proxy.httpsPort!,
-    async close() {
-      await proxy.stop('test done');
-      await vm.close();
-      await seed.close();
-      await db.drop();
-    },
-  };
-}
-
-const handshakes = async (p: TestService, result: string) => {
-  const text = (await p.metrics.exposition()).body;
-  return Number(new RegExp(`^edgeproxy_tls_handshakes_total\\{result="${result}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 'NaN');
-};
+const setup = (overrides: Parameters<typeof startHttpsService>[1] = {}) => startHttpsService(pg, overrides);
 
 describe('HTTPS listener', () => {
   it('routes like the HTTP port: the VM gets the request with X-Forwarded-Proto https, the client the answer', async () => {
@@ -94,7 +63,7 @@ describe('HTTPS listener', () => {
       // A client's own X-Forwarded-Proto is not trusted: the VM learns how the client reached us.
       assert.equal(seen.headers['x-forwarded-proto'], 'https');
       assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1');
-      assert.equal(await handshakes(t.proxy, 'ok'), 1);
+      assert.equal(await handshakes(t.proxy, 'ok', 'http/1.1'), 1);
       await t.proxy.waitForLog((l) => l.msg === 'HTTPS listening' && l.port === t.httpsPort);
     } finally {
       await t.close();
@@ -182,7 +151,7 @@ describe('edgeproxy serve with a default certificate that cannot be served: exit
 
   it('a key that belongs to another certificate', async () => {
     const other = makeCertificate(['other.example']);
-    const otherKey = path.join(dir, 'other-key.pem');
+    const otherKey = path.join(path.dirname(certFile), 'other-key.pem');
     writeFileSync(otherKey, other.keyPem);
     const r = await runCli(['serve'], { ...env, EDGEPROXY_TLS_DEFAULT_CERT: certFile, EDGEPROXY_TLS_DEFAULT_KEY: otherKey });
     assert.equal(r.code, 2);

@@ -399,7 +399,7 @@ export const OPTIONS = [
     key: 'httpsAddr',
     flag: 'https-addr',
     env: 'EDGEPROXY_HTTPS_ADDR',
-    description: 'Public HTTPS listen address (HTTP/1.1 over TLS, the certificate chosen by SNI); empty or "off" disables it',
+    description: 'Public HTTPS listen address (HTTP/2 or HTTP/1.1 by ALPN, certificate by SNI); empty or "off" disables it',
     default: ':8443',
     emptyIsValue: true,
     parse: optionalListenAddress,

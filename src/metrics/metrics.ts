@@ -11,7 +11,7 @@ import { VERSION } from '../version.js';
 import { certificateMetrics } from './certificate-metrics.js';
 import { requestMetrics } from './request-metrics.js';
 import { scrapeMetrics, type MetricsSource } from './sync-metrics.js';
-import { tlsMetrics, type HandshakeResult } from './tls-metrics.js';
+import { tlsMetrics } from './tls-metrics.js';
 import { acmeMetrics, type AcmeMetrics } from './acme-metrics.js';
 
 export type { MetricsSource } from './sync-metrics.js';
@@ -47,7 +47,7 @@ export class Metrics {
   /** Pass to ProxyServer and HealthChecker. Cheap and never throws. */
   readonly observer: ProxyObserver;
   /** Pass to the HTTPS listener. */
-  readonly tlsHandshake: (result: HandshakeResult) => void;
+  readonly tlsHandshake: ReturnType<typeof tlsMetrics>;
   /** Pass to on-demand issuance. */
   readonly acme: AcmeMetrics;
   readonly #resyncs: ReturnType<typeof resyncMetrics>;

@@ -2,19 +2,21 @@ import { ServerResponse, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Upstream } from './decide.js';
 import type { Forwarder } from './forward.js';
+import type { H2Request } from './h2-exchange.js';
 import type { RouteKind } from './observer.js';
-import { ERRORS, sendError, sendRawError, type ErrorKind } from './responses.js';
+import { ERRORS, sendError, sendRawError, type AnswerTarget, type ErrorKind } from './responses.js';
 import type { ForwardErrorInfo } from './upstream-errors.js';
 
 /**
  * One request on its way through the proxy. The server runs a single flow over it (checks,
  * routing, loop guard, health, failure mapping, logs, metrics); the two kinds of request differ
  * only in how an answer is written and in the last step:
- * - a plain request (`ProxyResponse`): answers on its ServerResponse, forwarded with undici;
+ * - a plain request: answers on its response, forwarded with undici; on HTTP/1.1 `ProxyResponse`
+ *   (a ServerResponse), on HTTP/2 `H2Response` (h2-exchange.ts, a stream's response);
  * - a WebSocket upgrade (`UpgradeExchange`): answers on the raw socket, forwarded with http-proxy-3.
  */
 export interface Exchange {
-  readonly req: IncomingMessage;
+  readonly req: ClientRequest;
   /** A protocol upgrade: it must be a WebSocket one, and the upstream gets its Upgrade header. */
   readonly upgrade: boolean;
   /** performance.now() when the request arrived. */
@@ -40,6 +42,27 @@ export interface Exchange {
   forwardWith(forwarder: Forwarder): void;
 }
 
+/** A client's request: HTTP/1.1's IncomingMessage, or an HTTP/2 stream's request with HTTP/1.1 headers. */
+export type ClientRequest = IncomingMessage | H2Request;
+
+/**
+ * A plain request's exchange, on HTTP/1.1 or HTTP/2: what the request forwarder writes the
+ * upstream's response to, with backpressure.
+ */
+export interface PlainExchange extends Exchange {
+  /** Forwarding attempts so far (a stale pooled connection allows one retry). */
+  attempts: number;
+  sink: ExchangeSink | undefined;
+  /** Aborts the upstream request when the client leaves first. */
+  cancel: { cancel(): void } | undefined;
+  readonly writableNeedDrain: boolean;
+  readonly writableFinished: boolean;
+  writeHead(status: number, statusText: string | undefined, headers: string[]): unknown;
+  write(chunk: Uint8Array): boolean;
+  end(): unknown;
+  on(event: 'close' | 'drain', listener: () => void): unknown;
+}
+
 /** Receives what the forwarders learn about an exchange (implemented by ProxyServer). */
 export interface ExchangeSink {
   forwardFailed(exchange: Exchange, info: ForwardErrorInfo): void;
@@ -54,7 +77,7 @@ type Constructor = new (...args: any[]) => object;
  * The routing fields both kinds carry, declared once. They are plain fields on the exchange
  * itself so the hot path needs no closures or side tables.
  */
-function withExchangeFields<B extends Constructor>(Base: B) {
+export function withExchangeFields<B extends Constructor>(Base: B) {
   return class extends Base {
     started = 0;
     kind: RouteKind = 'rejected';
@@ -66,36 +89,51 @@ function withExchangeFields<B extends Constructor>(Base: B) {
   };
 }
 
-/** A plain request: the server's response object (`http.createServer({ ServerResponse: ProxyResponse })`). */
-export class ProxyResponse extends withExchangeFields(ServerResponse<IncomingMessage>) implements Exchange {
-  /** Forwarding attempts so far (a stale pooled connection allows one retry). */
-  attempts = 0;
-  sink: ExchangeSink | undefined = undefined;
-  /** Aborts the upstream request when the client leaves first. */
-  cancel: { cancel(): void } | undefined = undefined;
+/** What both plain responses (HTTP/1.1's ServerResponse, HTTP/2's Http2ServerResponse) offer. */
+interface Response extends AnswerTarget {
+  readonly statusCode: number;
+  readonly writableFinished: boolean;
+}
 
-  get upgrade(): boolean {
-    return false;
-  }
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type ResponseConstructor = new (...args: any[]) => Response;
 
-  get sentStatus(): number {
-    return this.headersSent ? this.statusCode : 0;
-  }
+/**
+ * A plain request's exchange over a response class: the parts HTTP/1.1 and HTTP/2 share. What
+ * differs is in the subclasses: when the client is gone and what draining changes.
+ */
+export function withPlainExchange<B extends ResponseConstructor>(Base: B) {
+  return class extends withExchangeFields(Base) {
+    attempts = 0;
+    sink: ExchangeSink | undefined = undefined;
+    cancel: { cancel(): void } | undefined = undefined;
 
-  get completed(): boolean {
-    return this.writableFinished;
-  }
+    get upgrade(): boolean {
+      return false;
+    }
 
+    get sentStatus(): number {
+      return this.headersSent ? this.statusCode : 0;
+    }
+
+    get completed(): boolean {
+      return this.writableFinished;
+    }
+
+    answer(kind: ErrorKind): void {
+      try {
+        sendError(this, kind);
+      } catch {
+        this.destroy();
+      }
+    }
+  };
+}
+
+/** A plain request on HTTP/1.1: the server's response object (`http.createServer({ ServerResponse: ProxyResponse })`). */
+export class ProxyResponse extends withPlainExchange(ServerResponse<IncomingMessage>) implements PlainExchange {
   get clientGone(): boolean {
     return this.destroyed;
-  }
-
-  answer(kind: ErrorKind): void {
-    try {
-      sendError(this, kind);
-    } catch {
-      this.destroy();
-    }
   }
 
   /** Served, but its connection is not kept for another request. */
@@ -110,7 +148,7 @@ export class ProxyResponse extends withExchangeFields(ServerResponse<IncomingMes
 }
 
 /** `close` listener shared by every response (no per-request closure). */
-export function onExchangeClose(this: ProxyResponse): void {
+export function onExchangeClose(this: PlainExchange): void {
   if (!this.writableFinished) this.cancel?.cancel();
   this.sink?.finished(this);
 }

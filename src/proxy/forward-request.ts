@@ -1,7 +1,7 @@
-import type { IncomingMessage } from 'node:http';
 import { Agent as UndiciAgent, type Dispatcher } from 'undici';
 import { formatUpstream } from './decide.js';
-import type { ProxyResponse } from './exchange.js';
+import type { ClientRequest, PlainExchange } from './exchange.js';
+import { H2Request } from './h2-exchange.js';
 import { connectionTokens } from './headers.js';
 import { classifyUpstreamError, UpstreamError } from './upstream-errors.js';
 
@@ -16,8 +16,9 @@ export interface RequestForwarderOptions {
 }
 
 /**
- * Plain HTTP requests, forwarded with undici (docs/decisions/0006): keep-alive pools per upstream,
- * bodies streamed both ways and never buffered. Failures go to `res.sink.forwardFailed`, which
+ * Plain HTTP requests, forwarded with undici (docs/decisions/0006) as HTTP/1.1 whether the client
+ * spoke HTTP/1.1 or HTTP/2: keep-alive pools per upstream, bodies streamed both ways and never
+ * buffered. Failures go to `res.sink.forwardFailed`, which
  * answers 502/504 (or cuts the response when its headers already went out).
  */
 export class RequestForwarder {
@@ -37,7 +38,7 @@ export class RequestForwarder {
   }
 
   /** Sends `res.req` (headers already prepared) to `res.upstream`. */
-  forward(res: ProxyResponse): void {
+  forward(res: PlainExchange): void {
     res.attempts += 1;
     const exchange = new UndiciExchange(res, this);
     res.cancel = exchange;
@@ -80,7 +81,7 @@ class UndiciExchange implements Dispatcher.DispatchHandler {
   readonly #forwarder: RequestForwarder;
 
   constructor(
-    readonly res: ProxyResponse,
+    readonly res: PlainExchange,
     forwarder: RequestForwarder,
   ) {
     this.#forwarder = forwarder;
@@ -106,7 +107,8 @@ class UndiciExchange implements Dispatcher.DispatchHandler {
     // writeHead checks the status (100–999) and every header name and value, and throws before
     // writing anything: such a response becomes a 502 instead of crashing anything.
     try {
-      res.writeHead(statusCode, statusText, headers);
+      // HTTP/2 has no reason phrase (Node warns when given one).
+      res.writeHead(statusCode, res.req instanceof H2Request ? undefined : statusText, headers);
     } catch (err) {
       throw new UpstreamError('UPSTREAM_INVALID_RESPONSE', (err as Error).message, { cause: err });
     }
@@ -144,17 +146,19 @@ function clientClosed(): UpstreamError {
 }
 
 /** A request that can be sent again after the keep-alive race: idempotent and without a body. */
-function canResend(req: IncomingMessage): boolean {
+function canResend(req: ClientRequest): boolean {
   return IDEMPOTENT.has(req.method ?? '') && isBodyless(req);
 }
 
-function isBodyless(req: IncomingMessage): boolean {
+function isBodyless(req: ClientRequest): boolean {
+  // HTTP/2 says so in its framing; a body without content-length is sent to the VM chunked.
+  if (req instanceof H2Request) return req.bodyless;
   const h = req.headers;
   return (h['content-length'] === undefined || h['content-length'] === '0') && !hadChunkedBody(req);
 }
 
 /** Node keeps the parsed framing on the request: chunked bodies have no Content-Length. */
-function hadChunkedBody(req: IncomingMessage): boolean {
+function hadChunkedBody(req: ClientRequest): boolean {
   // `transfer-encoding` is deleted from the headers before forwarding; rawHeaders keeps it.
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {

@@ -32,7 +32,7 @@ const NOT_COPIED = new Set([
 const REQUEST_ID = /^[A-Za-z0-9._:+/=@-]{1,128}$/;
 
 /** The client address without port; IPv4-mapped IPv6 shown as plain IPv4. */
-export function clientAddress(req: IncomingMessage): string {
+export function clientAddress(req: Pick<IncomingMessage, 'socket'>): string {
   const addr = req.socket.remoteAddress ?? '';
   return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
 }

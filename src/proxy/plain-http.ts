@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { normaliseHost } from '../table/host.js';
 import type { TlsSnapshot } from '../tls/tls-state.js';
 
@@ -46,7 +46,7 @@ export function sendRedirect(res: ServerResponse, location: string): void {
 }
 
 /** The connecting peer asked in plain HTTP: a trusted peer (our other regions, configured proxies) says so in X-Forwarded-Proto. */
-export function plainForClient(req: IncomingMessage, trustedPeer: boolean): boolean {
+export function plainForClient(req: { readonly headers: IncomingHttpHeaders }, trustedPeer: boolean): boolean {
   if (!trustedPeer) return true;
   return req.headers['x-forwarded-proto'] === 'http';
 }

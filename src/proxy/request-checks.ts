@@ -1,11 +1,13 @@
-import type { IncomingMessage } from 'node:http';
 import { failure, type Failure } from '../errors.js';
 import { parseHostHeader } from '../table/host.js';
+import type { ClientRequest } from './exchange.js';
+import { H2Request } from './h2-exchange.js';
 
 /** Why a request is refused before routing (400). */
 export type RefusalCode =
   | 'HOST_MISSING'
   | 'HOST_DUPLICATE'
+  | 'HOST_AUTHORITY_CONFLICT'
   | 'REQUEST_AFTER_CLOSE'
   | 'REQUEST_TARGET_NOT_PATH'
   | 'REQUEST_TARGET_OTHER_HOST'
@@ -15,6 +17,7 @@ export type RefusalCode =
 
 const HOST_MISSING = failure('HOST_MISSING', 'missing Host header');
 const HOST_DUPLICATE = failure('HOST_DUPLICATE', 'more than one Host header');
+const AUTHORITY_CONFLICT = failure('HOST_AUTHORITY_CONFLICT', 'an HTTP/2 :authority and a Host header naming another host');
 const AFTER_CLOSE = failure('REQUEST_AFTER_CLOSE', 'request pipelined after one that closes the connection');
 const NOT_PATH = failure('REQUEST_TARGET_NOT_PATH', 'request target is not a path');
 const OTHER_HOST = failure('REQUEST_TARGET_OTHER_HOST', 'absolute-form request target names another host');
@@ -30,9 +33,10 @@ const UPGRADE_BODY = failure('UPGRADE_WITH_BODY', 'WebSocket upgrade request wit
  * naming another host would let a client reach one site while the upstream sees another's Host.
  * Node's parser (llhttp, strict) has already refused the grossly ambiguous framings (Content-Length
  * with Transfer-Encoding, two Content-Lengths, a Transfer-Encoding not ending in chunked, bare LF,
- * obs-fold); docs/request-smuggling.md lists every case and what the VM receives.
+ * obs-fold), and nghttp2 those of HTTP/2 (h2-exchange.ts); docs/request-smuggling.md lists every
+ * case and what the VM receives.
  */
-export function checkRequest(req: IncomingMessage, upgrade: boolean): Failure<RefusalCode> | undefined {
+export function checkRequest(req: ClientRequest, upgrade: boolean): Failure<RefusalCode> | undefined {
   const socket = req.socket;
   if (closing.has(socket)) return AFTER_CLOSE;
   const refusal = checks(req, upgrade);
@@ -48,11 +52,13 @@ export function checkRequest(req: IncomingMessage, upgrade: boolean): Failure<Re
  */
 const closing = new WeakSet<object>();
 
-function checks(req: IncomingMessage, upgrade: boolean): Failure<RefusalCode> | undefined {
+function checks(req: ClientRequest, upgrade: boolean): Failure<RefusalCode> | undefined {
   const host = req.headers.host;
   if (host === undefined || host === '') return HOST_MISSING;
   // Node keeps the first of several Host headers; which one an upstream would use is anyone's guess.
   if (hostCount(req.rawHeaders) > 1) return HOST_DUPLICATE;
+  // Host is :authority on HTTP/2 (h2-exchange.ts); a host field that says otherwise is malformed (RFC 9113 §8.3.1).
+  if (req instanceof H2Request && req.hostConflict) return AUTHORITY_CONFLICT;
   const target = checkTarget(req, host);
   if (target !== undefined) return target;
   const framing = checkFraming(req, upgrade);
@@ -70,7 +76,7 @@ function hostCount(raw: readonly string[]): number {
   return n;
 }
 
-function checkTarget(req: IncomingMessage, host: string): Failure<RefusalCode> | undefined {
+function checkTarget(req: ClientRequest, host: string): Failure<RefusalCode> | undefined {
   const url = req.url ?? '';
   if (url.charCodeAt(0) === 47 /* / */) return undefined;
   const m = /^http:\/\/([^/?#]*)(.*)$/i.exec(url);
@@ -90,7 +96,7 @@ function checkTarget(req: IncomingMessage, host: string): Failure<RefusalCode> |
  * WebSocket upgrade has no body: Node hands whatever follows its head to the tunnel raw, where the
  * VM would read a body as frames. A Content-Length with leading zeros (`005`) is sent as `5`.
  */
-function checkFraming(req: IncomingMessage, upgrade: boolean): Failure<RefusalCode> | undefined {
+function checkFraming(req: ClientRequest, upgrade: boolean): Failure<RefusalCode> | undefined {
   const h = req.headers;
   const te = h['transfer-encoding'];
   if (te !== undefined && (te.length !== 7 || te.toLowerCase() !== 'chunked')) return BAD_TE;
@@ -101,6 +107,6 @@ function checkFraming(req: IncomingMessage, upgrade: boolean): Failure<RefusalCo
   return undefined;
 }
 
-function isWebSocketGet(req: IncomingMessage): boolean {
+function isWebSocketGet(req: ClientRequest): boolean {
   return req.method === 'GET' && String(req.headers.upgrade).toLowerCase() === 'websocket';
 }

@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http';
+import { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 
 /** One row of the error table. */
@@ -36,11 +36,22 @@ export const ERRORS: Readonly<Record<ErrorKind, ErrorAnswer>> = TABLE;
 
 const BODIES = Object.fromEntries(Object.entries(ERRORS).map(([k, v]) => [k, Buffer.from(v.body)])) as Record<ErrorKind, Buffer>;
 
+/** What an error answer is written on: HTTP/1.1's ServerResponse or HTTP/2's Http2ServerResponse. */
+export interface AnswerTarget {
+  readonly headersSent: boolean;
+  readonly writableEnded: boolean;
+  /** ServerResponse only (an HTTP/2 response on a closed stream ignores what is written). */
+  readonly destroyed?: boolean;
+  destroy(): void;
+  writeHead(status: number, headers: Record<string, string | number>): unknown;
+  end(body: Uint8Array): unknown;
+}
+
 /**
- * Writes one error response, unless headers already went out (then the connection is cut, which
- * is the only honest signal left to the client).
+ * Writes one error response, unless headers already went out (then the connection, or the
+ * HTTP/2 stream, is cut, which is the only honest signal left to the client).
  */
-export function sendError(res: ServerResponse, kind: ErrorKind): void {
+export function sendError(res: AnswerTarget, kind: ErrorKind): void {
   if (res.headersSent) {
     res.destroy();
     return;
@@ -55,7 +66,8 @@ export function sendError(res: ServerResponse, kind: ErrorKind): void {
     'cache-control': 'no-store',
   };
   if (e.retryAfterS !== undefined) headers['retry-after'] = e.retryAfterS;
-  if (e.close === true) res.shouldKeepAlive = false;
+  // HTTP/2 has no such thing: its framing leaves nothing ambiguous behind a refused stream.
+  if (e.close === true && res instanceof ServerResponse) res.shouldKeepAlive = false;
   res.writeHead(e.status, headers);
   res.end(body);
 }

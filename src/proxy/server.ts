@@ -7,8 +7,10 @@ import { listenOn } from '../listen.js';
 import type { Logger } from '../log/logger.js';
 import type { RouteSnapshot, RouteStore } from '../sync/route-store.js';
 import { decide, formatUpstream, type Upstream } from './decide.js';
-import { onExchangeClose, ProxyResponse, UpgradeExchange, type Exchange, type ExchangeSink } from './exchange.js';
+import { onExchangeClose, ProxyResponse, UpgradeExchange, type Exchange, type ExchangeSink, type PlainExchange } from './exchange.js';
 import type { Forwarder } from './forward.js';
+import type { H2Response } from './h2-exchange.js';
+import { H2Sessions } from './h2-sessions.js';
 import { clientAddress, hasLoopMark, requestIdOf, upstreamHeaders } from './headers.js';
 import type { HealthChecker, HealthResult } from './health.js';
 import { NO_OBSERVER, type ProxyObserver, type RouteKind } from './observer.js';
@@ -52,6 +54,9 @@ export interface ProxyServerOptions {
 /** At most one 'client connection limit reached' line per this many ms while connections keep being dropped. */
 const DROP_LOG_INTERVAL_MS = 10_000;
 
+/** What a CONNECT request (a forward-proxy tunnel, on HTTP/1.1 or HTTP/2) is told: 405 with this Allow. */
+const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
+
 /** Status reported for a request whose client went away before a response was sent (as nginx). */
 export const CLIENT_CLOSED_STATUS = 499;
 
@@ -61,10 +66,15 @@ export const CLIENT_CLOSED_STATUS = 499;
  * upgrades run the same flow (`#route`) over an `Exchange`, which writes the answers and takes
  * the last step for its kind.
  *
- * Draining (shutdown): a plain request is still served, on a connection that is then closed; an
+ * HTTPS connections come secured from the HTTPS listener (`acceptSecure`): HTTP/1.1 ones join
+ * the same HTTP server, HTTP/2 ones (ALPN `h2`) get a session (h2-sessions.ts) whose requests run
+ * the same flow over an `H2Response`.
+ *
+ * Draining (shutdown): a plain request is still served, on a connection that is then closed (an
+ * HTTP/2 session is sent GOAWAY: its streams in flight finish, no new one is accepted); an
  * upgrade is refused with 503 `draining` (Retry-After, Connection: close), since the long-lived
  * connection it opens would be cut by the drain; at the deadline every connection left is cut,
- * upgraded ones included.
+ * upgraded ones and HTTP/2 sessions included.
  */
 export class ProxyServer implements ExchangeSink {
   readonly server: http.Server;
@@ -74,6 +84,8 @@ export class ProxyServer implements ExchangeSink {
   readonly #debug: boolean;
   /** Client sockets handed over by 'upgrade': Node's closeAllConnections() no longer sees them. */
   readonly #upgradeSockets = new Set<Duplex>();
+  /** HTTP/2 sessions on connections the HTTPS listener secured with ALPN `h2`. */
+  readonly #h2: H2Sessions;
   #draining = false;
   /** Connections dropped since the last 'client connection limit reached' line, and when that was. */
   #dropped = 0;
@@ -105,7 +117,7 @@ export class ProxyServer implements ExchangeSink {
         // 10 s header timeout means about 10 s.
         connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(Math.min(headersTimeout, requestTimeout || Infinity) / 4))),
       } as http.ServerOptions,
-      (req, res) => this.#handle(req, res as unknown as ProxyResponse),
+      (_req, res) => this.#handle(res as unknown as ProxyResponse),
     );
     // No socket inactivity timeout: SSE, long polls and downloads stay open while both ends do.
     this.server.timeout = 0;
@@ -114,9 +126,14 @@ export class ProxyServer implements ExchangeSink {
       // A forward-proxy tunnel is not something an edge proxy offers.
       this.#observe('rejected', 405, 0, undefined);
       socket.on('error', () => undefined);
-      socket.end(rawResponse(405, 'Method Not Allowed', 'Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n'));
+      socket.end(rawResponse(405, 'Method Not Allowed', `Allow: ${ALLOWED_METHODS}\r\n`));
     });
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(req, socket, head));
+    this.#h2 = new H2Sessions({
+      idleTimeoutMs: t.idleTimeoutMs,
+      onRequest: (_req, res) => this.#handle(res),
+      onConnect: (_req, res) => this.#refuseH2Connect(res),
+    });
     if (opts.maxConnections !== undefined) {
       this.server.maxConnections = opts.maxConnections;
       this.server.on('drop', () => this.#connectionDropped());
@@ -128,15 +145,22 @@ export class ProxyServer implements ExchangeSink {
   }
 
   /**
-   * Serves HTTP/1.1 on a connection the HTTPS listener has secured: the same server, flow and
-   * timeouts as the plain port, and the drain sees it like any other connection.
+   * Serves a connection the HTTPS listener has secured, by the protocol its handshake chose:
+   * HTTP/2 on a session of its own, HTTP/1.1 (or no ALPN) on the same server as the plain port.
+   * Either way the same flow and timeouts, and the drain sees it.
    */
   acceptSecure(socket: TLSSocket): void {
     if (this.#draining) {
       socket.destroy();
       return;
     }
-    this.server.emit('connection', socket);
+    if (socket.alpnProtocol === 'h2') this.#h2.accept(socket);
+    else this.server.emit('connection', socket);
+  }
+
+  /** Open HTTP/2 sessions. */
+  get h2Sessions(): number {
+    return this.#h2.size;
   }
 
   /**
@@ -150,6 +174,7 @@ export class ProxyServer implements ExchangeSink {
     // not wait for them, their listener's close (`alsoClosing`) does.
     const closed = Promise.all([new Promise<void>((resolve) => this.server.close(() => resolve())), ...alsoClosing]);
     this.server.closeIdleConnections();
+    this.#h2.close();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(false), timeoutMs);
@@ -159,6 +184,7 @@ export class ProxyServer implements ExchangeSink {
     if (!finished) {
       this.server.closeAllConnections();
       for (const socket of this.#upgradeSockets) socket.destroy();
+      this.#h2.destroy();
       await closed;
     }
     return finished;
@@ -166,7 +192,8 @@ export class ProxyServer implements ExchangeSink {
 
   // ---- the request flow ----------------------------------------------------------------------
 
-  #handle(req: IncomingMessage, res: ProxyResponse): void {
+  /** A plain request, on HTTP/1.1 or HTTP/2. */
+  #handle(res: PlainExchange): void {
     res.started = performance.now();
     res.sink = this;
     res.on('close', onExchangeClose);
@@ -257,7 +284,7 @@ export class ProxyServer implements ExchangeSink {
   }
 
   /** The connecting address is one of our regions' load balancers or a configured trusted proxy. */
-  #trustedPeer(req: IncomingMessage, snapshot: RouteSnapshot): boolean {
+  #trustedPeer(req: Exchange['req'], snapshot: RouteSnapshot): boolean {
     const client = clientAddress(req);
     return snapshot.regionAddresses.has(client) || (this.#trusted?.check(client, client.includes(':') ? 'ipv6' : 'ipv4') ?? false);
   }
@@ -369,7 +396,7 @@ export class ProxyServer implements ExchangeSink {
     this.#answer(x, 'draining', error);
   }
 
-  #loop(req: IncomingMessage, host: string, upstream: Upstream): void {
+  #loop(req: Exchange['req'], host: string, upstream: Upstream): void {
     this.#opts.logger.warn(
       {
         host,
@@ -407,6 +434,14 @@ export class ProxyServer implements ExchangeSink {
   }
 
   // ---- what never reaches the flow ---------------------------------------------------------
+
+  /** CONNECT on HTTP/2: refused as on HTTP/1.1, on its stream. */
+  #refuseH2Connect(res: H2Response): void {
+    this.#observe('rejected', 405, 0, undefined);
+    const body = 'Method Not Allowed';
+    res.writeHead(405, { allow: ALLOWED_METHODS, 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length });
+    res.end(body);
+  }
 
   #clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     // Malformed requests, oversized headers and slow clients: answer if the socket can still
@@ -450,6 +485,6 @@ export class ProxyServer implements ExchangeSink {
 }
 
 /** The request came over the HTTPS listener. */
-function isSecure(req: IncomingMessage): boolean {
+function isSecure(req: Exchange['req']): boolean {
   return (req.socket as TLSSocket).encrypted === true;
 }

@@ -18,18 +18,29 @@ export interface HttpsListenerOptions {
   /** Served when no certificate matches the name, or the client sent no SNI. */
   readonly defaultCertificate: LoadedCertificate | undefined;
   readonly handshakeTimeoutMs: number;
-  /** Where secured connections go: the proxy's HTTP/1.1 server. */
+  /** Where secured connections go: the proxy, which serves HTTP/2 or HTTP/1.1 by `socket.alpnProtocol`. */
   readonly accept: (socket: tls.TLSSocket) => void;
   readonly logger: Logger;
-  /** Told about every handshake: `ok` or why it was refused. Cheap; must not throw. */
-  readonly onHandshake?: (result: 'ok' | HandshakeRefusal['reason']) => void;
+  /** Told about every handshake: `ok` with the protocol served, or why it was refused. Cheap; must not throw. */
+  readonly onHandshake?: (result: 'ok' | HandshakeRefusal['reason'], protocol?: ServedProtocol) => void;
+}
+
+/** ALPN, in our order of preference: HTTP/2 when the client offers it, else HTTP/1.1. */
+export const ALPN_PROTOCOLS = ['h2', 'http/1.1'] as const;
+
+/** What a secured connection is served with; a client that offers no ALPN gets HTTP/1.1. */
+export type ServedProtocol = (typeof ALPN_PROTOCOLS)[number];
+
+export function servedProtocol(socket: tls.TLSSocket): ServedProtocol {
+  return socket.alpnProtocol === 'h2' ? 'h2' : 'http/1.1';
 }
 
 const NO_CERTIFICATES = CertificateIndex.empty<LoadedCertificate>();
 
 /**
  * The public HTTPS port: TLS terminated here with the certificate of the SNI name (exact, then a
- * wildcard one label deep, then the default one), then the same request flow as the HTTP port.
+ * wildcard one label deep, then the default one), then the same request flow as the HTTP port,
+ * over HTTP/2 or HTTP/1.1 as ALPN chose.
  */
 export class HttpsListener {
   readonly #opts: HttpsListenerOptions;
@@ -39,10 +50,10 @@ export class HttpsListener {
     this.#opts = opts;
     this.#server = createTlsFront({
       select: (hello) => this.#select(hello),
-      alpn: ['http/1.1'],
+      alpn: ALPN_PROTOCOLS,
       handshakeTimeoutMs: opts.handshakeTimeoutMs,
       onSecure: (socket) => {
-        opts.onHandshake?.('ok');
+        opts.onHandshake?.('ok', servedProtocol(socket));
         opts.accept(socket);
       },
       onRefused: (r) => this.#refused(r),

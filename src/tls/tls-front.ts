@@ -126,6 +126,9 @@ class PendingHandshake {
     secured.once('secure', () => {
       clearTimeout(this.#timer);
       secured.removeListener('error', failed);
+      // What Node's own TLS server does before 'secureConnection': an HTTP/2 session started on a
+      // socket still marked as connecting waits for a 'secureConnect' that a server socket never emits.
+      (secured as tls.TLSSocket & { secureConnecting: boolean }).secureConnecting = false;
       this.#opts.onSecure(secured);
     });
   }
