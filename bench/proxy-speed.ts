@@ -16,12 +16,15 @@
 // report gives the median of the rounds, ratios to nginx from the same rounds, and the latency
 // EdgeProxy adds over the matching bare script. Then a paced 1,000 req/s run against EdgeProxy
 // counts health probes per proxied request. Missing nginx or wrk: that part is skipped with a note.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { nodeArgs } from './support/bundle.js';
+import { backendConf, nginxConf, PROXY_LOCATION, startNginx, upstream } from './support/nginx.js';
+import { cpuMs, freePort, has, median, start, stopAll } from './support/processes.js';
+import { wrk } from './support/wrk.js';
 
 const { values } = parseArgs({
   options: {
@@ -36,76 +39,9 @@ const ROUNDS = Number(values.rounds);
 const DURATION = Number(values.duration);
 const CONNECTIONS = Number(values.connections);
 
-const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const HAVE_NGINX = has('nginx');
 const HAVE_WRK = has('wrk');
-const children: ChildProcess[] = [];
 const tmp = mkdtempSync(join(tmpdir(), 'edgeproxy-bench-'));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** Starts a process and waits for its `{"ready":true}` line (or for the port to accept, for nginx). */
-async function start(
-  cmd: string,
-  args: string[],
-  readyLine: boolean,
-  port: number,
-): Promise<{ child: ChildProcess; lines: string[]; pid: number | undefined }> {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  const lines: string[] = [];
-  let buf = '';
-  child.stdout!.on('data', (c: Buffer) => {
-    buf += c.toString();
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      lines.push(buf.slice(0, i));
-      buf = buf.slice(i + 1);
-    }
-  });
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (readyLine && lines.some((l) => l.includes('"ready":true'))) break;
-    if (!readyLine && (await accepts(port))) break;
-    if (child.exitCode !== null) throw new Error(`${cmd} ${args.join(' ')} exited with ${child.exitCode}`);
-    if (Date.now() > deadline) throw new Error(`${cmd} not ready in 60 s`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { child, lines, pid: child.pid };
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    import('node:net').then(({ connect }) => {
-      const s = connect(port, '127.0.0.1');
-      s.on('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-  });
-}
-
-function nginxConf(name: string, body: string): string {
-  const dir = join(tmp, name);
-  spawnSync('mkdir', ['-p', join(dir, 'logs')]);
-  const file = join(dir, 'nginx.conf');
-  writeFileSync(
-    file,
-    `worker_processes 1;\nuser root;\npid ${dir}/nginx.pid;\nerror_log ${dir}/error.log warn;\nevents { worker_connections 4096; }\n` +
-      `http {\n access_log off;\n client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/f; uwsgi_temp_path ${dir}/u; scgi_temp_path ${dir}/s;\n keepalive_requests 1000000;\n${body}\n}\n`,
-  );
-  return dir;
-}
 
 interface Result {
   target: string;
@@ -115,35 +51,6 @@ interface Result {
   errors: number;
   /** CPU time the target's processes used per request (µs): robust to other load on the machine. */
   cpuUs: number;
-}
-
-/** utime + stime (ms) of a process and its child processes (nginx: master + worker). */
-function cpuMs(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  const tick = 10; // USER_HZ = 100 on Linux
-  const one = (p: number | string): number => {
-    try {
-      const f = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-      return (Number(rest[11]) + Number(rest[12])) * tick;
-    } catch {
-      return 0;
-    }
-  };
-  let total = one(pid);
-  try {
-    for (const c of readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/)) if (c !== '') total += one(c);
-  } catch {
-    // no children file: the process alone
-  }
-  return total;
-}
-
-function parseWrkMs(s: string): number {
-  const m = /([0-9.]+)(us|ms|s)/.exec(s);
-  if (m === null) return NaN;
-  const v = Number(m[1]);
-  return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
 }
 
 async function load(target: string, port: number, pid: number | undefined): Promise<Result> {
@@ -157,19 +64,7 @@ async function load(target: string, port: number, pid: number | undefined): Prom
 
 async function loadOnly(target: string, port: number, path = '/'): Promise<Omit<Result, 'cpuUs'>> {
   const url = `http://127.0.0.1:${port}${path}`;
-  if (HAVE_WRK) {
-    const r = spawnSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '--latency', '-H', 'Host: bench.example', url], {
-      encoding: 'utf8',
-    });
-    const out = r.stdout;
-    const rps = Number(/Requests\/sec:\s+([0-9.]+)/.exec(out)?.[1]);
-    const p50 = parseWrkMs(/\n\s+50%\s+(\S+)/.exec(out)?.[1] ?? '');
-    const p99 = parseWrkMs(/\n\s+99%\s+(\S+)/.exec(out)?.[1] ?? '');
-    const errs = /Non-2xx or 3xx responses: (\d+)/.exec(out);
-    const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-    const errors = Number(errs?.[1] ?? 0) + (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
-    return { target, rps, p50, p99, errors };
-  }
+  if (HAVE_WRK) return { target, ...wrk(url, 'bench.example', CONNECTIONS, DURATION) };
   const r = spawnSync('npx', ['autocannon', '-c', String(CONNECTIONS), '-d', String(DURATION), '-j', '-H', 'host=bench.example', url], {
     encoding: 'utf8',
   });
@@ -182,39 +77,8 @@ async function loadOnly(target: string, port: number, path = '/'): Promise<Omit<
   return { target, rps: j.requests.average, p50: j.latency.p50, p99: j.latency.p99, errors: j.non2xx + j.errors };
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-
-/**
- * Node targets run as plain JavaScript bundles (esbuild, as installed with tsx), like the compiled
- * service: tsx itself compiles with keepNames, which adds a defineProperty call to every closure
- * created. Falls back to tsx when esbuild cannot be loaded.
- */
 /** The V8 flags EdgeProxy ships with (bin shebang, `npm start`, Dockerfile): docs/decisions/0007. */
 const EDGEPROXY_NODE_FLAGS = ['--max-semi-space-size=32'];
-
-async function nodeArgs(entry: string): Promise<string[]> {
-  try {
-    const { build } = await import('esbuild');
-    const outfile = join('node_modules', '.cache', 'edgeproxy-bench', basename(entry).replace(/\.ts$/, '.mjs'));
-    await build({
-      entryPoints: [entry],
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
-      packages: 'external',
-      outfile,
-      logLevel: 'silent',
-    });
-    return [outfile];
-  } catch (err) {
-    console.log(`# esbuild unavailable (${String(err)}): running ${entry} through tsx`);
-    return ['--import', 'tsx', entry];
-  }
-}
 
 async function main(): Promise<void> {
   console.log(
@@ -228,15 +92,8 @@ async function main(): Promise<void> {
   const backendPort = await freePort();
   const targets: { name: string; port: number; pid?: number; child?: ChildProcess; lines?: string[] }[] = [];
   if (HAVE_NGINX) {
-    const dir = nginxConf(
-      'backend',
-      ` server { listen 127.0.0.1:${backendPort}; location / { default_type text/plain; return 200 "hello world\\n"; } }`,
-    );
-    targets.push({
-      name: 'backend',
-      port: backendPort,
-      pid: (await start('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], false, backendPort)).pid,
-    });
+    const dir = backendConf(tmp, backendPort);
+    targets.push({ name: 'backend', port: backendPort, pid: (await startNginx(dir, backendPort)).pid });
   } else {
     console.log('# nginx not installed (apt-get install -y nginx): backend is node:http, the nginx target is skipped');
     targets.push({
@@ -248,15 +105,8 @@ async function main(): Promise<void> {
   }
   if (HAVE_NGINX) {
     const port = await freePort();
-    const dir = nginxConf(
-      'proxy',
-      ` upstream backend { server 127.0.0.1:${backendPort}; keepalive 128; }\n server { listen 127.0.0.1:${port}; location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; } }`,
-    );
-    targets.push({
-      name: 'nginx',
-      port,
-      pid: (await start('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], false, port)).pid,
-    });
+    const dir = nginxConf(tmp, 'proxy', `${upstream(backendPort)} server { listen 127.0.0.1:${port}; ${PROXY_LOCATION} }`);
+    targets.push({ name: 'nginx', port, pid: (await startNginx(dir, port)).pid });
   }
   for (const [name, script] of [
     ['bare-hp', 'bench/targets/bare-http-proxy.ts'],
@@ -376,8 +226,6 @@ async function probes(t: { child?: ChildProcess; lines?: string[] }): Promise<nu
 try {
   await main();
 } finally {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 300));
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  await stopAll();
   rmSync(tmp, { recursive: true, force: true });
 }

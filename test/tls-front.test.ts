@@ -97,6 +97,28 @@ describe('TLS front: the certificate is chosen from the ClientHello before TLS s
     assert.equal(await alpnOf(['http/1.1']), 'http/1.1');
   });
 
+  it('session tickets: a client offering the ticket of its last connection resumes (TLS 1.3), one offering none does not', async () => {
+    // One request per connection; the ticket the server sends after the handshake is kept.
+    const connection = (session: Buffer | undefined) =>
+      new Promise<{ reused: boolean; protocol: string | null; ticket: Buffer | undefined }>((resolve, reject) => {
+        let ticket: Buffer | undefined;
+        const s = tls.connect({ host: '127.0.0.1', port, servername: 'shop.example.test', ca: shop.certPem, session }, () =>
+          s.write('GET / HTTP/1.1\r\nHost: shop.example.test\r\nConnection: close\r\n\r\n'),
+        );
+        s.on('session', (t: Buffer) => (ticket = t));
+        s.on('data', () => undefined);
+        s.on('end', () => resolve({ reused: s.isSessionReused(), protocol: s.getProtocol(), ticket }));
+        s.on('error', reject);
+      });
+    const first = await connection(undefined);
+    assert.equal(first.protocol, 'TLSv1.3');
+    assert.equal(first.reused, false);
+    assert.ok(first.ticket !== undefined, 'the server sent a session ticket');
+    const second = await connection(first.ticket);
+    assert.equal(second.reused, true, 'the ticket was accepted');
+    assert.equal((await connection(undefined)).reused, false);
+  });
+
   it('a name without a certificate: the client gets unrecognized_name, and the refusal names the host', async () => {
     await assert.rejects(get('other.example.test'), (err: NodeJS.ErrnoException) => {
       // OpenSSL reports the alert it received (the code is EPROTO when it arrives during a write).

@@ -1,0 +1,54 @@
+/**
+ * One h2load run (nghttp2-client): keep-alive connections for a fixed time after a warm-up,
+ * HTTP/1.1 (`--h1`, plain or TLS) or HTTP/2 over TLS. The URI carries the name (Host / :authority
+ * and SNI); `--connect-to` sends the connections to 127.0.0.1, so the name needs no resolver.
+ */
+import { spawnSync } from 'node:child_process';
+
+export interface H2loadOptions {
+  readonly scheme: 'http' | 'https';
+  readonly name: string;
+  readonly port: number;
+  readonly protocol: 'h1' | 'h2';
+  readonly clients: number;
+  /** Concurrent streams per connection (HTTP/2); HTTP/1.1 runs always use 1 (no pipelining). */
+  readonly streams: number;
+  readonly seconds: number;
+  readonly warmupSeconds: number;
+}
+
+export interface H2loadFigures {
+  readonly rps: number;
+  readonly succeeded: number;
+  /** Requests failed, errored or timed out, and responses other than 2xx. */
+  readonly errors: number;
+  /** The protocol h2load reports it used (`h2`, `http/1.1`), or undefined if it printed none. */
+  readonly protocol: string | undefined;
+}
+
+export function h2loadArgs(o: H2loadOptions): string[] {
+  const args = [`-c${o.clients}`, `-D${o.seconds}`, `--warm-up-time=${o.warmupSeconds}`, `--connect-to=127.0.0.1:${o.port}`];
+  if (o.protocol === 'h1') args.push('--h1', '-m1');
+  else args.push(`-m${o.streams}`);
+  return [...args, `${o.scheme}://${o.name}:${o.port}/`];
+}
+
+export function parseH2load(out: string): H2loadFigures {
+  const rps = Number(/finished in [0-9.]+m?s, ([0-9.]+) req\/s/.exec(out)?.[1]);
+  const req = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(out);
+  const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(out);
+  const n = (m: RegExpExecArray | null, i: number) => Number(m?.[i] ?? NaN);
+  return {
+    rps,
+    succeeded: n(req, 4),
+    errors: n(req, 5) + n(req, 6) + n(req, 7) + n(codes, 2) + n(codes, 3) + n(codes, 4),
+    protocol: /Application protocol: (\S+)/.exec(out)?.[1],
+  };
+}
+
+export function h2load(o: H2loadOptions): H2loadFigures {
+  const r = spawnSync('h2load', h2loadArgs(o), { encoding: 'utf8' });
+  const figures = parseH2load(r.stdout);
+  if (!Number.isFinite(figures.rps)) throw new Error(`h2load ${h2loadArgs(o).join(' ')}: no figures\n${r.stdout}${r.stderr}`);
+  return figures;
+}
