@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import http2 from 'node:http2';
 import https from 'node:https';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
@@ -14,6 +15,7 @@ import { eventually, REGION_A, startTestService, type TestService } from './supp
 // streamed into its snapshot), a real ACME CA (Caddy in a network namespace), real PostgreSQL.
 
 const NEW = 'first.ondemand.test';
+const H2 = 'h2.ondemand.test';
 const CROWD = 'crowd.ondemand.test';
 const BOTH = 'both.ondemand.test';
 const DOWN = 'down.ondemand.test';
@@ -47,13 +49,13 @@ function startProxy(httpHost: string, more: Partial<Parameters<typeof startTestS
 before(async () => {
   [server, ca] = await Promise.all([
     startPostgres(),
-    startTestCa({ names: [NEW, CROWD, DOWN, UNVERIFIED, UNKNOWN], namesOnSecond: [BOTH] }),
+    startTestCa({ names: [NEW, H2, CROWD, DOWN, UNVERIFIED, UNKNOWN], namesOnSecond: [BOTH] }),
   ]);
   db = await createDatabase(server);
   seed = await Seeder.connect(db.url);
   vm = await startBackend('vm');
   await seed.region(REGION_A, '192.0.2.10');
-  for (const name of [NEW, CROWD, BOTH, DOWN]) await seed.route({ name, regionId: REGION_A, vmPort: vm.port });
+  for (const name of [NEW, H2, CROWD, BOTH, DOWN]) await seed.route({ name, regionId: REGION_A, vmPort: vm.port });
   await seed.route({ name: UNVERIFIED, regionId: REGION_A, vmPort: vm.port, verified: false });
   proxyA = await startProxy(ca.hostAddress);
   proxyB = await startProxy(ca.secondHostAddress);
@@ -135,6 +137,27 @@ describe('on-demand issuance (real proxy, real Caddy CA, real PostgreSQL)', () =
     assert.equal((await handshake(proxyB, NEW)).fingerprint, (await handshake(proxyA, NEW)).fingerprint);
   });
 
+  it('an HTTP/2 client gets its first answer over h2 on a certificate issued for it', async () => {
+    const session = http2.connect(`https://127.0.0.1:${proxyA.httpsPort!}`, { servername: H2, ca: ca.rootPem });
+    try {
+      const answer = await new Promise<{ status: number; alpn: string | false | null; issuer: string }>((resolve, reject) => {
+        session.on('error', reject);
+        const stream = session.request({ ':path': '/', ':authority': H2 });
+        stream.on('response', (headers) => {
+          const socket = session.socket as tls.TLSSocket;
+          resolve({ status: Number(headers[':status']), alpn: socket.alpnProtocol, issuer: socket.getPeerX509Certificate()!.issuer });
+          stream.resume();
+        });
+        stream.on('error', reject);
+        stream.end();
+      });
+      assert.deepEqual([answer.status, answer.alpn], [200, 'h2']);
+      assert.match(answer.issuer, /EdgeProxy test CA/);
+    } finally {
+      session.close();
+    }
+  });
+
   it('100 concurrent handshakes for a new name make exactly one order, and all succeed', async () => {
     const results = await Promise.allSettled(Array.from({ length: 100 }, () => handshake(proxyA, CROWD)));
     const failed = results.filter((r) => r.status === 'rejected');
@@ -144,8 +167,8 @@ describe('on-demand issuance (real proxy, real Caddy CA, real PostgreSQL)', () =
     assert.equal(await certificateRows(CROWD), 1);
     assert.equal(ordersStarted(proxyA, CROWD), 1);
     const { body } = await proxyA.metrics.exposition();
-    // NEW and CROWD: two orders of proxy A issued so far, none failed.
-    assert.match(body, /^edgeproxy_acme_orders_total\{outcome="issued"\} 2$/m);
+    // NEW, H2 and CROWD: three orders of proxy A issued so far, none failed.
+    assert.match(body, /^edgeproxy_acme_orders_total\{outcome="issued"\} 3$/m);
     assert.match(body, /^edgeproxy_acme_orders_total\{outcome="failed"\} 0$/m);
     assert.match(body, /^edgeproxy_acme_orders_in_flight 0$/m);
   });
