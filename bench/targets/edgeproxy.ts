@@ -7,7 +7,8 @@
 // The options the bench does not set are the option table's defaults (DEFAULTS), as for `serve`.
 //
 // node --import tsx bench/targets/edgeproxy.ts --port P --backend-port B --routes N [--health-ttl MS] [--no-listen]
-// Prints one JSON line when ready ({ ready, port, routes, loadMs, rssMiB, heapMiB, decideNs });
+//   [--https-port P --cert FILE --key FILE]   (also the HTTPS port, h2 and http/1.1 by ALPN, that certificate as default)
+// Prints one JSON line when ready ({ ready, port, httpsPort, routes, loadMs, rssMiB, heapMiB, decideNs });
 // answers SIGUSR2 with { probes } (health probes so far).
 import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
@@ -20,6 +21,8 @@ import { HealthChecker } from '../../src/proxy/health.js';
 import { ProxyServer } from '../../src/proxy/server.js';
 import { RouteStore } from '../../src/sync/route-store.js';
 import { routesFromQueryRows } from '../../src/table/query-routes.js';
+import { readDefaultCertificate } from '../../src/tls/default-certificate.js';
+import { HttpsListener } from '../../src/tls/https-listener.js';
 
 const { values } = parseArgs({
   options: {
@@ -28,6 +31,9 @@ const { values } = parseArgs({
     routes: { type: 'string', default: '100000' },
     'no-listen': { type: 'boolean', default: false },
     'health-ttl': { type: 'string', default: String(DEFAULTS.healthCacheTtlMs) },
+    'https-port': { type: 'string' },
+    cert: { type: 'string' },
+    key: { type: 'string' },
   },
 });
 const N = Number(values.routes);
@@ -105,10 +111,21 @@ const proxy = new ProxyServer({
 });
 let port = 0;
 if (!values['no-listen']) port = (await proxy.listen('127.0.0.1', Number(values.port))).port;
+let httpsPort: number | undefined;
+if (values['https-port'] !== undefined) {
+  const https = new HttpsListener({
+    defaultCertificate: readDefaultCertificate(values.cert, values.key),
+    handshakeTimeoutMs: DEFAULTS.tlsHandshakeTimeoutMs,
+    accept: (socket) => proxy.acceptSecure(socket),
+    logger,
+  });
+  httpsPort = (await https.listen('127.0.0.1', Number(values['https-port']))).port;
+}
 console.log(
   JSON.stringify({
     ready: true,
     port,
+    httpsPort,
     routes: store.current!.routes.size,
     loadMs: Math.round(loadMs),
     rssMiB: mib(mem.rss),
