@@ -126,6 +126,20 @@ describe('RouteTable', () => {
     assert.equal(t.routeAt(t.idOf('a.example'))?.host, 'a.example');
   });
 
+  it('compareHostAt orders a stored host against any string as < does', () => {
+    const ascii = fc.string({ unit: fc.constantFrom(...'ab.-0z'.split('')), maxLength: 6 });
+    fc.assert(
+      fc.property(fc.uniqueArray(ascii, { minLength: 1, maxLength: 8 }), fc.string({ maxLength: 7 }), (hosts, key) => {
+        const t = RouteTable.from(hosts.map((h) => [h, route(h, 1)] as const));
+        for (const h of hosts) {
+          const want = h < key ? -1 : h > key ? 1 : 0;
+          assert.equal(Math.sign(t.compareHostAt(t.idOf(h), key)), want, `${JSON.stringify(h)} vs ${JSON.stringify(key)}`);
+        }
+      }),
+      runs(500),
+    );
+  });
+
   it('refuses a host that is not ASCII (routes hold normalised hosts)', () => {
     assert.throws(() => RouteTable.from([['bücher.example', route('bücher.example', 1)]]), /not ASCII/);
     const e = RouteTable.empty().edit();

@@ -118,14 +118,18 @@ export async function viewTable(
   let count = 0;
   const smallest = new SmallestK<Route>(query.limit);
   const table = snapshot?.routes;
+  // Hosts are compared in the table's bytes: the name and the route are made only for a host
+  // that enters the page (or must be searched for `contains`), not for a million others per page.
   const offer = (t: RouteTable, id: number) => {
     if (!t.routedAt(id)) return;
-    const host = t.hostAt(id);
-    if (query.contains !== undefined && !host.includes(query.contains)) return;
-    if (query.after !== undefined && host <= query.after) return;
+    if (query.after !== undefined && t.compareHostAt(id, query.after) <= 0) return;
+    const host = query.contains === undefined ? undefined : t.hostAt(id);
+    if (host !== undefined && !host.includes(query.contains!)) return;
     count += 1;
-    // The route is made only for a host that enters the page.
-    if (smallest.wants(host)) smallest.offer(host, t.routeAt(id)!);
+    const bound = smallest.bound;
+    if (bound !== undefined && (host === undefined ? t.compareHostAt(id, bound) : host < bound ? -1 : 1) >= 0) return;
+    const name = host ?? t.hostAt(id);
+    smallest.offer(name, t.routeAt(id)!);
   };
   let sliceStart = performance.now();
   for (let from = 0; table !== undefined && from < table.hostCount; from += SCAN_BATCH) {
@@ -158,9 +162,9 @@ class SmallestK<T> {
   readonly #heap: { key: string; value: T }[] = [];
   constructor(readonly k: number) {}
 
-  /** Whether `offer(key, …)` would keep it. */
-  wants(key: string): boolean {
-    return this.#heap.length < this.k || (this.k > 0 && key < this.#heap[0]!.key);
+  /** Once k entries are held, the largest key: only a smaller one gets in. */
+  get bound(): string | undefined {
+    return this.#heap.length < this.k ? undefined : this.#heap[0]?.key;
   }
 
   offer(key: string, value: T): void {

@@ -373,6 +373,18 @@ export class RouteTable implements RouteReader {
     return latin1(bytes, starts[id]!, starts[id + 1]!);
   }
 
+  /** The host of id `id` against `key`, as `<` compares strings (negative, 0, positive), without making the string. */
+  compareHostAt(id: number, key: string): number {
+    const { bytes, starts } = this.#v;
+    const from = starts[id]!;
+    const length = starts[id + 1]! - from;
+    for (let i = 0; i < Math.min(length, key.length); i++) {
+      const d = bytes[from + i]! - key.charCodeAt(i);
+      if (d !== 0) return d;
+    }
+    return length - key.length;
+  }
+
   /** The route of host id `id`, or undefined when it has none in this version. */
   routeAt(id: number): Route | undefined {
     return this.#targetOf(id) === 0 ? undefined : this.#route(id, this.hostAt(id));
