@@ -165,16 +165,45 @@ export const routesSpec = spec({
     ),
 });
 
+const certsRenewSpec = spec({
+  command: 'renew <name>',
+  describe:
+    "Ask the proxy running on this host to order a new certificate for NAME now (ignoring its renewal time and backoff, not the fleet's order lock); wait and print the new not-after",
+  builder: (y) =>
+    jsonOption(withConfigOptions(y, ['adminAddr']), 'the outcome')
+      .positional('name', { type: 'string', demandOption: true, describe: 'A host name with a route (HTTP-01: no wildcard)' })
+      .option('timeout', { type: 'string', default: '120s', describe: 'How long to wait for the order' })
+      .example([
+        [
+          '$0 certs renew shop.example.com',
+          'prints e.g. "renewed shop.example.com: certificate <id> from <issuer>, not after 2026-03-04T10:00:00.000Z"',
+        ],
+      ])
+      .epilogue(
+        "Exit status: 0 renewed, 1 the name has no route, this proxy issues no certificates, another proxy orders the name now, the order failed (with the CA's words) or the proxy is unreachable; 2 bad usage.",
+      ),
+  handler: (args) =>
+    run(async () => {
+      const { certsRenewCommand } = await import('./certs-renew.js');
+      await certsRenewCommand(
+        { adminAddr: options(['adminAddr'], args).adminAddr, name: args.name, timeoutMs: timeoutOf(args), json: args.json },
+        out,
+      );
+    }),
+});
+
 export const certsSpec = spec({
   command: 'certs',
   describe: "Show the running proxy's stored TLS certificates: names, issuer, not-after and state, soonest to expire first",
   builder: (y) =>
     jsonOption(withConfigOptions(y, ['adminAddr']), 'the certificates')
+      .command(certsRenewSpec)
       .option('name', { type: 'string', describe: 'Only certificates naming this (a wildcard as *.example.com)' })
       .option('timeout', { type: 'string', default: '10s', describe: 'How long to wait for the proxy' })
       .example([
         ['$0 certs', 'every stored certificate; STATE is serving, standby, not-yet-valid, expired or unusable (with its error code)'],
         ['$0 certs --name shop.example.com --json', 'for scripts'],
+        ['$0 certs renew shop.example.com', 'a new certificate for the name now (see `$0 certs renew --help`)'],
       ])
       .epilogue('Exit status: 0 shown, 1 the table is not loaded yet or the proxy is unreachable, 2 bad usage.'),
   handler: (args) =>

@@ -1,5 +1,6 @@
 import os from 'node:os';
 import type pg from 'pg';
+import { renewCertificate } from '../admin/certificate-renewal.js';
 import { operatorResync } from '../admin/resync.js';
 import { AdminServer } from '../admin/server.js';
 import { type Config, ConfigError, type ListenAddress, redactDatabaseUrl } from '../config/config.js';
@@ -307,6 +308,7 @@ async function startAdmin(
     crossRegionPort: config.crossRegionPort,
     status: () => parts.sync.status(),
     resync: () => operatorResync(resync, 'admin', logger, parts.metrics),
+    renewCertificate: (name) => renewCertificate(name, { current: () => parts.store.current, issuance: parts.issuance, logger }),
   });
   const a = await admin.listen(addr.host, addr.port);
   logger.info({ address: a.address, port: a.port }, 'admin API listening');
