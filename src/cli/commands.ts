@@ -268,6 +268,8 @@ const DOCTOR_OPTIONS = [
   'primaryDatabaseUrl',
   'tlsStorageKey',
   'tlsStorageKeyFile',
+  'acmeDirectoryUrl',
+  'acmeCaRootsFile',
 ] as const;
 
 export const doctorSpec = spec({
@@ -283,7 +285,7 @@ export const doctorSpec = spec({
       .epilogue(
         'Checks: connect, server version, primary or standby (and whether it can decode on a standby), wal_level, the publication and its four tables, ' +
           'primary keys, REPLICATION attribute, free replication slots and WAL senders, read access, the routing query (the columns it reads, with likely candidates when one is missing) and how many routes it returns, ' +
-          'rows it cannot route, duplicate domain names, the certificate tables (readable) and the storage key (opens every stored certificate; issuance needs EDGEPROXY_PRIMARY_DATABASE_URL). --region-id is optional here (splits the route count by region).\n' +
+          'rows it cannot route, duplicate domain names, the certificate tables (readable) and the storage key (opens every stored certificate), the ACME directory (answers as one; skipped when EDGEPROXY_ACME_DIRECTORY_URL is off) and the primary (EDGEPROXY_PRIMARY_DATABASE_URL: not a standby, and this role may write what issuance writes; skipped when unset). --region-id is optional here (splits the route count by region).\n' +
           'Exit status: 0 no check failed (warnings allowed), 1 a check failed, 2 bad usage.',
       ),
   handler: (args) =>

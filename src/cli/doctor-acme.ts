@@ -2,11 +2,8 @@
  * `edgeproxy doctor`'s issuance checks: the ACME directory reachable and answering as a directory
  * through the transport the proxy uses (EDGEPROXY_ACME_CA_ROOTS included), and the primary
  * writable for what issuance writes. Nothing is written: the primary check asks for the
- * privileges and whether the server is in recovery.
- *
- * Not yet in runDoctor's list: wiring it in (ACME_CHECKS after TLS_CHECKS, `acme` options from
- * EDGEPROXY_ACME_DIRECTORY_URL, _CA_ROOTS and the primary's URL) needs the doctor tests to give a
- * reachable primary and EDGEPROXY_ACME_DIRECTORY_URL=off (else they would reach the default CA).
+ * privileges and whether the server is in recovery. They run after the certificate checks (the
+ * storage key), so doctor covers all issuance needs: the directory, the primary, the key.
  */
 import acme from 'acme-client';
 import pg from 'pg';

@@ -17,7 +17,14 @@ export interface Run {
 
 function baseEnv(env: Readonly<Record<string, string>>): Record<string, string> {
   // No HTTPS listener unless a test asks: its default port (:8443) would be shared by every test.
-  return { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', EDGEPROXY_HTTPS_ADDR: 'off', ...env };
+  // No ACME directory unless a test names its test CA: the default is Let's Encrypt (doctor would ask it).
+  return {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: process.env.HOME ?? '/tmp',
+    EDGEPROXY_HTTPS_ADDR: 'off',
+    EDGEPROXY_ACME_DIRECTORY_URL: 'off',
+    ...env,
+  };
 }
 
 /** Runs `edgeproxy <args>` to completion (killed after 20 s). */
