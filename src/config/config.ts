@@ -380,7 +380,8 @@ export const OPTIONS = [
     key: 'clientRequestTimeoutMs',
     flag: 'client-request-timeout',
     env: 'EDGEPROXY_CLIENT_REQUEST_TIMEOUT',
-    description: 'How long a client may take to send a whole request, body included (then 408 and close); 0 = no limit',
+    description:
+      'How long a client may take to send a whole request, body included (then 408 and close; on HTTP/2 408 and that stream reset); 0 = no limit',
     default: '5m',
     parse: (raw) => {
       const ms = duration(0, '')(raw);

@@ -131,6 +131,7 @@ export class ProxyServer implements ExchangeSink {
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(req, socket, head));
     this.#h2 = new H2Sessions({
       idleTimeoutMs: t.idleTimeoutMs,
+      requestTimeoutMs: t.requestTimeoutMs,
       onRequest: (_req, res) => this.#handle(res),
       onConnect: (_req, res) => this.#refuseH2Connect(res),
     });
