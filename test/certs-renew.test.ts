@@ -122,7 +122,7 @@ describe('edgeproxy certs renew (real proxies, real Caddy CA, real PostgreSQL)',
       assert.ok(!body.ok && body.code === 'ACME_ORDER_LOCKED' && body.lockedUntil !== undefined, JSON.stringify(body));
       const r = await renew(issuing, NAME);
       assert.equal(r.code, 1, describeRun(r));
-      assert.match(r.stderr, /another proxy orders shop\.renew\.test now .*not ordered twice \(ACME_ORDER_LOCKED\)/);
+      assert.match(r.stderr, /shop\.renew\.test is being ordered now .*not ordered twice \(ACME_ORDER_LOCKED\)/);
       assert.equal(await certificateRows(NAME), before);
     } finally {
       await seed.client.query('UPDATE edgeproxy_acme_orders SET locked_by = NULL, locked_until = NULL WHERE name = $1', [NAME]);

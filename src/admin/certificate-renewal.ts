@@ -89,7 +89,7 @@ function reply(name: string, outcome: OrderOutcome): RenewReply {
           ok: false,
           name,
           code: 'ACME_ORDER_LOCKED',
-          error: `another proxy orders ${name} now (its lock runs until ${iso(outcome.lockedUntil)}): its certificate comes by the stream; not ordered twice`,
+          error: `${name} is being ordered now (the fleet lock, held by another proxy or an order of this one, runs until ${iso(outcome.lockedUntil)}): its certificate comes by the stream; not ordered twice`,
           lockedUntil: iso(outcome.lockedUntil),
         },
       };

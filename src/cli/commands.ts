@@ -180,7 +180,7 @@ const certsRenewSpec = spec({
         ],
       ])
       .epilogue(
-        "Exit status: 0 renewed, 1 the name has no route, this proxy issues no certificates, another proxy orders the name now, the order failed (with the CA's words) or the proxy is unreachable; 2 bad usage.",
+        "Exit status: 0 renewed, 1 the name has no route, this proxy issues no certificates, the name is being ordered now (the fleet lock), the order failed (with the CA's words) or the proxy is unreachable; 2 bad usage.",
       ),
   handler: (args) =>
     run(async () => {
