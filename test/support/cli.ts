@@ -6,7 +6,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const RUN_TIMEOUT_MS = 20_000;
+// Generous: doctor's tests run nine CLI processes at once, and each takes about 2 s of CPU on its own.
+const RUN_TIMEOUT_MS = 60_000;
 
 export interface Run {
   readonly code: number | null;
@@ -27,7 +28,7 @@ function baseEnv(env: Readonly<Record<string, string>>): Record<string, string> 
   };
 }
 
-/** Runs `edgeproxy <args>` to completion (killed after 20 s). */
+/** Runs `edgeproxy <args>` to completion (killed after 60 s). */
 export function runCli(args: readonly string[], env: Readonly<Record<string, string>> = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', ...args], {
