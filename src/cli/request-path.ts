@@ -46,12 +46,14 @@ export function createRequestPath(config: Config, logger: Logger, parts: Request
     },
     trustedProxies: config.trustedProxies,
     observer: parts.observer,
-    maxConnections: shareOf(clientConnectionLimit(openFilesLimit()), parts.threads),
+    maxConnections: clientConnectionShare(parts.threads),
     redirectToHttpsPort: () => redirectPort(config, parts.httpsPort()),
   });
   return { forwarder, proxy };
 }
 
-function shareOf(limit: number | undefined, threads: number): number | undefined {
+/** Client connections one of `threads` serving threads accepts at once: its equal share of the process's limit (undefined: no limit known). */
+export function clientConnectionShare(threads: number): number | undefined {
+  const limit = clientConnectionLimit(openFilesLimit());
   return limit === undefined ? undefined : Math.max(1, Math.floor(limit / threads));
 }

@@ -24,7 +24,7 @@ import { VERSION } from '../version.js';
 import { HealthBoard } from '../workers/health-board.js';
 import { servingThreads } from '../workers/worker-count.js';
 import { WorkerPool } from '../workers/worker-pool.js';
-import { createRequestPath, redirectPort } from './request-path.js';
+import { clientConnectionShare, createRequestPath, redirectPort } from './request-path.js';
 
 export interface RunningService {
   readonly store: RouteStore;
@@ -249,7 +249,9 @@ async function listenPublic(config: Config, logger: Logger, parts: Parts): Promi
     // The workers redirect to the HTTPS port: it listens first.
     const httpsPort = await listenHttps(config, logger, parts);
     const port = await parts.workers.start();
-    logger.info({ address: config.httpAddr.host ?? null, port, workers: config.workers }, 'listening');
+    const share = clientConnectionShare(config.workers);
+    const maxClientConnections = share === undefined ? null : share * config.workers;
+    logger.info({ address: config.httpAddr.host ?? null, port, maxClientConnections, workers: config.workers }, 'listening');
     return { port, httpsPort };
   } catch (err) {
     parts.proxy.server.close();

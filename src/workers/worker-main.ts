@@ -100,5 +100,8 @@ port.on('message', (m: ToWorker) => {
 });
 
 const listening = await proxy.listen(config.httpAddr.host, init.port, { reusePort: true });
-logger.info({ address: listening.address, port: listening.port }, 'worker listening');
+logger.info(
+  { address: listening.address, port: listening.port, maxClientConnections: proxy.server.maxConnections ?? null },
+  'worker listening',
+);
 send({ type: 'listening', port: listening.port });
