@@ -70,6 +70,7 @@ class WorkerSlot {
 
 export class WorkerPool {
   readonly #opts: WorkerPoolOptions;
+  readonly #workerConfig: Config;
   readonly #slots: WorkerSlot[];
   readonly #asks = new Map<number, (m: Extract<FromWorker, { type: 'metrics' }>) => void>();
   #port = 0;
@@ -78,6 +79,8 @@ export class WorkerPool {
 
   constructor(opts: WorkerPoolOptions) {
     this.#opts = opts;
+    // A worker never connects to the database nor opens a sealed key: it is not given their secrets.
+    this.#workerConfig = { ...opts.config, databaseUrl: '', primaryDatabaseUrl: undefined, tlsStorageKey: undefined };
     this.#slots = Array.from({ length: opts.config.workers }, (_, i) => new WorkerSlot(i + 1));
   }
 
@@ -129,7 +132,7 @@ export class WorkerPool {
     const o = this.#opts;
     const init: WorkerInit = {
       id: slot.id,
-      config: o.config,
+      config: this.#workerConfig,
       port: this.#port,
       redirectPort: o.redirectPort(),
       healthBoard: o.board.buffer,
