@@ -9,6 +9,7 @@
  *   POST /resync          a full resync now; answers when it is done, with what changed
  *   GET  /certificates    the stored TLS certificates (?name=): names, issuer, validity, state
  *   POST /certificates/<name>/renew   orders a new certificate for the name now; answers with the outcome
+ *   GET  /workers         the worker threads serving the public port: each one's table generation and requests
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { failure, isFailure, type ErrorCode, type Failure } from '../errors.js';
@@ -20,6 +21,7 @@ import type { ResyncOutcome } from '../sync/status.js';
 import type { RouteStore } from '../sync/route-store.js';
 import type { SyncStatus } from '../sync/status.js';
 import type { RenewReply } from './certificate-renewal.js';
+import type { WorkerStatus } from '../workers/worker-pool.js';
 import { viewCertificates } from './certificates-view.js';
 import { DEFAULT_ROUTE_LIMIT, MAX_ROUTE_LIMIT, explainHost, viewTable, type RoutingContext, type TableQuery } from './routes-view.js';
 
@@ -29,6 +31,8 @@ export interface AdminServerOptions extends RoutingContext {
   readonly metrics: Metrics;
   readonly logger: Logger;
   status(): SyncStatus;
+  /** The worker threads' own view, asked now; undefined when the main thread serves the public port. */
+  workers?: () => Promise<readonly WorkerStatus[]>;
   /** The operator resync (logged and counted); see operatorResync. */
   resync(): Promise<ResyncOutcome>;
   /** An operator's forced renewal of one name; see renewCertificate. */
@@ -90,6 +94,7 @@ export class AdminServer {
     '/resync': { methods: 'POST', handle: (_url, res) => this.#resync(res) },
     '/certificates': { methods: 'GET, HEAD', handle: (url, res) => this.#certificates(url, res) },
     '/certificates/<name>/renew': { methods: 'POST', handle: (url, res) => this.#renew(url, res) },
+    '/workers': { methods: 'GET, HEAD', handle: (_url, res) => this.#workers(res) },
   };
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -135,6 +140,11 @@ export class AdminServer {
     }
     const view = explainHost(host, o.store.current, o.health, o);
     json(res, view.decision === 'not-ready' ? 503 : view.decision === 'not-found' ? 404 : 200, view);
+  }
+
+  async #workers(res: ServerResponse): Promise<void> {
+    const workers = this.#opts.workers === undefined ? [] : await this.#opts.workers();
+    json(res, 200, { threads: Math.max(1, workers.length), generation: this.#opts.store.current?.generation ?? 0, workers });
   }
 
   #certificates(url: URL, res: ServerResponse): void {

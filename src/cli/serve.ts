@@ -6,12 +6,11 @@ import { AdminServer } from '../admin/server.js';
 import { type Config, ConfigError, type ListenAddress, redactDatabaseUrl } from '../config/config.js';
 import { formatDuration } from '../config/duration.js';
 import { createPool } from '../db/pool.js';
-import { createLogger, type Logger } from '../log/logger.js';
+import { createLogger, lineWriter, type Logger } from '../log/logger.js';
 import { Metrics } from '../metrics/metrics.js';
-import { Forwarder } from '../proxy/forward.js';
+import type { Forwarder } from '../proxy/forward.js';
 import { HealthChecker } from '../proxy/health.js';
-import { clientConnectionLimit, openFilesLimit } from '../proxy/connection-limit.js';
-import { ProxyServer } from '../proxy/server.js';
+import type { ProxyServer } from '../proxy/server.js';
 import type { Poller } from '../sync/poller.js';
 import { RouteStore } from '../sync/route-store.js';
 import type { ResyncOutcome, SyncStatus } from '../sync/status.js';
@@ -23,6 +22,10 @@ import { HttpsListener } from '../tls/https-listener.js';
 import { readStorageKey } from '../tls/storage-key-source.js';
 import { TlsFeed } from '../tls/tls-feed.js';
 import { VERSION } from '../version.js';
+import { HealthBoard } from '../workers/health-board.js';
+import { servingThreads } from '../workers/worker-count.js';
+import { WorkerPool } from '../workers/worker-pool.js';
+import { clientConnectionShare, createRequestPath, redirectPort } from './request-path.js';
 
 export interface RunningService {
   readonly store: RouteStore;
@@ -38,6 +41,8 @@ export interface RunningService {
   readonly issuance: Issuance | undefined;
   /** Prometheus metrics (served by the admin API). */
   readonly metrics: Metrics;
+  /** The worker threads serving the public HTTP port; undefined when the main thread serves it (EDGEPROXY_WORKERS=1). */
+  readonly workers: WorkerPool | undefined;
   /** The admin API listener and its port; undefined when EDGEPROXY_ADMIN_ADDR is empty. */
   readonly admin: AdminServer | undefined;
   readonly adminPort: number | undefined;
@@ -65,6 +70,7 @@ interface Parts {
   readonly proxy: ProxyServer;
   readonly https: HttpsListener | undefined;
   readonly issuance: Issuance | undefined;
+  readonly workers: WorkerPool | undefined;
 }
 
 /**
@@ -91,6 +97,7 @@ export async function startService(config: Config, logger: Logger, opts: StartOp
     port,
     httpsPort,
     issuance: parts.issuance,
+    workers: parts.workers,
     status: () => sync.status(),
     resync: () => sync.resync(),
     stop,
@@ -161,14 +168,19 @@ function createParts(config: Config, logger: Logger): Parts {
     logger,
     tls: new TlsFeed(storageKey, logger),
   });
+  const threads = servingThreads(config.workers, logger);
+  // Workers read the main thread's health results from the board: probes stay here, one per VM.
+  const board = threads > 1 ? new HealthBoard() : undefined;
   const health = new HealthChecker({
     timeoutMs: config.healthTimeoutMs,
     cacheTtlMs: config.healthCacheTtlMs,
     logger,
     observer: metrics.observer,
+    onRecord: board?.record,
   });
   // The proxy redirects to the HTTPS listener's port, known once it listens (tests listen on port 0).
-  const requestPath = createRequestPath(config, logger, store, health, metrics, () => https?.port);
+  const httpsPort = () => https?.port;
+  const requestPath = createRequestPath(config, logger, { store, health, observer: metrics.observer, httpsPort, threads: 1 });
   // Issuance serves the HTTPS port: none without it.
   const issuance =
     config.httpsAddr === undefined ? undefined : createIssuance(config, { view: store, storageKey, logger, onOutcome: metrics.acme.order });
@@ -177,7 +189,31 @@ function createParts(config: Config, logger: Logger): Parts {
     config.httpsAddr === undefined
       ? undefined
       : createHttps(config, logger, store, defaultCertificate, requestPath.proxy, metrics, issuance);
-  return { store, metrics, pool, sync, health, ...requestPath, https, issuance };
+  const workers =
+    board === undefined ? undefined : createWorkers({ ...config, workers: threads }, logger, { store, health, metrics }, board, httpsPort);
+  return { store, metrics, pool, sync, health, ...requestPath, https, issuance, workers };
+}
+
+/** The worker threads (not started): every publish sent to them, their metrics summed into ours. */
+function createWorkers(
+  config: Config,
+  logger: Logger,
+  parts: Pick<Parts, 'store' | 'health' | 'metrics'>,
+  board: HealthBoard,
+  httpsPort: () => number | undefined,
+): WorkerPool {
+  const workers = new WorkerPool({
+    config,
+    logger,
+    writeLog: lineWriter(logger),
+    health: parts.health,
+    board,
+    redirectPort: () => redirectPort(config, httpsPort()),
+    current: () => parts.store.current,
+  });
+  parts.store.onPublish((snapshot) => workers.publish(snapshot));
+  parts.metrics.sumWorkers(() => workers.collect());
+  return workers;
 }
 
 /** The HTTPS listener: certificates from memory, secured connections into the proxy's flow. */
@@ -202,70 +238,42 @@ function createHttps(
   });
 }
 
-/** Where plain-HTTP requests for a name with a certificate go (EDGEPROXY_HTTPS_REDIRECT), or undefined. */
-function redirectPort(config: Config, listening: number | undefined): number | undefined {
-  if (config.httpsAddr === undefined || config.httpsRedirect === false) return undefined;
-  return config.httpsRedirect === true ? listening : config.httpsRedirect;
-}
-
-/** The public listener's forwarding and request flow. */
-function createRequestPath(
-  config: Config,
-  logger: Logger,
-  store: RouteStore,
-  health: HealthChecker,
-  metrics: Metrics,
-  httpsPort: () => number | undefined,
-): Pick<Parts, 'forwarder' | 'proxy'> {
-  const forwarder = new Forwarder({
-    connectTimeoutMs: config.upstreamConnectTimeoutMs,
-    headerTimeoutMs: config.upstreamHeaderTimeoutMs,
-    idleTimeoutMs: config.upstreamIdleTimeoutMs,
-  });
-  const proxy = new ProxyServer({
-    store,
-    health,
-    forwarder,
-    regionId: config.regionId,
-    crossRegionPort: config.crossRegionPort,
-    logger,
-    timeouts: {
-      idleTimeoutMs: config.idleTimeoutMs,
-      headerTimeoutMs: config.clientHeaderTimeoutMs,
-      requestTimeoutMs: config.clientRequestTimeoutMs,
-    },
-    trustedProxies: config.trustedProxies,
-    observer: metrics.observer,
-    maxConnections: clientConnectionLimit(openFilesLimit()),
-    redirectToHttpsPort: () => redirectPort(config, httpsPort()),
-  });
-  return { forwarder, proxy };
-}
-
 /** Opens the public ports; on failure closes what was opened (probes, upstream and database connections). */
 async function listenPublic(config: Config, logger: Logger, parts: Parts): Promise<{ port: number; httpsPort: number | undefined }> {
   try {
-    const listening = await parts.proxy.listen(config.httpAddr.host, config.httpAddr.port);
-    const maxClientConnections = parts.proxy.server.maxConnections ?? null;
-    logger.info({ address: listening.address, port: listening.port, maxClientConnections }, 'listening');
-    let httpsPort: number | undefined;
-    if (parts.https !== undefined && config.httpsAddr !== undefined) {
-      const secure = await parts.https.listen(config.httpsAddr.host, config.httpsAddr.port);
-      logger.info(
-        { address: secure.address, port: secure.port, defaultCertificate: config.tlsDefaultCertFile !== undefined },
-        'HTTPS listening',
-      );
-      httpsPort = secure.port;
+    if (parts.workers === undefined) {
+      const listening = await parts.proxy.listen(config.httpAddr.host, config.httpAddr.port);
+      const maxClientConnections = parts.proxy.server.maxConnections ?? null;
+      logger.info({ address: listening.address, port: listening.port, maxClientConnections }, 'listening');
+      return { port: listening.port, httpsPort: await listenHttps(config, logger, parts) };
     }
-    return { port: listening.port, httpsPort };
+    // The workers redirect to the HTTPS port: it listens first.
+    const httpsPort = await listenHttps(config, logger, parts);
+    const port = await parts.workers.start();
+    const share = clientConnectionShare(config.workers);
+    const maxClientConnections = share === undefined ? null : share * config.workers;
+    logger.info({ address: config.httpAddr.host ?? null, port, maxClientConnections, workers: config.workers }, 'listening');
+    return { port, httpsPort };
   } catch (err) {
     parts.proxy.server.close();
+    await parts.workers?.drain(0);
     parts.health.close();
     parts.forwarder.close();
     await parts.pool.end().catch(() => undefined);
     await parts.issuance?.stop();
     throw err;
   }
+}
+
+/** The HTTPS port (on the main thread, workers or not); undefined when it is off. */
+async function listenHttps(config: Config, logger: Logger, parts: Parts): Promise<number | undefined> {
+  if (parts.https === undefined || config.httpsAddr === undefined) return undefined;
+  const secure = await parts.https.listen(config.httpsAddr.host, config.httpsAddr.port);
+  logger.info(
+    { address: secure.address, port: secure.port, defaultCertificate: config.tlsDefaultCertFile !== undefined },
+    'HTTPS listening',
+  );
+  return secure.port;
 }
 
 /** The graceful stop, run once however often it is asked for: drain (bounded), stop loading, close connections. */
@@ -276,9 +284,10 @@ function stopper(config: Config, logger: Logger, parts: Parts, admin: () => Admi
       admin()?.markStopping();
       // drain() closes the listeners synchronously; log after it, so the line is true when read.
       const httpsClosed = parts.https?.close();
+      const workersDrained = parts.workers?.drain(config.shutdownTimeoutMs);
       const draining = parts.proxy.drain(config.shutdownTimeoutMs, httpsClosed === undefined ? [] : [httpsClosed]);
       logger.info({ reason, graceMs: config.shutdownTimeoutMs }, 'shutting down: no new connections, finishing in-flight requests');
-      const drained = await draining;
+      const drained = (await draining) && ((await workersDrained) ?? true);
       if (!drained) logger.warn({ graceMs: config.shutdownTimeoutMs }, 'shutdown grace period over; cut the remaining connections');
       await parts.sync.stop();
       await parts.issuance?.stop();
@@ -307,6 +316,7 @@ async function startAdmin(
     regionId: config.regionId,
     crossRegionPort: config.crossRegionPort,
     status: () => parts.sync.status(),
+    workers: parts.workers === undefined ? undefined : () => parts.workers!.status(),
     resync: () => operatorResync(resync, 'admin', logger, parts.metrics),
     renewCertificate: (name) => renewCertificate(name, { current: () => parts.store.current, issuance: parts.issuance, logger }),
   });

@@ -3,7 +3,7 @@ import { BlockList, isIPv4, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Failure } from '../errors.js';
-import { listenOn } from '../listen.js';
+import { listenOn, type ListenOptions } from '../listen.js';
 import type { Logger } from '../log/logger.js';
 import type { RouteSnapshot, RouteStore } from '../sync/route-store.js';
 import { decide, formatUpstream, type Upstream } from './decide.js';
@@ -12,7 +12,7 @@ import type { Forwarder } from './forward.js';
 import type { H2Response } from './h2-exchange.js';
 import { H2Sessions } from './h2-sessions.js';
 import { clientAddress, hasLoopMark, requestIdOf, upstreamHeaders } from './headers.js';
-import type { HealthChecker, HealthResult } from './health.js';
+import type { HealthResult, HealthView } from './health.js';
 import { NO_OBSERVER, type ProxyObserver, type RouteKind } from './observer.js';
 import { checkRequest, type RefusalCode } from './request-checks.js';
 import { challengeAnswer, httpsLocation, plainForClient, sendChallenge, sendRedirect } from './plain-http.js';
@@ -30,8 +30,9 @@ export interface ClientTimeouts {
 }
 
 export interface ProxyServerOptions {
-  readonly store: RouteStore;
-  readonly health: HealthChecker;
+  /** Where the current snapshot is read (a worker thread's holds the versions the main thread sends). */
+  readonly store: Pick<RouteStore, 'current'>;
+  readonly health: HealthView;
   readonly forwarder: Forwarder;
   readonly regionId: string;
   readonly crossRegionPort: number;
@@ -141,8 +142,8 @@ export class ProxyServer implements ExchangeSink {
     }
   }
 
-  listen(host: string | undefined, port: number): Promise<{ address: string; port: number }> {
-    return listenOn(this.server, host, port);
+  listen(host: string | undefined, port: number, opts?: ListenOptions): Promise<{ address: string; port: number }> {
+    return listenOn(this.server, host, port, opts);
   }
 
   /**
