@@ -3,7 +3,7 @@ import { BlockList, isIPv4, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Failure } from '../errors.js';
-import { listenOn } from '../listen.js';
+import { listenOn, type ListenOptions } from '../listen.js';
 import type { Logger } from '../log/logger.js';
 import type { RouteSnapshot, RouteStore } from '../sync/route-store.js';
 import { decide, formatUpstream, type Upstream } from './decide.js';
@@ -140,8 +140,8 @@ export class ProxyServer implements ExchangeSink {
     }
   }
 
-  listen(host: string | undefined, port: number): Promise<{ address: string; port: number }> {
-    return listenOn(this.server, host, port);
+  listen(host: string | undefined, port: number, opts?: ListenOptions): Promise<{ address: string; port: number }> {
+    return listenOn(this.server, host, port, opts);
   }
 
   /**
