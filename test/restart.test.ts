@@ -142,7 +142,8 @@ function loadAverage(): string {
 
 function describeReport(r: SteadyLoadReport): string {
   const rate = Math.round((r.ok / r.durationMs) * 1000);
-  return `${r.ok} answered 200 (${r.okByMode.keepAlive} keep-alive, ${r.okByMode.fresh} new-connection) in ${Math.round(r.durationMs)} ms (${rate}/s), ${r.failures.length} failed`;
+  const h2 = r.okByMode.h2 > 0 ? `, ${r.okByMode.h2} HTTP/2` : '';
+  return `${r.ok} answered 200 (${r.okByMode['keep-alive']} keep-alive, ${r.okByMode.fresh} new-connection${h2}) in ${Math.round(r.durationMs)} ms (${rate}/s), ${r.failures.length} failed`;
 }
 
 describe('restart beside the running process', { concurrency: 1 }, () => {
@@ -156,12 +157,12 @@ describe('restart beside the running process', { concurrency: 1 }, () => {
     assert.equal((await r.second.run.exited).code, 0);
   });
 
-  it('HTTPS: the same on the TLS port, over new and kept TLS connections', async () => {
+  it('HTTPS: the same on the TLS port, over new and kept TLS connections and HTTP/2 sessions', async () => {
     const tls = { EDGEPROXY_TLS_DEFAULT_CERT: cert.certFile, EDGEPROXY_TLS_DEFAULT_KEY: cert.keyFile };
     const first = await serve({ EDGEPROXY_HTTP_ADDR: '127.0.0.1:0', EDGEPROXY_HTTPS_ADDR: '127.0.0.1:0', ...tls });
     const ports = { EDGEPROXY_HTTP_ADDR: `127.0.0.1:${first.port}`, EDGEPROXY_HTTPS_ADDR: `127.0.0.1:${first.httpsPort}` };
     const r = await restartUnderLoad(first, { ...ports, ...tls }, () =>
-      steadyLoad({ port: first.httpsPort!, host: HOST, ca: cert.certPem, keepAliveLoops: 4, freshLoops: 4, pauseMs: 2 }),
+      steadyLoad({ port: first.httpsPort!, host: HOST, ca: cert.certPem, keepAliveLoops: 3, freshLoops: 3, h2Loops: 2, pauseMs: 2 }),
     );
     assertNoneFailed('HTTPS', r);
     r.second.run.child.kill('SIGTERM');
