@@ -142,7 +142,7 @@ function loadAverage(): string {
 
 function describeReport(r: SteadyLoadReport): string {
   const rate = Math.round((r.ok / r.durationMs) * 1000);
-  const h2 = r.okByMode.h2 > 0 ? `, ${r.okByMode.h2} HTTP/2` : '';
+  const h2 = r.okByMode.h2 > 0 ? `, ${r.okByMode.h2} HTTP/2 of which ${r.h2Refused} sent again after REFUSED_STREAM` : '';
   return `${r.ok} answered 200 (${r.okByMode['keep-alive']} keep-alive, ${r.okByMode.fresh} new-connection${h2}) in ${Math.round(r.durationMs)} ms (${rate}/s), ${r.failures.length} failed`;
 }
 

@@ -2,9 +2,11 @@
  * A steady load that counts every failure: loops of GETs, some over keep-alive connections (one
  * shared http.Agent, as a Node client holds them), some on a new connection each
  * (`Connection: close`), and over TLS some on HTTP/2 sessions of their own (a new session once
- * the server sent GOAWAY, as browsers do). A loop sends its next request as soon as the last one is answered
- * (after `pauseMs`); a request fails on an error, a status other than 200, or no answer in 10 s.
- * Nothing is retried: a failure is what the client saw.
+ * the server sent GOAWAY, as browsers do). A loop sends its next request as soon as the last one
+ * is answered (after `pauseMs`); a request fails on an error, a status other than 200, or no
+ * answer in 10 s. Nothing is retried, but for what HTTP/2 says is safe to: a stream the server
+ * refused (REFUSED_STREAM: not processed, RFC 9113 §8.7) is sent again once on a new session, as
+ * browsers and curl do, and counted (`h2Refused`).
  */
 import http from 'node:http';
 import http2 from 'node:http2';
@@ -31,6 +33,8 @@ export interface SteadyLoadOptions {
 export interface SteadyLoadReport {
   readonly ok: number;
   readonly okByMode: Readonly<Record<Mode, number>>;
+  /** HTTP/2 streams refused unprocessed (REFUSED_STREAM) and sent again on a new session. */
+  readonly h2Refused: number;
   /** Each failure: when it was sent (ms since the load started), over which mode, and what happened. */
   readonly failures: readonly { readonly atMs: number; readonly mode: Mode; readonly what: string }[];
   readonly durationMs: number;
@@ -77,7 +81,8 @@ export function steadyLoad(opts: SteadyLoadOptions): SteadyLoad {
       fresh.destroy();
       for (const c of h2) c.close();
       const ok = okByMode['keep-alive'] + okByMode.fresh + okByMode.h2;
-      return { ok, okByMode, failures, durationMs: performance.now() - started };
+      const h2Refused = h2.reduce((n, c) => n + c.refused, 0);
+      return { ok, okByMode, h2Refused, failures, durationMs: performance.now() - started };
     },
   };
 }
@@ -89,14 +94,29 @@ class H2Client {
 
   constructor(readonly opts: SteadyLoadOptions) {}
 
-  get(): Promise<string> {
+  /** Streams refused unprocessed and sent again. */
+  refused = 0;
+
+  async get(): Promise<string> {
+    const first = await this.#once();
+    if (first !== 'refused') return first;
+    this.refused += 1;
+    this.#usable = false;
+    const again = await this.#once();
+    return again === 'refused' ? 'REFUSED_STREAM twice' : again;
+  }
+
+  /** One stream: the status, 'refused', or what went wrong. */
+  #once(): Promise<string> {
     if (!this.#usable || this.#session === undefined) this.#connect();
     return new Promise((resolve) => {
       const stream = this.#session!.request({ ':path': '/', ':authority': this.opts.host });
       stream.setTimeout(REQUEST_DEADLINE_MS, () => stream.close(http2.constants.NGHTTP2_CANCEL));
       let status = 0;
       stream.on('response', (headers) => (status = Number(headers[':status'])));
-      stream.on('error', (err: NodeJS.ErrnoException) => resolve(`${err.code ?? 'error'}: ${err.message}`));
+      stream.on('error', (err: NodeJS.ErrnoException) =>
+        resolve(stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM ? 'refused' : `${err.code ?? 'error'}: ${err.message}`),
+      );
       stream.on('close', () => resolve(status === 0 ? `stream closed without a response (code ${stream.rstCode})` : String(status)));
       stream.resume();
       stream.end();
