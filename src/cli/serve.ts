@@ -6,6 +6,7 @@ import { AdminServer } from '../admin/server.js';
 import { type Config, ConfigError, type ListenAddress, redactDatabaseUrl } from '../config/config.js';
 import { formatDuration } from '../config/duration.js';
 import { createPool } from '../db/pool.js';
+import { portHeld, queuedConnectionsMigrate, reusePortProblem } from '../listen.js';
 import { createLogger, lineWriter, type Logger } from '../log/logger.js';
 import { Metrics } from '../metrics/metrics.js';
 import type { Forwarder } from '../proxy/forward.js';
@@ -81,7 +82,12 @@ interface Parts {
 export async function startService(config: Config, logger: Logger, opts: StartOptions = {}): Promise<RunningService> {
   logStarting(config, logger);
   const parts = createParts(config, logger);
-  const { port, httpsPort } = await listenPublic(config, logger, parts);
+  const reusePort = publicReusePort(logger);
+  // Beside a running edgeproxy (a restart): join its ports only once this one can route.
+  const beside = reusePort && (await publicPortsHeld(config, logger));
+  const listened = beside ? undefined : await listenPublic(config, logger, parts, reusePort);
+  const port = listened?.port ?? config.httpAddr.port;
+  const httpsPort = listened === undefined ? config.httpsAddr?.port : listened.httpsPort;
   let admin: AdminServer | undefined;
   const stop = stopper(config, logger, parts, () => admin);
   const onAbort = () => void stop(String(opts.signal?.reason ?? 'aborted'));
@@ -103,23 +109,32 @@ export async function startService(config: Config, logger: Logger, opts: StartOp
     stop,
   };
   metrics.watch({ snapshot: () => store.current, status: running.status });
+  const orStop = stopOnFailure(stop);
   let adminPort: number | undefined;
-  if (config.adminAddr !== undefined) {
-    try {
-      ({ admin, port: adminPort } = await startAdmin(config, config.adminAddr, logger, parts, running.resync));
-    } catch (err) {
-      await stop('the admin API could not start');
-      throw err;
-    }
+  const adminAddr = config.adminAddr;
+  if (adminAddr !== undefined) {
+    ({ admin, port: adminPort } = await orStop('the admin API could not start', () =>
+      startAdmin(config, adminAddr, logger, parts, running.resync),
+    ));
   }
-  try {
-    await sync.start();
-  } catch (err) {
-    await stop('the route table cannot follow the database');
-    throw err;
+  await orStop('the route table cannot follow the database', () => sync.start());
+  if (beside && (await firstTable(store, opts.signal))) {
+    await orStop('the public ports could not open', () => openPublic(config, logger, parts, reusePort));
   }
   parts.issuance?.start();
   return { ...running, metrics, admin, adminPort };
+}
+
+/** Runs a start step; if it fails, stops what has started (saying why) and rethrows. */
+function stopOnFailure(stop: (reason: string) => Promise<void>) {
+  return async <T>(reason: string, step: () => Promise<T>): Promise<T> => {
+    try {
+      return await step();
+    } catch (err) {
+      await stop(reason);
+      throw err;
+    }
+  };
 }
 
 function logStarting(config: Config, logger: Logger): void {
@@ -238,25 +253,18 @@ function createHttps(
   });
 }
 
-/** Opens the public ports; on failure closes what was opened (probes, upstream and database connections). */
-async function listenPublic(config: Config, logger: Logger, parts: Parts): Promise<{ port: number; httpsPort: number | undefined }> {
+/** Opens the public ports at start; on failure closes what was opened (probes, upstream and database connections). */
+async function listenPublic(
+  config: Config,
+  logger: Logger,
+  parts: Parts,
+  reusePort: boolean,
+): Promise<{ port: number; httpsPort: number | undefined }> {
   try {
-    if (parts.workers === undefined) {
-      const listening = await parts.proxy.listen(config.httpAddr.host, config.httpAddr.port);
-      const maxClientConnections = parts.proxy.server.maxConnections ?? null;
-      logger.info({ address: listening.address, port: listening.port, maxClientConnections }, 'listening');
-      return { port: listening.port, httpsPort: await listenHttps(config, logger, parts) };
-    }
-    // The workers redirect to the HTTPS port: it listens first.
-    const httpsPort = await listenHttps(config, logger, parts);
-    const port = await parts.workers.start();
-    const share = clientConnectionShare(config.workers);
-    const maxClientConnections = share === undefined ? null : share * config.workers;
-    logger.info({ address: config.httpAddr.host ?? null, port, maxClientConnections, workers: config.workers }, 'listening');
-    return { port, httpsPort };
+    return await openPublic(config, logger, parts, reusePort);
   } catch (err) {
     parts.proxy.server.close();
-    await parts.workers?.drain(0);
+    await parts.workers?.drain(0).drained;
     parts.health.close();
     parts.forwarder.close();
     await parts.pool.end().catch(() => undefined);
@@ -265,15 +273,80 @@ async function listenPublic(config: Config, logger: Logger, parts: Parts): Promi
   }
 }
 
+/** The public HTTP port (on the main thread or in the workers) and the HTTPS one, each logged once it listens. */
+async function openPublic(
+  config: Config,
+  logger: Logger,
+  parts: Parts,
+  reusePort: boolean,
+): Promise<{ port: number; httpsPort: number | undefined }> {
+  if (parts.workers === undefined) {
+    const listening = await parts.proxy.listen(config.httpAddr.host, config.httpAddr.port, { reusePort });
+    const maxClientConnections = parts.proxy.server.maxConnections ?? null;
+    logger.info({ address: listening.address, port: listening.port, maxClientConnections, reusePort }, 'listening');
+    return { port: listening.port, httpsPort: await listenHttps(config, logger, parts, reusePort) };
+  }
+  // The workers redirect to the HTTPS port: it listens first. Workers exist only where reusePort does.
+  const httpsPort = await listenHttps(config, logger, parts, reusePort);
+  const port = await parts.workers.start();
+  const share = clientConnectionShare(config.workers);
+  const maxClientConnections = share === undefined ? null : share * config.workers;
+  logger.info({ address: config.httpAddr.host ?? null, port, maxClientConnections, workers: config.workers, reusePort }, 'listening');
+  return { port, httpsPort };
+}
+
 /** The HTTPS port (on the main thread, workers or not); undefined when it is off. */
-async function listenHttps(config: Config, logger: Logger, parts: Parts): Promise<number | undefined> {
+async function listenHttps(config: Config, logger: Logger, parts: Parts, reusePort: boolean): Promise<number | undefined> {
   if (parts.https === undefined || config.httpsAddr === undefined) return undefined;
-  const secure = await parts.https.listen(config.httpsAddr.host, config.httpsAddr.port);
+  const secure = await parts.https.listen(config.httpsAddr.host, config.httpsAddr.port, { reusePort });
   logger.info(
-    { address: secure.address, port: secure.port, defaultCertificate: config.tlsDefaultCertFile !== undefined },
+    { address: secure.address, port: secure.port, defaultCertificate: config.tlsDefaultCertFile !== undefined, reusePort },
     'HTTPS listening',
   );
   return secure.port;
+}
+
+/** Another process listens on a public port (the one this one replaces): said once. */
+async function publicPortsHeld(config: Config, logger: Logger): Promise<boolean> {
+  const held =
+    (await portHeld(config.httpAddr.host, config.httpAddr.port)) ||
+    (config.httpsAddr !== undefined && (await portHeld(config.httpsAddr.host, config.httpsAddr.port)));
+  if (held) logger.info({}, 'another process listens on the public ports: joining them once the route table is loaded');
+  return held;
+}
+
+/** Resolves true once the store holds a first table, false if `signal` aborts first (a signal while starting). */
+function firstTable(store: RouteStore, signal: AbortSignal | undefined): Promise<boolean> {
+  if (store.ready) return Promise.resolve(true);
+  if (signal?.aborted === true) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const done = (ready: boolean) => {
+      unsubscribe();
+      signal?.removeEventListener('abort', onAbort);
+      resolve(ready);
+    };
+    const onAbort = () => done(false);
+    const unsubscribe = store.onPublish(() => done(true));
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * The public ports bind with SO_REUSEPORT where it exists, so that a new `edgeproxy serve` can
+ * listen beside this one before this one drains (README, Restart). Where it does not, today's
+ * exclusive bind, and one line saying why.
+ */
+function publicReusePort(logger: Logger): boolean {
+  const problem = reusePortProblem(process.version, process.platform);
+  if (problem !== undefined) {
+    logger.warn({ reason: problem }, 'public ports bound without reusePort: a restart cannot start the new process beside this one');
+  } else if (queuedConnectionsMigrate() === false) {
+    logger.warn(
+      { sysctl: 'net.ipv4.tcp_migrate_req', value: 0 },
+      'the kernel resets connections queued on a closing listener: a restart beside this process may reset a few new connections',
+    );
+  }
+  return problem === undefined;
 }
 
 /** The graceful stop, run once however often it is asked for: drain (bounded), stop loading, close connections. */
@@ -282,12 +355,14 @@ function stopper(config: Config, logger: Logger, parts: Parts, admin: () => Admi
   return (reason) => {
     stopping ??= (async () => {
       admin()?.markStopping();
-      // drain() closes the listeners synchronously; log after it, so the line is true when read.
+      // drain() closes the listeners synchronously, the workers' once they have the message; log
+      // after that, so the line is true when read.
       const httpsClosed = parts.https?.close();
-      const workersDrained = parts.workers?.drain(config.shutdownTimeoutMs);
+      const workers = parts.workers?.drain(config.shutdownTimeoutMs);
       const draining = parts.proxy.drain(config.shutdownTimeoutMs, httpsClosed === undefined ? [] : [httpsClosed]);
+      await workers?.closed;
       logger.info({ reason, graceMs: config.shutdownTimeoutMs }, 'shutting down: no new connections, finishing in-flight requests');
-      const drained = (await draining) && ((await workersDrained) ?? true);
+      const drained = (await draining) && ((await workers?.drained) ?? true);
       if (!drained) logger.warn({ graceMs: config.shutdownTimeoutMs }, 'shutdown grace period over; cut the remaining connections');
       await parts.sync.stop();
       await parts.issuance?.stop();

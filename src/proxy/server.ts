@@ -1,5 +1,5 @@
 import http, { type IncomingMessage } from 'node:http';
-import { BlockList, isIPv4, type Socket } from 'node:net';
+import net, { BlockList, isIPv4, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Failure } from '../errors.js';
@@ -57,6 +57,13 @@ const DROP_LOG_INTERVAL_MS = 10_000;
 
 /** What a CONNECT request (a forward-proxy tunnel, on HTTP/1.1 or HTTP/2) is told: 405 with this Allow. */
 const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
+
+/**
+ * While draining, connections with no request in flight are closed this often, the first time
+ * this long after the drain began: a client that was between two requests when it began gets its
+ * next one answered (with `Connection: close`) instead of a reset.
+ */
+const DRAIN_IDLE_SWEEP_MS = 1000;
 
 /** Status reported for a request whose client went away before a response was sent (as nginx). */
 export const CLIENT_CLOSED_STATUS = 499;
@@ -152,10 +159,8 @@ export class ProxyServer implements ExchangeSink {
    * Either way the same flow and timeouts, and the drain sees it.
    */
   acceptSecure(socket: TLSSocket): void {
-    if (this.#draining) {
-      socket.destroy();
-      return;
-    }
+    // While draining too: its client connected before the listener closed, and its request is
+    // answered as any other then (HTTP/1.1 with Connection: close, HTTP/2 with GOAWAY).
     if (socket.alpnProtocol === 'h2') this.#h2.accept(socket);
     else this.server.emit('connection', socket);
   }
@@ -174,15 +179,18 @@ export class ProxyServer implements ExchangeSink {
     this.#draining = true;
     // Connections the HTTPS listener hands over are not the HTTP server's own: its close() does
     // not wait for them, their listener's close (`alsoClosing`) does.
-    const closed = Promise.all([new Promise<void>((resolve) => this.server.close(() => resolve())), ...alsoClosing]);
-    this.server.closeIdleConnections();
+    const closed = Promise.all([this.#closeListener(), ...alsoClosing]);
     this.#h2.close();
+    const sweep = setInterval(() => this.server.closeIdleConnections(), Math.min(DRAIN_IDLE_SWEEP_MS, timeoutMs));
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(false), timeoutMs);
     });
     const finished = await Promise.race([closed.then(() => true), timedOut]);
     clearTimeout(timer);
+    clearInterval(sweep);
+    // http.Server's own close: it also stops the timer that checks the client timeouts.
+    this.server.close();
     if (!finished) {
       this.server.closeAllConnections();
       for (const socket of this.#upgradeSockets) socket.destroy();
@@ -190,6 +198,21 @@ export class ProxyServer implements ExchangeSink {
       await closed;
     }
     return finished;
+  }
+
+  /**
+   * Closes the listening socket at once, so the kernel gives new connections only to another
+   * process on the port (reusePort), and resolves when the server's own connections are gone.
+   * Not http.Server's close(): it also closes every idle connection at once, which resets one
+   * whose client is sending its next request; the drain's sweep closes those later.
+   */
+  #closeListener(): Promise<void> {
+    return new Promise((resolve) => net.Server.prototype.close.call(this.server, () => resolve()));
+  }
+
+  /** Draining: no new connection, every response closes its connection. */
+  get draining(): boolean {
+    return this.#draining;
   }
 
   // ---- the request flow ----------------------------------------------------------------------

@@ -1,6 +1,6 @@
 import type net from 'node:net';
 import type tls from 'node:tls';
-import { listenOn } from '../listen.js';
+import { listenOn, type ListenOptions } from '../listen.js';
 import type { Logger } from '../log/logger.js';
 import { CertificateIndex } from './certificate-index.js';
 import type { LoadedCertificate } from './certificate.js';
@@ -79,8 +79,8 @@ export class HttpsListener {
     );
   }
 
-  listen(host: string | undefined, port: number): Promise<{ address: string; port: number }> {
-    return listenOn(this.#server, host, port);
+  listen(host: string | undefined, port: number, opts?: ListenOptions): Promise<{ address: string; port: number }> {
+    return listenOn(this.#server, host, port, opts);
   }
 
   /** The port it listens on; undefined before listen(). */

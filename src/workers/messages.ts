@@ -53,4 +53,5 @@ export type FromWorker =
   | { readonly type: 'health-check'; readonly ask: number; readonly ip: string; readonly port: number }
   | { readonly type: 'health-mark'; readonly ip: string; readonly port: number; readonly reason: string }
   | { readonly type: 'metrics'; readonly ask: number; readonly metrics: MetricsJson; readonly requests: number }
+  | { readonly type: 'closed' }
   | { readonly type: 'drained'; readonly drained: boolean };

@@ -76,7 +76,9 @@ function apply(m: SnapshotMessage): void {
 }
 
 async function drain(timeoutMs: number): Promise<void> {
-  const drained = await proxy.drain(timeoutMs);
+  const draining = proxy.drain(timeoutMs);
+  send({ type: 'closed' }); // drain() has closed the listener: the main thread may say so
+  const drained = await draining;
   forwarder.close();
   send({ type: 'drained', drained });
   port.close(); // nothing left: the thread ends

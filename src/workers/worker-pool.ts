@@ -121,11 +121,17 @@ export class WorkerPool {
     await this.#slots[id - 1]?.worker?.terminate();
   }
 
-  /** Stops the workers' listeners, lets their requests finish for up to `timeoutMs`; true when all finished. */
-  async drain(timeoutMs: number): Promise<boolean> {
+  /**
+   * Stops the workers' listeners and lets their requests finish for up to `timeoutMs`: `closed`
+   * resolves once every worker has closed its listener, `drained` true when all requests finished.
+   */
+  drain(timeoutMs: number): { closed: Promise<void>; drained: Promise<boolean> } {
     this.#stopping = true;
-    const results = await Promise.all(this.#slots.map((s) => this.#drainOne(s, timeoutMs)));
-    return results.every(Boolean);
+    const each = this.#slots.map((s) => this.#drainOne(s, timeoutMs));
+    return {
+      closed: Promise.all(each.map((e) => e.closed)).then(() => undefined),
+      drained: Promise.all(each.map((e) => e.drained)).then((results) => results.every(Boolean)),
+    };
   }
 
   #spawn(slot: WorkerSlot): Promise<number> {
@@ -186,6 +192,7 @@ export class WorkerPool {
         this.#asks.delete(m.ask);
         return;
       case 'listening':
+      case 'closed':
       case 'drained':
         return;
     }
@@ -249,19 +256,23 @@ export class WorkerPool {
     return current === undefined ? slot.retired : [...slot.retired, current];
   }
 
-  async #drainOne(slot: WorkerSlot, timeoutMs: number): Promise<boolean> {
+  #drainOne(slot: WorkerSlot, timeoutMs: number): { closed: Promise<void>; drained: Promise<boolean> } {
     clearTimeout(slot.restartTimer);
     const worker = slot.worker;
-    if (worker === undefined) return true;
+    if (worker === undefined) return { closed: Promise.resolve(), drained: Promise.resolve(true) };
+    let markClosed: () => void = () => undefined;
+    const closed = new Promise<void>((resolve) => (markClosed = resolve));
     const drained = new Promise<boolean>((resolve) => {
       worker.on('message', (m: FromWorker) => {
+        if (m.type === 'closed') markClosed();
         if (m.type === 'drained') resolve(m.drained);
       });
-      worker.once('exit', () => resolve(false));
+      worker.once('exit', () => {
+        markClosed();
+        resolve(false);
+      });
     });
     this.#post(slot, { type: 'drain', timeoutMs });
-    const result = await drained;
-    await worker.terminate();
-    return result;
+    return { closed, drained: drained.finally(() => worker.terminate()) };
   }
 }
