@@ -190,7 +190,7 @@ function createHttps(
   issuance: Issuance | undefined,
 ): HttpsListener {
   const onDemand = issuance?.onDemand;
-  return new HttpsListener({
+  const listener = new HttpsListener({
     certificates: () => store.current?.tls.certificates,
     issue: onDemand === undefined ? undefined : (name) => onDemand.certificateFor(name),
     defaultCertificate,
@@ -199,6 +199,8 @@ function createHttps(
     logger,
     onHandshake: metrics.tlsHandshake,
   });
+  proxy.shareConnectionLimit(listener.server);
+  return listener;
 }
 
 /** Where plain-HTTP requests for a name with a certificate go (EDGEPROXY_HTTPS_REDIRECT), or undefined. */

@@ -44,11 +44,12 @@ const NO_CERTIFICATES = CertificateIndex.empty<LoadedCertificate>();
  */
 export class HttpsListener {
   readonly #opts: HttpsListenerOptions;
-  readonly #server: net.Server;
+  /** The TCP listener (the client connection limit is shared with the HTTP port's through it). */
+  readonly server: net.Server;
 
   constructor(opts: HttpsListenerOptions) {
     this.#opts = opts;
-    this.#server = createTlsFront({
+    this.server = createTlsFront({
       select: (hello) => this.#select(hello),
       alpn: ALPN_PROTOCOLS,
       handshakeTimeoutMs: opts.handshakeTimeoutMs,
@@ -80,17 +81,17 @@ export class HttpsListener {
   }
 
   listen(host: string | undefined, port: number): Promise<{ address: string; port: number }> {
-    return listenOn(this.#server, host, port);
+    return listenOn(this.server, host, port);
   }
 
   /** The port it listens on; undefined before listen(). */
   get port(): number | undefined {
-    const a = this.#server.address();
+    const a = this.server.address();
     return a !== null && typeof a === 'object' ? a.port : undefined;
   }
 
   /** Stops accepting connections; those already secured belong to the HTTP server's drain. */
   close(): Promise<void> {
-    return new Promise((resolve) => this.#server.close(() => resolve()));
+    return new Promise((resolve) => this.server.close(() => resolve()));
   }
 }
