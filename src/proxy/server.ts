@@ -285,8 +285,9 @@ export class ProxyServer implements ExchangeSink {
 
   /** A plain-HTTP request (as the client sent it) for a name that has a certificate: 308 to https. */
   #redirected(x: ProxyResponse, snapshot: RouteSnapshot, host: string): boolean {
+    if (isSecure(x.req)) return false;
     const port = this.#opts.redirectToHttpsPort?.();
-    if (port === undefined || isSecure(x.req) || !plainForClient(x.req, this.#trustedPeer(x.req, snapshot))) return false;
+    if (port === undefined || !plainForClient(x.req, this.#trustedPeer(x.req, snapshot))) return false;
     const location = httpsLocation(host, x.req.url, snapshot.tls, port, Date.now());
     if (location === undefined) return false;
     x.kind = 'https-redirect';

@@ -46,6 +46,8 @@ export class HttpsListener {
   readonly #opts: HttpsListenerOptions;
   /** The TCP listener (the client connection limit is shared with the HTTP port's through it). */
   readonly server: net.Server;
+  /** Known once listening: read on every plain request that may be redirected, so not a getsockname each time. */
+  #port: number | undefined;
 
   constructor(opts: HttpsListenerOptions) {
     this.#opts = opts;
@@ -80,18 +82,20 @@ export class HttpsListener {
     );
   }
 
-  listen(host: string | undefined, port: number): Promise<{ address: string; port: number }> {
-    return listenOn(this.server, host, port);
+  async listen(host: string | undefined, port: number): Promise<{ address: string; port: number }> {
+    const listening = await listenOn(this.server, host, port);
+    this.#port = listening.port;
+    return listening;
   }
 
-  /** The port it listens on; undefined before listen(). */
+  /** The port it listens on; undefined before listen() and after close(). */
   get port(): number | undefined {
-    const a = this.server.address();
-    return a !== null && typeof a === 'object' ? a.port : undefined;
+    return this.#port;
   }
 
   /** Stops accepting connections; those already secured belong to the HTTP server's drain. */
   close(): Promise<void> {
+    this.#port = undefined;
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 }
