@@ -3,7 +3,7 @@
 //
 //   npm run build && npm exec -- node --import tsx bench/https-speed.ts [--rounds 3] [--duration 10]
 //     [--connections 64] [--streams 10] [--handshake-concurrency 16] [--groups X25519]
-//     [--measures plain-h1,tls-h1,tls-h2,full,resumed] [--node-floor]
+//     [--measures plain-h1,tls-h1,tls-h2,full,resumed] [--node-floor] [--baseline DIR]
 //
 // Needs nginx and h2load (`apt-get install -y nginx nghttp2-client`). Targets, each its own process,
 // both forwarding to the same nginx backend (1 worker, `return 200`, 12-byte body):
@@ -25,9 +25,12 @@
 // --node-floor adds `node-https` and `node-front` (bench/targets/node-tls.ts), each answering
 // itself, nothing proxied: Node's own https.createServer (what any one-thread Node server pays for
 // TLS), and EdgeProxy's TLS front feeding node:http (the front's own cost is the difference).
+// --baseline DIR adds `edgeproxy-base`: the build in DIR (`DIR/dist/src/cli/bin.js`, another
+// commit's checkout, built) as a second EdgeProxy target, so a change is measured before and after
+// in the same run.
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import tls from 'node:tls';
 import { parseArgs } from 'node:util';
 import { makeCertificate, makeStorageKeyText, storeCertificate } from '../test/support/certificates.js';
@@ -52,6 +55,7 @@ const { values } = parseArgs({
     groups: { type: 'string', default: 'X25519' },
     measures: { type: 'string', default: 'plain-h1,tls-h1,tls-h2,full,resumed' },
     'node-floor': { type: 'boolean', default: false },
+    baseline: { type: 'string' },
   },
 });
 const ROUNDS = Number(values.rounds);
@@ -144,7 +148,7 @@ async function nodeFloorTarget(mode: 'https' | 'front', certFile: string, keyFil
 }
 
 /** `edgeproxy serve` from the built bin, streaming one route and its certificate from a throwaway PostgreSQL. */
-async function edgeproxyTarget(backendPort: number, cert: { certPem: string; keyPem: string }) {
+async function edgeproxyTarget(backendPort: number, cert: { certPem: string; keyPem: string }, name = 'edgeproxy', root?: string) {
   const pg = await startPostgres();
   const db = await createDatabase(pg);
   const seed = await Seeder.connect(db.url);
@@ -152,19 +156,22 @@ async function edgeproxyTarget(backendPort: number, cert: { certPem: string; key
   await seed.region(REGION_A, '127.0.0.1');
   await seed.route({ name: NAME, regionId: REGION_A, vmPort: backendPort });
   await storeCertificate(seed.client, storageKey, cert);
-  const proxy: LongRun = serveBuiltBin({
-    EDGEPROXY_DATABASE_URL: db.url,
-    EDGEPROXY_REGION_ID: REGION_A,
-    EDGEPROXY_HTTP_ADDR: '127.0.0.1:0',
-    EDGEPROXY_HTTPS_ADDR: '127.0.0.1:0',
-    EDGEPROXY_ADMIN_ADDR: '127.0.0.1:0',
-    EDGEPROXY_TLS_STORAGE_KEY: storageKey,
-    EDGEPROXY_HTTPS_REDIRECT: 'off',
-  });
+  const proxy: LongRun = serveBuiltBin(
+    {
+      EDGEPROXY_DATABASE_URL: db.url,
+      EDGEPROXY_REGION_ID: REGION_A,
+      EDGEPROXY_HTTP_ADDR: '127.0.0.1:0',
+      EDGEPROXY_HTTPS_ADDR: '127.0.0.1:0',
+      EDGEPROXY_ADMIN_ADDR: '127.0.0.1:0',
+      EDGEPROXY_TLS_STORAGE_KEY: storageKey,
+      EDGEPROXY_HTTPS_REDIRECT: 'off',
+    },
+    root,
+  );
   const plainPort = (await proxy.waitFor((l) => l.msg === 'listening', 60_000)).port as number;
   const tlsPort = (await proxy.waitFor((l) => l.msg === 'HTTPS listening', 60_000)).port as number;
   await proxy.waitFor((l) => l.msg === 'replication stream started', 60_000);
-  const target: Target = { name: 'edgeproxy', plainPort, tlsPort, pid: proxy.child.pid, h2: (await untilServed(tlsPort)) === 'h2' };
+  const target: Target = { name, plainPort, tlsPort, pid: proxy.child.pid, h2: (await untilServed(tlsPort)) === 'h2' };
   const stop = async () => {
     proxy.child.kill('SIGTERM');
     await proxy.exited;
@@ -322,21 +329,26 @@ async function main(): Promise<void> {
   const keyFile = join(tmp, 'key.pem');
   writeFileSync(certFile, cert.certPem);
   writeFileSync(keyFile, cert.keyPem, { mode: 0o600 });
-  let stopEdge = async () => {};
+  const stops: (() => Promise<void>)[] = [];
   try {
     const backendPort = await freePort();
     await startNginx(backendConf(tmp, backendPort), backendPort);
     const nginx = await nginxTarget(tmp, backendPort, certFile, keyFile);
     const edge = await edgeproxyTarget(backendPort, cert);
-    stopEdge = edge.stop;
+    stops.push(edge.stop);
     const targets = [nginx, edge.target];
+    if (values.baseline !== undefined) {
+      const base = await edgeproxyTarget(backendPort, cert, 'edgeproxy-base', resolve(values.baseline));
+      stops.push(base.stop);
+      targets.push(base.target);
+    }
     if (values['node-floor'])
       targets.push(await nodeFloorTarget('https', certFile, keyFile), await nodeFloorTarget('front', certFile, keyFile));
     for (const t of targets) console.log(`# ${t.name}: ALPN offered h2, http/1.1 → ${t.h2 ? 'h2' : 'http/1.1 (no h2)'}`);
     report(targets, await runRounds(targets));
     console.log(`# load after: ${load()}`);
   } finally {
-    await stopEdge();
+    for (const stop of stops) await stop();
     await stopAll();
     rmSync(tmp, { recursive: true, force: true });
   }
