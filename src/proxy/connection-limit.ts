@@ -43,11 +43,6 @@ export class SharedConnectionLimit {
 
   constructor(readonly limit: number) {}
 
-  /** Connections open now, on all the listeners. */
-  get open(): number {
-    return this.#total;
-  }
-
   add(listener: net.Server): void {
     this.#open.set(listener, 0);
     listener.on('connection', (socket: net.Socket) => {
