@@ -45,10 +45,12 @@ export class SharedConnectionLimit {
 
   add(listener: net.Server): void {
     this.#open.set(listener, 0);
+    // One handler per listener, not a closure per connection ('close' comes once per socket).
+    const closed = (): void => this.#change(listener, -1);
     listener.on('connection', (socket: net.Socket) => {
       if (socket instanceof TLSSocket) return; // handed over, counted where it was accepted
       this.#change(listener, 1);
-      socket.once('close', () => this.#change(listener, -1));
+      socket.on('close', closed);
     });
     this.#update();
   }
