@@ -242,7 +242,7 @@ function createHttps(
   issuance: Issuance | undefined,
 ): HttpsListener {
   const onDemand = issuance?.onDemand;
-  return new HttpsListener({
+  const listener = new HttpsListener({
     certificates: () => store.current?.tls.certificates,
     issue: onDemand === undefined ? undefined : (name) => onDemand.certificateFor(name),
     defaultCertificate,
@@ -251,6 +251,8 @@ function createHttps(
     logger,
     onHandshake: metrics.tlsHandshake,
   });
+  proxy.shareConnectionLimit(listener.server);
+  return listener;
 }
 
 /** Opens the public ports at start; on failure closes what was opened (probes, upstream and database connections). */

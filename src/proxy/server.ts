@@ -1,5 +1,5 @@
 import http, { type IncomingMessage } from 'node:http';
-import net, { BlockList, isIPv4, type Socket } from 'node:net';
+import net, { BlockList, isIPv4, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Failure } from '../errors.js';
@@ -7,6 +7,7 @@ import { listenOn, type ListenOptions } from '../listen.js';
 import type { Logger } from '../log/logger.js';
 import type { RouteSnapshot, RouteStore } from '../sync/route-store.js';
 import { decide, formatUpstream, type Upstream } from './decide.js';
+import { SharedConnectionLimit } from './connection-limit.js';
 import { onExchangeClose, ProxyResponse, UpgradeExchange, type Exchange, type ExchangeSink, type PlainExchange } from './exchange.js';
 import type { Forwarder } from './forward.js';
 import type { H2Response } from './h2-exchange.js';
@@ -43,7 +44,11 @@ export interface ProxyServerOptions {
   readonly timeouts: ClientTimeouts;
   /** CIDRs whose X-Forwarded-For is trusted besides the regions' load balancers (`10.0.0.0/8`). */
   readonly trustedProxies: readonly string[];
-  /** Client connections accepted at once (connection-limit.ts); more are closed on arrival and logged. undefined = no limit. */
+  /**
+   * Client connections accepted at once (connection-limit.ts), on this server's port and the
+   * listeners added with `shareConnectionLimit` (HTTPS) together; more are closed on arrival and
+   * logged. undefined = no limit.
+   */
   readonly maxConnections?: number;
   /**
    * The public HTTPS port, when plain-HTTP requests for a name with a certificate are redirected
@@ -94,6 +99,7 @@ export class ProxyServer implements ExchangeSink {
   readonly #upgradeSockets = new Set<Duplex>();
   /** HTTP/2 sessions on connections the HTTPS listener secured with ALPN `h2`. */
   readonly #h2: H2Sessions;
+  readonly #limit: SharedConnectionLimit | undefined;
   #draining = false;
   /** Connections dropped since the last 'client connection limit reached' line, and when that was. */
   #dropped = 0;
@@ -143,10 +149,15 @@ export class ProxyServer implements ExchangeSink {
       onRequest: (_req, res) => this.#handle(res),
       onConnect: (_req, res) => this.#refuseH2Connect(res),
     });
-    if (opts.maxConnections !== undefined) {
-      this.server.maxConnections = opts.maxConnections;
-      this.server.on('drop', () => this.#connectionDropped());
-    }
+    this.#limit = opts.maxConnections === undefined ? undefined : new SharedConnectionLimit(opts.maxConnections);
+    this.shareConnectionLimit(this.server);
+  }
+
+  /** Another listener that feeds this server (the HTTPS port): its connections count in the same client connection limit. */
+  shareConnectionLimit(listener: Server): void {
+    if (this.#limit === undefined) return;
+    this.#limit.add(listener);
+    listener.on('drop', () => this.#connectionDropped());
   }
 
   listen(host: string | undefined, port: number, opts?: ListenOptions): Promise<{ address: string; port: number }> {
@@ -299,8 +310,9 @@ export class ProxyServer implements ExchangeSink {
 
   /** A plain-HTTP request (as the client sent it) for a name that has a certificate: 308 to https. */
   #redirected(x: ProxyResponse, snapshot: RouteSnapshot, host: string): boolean {
+    if (isSecure(x.req)) return false;
     const port = this.#opts.redirectToHttpsPort?.();
-    if (port === undefined || isSecure(x.req) || !plainForClient(x.req, this.#trustedPeer(x.req, snapshot))) return false;
+    if (port === undefined || !plainForClient(x.req, this.#trustedPeer(x.req, snapshot))) return false;
     const location = httpsLocation(host, x.req.url, snapshot.tls, port, Date.now());
     if (location === undefined) return false;
     x.kind = 'https-redirect';
