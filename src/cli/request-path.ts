@@ -52,6 +52,14 @@ export function createRequestPath(config: Config, logger: Logger, parts: Request
   return { forwarder, proxy };
 }
 
+/**
+ * Listeners that split the client connection limit: one per serving thread, and with workers the
+ * main thread's HTTPS port beside theirs (HTTPS stays on the main thread for now).
+ */
+export function connectionShares(config: Pick<Config, 'workers' | 'httpsAddr'>): number {
+  return config.workers > 1 && config.httpsAddr !== undefined ? config.workers + 1 : config.workers;
+}
+
 /** Client connections one of `threads` serving threads accepts at once: its equal share of the process's limit (undefined: no limit known). */
 export function clientConnectionShare(threads: number): number | undefined {
   const limit = clientConnectionLimit(openFilesLimit());

@@ -26,7 +26,7 @@ import { VERSION } from '../version.js';
 import { HealthBoard } from '../workers/health-board.js';
 import { servingThreads } from '../workers/worker-count.js';
 import { WorkerPool } from '../workers/worker-pool.js';
-import { clientConnectionShare, createRequestPath, redirectPort } from './request-path.js';
+import { clientConnectionShare, connectionShares, createRequestPath, redirectPort } from './request-path.js';
 
 export interface RunningService {
   readonly store: RouteStore;
@@ -195,7 +195,9 @@ function createParts(config: Config, logger: Logger): Parts {
   });
   // The proxy redirects to the HTTPS listener's port, known once it listens (tests listen on port 0).
   const httpsPort = () => https?.port;
-  const requestPath = createRequestPath(config, logger, { store, health, observer: metrics.observer, httpsPort, threads: 1 });
+  // With workers this thread's share of the client connection limit is the HTTPS port's.
+  const shares = board === undefined ? 1 : connectionShares({ ...config, workers: threads });
+  const requestPath = createRequestPath(config, logger, { store, health, observer: metrics.observer, httpsPort, threads: shares });
   // Issuance serves the HTTPS port: none without it.
   const issuance =
     config.httpsAddr === undefined ? undefined : createIssuance(config, { view: store, storageKey, logger, onOutcome: metrics.acme.order });
@@ -291,7 +293,7 @@ async function openPublic(
   // The workers redirect to the HTTPS port: it listens first. Workers exist only where reusePort does.
   const httpsPort = await listenHttps(config, logger, parts, reusePort);
   const port = await parts.workers.start();
-  const share = clientConnectionShare(config.workers);
+  const share = clientConnectionShare(connectionShares(config));
   const maxClientConnections = share === undefined ? null : share * config.workers;
   logger.info({ address: config.httpAddr.host ?? null, port, maxClientConnections, workers: config.workers, reusePort }, 'listening');
   return { port, httpsPort };

@@ -6,7 +6,7 @@
  * request metrics are summed into the main thread's /metrics.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { createRequestPath } from '../cli/request-path.js';
+import { connectionShares, createRequestPath } from '../cli/request-path.js';
 import { createLogger } from '../log/logger.js';
 import { WorkerMetrics } from '../metrics/metrics.js';
 import type { HealthResult, HealthTarget } from '../proxy/health.js';
@@ -57,7 +57,7 @@ const { proxy, forwarder } = createRequestPath(config, logger, {
   health,
   observer,
   httpsPort: () => init.redirectPort,
-  threads: config.workers,
+  threads: connectionShares(config),
 });
 
 /** The main thread's newest version: opened over the shared buffers, swapped whole. */
