@@ -1,8 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ADDED, DomainBase, DomainBaseBuilder } from '../src/table/domain-base.js';
+import { ADDED, DomainBase, DomainBaseBuilder, DomainRowsReader } from '../src/table/domain-base.js';
 import { idSetValues } from '../src/table/id-set.js';
-import type { DomainRow } from '../src/table/rows.js';
+import { RowState } from '../src/table/row-state.js';
+import type { DomainRow, RowValues } from '../src/table/rows.js';
 
 const row = (id: string, name: unknown, deploymentId: string | null, verified = true): DomainRow => ({ id, name, deploymentId, verified });
 
@@ -43,5 +44,45 @@ describe('DomainBase', () => {
     assert.equal(base.get('x'), undefined);
     assert.equal(base.hostRows('x'), undefined);
     assert.equal(base.deploymentRows('x'), undefined);
+  });
+});
+
+describe('DomainRowsReader', () => {
+  const REGION = '6f1c3e9a-0000-4000-8000-000000000001';
+  const parents = {
+    regions: [[REGION, '203.0.113.1']],
+    vms: [['v1', '10.0.0.1', 80, REGION, true]],
+    deployments: [['p1', true, 'v1']],
+  };
+  const domains: RowValues[] = [
+    ['d1', 'a.example', 'p1', true],
+    [null, 'no-id.example', 'p1', true], // no id: reported, skipped
+    ['d2', 'B.example', 'p1', true],
+    ['d1', 'again.example', 'p1', true], // repeated id: reported, the first kept
+    ['d3', 'bad name', 'p1', true], // routable, not a host: reported by the route pass
+    ['d4', 'c.example', 'p1', null],
+  ];
+
+  it('reads rows as they come, reporting what it skips, and loads as the same rows in a list do', () => {
+    const reader = new DomainRowsReader();
+    for (const values of domains) reader.read(values);
+    assert.equal(reader.count, domains.length);
+    assert.deepEqual(
+      reader.problems.map((p) => [p.field, p.value]),
+      [
+        ['domains.id', 'null'],
+        ['domains.id', 'd1'],
+      ],
+    );
+    const received = RowState.load({ ...parents, domains: reader });
+    const listed = RowState.load({ ...parents, domains });
+    assert.deepEqual([...received.state.routes.entries()], [...listed.state.routes.entries()]);
+    assert.deepEqual([...received.state.routes.keys()].sort(), ['a.example', 'b.example']);
+    assert.deepEqual(received.problems, listed.problems);
+    assert.deepEqual(received.state.counts, { domains: 4, deployments: 1, vms: 1, regions: 1 });
+    assert.deepEqual(
+      received.problems.map((p) => p.field),
+      ['domains.id', 'domains.id', 'domain_name'],
+    );
   });
 });

@@ -1,6 +1,13 @@
+import { normaliseHost } from './host.js';
 import type { IdSet } from './id-set.js';
-import type { DomainRow } from './rows.js';
+import type { RowProblem } from './route.js';
+import { type DomainRow, duplicateIdProblem, readRow, type RowValues } from './rows.js';
 import { TextArena, TextSlots } from './text-arena.js';
+
+/** A domain row's host: its name normalised, or undefined when the name is not a host. */
+export function hostOf(row: DomainRow | undefined): string | undefined {
+  return row !== undefined && typeof row.name === 'string' ? normaliseHost(row.name) : undefined;
+}
 
 const VERIFIED = 1;
 /** The row's name is exactly its host (the usual case): the name is not kept apart. */
@@ -82,6 +89,18 @@ export class DomainBase {
     return Object.freeze(ids);
   }
 
+  /**
+   * Calls `fn` for rows `from` to `to` - 1 in order, with the row's host and whether it is the
+   * first row of that host (the bootstrap's pass that computes the routes).
+   */
+  forEachIn(from: number, to: number, fn: (row: DomainRow, host: string | undefined, firstOfHost: boolean) => void): void {
+    const { host, hostFirst } = this.#c;
+    for (let r = from; r < Math.min(to, this.size); r++) {
+      const h = host[r]!;
+      fn(this.#row(r), h < 0 ? undefined : this.#hosts.at(h), h >= 0 && hostFirst[h] === r);
+    }
+  }
+
   #row(r: number): DomainRow {
     const c = this.#c;
     const flags = c.flags[r]!;
@@ -121,6 +140,34 @@ interface Built {
 /** What `DomainBaseBuilder.add` did with a row. */
 export const ADDED = { duplicate: 0, firstOfHost: 1, more: 2 } as const;
 export type Added = (typeof ADDED)[keyof typeof ADDED];
+
+/**
+ * The domain rows of a bootstrap as they are received (the snapshot load hands each row over as
+ * the driver parses it, so a million rows are never held as a million arrays): each row read as
+ * `rowFromValues` reads it, a row without a usable id or repeating an earlier row's id reported
+ * and skipped (the first row kept).
+ */
+export class DomainRowsReader {
+  readonly problems: RowProblem[] = [];
+  readonly #builder: DomainBaseBuilder;
+  /** Rows received, kept or not. */
+  count = 0;
+
+  constructor(sizeHint = 0) {
+    this.#builder = new DomainBaseBuilder(sizeHint);
+  }
+
+  read(values: RowValues): void {
+    this.count += 1;
+    const row = readRow('domains', values, this.problems);
+    if (row === undefined) return;
+    if (this.#builder.add(row, hostOf(row)) === ADDED.duplicate) this.problems.push(duplicateIdProblem('domains', row.id));
+  }
+
+  build(): DomainBase {
+    return this.#builder.build();
+  }
+}
 
 /** Fills a DomainBase row by row (the bootstrap); `build()` once at the end. */
 export class DomainBaseBuilder {
@@ -176,12 +223,14 @@ export class DomainBaseBuilder {
     this.#ids.trim();
     this.#hosts.trim();
     const c = this.#c;
+    // The columns are sized by the hint (the rows the bootstrap read): trimmed only when a quarter of them is spare.
+    const trim = <A extends Int32Array | Uint8Array>(a: A, used: number): A => (used < (a.length * 3) / 4 ? (a.slice(0, used) as A) : a);
     const columns: Columns = {
-      host: c.host.slice(0, count),
-      deployment: c.deployment.slice(0, count),
-      flags: c.flags.slice(0, count),
-      nextOfHost: c.nextOfHost.slice(0, count),
-      hostFirst: c.hostFirst.slice(0, this.#hosts.count),
+      host: trim(c.host, count),
+      deployment: trim(c.deployment, count),
+      flags: trim(c.flags, count),
+      nextOfHost: trim(c.nextOfHost, count),
+      hostFirst: trim(c.hostFirst, this.#hosts.count),
       names: c.names,
     };
     this.#hostLast = new Int32Array(0);

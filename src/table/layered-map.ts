@@ -54,6 +54,12 @@ export class LayeredMapEditor<V> {
   readonly #from: LayeredMap<V>;
   readonly #base: BaseLookup<V>;
   readonly #overlay: ShardedMapEditor<V | typeof GONE>;
+  /**
+   * The base's entries read by this editor: a transaction reads a row once to follow it to its
+   * host and again to compute the host's route (a move reads a thousand rows twice), and a base
+   * read makes the row from its columns each time.
+   */
+  readonly #read = new Map<string, V | undefined>();
   #size: number;
 
   constructor(from: LayeredMap<V>, base: BaseLookup<V>, overlay: ShardedMapEditor<V | typeof GONE>, size: number) {
@@ -65,7 +71,7 @@ export class LayeredMapEditor<V> {
 
   get(key: string): V | undefined {
     const v = this.#overlay.get(key);
-    return v === undefined ? this.#base.get(key) : (v ?? undefined);
+    return v === undefined ? this.#baseGet(key) : (v ?? undefined);
   }
 
   set(key: string, value: V): void {
@@ -76,7 +82,7 @@ export class LayeredMapEditor<V> {
   delete(key: string): void {
     if (this.get(key) === undefined) return;
     this.#size -= 1;
-    if (this.#base.get(key) === undefined) this.#overlay.delete(key);
+    if (this.#baseGet(key) === undefined) this.#overlay.delete(key);
     else this.#overlay.set(key, GONE);
   }
 
@@ -87,6 +93,13 @@ export class LayeredMapEditor<V> {
       return this.#from;
     }
     return new LayeredMap(this.#base, this.#overlay.commit(), this.#size);
+  }
+
+  #baseGet(key: string): V | undefined {
+    if (this.#read.has(key)) return this.#read.get(key);
+    const v = this.#base.get(key);
+    this.#read.set(key, v);
+    return v;
   }
 }
 

@@ -1,5 +1,4 @@
-import { normaliseHost } from './host.js';
-import { ADDED, DomainBase, DomainBaseBuilder } from './domain-base.js';
+import { type DomainBase, DomainRowsReader, hostOf } from './domain-base.js';
 import { DeltaIndex, type DeltaIndexEditor } from './delta-index.js';
 import { type IdSet, type IdSetDraft, idSetAdd, idSetDelete, idSetDraftAdd, idSetFinish, idSetValues } from './id-set.js';
 import { layered, type LayeredMap, type LayeredMapEditor } from './layered-map.js';
@@ -11,7 +10,8 @@ import {
   READ_COLUMNS,
   type RegionRow,
   type RowChange,
-  rowFromValues,
+  duplicateIdProblem,
+  readRow,
   type RowValues,
   type RowTypes,
   type SharedId,
@@ -29,6 +29,13 @@ export interface TableRows {
   readonly vms: readonly RowValues[];
   readonly regions: readonly RowValues[];
 }
+
+/** Full table contents with the domain rows already read as they were received (the snapshot load does). */
+export interface ReceivedRows extends Omit<TableRows, 'domains'> {
+  readonly domains: DomainRowsReader;
+}
+
+type AnyRows = TableRows | ReceivedRows;
 
 export interface ApplyResult {
   readonly state: RowState;
@@ -76,10 +83,6 @@ interface Writer<V> {
   get(key: string): V | undefined;
   set(key: string, value: V): void;
   delete(key: string): void;
-}
-
-function hostOf(row: DomainRow | undefined): string | undefined {
-  return row !== undefined && typeof row.name === 'string' ? normaliseHost(row.name) : undefined;
 }
 
 /**
@@ -153,7 +156,7 @@ export class RowState {
    * Child rows are read grouped by their parent key's shard (see byParentShard), which keeps
    * the lookups of a million rows mostly in cache.
    */
-  static load(tables: TableRows): { state: RowState; problems: RowProblem[] } {
+  static load(tables: AnyRows): { state: RowState; problems: RowProblem[] } {
     const steps = RowState.#loadSteps(tables, false);
     for (let r = steps.next(); ; r = steps.next()) if (r.done === true) return r.value;
   }
@@ -166,7 +169,7 @@ export class RowState {
    * the build, next to the table that still serves.
    */
   static async loadAsync(
-    tables: TableRows,
+    tables: AnyRows,
     sliceMs = 10,
     options: { release?: boolean } = {},
   ): Promise<{ state: RowState; problems: RowProblem[] }> {
@@ -182,11 +185,12 @@ export class RowState {
   }
 
   /** The load, as a generator that pauses every LOAD_BATCH rows (so callers may yield). */
-  static *#loadSteps(tables: TableRows, release: boolean): Generator<void, { state: RowState; problems: RowProblem[] }> {
-    const load = new Bootstrap(tables);
+  static *#loadSteps(tables: AnyRows, release: boolean): Generator<void, { state: RowState; problems: RowProblem[] }> {
+    const load = new Bootstrap(tables, release);
     for (const table of PARENTS_FIRST) {
       yield* load.read(table, tables[table]);
-      if (release) (tables[table] as RowValues[]).length = 0;
+      const read = tables[table];
+      if (release && Array.isArray(read)) (read as RowValues[]).length = 0;
       yield;
     }
     const maps = yield* load.finish();
@@ -386,27 +390,35 @@ class Bootstrap {
   readonly #regions: ShardedMapBuilder<RegionRow>;
   readonly #vms: ShardedMapBuilder<VmRow>;
   readonly #deployments: ShardedMapBuilder<DeploymentRow>;
-  readonly #domains: DomainBaseBuilder;
+  readonly #domains: DomainRowsReader;
+  /** The domain rows in columns, once read. */
+  #domainBase: DomainBase | undefined;
   readonly #regionVms: DraftIndex;
   readonly #vmDeployments: DraftIndex;
   readonly #routes: RouteTableBuilder;
   readonly #lookup: Lookup;
 
-  constructor(tables: TableRows) {
+  constructor(
+    tables: AnyRows,
+    readonly release: boolean,
+  ) {
     this.#regions = ShardedMap.builder(tables.regions.length);
     this.#vms = ShardedMap.builder(tables.vms.length);
     this.#deployments = ShardedMap.builder(tables.deployments.length);
-    this.#domains = new DomainBaseBuilder(tables.domains.length);
+    const domains = tables.domains;
+    this.#domains = domains instanceof DomainRowsReader ? domains : new DomainRowsReader(domains.length);
     // Each parent-keyed index is sized like its parent map, so a parent id falls in the same shard
     // index in both and the shard found for the parent lookup serves the index too.
     this.#regionVms = new DraftIndex(tables.regions.length);
     this.#vmDeployments = new DraftIndex(tables.vms.length);
-    this.#routes = RouteTable.builder(tables.domains.length);
+    this.#routes = RouteTable.builder(domains instanceof DomainRowsReader ? domains.count : domains.length);
     this.#lookup = { deployments: this.#deployments, vms: this.#vms, regions: this.#regions };
   }
 
   /** Reads one table's rows (its parent table read before, see PARENTS_FIRST). */
-  read(table: TableName, rows: readonly RowValues[]): Generator<void, void> {
+  read(table: TableName, rows: AnyRows[TableName]): Generator<void, void> {
+    if (table === 'domains') return this.#readDomains(rows);
+    if (!Array.isArray(rows)) throw new Error(`RowState.load: ${table} rows must be an array`);
     const problems = this.problems;
     switch (table) {
       case 'regions':
@@ -422,8 +434,6 @@ class Bootstrap {
           problems,
           this.#indexDeployment,
         );
-      case 'domains':
-        return this.#readDomains(rows);
     }
   }
 
@@ -435,21 +445,33 @@ class Bootstrap {
     if (d.vmId !== null) this.#vmDeployments.add(shard, d.vmId, d.id);
   };
 
-  /** Each domain row into the columns (a repeated id reported and skipped), and its route. */
-  *#readDomains(rows: readonly RowValues[]): Generator<void, void> {
-    for (let k = 0; k < rows.length; k++) {
-      if (k % LOAD_BATCH === LOAD_BATCH - 1) yield;
-      const d = readRow('domains', rows[k]!, this.problems);
-      if (d === undefined) continue;
-      const host = hostOf(d);
-      const added = this.#domains.add(d, host);
-      if (added === ADDED.duplicate) this.problems.push(duplicateId('domains', d.id));
-      else this.#route(d, host, added === ADDED.firstOfHost);
+  /**
+   * The domain rows into columns (unless the snapshot load read them as they came), then each
+   * kept row's route, now that every parent row is in place.
+   */
+  *#readDomains(rows: AnyRows['domains']): Generator<void, void> {
+    const reader = this.#domains;
+    if (rows !== reader) {
+      const list = rows as readonly RowValues[];
+      for (let k = 0; k < list.length; k++) {
+        if (k % LOAD_BATCH === LOAD_BATCH - 1) yield;
+        reader.read(list[k]!);
+      }
+      // The routes are computed from the columns: the raw rows may go before that.
+      if (this.release) (list as RowValues[]).length = 0;
+    }
+    this.problems.push(...reader.problems);
+    yield;
+    const base = reader.build();
+    this.#domainBase = base;
+    for (let from = 0; from < base.size; from += LOAD_BATCH) {
+      yield;
+      base.forEachIn(from, from + LOAD_BATCH, this.#route);
     }
   }
 
   /** The route of domain row `d` into the table: the same duplicate rule as pickRoute, one row at a time. */
-  #route(d: DomainRow, host: string | undefined, firstOfHost: boolean): void {
+  readonly #route = (d: DomainRow, host: string | undefined, firstOfHost: boolean): void => {
     const deployment = deploymentOf(d, this.#lookup);
     if (host === undefined) {
       if (eligible(d, deployment, this.#lookup)) this.problems.push(badName(d));
@@ -461,7 +483,7 @@ class Bootstrap {
     // A host's first row has no rival.
     else if (firstOfHost) this.#routes.add(host, result.route);
     else if (preferred(result.route, this.#routes.get(host))) this.#routes.set(host, result.route);
-  }
+  };
 
   /** The finished maps; a pause after each large index (each is a pass over up to a million entries). */
   *finish(): Generator<void, Maps> {
@@ -470,7 +492,7 @@ class Bootstrap {
     yield;
     const regionVms = yield* this.#regionVms.finish();
     yield;
-    const base = this.#domains.build();
+    const base = this.#domainBase ?? this.#domains.build();
     return {
       domains: layered(base, base.size),
       deployments: this.#deployments.build(),
@@ -484,20 +506,6 @@ class Bootstrap {
       domainBase: base,
     };
   }
-}
-
-/** A row from its values, or undefined when it cannot be built (reported). */
-function readRow<T extends TableName>(table: T, values: RowValues, problems: RowProblem[], shared?: SharedId): RowTypes[T] | undefined {
-  try {
-    return rowFromValues(table, values, shared);
-  } catch (err) {
-    problems.push({ domain: '', field: `${table}.id`, value: String(values[0]), reason: (err as Error).message });
-    return undefined;
-  }
-}
-
-function duplicateId(table: TableName, id: string): RowProblem {
-  return { domain: '', field: `${table}.id`, value: id, reason: 'duplicate id in the bootstrap read (row skipped)' };
 }
 
 /** Where a child table's foreign key is among its READ_COLUMNS values, and the parent's map. */
@@ -642,7 +650,7 @@ function* fillShards<T extends TableName>(
     }
     for (const repeat of into.fillShard(g, entries)) {
       const k = byShard[from + repeat]!;
-      problems.push(duplicateId(table, built[k]!.id));
+      problems.push(duplicateIdProblem(table, built[k]!.id));
       built[k] = undefined;
     }
     sincePause += to - from;

@@ -68,10 +68,13 @@ export class TextArena {
     return h >>> 0;
   }
 
-  /** Drops the spare room the hints left (after a bootstrap, once the count is final). */
+  /**
+   * Drops the spare room the hints left (after a bootstrap, once the count is final), when it is
+   * more than a quarter: copying 36 MB of ids that fill their buffer cost 0.3 s at a million rows.
+   */
   trim(): void {
-    this.#bytes = this.#bytes.slice(0, this.#used);
-    this.#starts = this.#starts.slice(0, this.#count + 1);
+    if (this.#used < (this.#bytes.length * 3) / 4) this.#bytes = this.#bytes.slice(0, this.#used);
+    if (this.#count + 1 < (this.#starts.length * 3) / 4) this.#starts = this.#starts.slice(0, this.#count + 1);
   }
 
   #ensure(length: number): void {
