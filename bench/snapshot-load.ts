@@ -1,19 +1,20 @@
 // How fast can the bootstrap receive the domain rows? (issue 13: `pg` parsing ~3M rows was seconds
 // of the start at 1M routes.) One PostgreSQL, N domains as bench/route-scale.ts seeds them; each
 // way reads `SELECT id, name, deployment_id, CASE WHEN verified_at …` in full, alternated, and
-// reports wall time, CPU time of this process, and the heap + buffers the rows it received hold.
+// reports wall time and the CPU time of this process (the server's share is in the wall time).
 //
 //   npm exec -- node --import tsx bench/snapshot-load.ts [--rows 1000000] [--rounds 3]
 //
 // Ways: `pg` rows as objects (its default), `pg` rows as arrays (`rowMode: 'array'`, what the
-// bootstrap did), arrays handed over as parsed into the domain columns (what it does now, the
-// columns' build included), and `COPY (SELECT …) TO STDOUT` (text format) through a submittable that splits
-// each CopyData row into its fields, so the rows are `pg`-free strings (the floor of a COPY reader).
+// bootstrap did), arrays handed over as parsed into the domain columns (the columns' build
+// included), `COPY (SELECT …) TO STDOUT` (text format, src/replication/copy-rows.ts)
+// into a list of rows, and COPY into the domain columns (what the snapshot load does).
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import pg from 'pg';
+import { copyRows, type CopyRow } from '../src/replication/copy-rows.js';
 import { DomainRowsReader } from '../src/table/domain-base.js';
 import { createDatabase, startPostgres } from '../test/support/postgres.js';
 
@@ -22,55 +23,15 @@ const N = Number(args.rows);
 const ROUNDS = Number(args.rounds);
 v8.setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
-const held = () => {
-  gc();
-  gc();
-  const m = process.memoryUsage();
-  return m.heapUsed + m.arrayBuffers;
-};
 
 const SQL = `SELECT id, name, deployment_id, CASE WHEN verified_at IS NULL THEN NULL ELSE true END AS verified_at FROM domains`;
 const uuid = (kind: number, expr: string) =>
   `('${kind.toString(16).padStart(8, '0')}-0000-4000-8000-' || lpad(to_hex(${expr}), 12, '0'))::uuid`;
 
-/** COPY … TO STDOUT as a pg submittable: each CopyData message is one row, fields split on tabs. */
-class CopyRows {
-  readonly rows: (string | null)[][] = [];
-  readonly done: Promise<void>;
-  #resolve!: () => void;
-  #reject!: (err: Error) => void;
-  #error: Error | undefined;
-
-  constructor(readonly text: string) {
-    this.done = new Promise((resolve, reject) => ((this.#resolve = resolve), (this.#reject = reject)));
-  }
-  submit(connection: { query(text: string): void }): void {
-    connection.query(this.text);
-  }
-  handleCopyData(msg: { chunk: Buffer }): void {
-    const line = msg.chunk.toString('utf8', 0, msg.chunk.length - 1); // without the newline
-    this.rows.push(line.split('\t').map((f) => (f === '\\N' ? null : f.includes('\\') ? unescapeCopy(f) : f)));
-  }
-  handleCommandComplete(): void {}
-  handleError(err: Error): void {
-    this.#error = err;
-  }
-  handleReadyForQuery(): void {
-    if (this.#error === undefined) this.#resolve();
-    else this.#reject(this.#error);
-  }
-}
-
-/** COPY's text-format escapes (what the server writes: \\, \b, \f, \n, \r, \t, \v). */
-function unescapeCopy(f: string): string {
-  const map: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '\\': '\\' };
-  return f.replace(/\\(.)/g, (_, c: string) => map[c] ?? c);
-}
-
 const WAYS = {
   objects: async (c: pg.Client) => (await c.query(SQL)).rows,
   arrays: async (c: pg.Client) => (await c.query({ text: SQL, rowMode: 'array' })).rows,
-  // What the snapshot load does: rows handed over as parsed, into the domain columns (their RowState build included).
+  // Rows handed over as parsed, into the domain columns (their RowState build included).
   'arrays as they come, into columns': async (c: pg.Client) => {
     const reader = new DomainRowsReader();
     const config: pg.QueryArrayConfig = { text: SQL, rowMode: 'array' };
@@ -80,10 +41,15 @@ const WAYS = {
     return { length: reader.count, base: reader.build() };
   },
   copy: async (c: pg.Client) => {
-    const q = new CopyRows(`COPY (${SQL}) TO STDOUT`);
-    c.query(q as unknown as pg.QueryConfig);
-    await q.done;
-    return q.rows;
+    const rows: CopyRow[] = [];
+    await copyRows(c, SQL, (row) => rows.push(row));
+    return rows;
+  },
+  // What the snapshot load does now.
+  'COPY as it comes, into columns': async (c: pg.Client) => {
+    const reader = new DomainRowsReader();
+    await copyRows(c, SQL, (row) => reader.read(row));
+    return { length: reader.count, base: reader.build() };
   },
 } as const;
 
@@ -113,24 +79,20 @@ try {
       .map((l) => l.toFixed(2))
       .join(' ')}`,
   );
-  console.log('| way | round | wall | CPU (this process) | held by the rows |');
-  console.log('|---|---|---|---|---|');
+  console.log('| way | round | wall | CPU (this process) |');
+  console.log('|---|---|---|---|');
   for (let round = 0; round < ROUNDS; round++) {
     const ways = Object.entries(WAYS);
     for (const [name, read] of round % 2 === 0 ? ways : ways.reverse()) {
-      const before = held();
+      gc();
       const cpu = process.cpuUsage();
       const t = performance.now();
       let rows: { length: number } | undefined = await read(c);
       const wall = performance.now() - t;
       const used = process.cpuUsage(cpu);
-      const mb = (held() - before) / 1e6;
-      // Read after the measure, so the rows are live through it.
       if (rows.length !== N) throw new Error(`${name}: ${rows.length} rows`);
       rows = undefined;
-      console.log(
-        `| ${name} | ${round + 1} | ${Math.round(wall)} ms | ${Math.round((used.user + used.system) / 1000)} ms | ${Math.round(mb)} MB |`,
-      );
+      console.log(`| ${name} | ${round + 1} | ${Math.round(wall)} ms | ${Math.round((used.user + used.system) / 1000)} ms |`);
     }
   }
   console.log(
