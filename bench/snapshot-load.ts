@@ -6,14 +6,15 @@
 //   npm exec -- node --import tsx bench/snapshot-load.ts [--rows 1000000] [--rounds 3]
 //
 // Ways: `pg` rows as objects (its default), `pg` rows as arrays (`rowMode: 'array'`, what the
-// bootstrap did), arrays handed over as parsed into the domain columns (what it does now, the
-// columns' build included), `COPY (SELECT …) TO STDOUT` (text format) through a submittable that
-// splits each CopyData row into its fields (a list of rows), and COPY into the domain columns.
+// bootstrap did), arrays handed over as parsed into the domain columns (the columns' build
+// included), `COPY (SELECT …) TO STDOUT` (text format, src/replication/copy-rows.ts)
+// into a list of rows, and COPY into the domain columns (what the snapshot load does).
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import pg from 'pg';
+import { copyRows, type CopyRow } from '../src/replication/copy-rows.js';
 import { DomainRowsReader } from '../src/table/domain-base.js';
 import { createDatabase, startPostgres } from '../test/support/postgres.js';
 
@@ -27,52 +28,10 @@ const SQL = `SELECT id, name, deployment_id, CASE WHEN verified_at IS NULL THEN 
 const uuid = (kind: number, expr: string) =>
   `('${kind.toString(16).padStart(8, '0')}-0000-4000-8000-' || lpad(to_hex(${expr}), 12, '0'))::uuid`;
 
-type CopyRow = (string | null)[];
-
-/** COPY … TO STDOUT as a pg submittable: each CopyData message is one row, fields split on tabs. */
-class CopyRows {
-  readonly done: Promise<void>;
-  #resolve!: () => void;
-  #reject!: (err: Error) => void;
-
-  constructor(
-    readonly text: string,
-    readonly onRow: (row: CopyRow) => void,
-  ) {
-    this.done = new Promise((resolve, reject) => ((this.#resolve = resolve), (this.#reject = reject)));
-  }
-  submit(connection: { query(text: string): void }): void {
-    connection.query(this.text);
-  }
-  handleCopyData(msg: { chunk: Buffer }): void {
-    const line = msg.chunk.toString('utf8', 0, msg.chunk.length - 1); // without the newline
-    this.onRow(line.split('\t').map((f) => (f === '\\N' ? null : f.includes('\\') ? unescapeCopy(f) : f)));
-  }
-  handleCommandComplete(): void {}
-  handleError(err: Error): void {
-    this.#reject(err); // pg drops the query on an error: no ReadyForQuery reaches it
-  }
-  handleReadyForQuery(): void {
-    this.#resolve();
-  }
-}
-
-/** COPY's text-format escapes (what the server writes: \\, \b, \f, \n, \r, \t, \v). */
-function unescapeCopy(f: string): string {
-  const map: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '\\': '\\' };
-  return f.replace(/\\(.)/g, (_, c: string) => map[c] ?? c);
-}
-
-function copy(c: pg.Client, onRow: (row: CopyRow) => void): Promise<void> {
-  const q = new CopyRows(`COPY (${SQL}) TO STDOUT`, onRow);
-  c.query(q as unknown as pg.QueryConfig);
-  return q.done;
-}
-
 const WAYS = {
   objects: async (c: pg.Client) => (await c.query(SQL)).rows,
   arrays: async (c: pg.Client) => (await c.query({ text: SQL, rowMode: 'array' })).rows,
-  // What the snapshot load does: rows handed over as parsed, into the domain columns (their RowState build included).
+  // Rows handed over as parsed, into the domain columns (their RowState build included).
   'arrays as they come, into columns': async (c: pg.Client) => {
     const reader = new DomainRowsReader();
     const config: pg.QueryArrayConfig = { text: SQL, rowMode: 'array' };
@@ -83,12 +42,13 @@ const WAYS = {
   },
   copy: async (c: pg.Client) => {
     const rows: CopyRow[] = [];
-    await copy(c, (row) => rows.push(row));
+    await copyRows(c, SQL, (row) => rows.push(row));
     return rows;
   },
+  // What the snapshot load does now.
   'COPY as it comes, into columns': async (c: pg.Client) => {
     const reader = new DomainRowsReader();
-    await copy(c, (row) => reader.read(row));
+    await copyRows(c, SQL, (row) => reader.read(row));
     return { length: reader.count, base: reader.build() };
   },
 } as const;
