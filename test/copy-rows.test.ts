@@ -62,6 +62,21 @@ describe('copyRows', () => {
   });
 });
 
+describe('copyRows under a query_timeout', () => {
+  it('is bounded by it: a COPY still running when it passes is failed', async () => {
+    const timed = new pg.Client({ connectionString: db.url, query_timeout: 300 });
+    await timed.connect();
+    try {
+      await assert.rejects(
+        copyRows(timed, 'SELECT pg_sleep(3)', () => {}),
+        /Query read timeout/,
+      );
+    } finally {
+      await timed.end().catch(() => {});
+    }
+  });
+});
+
 describe('parseCopyLine', () => {
   it('splits on tabs and decodes the escapes the server writes', () => {
     assert.deepEqual(parseCopyLine('a\\tb\t\\N\t\\\\N\tx\\ny\\\\'), ['a\tb', null, '\\N', 'x\ny\\']);

@@ -19,6 +19,8 @@ export function copyRows(client: pg.ClientBase, select: string, onRow: (row: Cop
 /** A `pg` submittable for COPY … TO STDOUT (the client calls these as the server answers). */
 class CopyOut {
   readonly done: Promise<number>;
+  /** Set by `pg` when its client has a `query_timeout` (its timer is cleared when this is called). */
+  callback: ((err?: Error) => void) | undefined;
   #rows = 0;
   #resolve!: (rows: number) => void;
   #reject!: (err: Error) => void;
@@ -45,10 +47,12 @@ class CopyOut {
   handleCommandComplete(): void {}
 
   handleError(err: Error): void {
+    this.callback?.(err);
     this.#reject(err);
   }
 
   handleReadyForQuery(): void {
+    this.callback?.();
     this.#resolve(this.#rows);
   }
 }
