@@ -2,7 +2,8 @@
 // one invocation, targets alternated.
 //
 //   npm run build && npm exec -- node --import tsx bench/https-speed.ts [--rounds 3] [--duration 10]
-//     [--connections 64] [--streams 10] [--handshake-concurrency 16]
+//     [--connections 64] [--streams 10] [--handshake-concurrency 16] [--groups X25519]
+//     [--measures plain-h1,tls-h1,tls-h2,full,resumed] [--node-floor] [--baseline DIR]
 //
 // Needs nginx and h2load (`apt-get install -y nginx nghttp2-client`). Targets, each its own process,
 // both forwarding to the same nginx backend (1 worker, `return 200`, 12-byte body):
@@ -17,11 +18,19 @@
 // offers the last session ticket and counts isSessionReused()). The CPU time of the target's
 // processes per 1,000 requests or handshakes comes from /proc. Each round runs the targets in a
 // rotating order; the report gives medians and ratios from the same rounds, then the issue's targets.
-// --node-floor adds `node-https` (bench/targets/node-tls.ts): Node's own https.createServer
-// answering itself, nothing proxied: what any one-thread Node server pays for TLS.
+// The handshake client offers only the key-exchange groups of `--groups` (default X25519, what
+// nginx on the system OpenSSL 3.0 negotiates anyway: Node 24's OpenSSL 3.5 would otherwise pick the
+// hybrid X25519MLKEM768, which costs the server ≈ 35 µs more per handshake); `default` = Node's list.
+// The group each target negotiated is printed.
+// --node-floor adds `node-https` and `node-front` (bench/targets/node-tls.ts), each answering
+// itself, nothing proxied: Node's own https.createServer (what any one-thread Node server pays for
+// TLS), and EdgeProxy's TLS front feeding node:http (the front's own cost is the difference).
+// --baseline DIR adds `edgeproxy-base`: the build in DIR (`DIR/dist/src/cli/bin.js`, another
+// commit's checkout, built) as a second EdgeProxy target, so a change is measured before and after
+// in the same run.
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import tls from 'node:tls';
 import { parseArgs } from 'node:util';
 import { makeCertificate, makeStorageKeyText, storeCertificate } from '../test/support/certificates.js';
@@ -43,7 +52,10 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '64' },
     streams: { type: 'string', default: '10' },
     'handshake-concurrency': { type: 'string', default: '16' },
+    groups: { type: 'string', default: 'X25519' },
+    measures: { type: 'string', default: 'plain-h1,tls-h1,tls-h2,full,resumed' },
     'node-floor': { type: 'boolean', default: false },
+    baseline: { type: 'string' },
   },
 });
 const ROUNDS = Number(values.rounds);
@@ -63,8 +75,13 @@ interface Target {
   readonly h2: boolean;
 }
 
-const MEASURES = ['plain-h1', 'tls-h1', 'tls-h2', 'full', 'resumed'] as const;
-type Measure = (typeof MEASURES)[number];
+const ALL_MEASURES = ['plain-h1', 'tls-h1', 'tls-h2', 'full', 'resumed'] as const;
+type Measure = (typeof ALL_MEASURES)[number];
+const MEASURES = values.measures.split(',').map((m) => {
+  if (!(ALL_MEASURES as readonly string[]).includes(m)) throw new Error(`--measures: ${m} is not one of ${ALL_MEASURES.join(', ')}`);
+  return m as Measure;
+});
+const GROUPS = values.groups === 'default' ? undefined : values.groups;
 
 interface Figure {
   /** Requests or handshakes per second; NaN when not measured (no h2). */
@@ -74,6 +91,8 @@ interface Figure {
   readonly errors: number;
   /** Resumed handshakes: the share of connections the client saw resumed. */
   readonly reusedShare?: number;
+  /** Handshakes: the key-exchange group negotiated. */
+  readonly group?: string;
 }
 
 const load = () =>
@@ -120,16 +139,16 @@ async function nginxTarget(tmp: string, backendPort: number, certFile: string, k
   return { name: 'nginx', plainPort, tlsPort, pid, h2: (await untilServed(tlsPort)) === 'h2' };
 }
 
-async function nodeFloorTarget(certFile: string, keyFile: string): Promise<Target> {
+async function nodeFloorTarget(mode: 'https' | 'front', certFile: string, keyFile: string): Promise<Target> {
   const plainPort = await freePort();
   const tlsPort = await freePort();
-  const args = [...(await nodeArgs('bench/targets/node-tls.ts')), String(plainPort), String(tlsPort), certFile, keyFile];
+  const args = [...(await nodeArgs('bench/targets/node-tls.ts')), mode, String(plainPort), String(tlsPort), certFile, keyFile];
   const { pid } = await start(process.execPath, args, true, tlsPort);
-  return { name: 'node-https', plainPort, tlsPort, pid, h2: (await untilServed(tlsPort)) === 'h2' };
+  return { name: `node-${mode}`, plainPort, tlsPort, pid, h2: (await untilServed(tlsPort)) === 'h2' };
 }
 
 /** `edgeproxy serve` from the built bin, streaming one route and its certificate from a throwaway PostgreSQL. */
-async function edgeproxyTarget(backendPort: number, cert: { certPem: string; keyPem: string }) {
+async function edgeproxyTarget(backendPort: number, cert: { certPem: string; keyPem: string }, name = 'edgeproxy', root?: string) {
   const pg = await startPostgres();
   const db = await createDatabase(pg);
   const seed = await Seeder.connect(db.url);
@@ -137,19 +156,22 @@ async function edgeproxyTarget(backendPort: number, cert: { certPem: string; key
   await seed.region(REGION_A, '127.0.0.1');
   await seed.route({ name: NAME, regionId: REGION_A, vmPort: backendPort });
   await storeCertificate(seed.client, storageKey, cert);
-  const proxy: LongRun = serveBuiltBin({
-    EDGEPROXY_DATABASE_URL: db.url,
-    EDGEPROXY_REGION_ID: REGION_A,
-    EDGEPROXY_HTTP_ADDR: '127.0.0.1:0',
-    EDGEPROXY_HTTPS_ADDR: '127.0.0.1:0',
-    EDGEPROXY_ADMIN_ADDR: '127.0.0.1:0',
-    EDGEPROXY_TLS_STORAGE_KEY: storageKey,
-    EDGEPROXY_HTTPS_REDIRECT: 'off',
-  });
+  const proxy: LongRun = serveBuiltBin(
+    {
+      EDGEPROXY_DATABASE_URL: db.url,
+      EDGEPROXY_REGION_ID: REGION_A,
+      EDGEPROXY_HTTP_ADDR: '127.0.0.1:0',
+      EDGEPROXY_HTTPS_ADDR: '127.0.0.1:0',
+      EDGEPROXY_ADMIN_ADDR: '127.0.0.1:0',
+      EDGEPROXY_TLS_STORAGE_KEY: storageKey,
+      EDGEPROXY_HTTPS_REDIRECT: 'off',
+    },
+    root,
+  );
   const plainPort = (await proxy.waitFor((l) => l.msg === 'listening', 60_000)).port as number;
   const tlsPort = (await proxy.waitFor((l) => l.msg === 'HTTPS listening', 60_000)).port as number;
   await proxy.waitFor((l) => l.msg === 'replication stream started', 60_000);
-  const target: Target = { name: 'edgeproxy', plainPort, tlsPort, pid: proxy.child.pid, h2: (await untilServed(tlsPort)) === 'h2' };
+  const target: Target = { name, plainPort, tlsPort, pid: proxy.child.pid, h2: (await untilServed(tlsPort)) === 'h2' };
   const stop = async () => {
     proxy.child.kill('SIGTERM');
     await proxy.exited;
@@ -190,7 +212,7 @@ async function keepAlive(t: Target, m: 'plain-h1' | 'tls-h1' | 'tls-h2'): Promis
 }
 
 async function handshakes(t: Target, resume: boolean): Promise<Figure> {
-  const o = { port: t.tlsPort, servername: NAME, concurrency: HANDSHAKE_CONCURRENCY, resume };
+  const o = { port: t.tlsPort, servername: NAME, concurrency: HANDSHAKE_CONCURRENCY, resume, groups: GROUPS };
   await handshakeLoad({ ...o, seconds: 1 });
   const { r, cpuMsPer1000 } = await measured(
     t,
@@ -198,7 +220,7 @@ async function handshakes(t: Target, resume: boolean): Promise<Figure> {
     (f) => f.handshakes,
   );
   if (r.protocol !== 'TLSv1.3') throw new Error(`${t.name}: handshakes used ${r.protocol}, not TLSv1.3`);
-  return { rate: r.perSecond, cpuMsPer1000, errors: r.errors, reusedShare: r.reused / r.handshakes };
+  return { rate: r.perSecond, cpuMsPer1000, errors: r.errors, reusedShare: r.reused / r.handshakes, group: r.group };
 }
 
 function measure(t: Target, m: Measure): Promise<Figure> {
@@ -217,7 +239,7 @@ async function runRounds(targets: Target[]): Promise<Results> {
       for (const t of order) {
         const f = await measure(t, m);
         results.get(t.name)!.get(m)!.push(f);
-        const reused = f.reusedShare === undefined ? '' : `  resumed ${(f.reusedShare * 100).toFixed(1)} %`;
+        const reused = f.reusedShare === undefined ? '' : `  resumed ${(f.reusedShare * 100).toFixed(1)} %  ${f.group ?? '?'}`;
         console.log(
           `  round ${round + 1} ${m.padEnd(8)} ${t.name.padEnd(10)} ${Number.isNaN(f.rate) ? '    n/a' : f.rate.toFixed(0).padStart(7)}/s  CPU ${f.cpuMsPer1000.toFixed(1)} ms/1000  errors ${f.errors}${reused}  load ${load()}`,
         );
@@ -275,10 +297,13 @@ function report(targets: Target[], results: Results): void {
 }
 
 function verdicts(results: Results): void {
-  const full = ratio(results, 'full', (f) => 1 / f.cpuMsPer1000);
+  if (MEASURES.includes('full')) {
+    const full = ratio(results, 'full', (f) => 1 / f.cpuMsPer1000);
+    console.log(`\nfull handshakes per core ÷ nginx's: ${full.toFixed(3)}× (target ≥ 0.7×): ${full >= 0.7 ? 'met' : 'NOT met'}`);
+  }
+  if (!MEASURES.includes('plain-h1')) return;
   const plain = ratio(results, 'plain-h1', (f) => f.rate);
-  console.log(`\nfull handshakes per core ÷ nginx's: ${full.toFixed(3)}× (target ≥ 0.7×): ${full >= 0.7 ? 'met' : 'NOT met'}`);
-  for (const m of ['tls-h1', 'tls-h2'] as const) {
+  for (const m of (['tls-h1', 'tls-h2'] as const).filter((x) => MEASURES.includes(x))) {
     const r = ratio(results, m, (f) => f.rate);
     if (Number.isNaN(r)) {
       console.log(`${m} keep-alive: n/a (no h2 yet)`);
@@ -296,7 +321,7 @@ async function main(): Promise<void> {
     if (!has(tool)) throw new Error(`${tool} is not installed: apt-get install -y nginx nghttp2-client`);
   console.log(`# https-speed: ${cpus().length} CPUs (${cpus()[0]?.model}), Node ${process.version}, load ${load()}`);
   console.log(
-    `# keep-alive: h2load -c${CONNECTIONS} -D${DURATION} --warm-up-time=${WARMUP_S} (--h1 -m1 | h2 -m${STREAMS}); handshakes: ${HANDSHAKE_CONCURRENCY} loops × ${DURATION} s; rounds: ${ROUNDS}`,
+    `# keep-alive: h2load -c${CONNECTIONS} -D${DURATION} --warm-up-time=${WARMUP_S} (--h1 -m1 | h2 -m${STREAMS}); handshakes: ${HANDSHAKE_CONCURRENCY} loops × ${DURATION} s, groups offered ${GROUPS ?? "Node's default"}; rounds: ${ROUNDS}; measures: ${MEASURES.join(', ')}`,
   );
   const tmp = mkdtempSync(join(tmpdir(), 'edgeproxy-https-bench-'));
   const cert = makeCertificate([NAME]);
@@ -304,20 +329,26 @@ async function main(): Promise<void> {
   const keyFile = join(tmp, 'key.pem');
   writeFileSync(certFile, cert.certPem);
   writeFileSync(keyFile, cert.keyPem, { mode: 0o600 });
-  let stopEdge = async () => {};
+  const stops: (() => Promise<void>)[] = [];
   try {
     const backendPort = await freePort();
     await startNginx(backendConf(tmp, backendPort), backendPort);
     const nginx = await nginxTarget(tmp, backendPort, certFile, keyFile);
     const edge = await edgeproxyTarget(backendPort, cert);
-    stopEdge = edge.stop;
+    stops.push(edge.stop);
     const targets = [nginx, edge.target];
-    if (values['node-floor']) targets.push(await nodeFloorTarget(certFile, keyFile));
+    if (values.baseline !== undefined) {
+      const base = await edgeproxyTarget(backendPort, cert, 'edgeproxy-base', resolve(values.baseline));
+      stops.push(base.stop);
+      targets.push(base.target);
+    }
+    if (values['node-floor'])
+      targets.push(await nodeFloorTarget('https', certFile, keyFile), await nodeFloorTarget('front', certFile, keyFile));
     for (const t of targets) console.log(`# ${t.name}: ALPN offered h2, http/1.1 → ${t.h2 ? 'h2' : 'http/1.1 (no h2)'}`);
     report(targets, await runRounds(targets));
     console.log(`# load after: ${load()}`);
   } finally {
-    await stopEdge();
+    for (const stop of stops) await stop();
     await stopAll();
     rmSync(tmp, { recursive: true, force: true });
   }

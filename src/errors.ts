@@ -68,6 +68,11 @@ export const ERROR_CODES = {
   ACME_DIRECTORY_UNREACHABLE: 'the ACME directory cannot be reached or does not answer as a directory (down, refused, TLS not trusted)',
   ACME_ORDER_FAILED: 'the CA refused or failed an order (a failed HTTP-01 validation, an invalid order, a rate limit); the name backs off',
   ACME_LOCK_LOST: "another proxy took over a name's order lock while this one was ordering (its lock expired)",
+  ACME_LOCK_UNAVAILABLE: "the primary could not be asked for a name's order lock (down, unreachable, read-only): no order",
+  ACME_ORDER_LOCKED:
+    'a forced renewal found the name being ordered (by another proxy, or an order of this one): its certificate comes by the stream, no second order',
+  ACME_ISSUANCE_OFF:
+    'a forced renewal was asked of a proxy that issues no certificates (ACME off, no primary URL, no storage key, no HTTPS port)',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -8,7 +8,7 @@ import { createLogger } from '../src/log/logger.js';
 import { readStorageKey } from '../src/tls/storage-key-source.js';
 import { startTestCa, type TestCa } from './support/acme-ca.js';
 import { startBackend, type Backend } from './support/backend.js';
-import { makeStorageKeyText } from './support/certificates.js';
+import { makeCertificate, makeStorageKeyText, storeCertificate } from './support/certificates.js';
 import { createDatabase, startPostgres, type PgServer, type TestDatabase } from './support/postgres.js';
 import { Seeder } from './support/seed.js';
 import { eventually, REGION_A, startTestService, type TestService } from './support/service.js';
@@ -163,6 +163,26 @@ describe('renewal (real Caddy CA, real proxy, real PostgreSQL)', () => {
     const { rows } = await seed.client.query('SELECT token FROM edgeproxy_acme_challenges ORDER BY token');
     assert.deepEqual(rows, [{ token: 'live-token' }]);
     await seed.client.query('DELETE FROM edgeproxy_acme_challenges');
+  });
+
+  it('a pass deletes an expired certificate that a valid one replaces; the proxy drops it by the stream', async () => {
+    const expired = await storeCertificate(seed.client, KEY, makeCertificate([NAME]));
+    await seed.client.query(
+      `UPDATE edgeproxy_certificates SET not_before = now() - interval '90 days', not_after = now() - interval '1 hour' WHERE id = $1`,
+      [expired],
+    );
+    await eventually('streamed', () => proxy.store.current?.tls.stored.some((r) => r.id === expired));
+    await issuance().renewal.checkOnce();
+    const { rows } = await seed.client.query('SELECT id FROM edgeproxy_certificates WHERE id = $1', [expired]);
+    assert.deepEqual(rows, []);
+    await eventually('gone from the snapshot', () => proxy.store.current?.tls.stored.every((r) => r.id !== expired));
+    const line = logLines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'expired certificates deleted');
+    assert.deepEqual(
+      (line?.certificates as { id: string; names: string[] }[]).map((c) => [c.id, c.names]),
+      [[expired, [NAME]]],
+    );
+    // The valid ones stay, and are served.
+    assert.ok((await served(NAME)).notAfter > Date.now());
   });
 
   it('a name that lost its route is not renewed', async () => {

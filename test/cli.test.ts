@@ -78,9 +78,9 @@ describe('edgeproxy --help and --version', { concurrency: 4 }, () => {
     });
   }
 
-  for (const command of ['resync', 'routes', 'migrate', 'doctor']) {
+  for (const command of ['resync', 'routes', 'certs', 'certs renew', 'migrate', 'doctor']) {
     it(`${command} --help exits 0 with examples and only the options the command uses`, async () => {
-      const r = await cli([command, '--help']);
+      const r = await cli([...command.split(' '), '--help']);
       assert.equal(r.code, 0, describeRun(r));
       assert.match(r.stdout, /Examples:/);
       assert.match(r.stdout, /--json/);
@@ -90,7 +90,7 @@ describe('edgeproxy --help and --version', { concurrency: 4 }, () => {
 
   it('--help lists the commands', async () => {
     const r = await cli(['--help']);
-    for (const command of ['serve', 'resync', 'routes [host]', 'migrate', 'doctor'])
+    for (const command of ['serve', 'resync', 'routes [host]', 'certs', 'migrate', 'doctor'])
       assert.ok(r.stdout.includes(`edgeproxy ${command}`), `${command} in:\n${r.stdout}`);
   });
 
@@ -246,6 +246,7 @@ describe('edgeproxy with a bad configuration: exit 2, one line on stderr', { con
       env: {},
       names: ['--database-url:'],
     },
+    { name: 'certs renew: no name', args: ['certs', 'renew'], env: {}, names: ['Not enough non-option arguments'] },
     { name: 'doctor: bad sync mode', args: ['doctor', '--sync-mode', 'stream'], env: GOOD_ENV, names: ['--sync-mode:', '"stream"'] },
     { name: 'doctor: bad region id', args: ['doctor'], env: { ...GOOD_ENV, EDGEPROXY_REGION_ID: 'eu' }, names: ['EDGEPROXY_REGION_ID:'] },
     { name: 'doctor: bad publication name', args: ['doctor', '--publication', 'Edge-Proxy'], env: GOOD_ENV, names: ['--publication:'] },

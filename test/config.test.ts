@@ -1,10 +1,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import os from 'node:os';
 import {
   ConfigError,
   DEFAULTS,
   OPTIONS,
   parseListenAddress,
+  parseWorkers,
   redactDatabaseUrl,
   resolveConfig,
   resolveOptions,
@@ -99,6 +101,23 @@ describe('formatDuration', () => {
   });
 });
 
+describe('parseWorkers (EDGEPROXY_WORKERS)', () => {
+  it('takes auto as the cores this process may use, and a whole number from 1 to 256', () => {
+    assert.equal(parseWorkers('auto'), os.availableParallelism());
+    assert.equal(parseWorkers('1'), 1);
+    assert.equal(parseWorkers(' 4 '), 4);
+    assert.equal(parseWorkers('256'), 256);
+  });
+
+  for (const raw of ['0', '257', '-1', '1.5', 'two', '', 'AUTO']) {
+    it(`rejects ${JSON.stringify(raw)}`, () => {
+      const r = parseWorkers(raw);
+      assert.ok(isFailure(r), `accepted ${raw}`);
+      assert.match(r.message, /auto/);
+    });
+  }
+});
+
 describe('parseListenAddress', () => {
   const valid: [string, string | undefined, number][] = [
     [':8080', undefined, 8080],
@@ -164,6 +183,7 @@ describe('resolveConfig', () => {
       acmeCaRootsFile: undefined,
       acmeHandshakeWaitMs: 8_000,
       acmeMaxOrders: 10,
+      workers: os.availableParallelism(),
     };
     assert.deepEqual(resolveConfig({}, BASE_ENV), expected);
     const { databaseUrl: _url, regionId: _region, ...defaults } = expected;
@@ -222,6 +242,7 @@ describe('resolveConfig', () => {
         EDGEPROXY_ACME_CA_ROOTS: '/etc/edgeproxy/ca-roots.pem',
         EDGEPROXY_ACME_HANDSHAKE_WAIT: '3s',
         EDGEPROXY_ACME_MAX_ORDERS: '4',
+        EDGEPROXY_WORKERS: '3',
       },
     );
     assert.deepEqual(config, {
@@ -259,6 +280,7 @@ describe('resolveConfig', () => {
       acmeCaRootsFile: '/etc/edgeproxy/ca-roots.pem',
       acmeHandshakeWaitMs: 3_000,
       acmeMaxOrders: 4,
+      workers: 3,
     });
   });
 
@@ -300,6 +322,7 @@ describe('resolveConfig', () => {
         'acme-ca-roots': 'roots.pem',
         'acme-handshake-wait': '0',
         'acme-max-orders': '1',
+        workers: '1',
       },
       {},
     );
@@ -338,6 +361,7 @@ describe('resolveConfig', () => {
       acmeCaRootsFile: 'roots.pem',
       acmeHandshakeWaitMs: 0,
       acmeMaxOrders: 1,
+      workers: 1,
     });
   });
 

@@ -142,7 +142,8 @@ describe('10,000 concurrent client connections', () => {
 
   it('past the client connection limit: the excess is closed on arrival, logged and counted; the connections held are served', async () => {
     // 400 descriptors: the proxy accepts 400 - 256 = 144 clients and keeps the rest for upstreams.
-    const proxy = serve({ EDGEPROXY_ADMIN_ADDR: '127.0.0.1:0' }, ['prlimit', '--nofile=400:400', '--']);
+    // One listener holds the whole limit here; worker threads each take an equal share of it (their 'worker listening' lines).
+    const proxy = serve({ EDGEPROXY_ADMIN_ADDR: '127.0.0.1:0', EDGEPROXY_WORKERS: '1' }, ['prlimit', '--nofile=400:400', '--']);
     const listening = await proxy.waitFor((l) => l.msg === 'listening');
     const port = listening.port as number;
     const adminPort = (await proxy.waitFor((l) => l.msg === 'admin API listening')).port as number;

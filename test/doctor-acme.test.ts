@@ -3,7 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { acmeChecks } from '../src/cli/doctor-acme.js';
+import { CHECKS, type CheckResult } from '../src/cli/doctor-checks.js';
 import { startTestCa, type TestCa } from './support/acme-ca.js';
+import { makeStorageKeyText } from './support/certificates.js';
+import { describeRun, runCli } from './support/cli.js';
 import { createDatabase, startPostgres, type PgServer, type TestDatabase } from './support/postgres.js';
 
 let server: PgServer;
@@ -78,6 +81,46 @@ describe('doctor: the ACME directory and the primary (real Caddy CA, real Postgr
       assert.equal(Number(rows.rows[0].n), 0);
     } finally {
       await admin.end();
+    }
+  });
+
+  it('edgeproxy doctor runs them last, after the storage key: directory reachable, primary writable, key present', async () => {
+    const run = await runCli(['doctor', '--json', '--sync-mode', 'poll'], {
+      EDGEPROXY_DATABASE_URL: db.url,
+      EDGEPROXY_PRIMARY_DATABASE_URL: db.url,
+      EDGEPROXY_TLS_STORAGE_KEY: makeStorageKeyText(),
+      EDGEPROXY_ACME_DIRECTORY_URL: ca.directoryUrl,
+      EDGEPROXY_ACME_CA_ROOTS: ca.rootsFile,
+    });
+    const checks = (JSON.parse(run.stdout) as { checks: CheckResult[] }).checks;
+    assert.deepEqual(
+      checks.map((c) => c.check),
+      [...CHECKS],
+    );
+    const tail = checks.slice(-3).map((c) => [c.check, c.status]);
+    assert.deepEqual(
+      tail,
+      [
+        ['certificate storage', 'pass'],
+        ['ACME directory', 'pass'],
+        ['primary writable', 'pass'],
+      ],
+      describeRun(run),
+    );
+    assert.match(checks.at(-2)!.detail, new RegExp(`^${ca.directoryUrl.replace(/[.]/g, '\\.')} answers as an ACME directory`));
+
+    await ca.pause();
+    try {
+      const down = await runCli(['doctor', '--json', '--sync-mode', 'poll'], {
+        EDGEPROXY_DATABASE_URL: db.url,
+        EDGEPROXY_ACME_DIRECTORY_URL: ca.directoryUrl,
+        EDGEPROXY_ACME_CA_ROOTS: ca.rootsFile,
+      });
+      assert.equal(down.code, 1, describeRun(down));
+      const directory = (JSON.parse(down.stdout) as { checks: CheckResult[] }).checks.find((c) => c.check === 'ACME directory')!;
+      assert.deepEqual([directory.status, directory.code], ['fail', 'ACME_DIRECTORY_UNREACHABLE']);
+    } finally {
+      await ca.start();
     }
   });
 

@@ -34,13 +34,23 @@ interface Check {
 const PUBLICATION_SQL =
   'CREATE PUBLICATION edgeproxy FOR TABLE domains, deployments, vms, regions, edgeproxy_certificates, edgeproxy_acme_challenges';
 
-/** What a proxy that serves and issues certificates has (the primary need not be reachable for doctor's checks). */
-const TLS_ENV = { EDGEPROXY_TLS_STORAGE_KEY: makeStorageKeyText(), EDGEPROXY_PRIMARY_DATABASE_URL: 'postgres://edge@127.0.0.1:1/primary' };
+const STORAGE_KEY = makeStorageKeyText();
+
+/**
+ * What a proxy that serves and issues certificates has: the storage key, and `url` as its primary.
+ * The ACME directory is off here (the check says so, a skip): test/doctor-acme.test.ts runs doctor
+ * against the test CA; none may ask Let's Encrypt.
+ */
+const tlsEnv = (url: string) => ({
+  EDGEPROXY_TLS_STORAGE_KEY: STORAGE_KEY,
+  EDGEPROXY_PRIMARY_DATABASE_URL: url,
+  EDGEPROXY_ACME_DIRECTORY_URL: 'off',
+});
 
 async function doctorJson(
   url: string,
   extra: string[] = [],
-  env: Record<string, string> = TLS_ENV,
+  env: Record<string, string> = tlsEnv(url),
 ): Promise<{ run: Run; ok: boolean; checks: Map<string, Check> }> {
   const run = await runCli(['doctor', '--json', ...extra], { EDGEPROXY_DATABASE_URL: url, ...env });
   let doc: { ok: boolean; checks: Check[] };
@@ -107,19 +117,25 @@ describe('edgeproxy doctor', { concurrency: true }, () => {
       const { run, ok, checks } = await doctorJson(db.url, ['--region-id', REGION_A]);
       assert.equal(run.code, 0, describeRun(run));
       assert.equal(ok, true);
-      assert.equal(checks.size, 15);
-      for (const c of checks.values()) assert.equal(c.status, 'pass', `${c.check}: ${c.detail}`);
+      assert.equal(checks.size, 17);
+      const acme = checks.get('ACME directory')!;
+      assert.deepEqual([acme.status, acme.detail], ['skip', 'EDGEPROXY_ACME_DIRECTORY_URL is off: no issuance']);
+      for (const c of checks.values()) if (c !== acme) assert.equal(c.status, 'pass', `${c.check}: ${c.detail}`);
+      assert.match(
+        checks.get('primary writable')!.detail,
+        /is a primary; role postgres may write orders, tokens, accounts and certificates$/,
+      );
       assert.match(checks.get('server version')!.detail, /^PostgreSQL \d+/);
       assert.equal(checks.get('primary or standby')!.detail, 'primary (not in recovery)');
       assert.match(checks.get('routing query')!.detail, new RegExp(`^2 rows → 2 routes \\(1 in region ${REGION_A}, 1 in other regions\\)`));
 
-      const human = await runCli(['doctor', '--database-url', db.url], TLS_ENV);
+      const human = await runCli(['doctor', '--database-url', db.url], tlsEnv(db.url));
       assert.equal(human.code, 0, describeRun(human));
       const lines = human.stdout.trimEnd().split('\n');
       assert.match(lines[0]!, /^edgeproxy doctor: postgres:\/\/postgres@127\.0\.0\.1:\d+\/\S+, publication "edgeproxy", sync mode auto$/);
-      assert.equal(lines.length, 1 + 15 + 1);
-      for (const line of lines.slice(1, -1)) assert.match(line, /^PASS {2}\S/);
-      assert.equal(lines.at(-1), '15 passed, 0 failed, 0 warnings, 0 skipped');
+      assert.equal(lines.length, 1 + 17 + 1);
+      for (const line of lines.slice(1, -1)) assert.match(line, /^(PASS {2}\S|SKIP {2}ACME directory )/);
+      assert.equal(lines.at(-1), '16 passed, 0 failed, 0 warnings, 1 skipped');
     } finally {
       await seed.close();
       await db.drop();
@@ -141,16 +157,16 @@ describe('edgeproxy doctor', { concurrency: true }, () => {
       );
       assert.deepEqual(
         [...checks.values()].filter((c) => c.status !== 'pass').map((c) => c.check),
-        ['publication'],
+        ['publication', 'ACME directory'],
       );
 
       // The human form prints the fix under the failed line.
-      const human = await runCli(['doctor'], { EDGEPROXY_DATABASE_URL: db.url, ...TLS_ENV });
+      const human = await runCli(['doctor'], { EDGEPROXY_DATABASE_URL: db.url, ...tlsEnv(db.url) });
       assert.match(
         human.stdout,
         /^FAIL {2}publication +publication "edgeproxy" does not exist\n +fix: CREATE PUBLICATION "edgeproxy" FOR TABLE/m,
       );
-      assert.match(human.stdout, /14 passed, 1 failed, 0 warnings, 0 skipped\n$/);
+      assert.match(human.stdout, /15 passed, 1 failed, 0 warnings, 1 skipped\n$/);
     } finally {
       await seed.close();
       await db.drop();
@@ -221,6 +237,8 @@ describe('edgeproxy doctor', { concurrency: true }, () => {
         'duplicate domain names': 'pass',
         'certificate tables': 'pass',
         'certificate storage': 'pass',
+        'ACME directory': 'skip',
+        'primary writable': 'pass',
       });
     } finally {
       await seed.close();
@@ -247,7 +265,7 @@ describe('edgeproxy doctor', { concurrency: true }, () => {
       assert.equal(checks.get('routing query')!.status, 'fail');
       assert.match(checks.get('routing query')!.detail, /permission denied.*\(42501\)/);
       assert.equal(checks.get('route rows')!.status, 'skip');
-      const human = await runCli(['doctor', '--database-url', url], TLS_ENV);
+      const human = await runCli(['doctor', '--database-url', url], tlsEnv(url));
       assert.match(human.stdout, /^edgeproxy doctor: postgres:\/\/reader_[0-9a-f]+:\*\*\*@/);
       assert.ok(!human.stdout.includes('Hunter2Secret'));
     } finally {
@@ -261,7 +279,7 @@ describe('edgeproxy doctor', { concurrency: true }, () => {
     const { db, seed } = await database(logical, { publication: true });
     const role = `reader_${randomBytes(4).toString('hex')}`;
     try {
-      const key = TLS_ENV.EDGEPROXY_TLS_STORAGE_KEY;
+      const key = STORAGE_KEY;
       const id = await storeCertificate(seed.client, key, makeCertificate(['a.example']));
       const good = (await doctorJson(db.url)).checks;
       assert.equal(
@@ -270,13 +288,13 @@ describe('edgeproxy doctor', { concurrency: true }, () => {
       );
       assert.match(good.get('certificate storage')!.detail, /^storage key [0-9a-f]{16} opens all 1 stored certificate$/);
 
-      const noKey = await doctorJson(db.url, [], { EDGEPROXY_PRIMARY_DATABASE_URL: TLS_ENV.EDGEPROXY_PRIMARY_DATABASE_URL });
+      const noKey = await doctorJson(db.url, [], { EDGEPROXY_PRIMARY_DATABASE_URL: db.url });
       assert.equal(noKey.run.code, 1, describeRun(noKey.run));
       assert.deepEqual(
         [noKey.checks.get('certificate storage')!.status, noKey.checks.get('certificate storage')!.code],
         ['fail', 'TLS_KEY_NO_STORAGE_KEY'],
       );
-      const otherKey = await doctorJson(db.url, [], { ...TLS_ENV, EDGEPROXY_TLS_STORAGE_KEY: makeStorageKeyText() });
+      const otherKey = await doctorJson(db.url, [], { ...tlsEnv(db.url), EDGEPROXY_TLS_STORAGE_KEY: makeStorageKeyText() });
       const other = otherKey.checks.get('certificate storage')!;
       assert.equal(other.code, 'TLS_KEY_OTHER_STORAGE_KEY');
       assert.match(
@@ -340,7 +358,7 @@ describe('edgeproxy doctor', { concurrency: true }, () => {
     assert.equal(connect.status, 'fail');
     assert.match(connect.detail, /ECONNREFUSED/);
     assert.match(connect.fix!, /is PostgreSQL running and reachable/);
-    assert.equal([...checks.values()].filter((c) => c.status === 'skip').length, 14);
+    assert.equal([...checks.values()].filter((c) => c.status === 'skip').length, 16);
     assert.ok(!run.stdout.includes('Hunter2Secret'));
   });
 });
@@ -352,7 +370,8 @@ describe('edgeproxy doctor on a standby', () => {
     const { db, seed } = await database(logical, { publication: true });
     const standby = await startStandby(logical, { hot_standby_feedback: 'off' });
     try {
-      const { run, checks } = await doctorJson(standby.url(db.name));
+      // The proxy reads the standby and writes to the primary.
+      const { run, checks } = await doctorJson(standby.url(db.name), [], tlsEnv(db.url));
       assert.equal(run.code, 1, describeRun(run));
       const role = checks.get('primary or standby')!;
       assert.equal(role.status, 'fail');
@@ -363,8 +382,13 @@ describe('edgeproxy doctor on a standby', () => {
       assert.equal(checks.get('routing query')!.status, 'pass');
       assert.deepEqual(
         [...checks.values()].filter((c) => c.status !== 'pass').map((c) => c.check),
-        ['primary or standby'],
+        ['primary or standby', 'ACME directory'],
       );
+      // The standby given as the primary: it cannot be written.
+      const wrong = (await doctorJson(standby.url(db.name))).checks.get('primary writable')!;
+      assert.equal(wrong.status, 'fail');
+      assert.match(wrong.detail, /is a standby \(in recovery\): it cannot be written$/);
+      assert.equal(wrong.fix, 'point EDGEPROXY_PRIMARY_DATABASE_URL at the primary');
     } finally {
       await standby.stop();
       await seed.close();

@@ -30,6 +30,7 @@ async function rig(idleTimeoutMs = 30_000): Promise<Rig> {
   const held: H2Response[] = [];
   const sessions = new H2Sessions({
     idleTimeoutMs,
+    requestTimeoutMs: 0,
     onRequest: (req, res) => {
       if (req.url === '/hold') held.push(res);
       else res.end('ok');

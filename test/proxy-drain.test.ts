@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { startBackend, startProxy, type Backend, type TestProxy } from './support/backend.js';
+import { connect, type HeldConnection } from './support/connections.js';
 import { eventually } from './support/service.js';
 import { openWs, startWsBackend, UPGRADE, type WsBackend } from './support/websocket.js';
 
@@ -13,20 +14,25 @@ import { openWs, startWsBackend, UPGRADE, type WsBackend } from './support/webso
  */
 
 let vm: Backend;
+let slow: Backend;
 let ws: WsBackend;
 let p: TestProxy;
 before(async () => {
   vm = await startBackend('vm');
+  slow = await startBackend('slow', (_req, res) => {
+    setTimeout(() => res.end('slow answer'), 300);
+  });
   ws = await startWsBackend();
 });
 after(async () => {
   await vm.close();
+  await slow.close();
   await ws.close();
 });
 
 async function freshProxy(): Promise<TestProxy> {
   p = await startProxy({});
-  p.routes({ 'app.example': { vmPort: vm.port }, 'ws.example': { vmPort: ws.port } });
+  p.routes({ 'app.example': { vmPort: vm.port }, 'slow.example': { vmPort: slow.port }, 'ws.example': { vmPort: ws.port } });
   return p;
 }
 
@@ -77,6 +83,54 @@ describe('draining', () => {
       assert.equal(r.closedByProxy, true, 'the connection is not kept for another request');
       assert.equal(await r.drained, true);
       await eventually('observed', () => proxy.observed.requests.some((o) => o.kind === 'same-region' && o.status === 200));
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('a keep-alive connection idle when the drain begins: its next request is answered, with Connection: close', async () => {
+    const proxy = await freshProxy();
+    try {
+      const c = await connect(proxy.port);
+      assert.equal(await c.get('app.example'), 200);
+      assert.match(c.lastHead, /\r\nconnection: keep-alive\r\n/i);
+      const drained = proxy.proxy.drain(3000);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(await c.get('app.example'), 200);
+      assert.match(c.lastHead, /\r\nconnection: close\r\n/i);
+      await c.closed;
+      assert.equal(await drained, true);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('a request in flight when the drain begins is answered with Connection: close', async () => {
+    const proxy = await freshProxy();
+    try {
+      const c = await connect(proxy.port);
+      const answer = c.get('slow.example');
+      await eventually('the request reached the VM', () => slow.proxied().length > 0);
+      const drained = proxy.proxy.drain(3000);
+      assert.equal(await answer, 200);
+      assert.match(c.lastHead, /\r\nconnection: close\r\n/i);
+      await c.closed;
+      assert.equal(await drained, true);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('a connection that stays idle is closed by the drain about a second in, and the drain ends', async () => {
+    const proxy = await freshProxy();
+    try {
+      const c: HeldConnection = await connect(proxy.port);
+      assert.equal(await c.get('app.example'), 200);
+      const t0 = performance.now();
+      assert.equal(await proxy.proxy.drain(10_000), true);
+      await c.closed;
+      const ms = performance.now() - t0;
+      assert.ok(ms >= 900 && ms < 5000, `closed ${Math.round(ms)} ms after the drain began`);
     } finally {
       await proxy.close();
     }

@@ -1,7 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
 import fc from 'fast-check';
-import { OVERLAY_LIMIT, PAGE_SIZE, RouteTable } from '../src/table/route-table.js';
+import { OVERLAY_LIMIT, PAGE_SIZE, RouteTable, type RouteTableDescriptor } from '../src/table/route-table.js';
 import type { Route } from '../src/table/route.js';
 import { runs } from './support/property.js';
 
@@ -145,5 +147,81 @@ describe('RouteTable', () => {
     const e = RouteTable.empty().edit();
     assert.throws(() => e.set('bücher.example', route('bücher.example', 1)), /not ASCII/);
     assert.equal(RouteTable.empty().get('bücher.example'), undefined);
+  });
+});
+
+/** A worker thread that opens the versions it is sent and answers `get` from them (test/support/route-table-reader.ts). */
+class Reader {
+  readonly worker = new Worker(new URL('./support/route-table-reader.ts', import.meta.url));
+
+  async ask<T>(message: unknown): Promise<T> {
+    this.worker.postMessage(message);
+    const [reply] = (await once(this.worker, 'message')) as [T];
+    return reply;
+  }
+
+  async open(table: RouteTable): Promise<number> {
+    return (await this.ask<{ opened: number }>({ open: table.describe() })).opened;
+  }
+
+  get(version: number, hosts: readonly string[]): Promise<{ size: number; routes: (Route | null)[] }> {
+    return this.ask({ version, hosts });
+  }
+}
+
+function sharedBuffers(d: RouteTableDescriptor): boolean {
+  const views = [
+    d.bytes,
+    d.starts,
+    d.slots,
+    ...d.pages,
+    ...d.overlay.filter((b) => b.length > 0),
+    d.targets.text,
+    d.targets.starts,
+    d.targets.ports,
+  ];
+  return views.every((v) => v.buffer instanceof SharedArrayBuffer);
+}
+
+describe('RouteTable across threads', () => {
+  it('a version opened in a worker answers as the original; later versions never change what it answers', async () => {
+    const reader = new Reader();
+    try {
+      const hosts = Array.from({ length: 3 * PAGE_SIZE }, (_, i) => `h${i}.example`);
+      const versions: RouteTable[] = [RouteTable.from(hosts.map((h, i) => [h, route(h, i)] as const))];
+      const edits: ((e: ReturnType<RouteTable['edit']>) => void)[] = [
+        (e) => hosts.slice(0, 50).forEach((h, i) => e.set(h, route(h, i + 1))), // in the overlay
+        (e) => hosts.slice(0, OVERLAY_LIMIT + 100).forEach((h, i) => (i % 3 === 0 ? e.delete(h) : e.set(h, route(h, i + 2)))), // folded
+        (e) => Array.from({ length: 5000 }, (_, i) => `new${i}.example`).forEach((h, i) => e.set(h, route(h, 1000 + i))), // grown, new targets
+      ];
+      const opened = [await reader.open(versions[0]!)];
+      for (const edit of edits) {
+        const e = versions[versions.length - 1]!.edit();
+        edit(e);
+        versions.push(e.commit());
+        assert.ok(sharedBuffers(versions[versions.length - 1]!.describe()), 'every buffer of the descriptor is shared, not copied');
+        opened.push(await reader.open(versions[versions.length - 1]!));
+      }
+      const asked = [...hosts.filter((_, i) => i % 7 === 0), 'new1.example', 'new4999.example', 'absent.example'];
+      for (const [i, table] of versions.entries()) {
+        const answer = await reader.get(opened[i]!, asked);
+        assert.equal(answer.size, table.size, `version ${i}: size`);
+        assert.deepStrictEqual(
+          answer.routes,
+          asked.map((h) => table.get(h) ?? null),
+          `version ${i}: get`,
+        );
+      }
+    } finally {
+      await reader.worker.terminate();
+    }
+  });
+
+  it('an opened version reads like its original and cannot be edited', () => {
+    const t = RouteTable.from([['a.example', route('a.example', 3)]]);
+    const opened = RouteTable.open(t.describe());
+    assert.deepStrictEqual([...opened.entries()], [...t.entries()]);
+    assert.throws(() => opened.edit(), /read-only/);
+    assert.deepStrictEqual(RouteTable.open(opened.describe()).get('a.example'), t.get('a.example'));
   });
 });

@@ -13,6 +13,8 @@ export interface HandshakeOptions {
   readonly seconds: number;
   readonly concurrency: number;
   readonly resume: boolean;
+  /** The key-exchange groups the client offers (`tls.connect`'s `ecdhCurve`); undefined = Node's default. */
+  readonly groups?: string;
 }
 
 export interface HandshakeFigures {
@@ -22,6 +24,8 @@ export interface HandshakeFigures {
   readonly reused: number;
   readonly errors: number;
   readonly protocol: string | undefined;
+  /** The key-exchange group of the last full handshake (`X25519`, `X25519MLKEM768`, …). */
+  readonly group: string | undefined;
 }
 
 interface Tally {
@@ -29,6 +33,7 @@ interface Tally {
   reused: number;
   errors: number;
   protocol: string | undefined;
+  group: string | undefined;
 }
 
 /** One connection: resolves with the session ticket the server sent (if any). */
@@ -43,12 +48,15 @@ function connection(o: HandshakeOptions, session: Buffer | undefined, tally: Tal
       session,
       rejectUnauthorized: false,
       ALPNProtocols: ['http/1.1'],
+      ...(o.groups === undefined ? {} : { ecdhCurve: o.groups }),
     });
     s.on('session', (t: Buffer) => (ticket = t));
     s.once('secureConnect', () => {
       tally.handshakes++;
       if (s.isSessionReused()) tally.reused++;
       tally.protocol = s.getProtocol() ?? undefined;
+      const group = s.getEphemeralKeyInfo();
+      if (group !== null && 'name' in group && typeof group.name === 'string') tally.group = group.name;
       // write, not end: a half-close before the answer reads as a client gone (nginx: 499).
       s.write(`GET / HTTP/1.1\r\nHost: ${o.servername}\r\nConnection: close\r\n\r\n`);
     });
@@ -71,7 +79,7 @@ async function loop(o: HandshakeOptions, until: number, tally: Tally): Promise<v
 }
 
 export async function handshakeLoad(o: HandshakeOptions): Promise<HandshakeFigures> {
-  const tally: Tally = { handshakes: 0, reused: 0, errors: 0, protocol: undefined };
+  const tally: Tally = { handshakes: 0, reused: 0, errors: 0, protocol: undefined, group: undefined };
   const started = performance.now();
   const until = started + o.seconds * 1000;
   await Promise.all(Array.from({ length: o.concurrency }, () => loop(o, until, tally)));

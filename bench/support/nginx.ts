@@ -8,13 +8,13 @@ import { join } from 'node:path';
 import { start, type Started } from './processes.js';
 
 /** Writes `<tmp>/<name>/nginx.conf` with `body` inside its `http {}` block; returns the directory. */
-export function nginxConf(tmp: string, name: string, body: string): string {
+export function nginxConf(tmp: string, name: string, body: string, workers = 1): string {
   const dir = join(tmp, name);
   spawnSync('mkdir', ['-p', join(dir, 'logs')]);
   const file = join(dir, 'nginx.conf');
   writeFileSync(
     file,
-    `worker_processes 1;\nuser root;\npid ${dir}/nginx.pid;\nerror_log ${dir}/error.log warn;\nevents { worker_connections 4096; }\n` +
+    `worker_processes ${workers};\nuser root;\npid ${dir}/nginx.pid;\nerror_log ${dir}/error.log warn;\nevents { worker_connections 4096; }\n` +
       `http {\n access_log off;\n client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/f; uwsgi_temp_path ${dir}/u; scgi_temp_path ${dir}/s;\n keepalive_requests 1000000;\n${body}\n}\n`,
   );
   return dir;

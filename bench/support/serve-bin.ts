@@ -9,11 +9,12 @@ import { ROOT, spawnLong, type LongRun } from '../../test/support/cli.js';
 
 const BIN = 'dist/src/cli/bin.js';
 
-export function serveBuiltBin(env: Record<string, string>): LongRun {
-  const bin = join(ROOT, BIN);
-  if (!existsSync(bin)) throw new Error(`${BIN} is missing: run \`npm run build\` first`);
+/** `root`: the checkout whose build runs (another commit's, to compare in one run); this one by default. */
+export function serveBuiltBin(env: Record<string, string>, root = ROOT): LongRun {
+  const bin = join(root, BIN);
+  if (!existsSync(bin)) throw new Error(`${bin} is missing: run \`npm run build\` there first`);
   // "#!/usr/bin/env -S node --max-semi-space-size=32": the flags after `node`.
   const shebang = readFileSync(bin, 'utf8').split('\n', 1)[0]!;
   const flags = shebang.split(/\s+/).slice(shebang.split(/\s+/).indexOf('node') + 1);
-  return spawnLong([BIN, 'serve'], env, { nodeArgs: flags });
+  return spawnLong([bin, 'serve'], env, { nodeArgs: flags });
 }

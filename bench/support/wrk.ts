@@ -25,9 +25,10 @@ export function parseWrk(out: string): WrkFigures {
   return { rps, p50, p99, errors };
 }
 
-/** `wrk -t1 -c<connections> -d<seconds>s --latency -H 'Host: <host>' <url>`. */
-export function wrk(url: string, host: string, connections: number, seconds: number): WrkFigures {
-  const r = spawnSync('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-H', `Host: ${host}`, url], {
+/** `wrk -t1 -c<connections> -d<seconds>s --latency -H 'Host: <host>' <url>`; `pinTo`: run it on that CPU only (`taskset -c`). */
+export function wrk(url: string, host: string, connections: number, seconds: number, pinTo?: number): WrkFigures {
+  const args = ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-H', `Host: ${host}`, url];
+  const r = spawnSync(pinTo === undefined ? 'wrk' : 'taskset', pinTo === undefined ? args : ['-c', String(pinTo), 'wrk', ...args], {
     encoding: 'utf8',
   });
   return parseWrk(r.stdout);

@@ -30,3 +30,32 @@ export async function latestCertificate(pool: pg.Pool, name: string): Promise<La
   const row = rows[0];
   return row === undefined ? undefined : { name, notBefore: row.not_before.getTime(), notAfter: row.not_after.getTime() };
 }
+
+/** A certificate row removed by `deleteSupersededExpired`. */
+export interface DeletedCertificate {
+  readonly id: string;
+  readonly names: readonly string[];
+  readonly notAfter: number;
+}
+
+/**
+ * Deletes, on the primary, each certificate row past its not-after for which every one of its
+ * names has a newer row that is valid now (begun, not expired, expiring later); returns them.
+ * Never the only certificate of a name, even an expired one: a name whose renewal failed keeps
+ * its last row for the operator to see. No lock: one statement, judged by one `now()`, that only
+ * removes expired rows, so passes of several proxies at once cannot remove what another needs.
+ */
+export async function deleteSupersededExpired(pool: pg.Pool): Promise<DeletedCertificate[]> {
+  const { rows } = await pool.query<{ id: string; names: string[]; not_after: Date }>(
+    `DELETE FROM edgeproxy_certificates AS old
+      WHERE old.not_after <= now()
+        AND NOT EXISTS (
+          SELECT 1 FROM unnest(old.names) AS name
+           WHERE NOT EXISTS (
+             SELECT 1 FROM edgeproxy_certificates AS newer
+              WHERE name = ANY (newer.names) AND newer.not_before <= now() AND newer.not_after > now()
+                AND newer.not_after > old.not_after))
+      RETURNING old.id, old.names, old.not_after`,
+  );
+  return rows.map((r) => ({ id: r.id, names: r.names, notAfter: r.not_after.getTime() }));
+}

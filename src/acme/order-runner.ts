@@ -1,4 +1,4 @@
-import { EdgeProxyError } from '../errors.js';
+import { EdgeProxyError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { IssuedCertificate } from './issue.js';
 import type { OrderLocks } from './order-lock.js';
@@ -8,7 +8,8 @@ export type OrderReason = 'on-demand' | 'renewal' | 'forced';
 
 export type OrderOutcome =
   | { readonly kind: 'issued'; readonly certificate: IssuedCertificate }
-  | { readonly kind: 'failed'; readonly code: string; readonly retryAfter: number | undefined }
+  /** `message`: what the CA (or the primary) said, for the operator who forced a renewal. */
+  | { readonly kind: 'failed'; readonly code: ErrorCode; readonly message: string; readonly retryAfter: number | undefined }
   /** Another proxy orders the name now: its certificate comes by the stream. */
   | { readonly kind: 'busy'; readonly lockedUntil: number }
   | { readonly kind: 'backing-off'; readonly retryAfter: number }
@@ -62,13 +63,12 @@ export class OrderRunner {
   }
 
   async #run(name: string, reason: OrderReason): Promise<OrderOutcome> {
-    const { locks, logger } = this.#opts;
+    const { locks } = this.#opts;
     let taken;
     try {
       taken = await locks.take(name, { ignoreBackoff: reason === 'forced' });
     } catch (err) {
-      logger.warn({ name, reason, err: { message: (err as Error).message } }, 'ACME order lock unavailable');
-      return { kind: 'failed', code: 'LOCK_UNAVAILABLE', retryAfter: undefined };
+      return this.#lockUnavailable(name, reason, err);
     }
     if (taken.kind === 'busy') return { kind: 'busy', lockedUntil: taken.lockedUntil };
     if (taken.kind === 'backing-off') return { kind: 'backing-off', retryAfter: taken.retryAfter };
@@ -79,8 +79,7 @@ export class OrderRunner {
       }
     } catch (err) {
       await locks.release(name).catch(() => undefined);
-      logger.warn({ name, reason, err: { message: (err as Error).message } }, 'ACME order lock unavailable');
-      return { kind: 'failed', code: 'LOCK_UNAVAILABLE', retryAfter: undefined };
+      return this.#lockUnavailable(name, reason, err);
     }
     return this.#order(name, reason);
   }
@@ -113,10 +112,16 @@ export class OrderRunner {
         },
         'ACME order failed',
       );
-      return { kind: 'failed', code: e.code, retryAfter: released.retryAfter };
+      return { kind: 'failed', code: e.code, message: e.message, retryAfter: released.retryAfter };
     } finally {
       clearInterval(heartbeat);
     }
+  }
+
+  #lockUnavailable(name: string, reason: OrderReason, err: unknown): OrderOutcome {
+    const message = `the primary could not be asked for the order lock of ${name}: ${(err as Error).message}`;
+    this.#opts.logger.warn({ name, reason, err: { code: 'ACME_LOCK_UNAVAILABLE', message } }, 'ACME order lock unavailable');
+    return { kind: 'failed', code: 'ACME_LOCK_UNAVAILABLE', message, retryAfter: undefined };
   }
 
   /** Renews the lock every third of its lifetime while the order runs; says once if another proxy took it. */

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from '../log/logger.js';
-import { latestCertificates, type LatestCertificate } from './certificate-rows.js';
+import { deleteSupersededExpired, latestCertificates, type LatestCertificate } from './certificate-rows.js';
 import { deleteExpiredChallenges } from './issue.js';
 import type { OrderOutcomeKind, OrderRunner } from './order-runner.js';
 import { jitterOf, renewAt } from './renew-at.js';
@@ -25,7 +25,8 @@ export interface RenewalOptions {
  * (two thirds of the lifetime, jittered: renew-at.ts) and still has a route is ordered again, one
  * name after the other, through the same fleet lock as on-demand orders, so one proxy renews a
  * name. The old certificate keeps being served until the new one arrives by the stream (the index
- * serves the valid one that expires last), so a renewal never fails a handshake.
+ * serves the valid one that expires last), so a renewal never fails a handshake. Once expired,
+ * the old row is deleted by a later pass (deleteSupersededExpired), never the last of a name.
  */
 export class Renewal {
   readonly #opts: RenewalOptions;
@@ -51,9 +52,13 @@ export class Renewal {
     await this.#running;
   }
 
-  /** One pass: orders every name that is due; resolves with each ordered name's outcome. Expired tokens are removed first. */
+  /**
+   * One pass: orders every name that is due; resolves with each ordered name's outcome. Expired
+   * tokens, and expired certificates that a newer valid one replaces, are removed first.
+   */
   async checkOnce(): Promise<Map<string, OrderOutcomeKind>> {
     await deleteExpiredChallenges(this.#opts.pool);
+    await this.#deleteExpiredCertificates();
     const outcomes = new Map<string, OrderOutcomeKind>();
     for (const cert of await latestCertificates(this.#opts.pool)) {
       if (this.#stopped) break;
@@ -62,6 +67,13 @@ export class Renewal {
       outcomes.set(cert.name, outcome.kind);
     }
     return outcomes;
+  }
+
+  async #deleteExpiredCertificates(): Promise<void> {
+    const deleted = await deleteSupersededExpired(this.#opts.pool);
+    if (deleted.length === 0) return;
+    const certificates = deleted.map((d) => ({ id: d.id, names: d.names, notAfter: new Date(d.notAfter).toISOString() }));
+    this.#opts.logger.info({ count: deleted.length, certificates }, 'expired certificates deleted');
   }
 
   #due(cert: LatestCertificate): boolean {

@@ -8,6 +8,8 @@
  *   GET  /routes/<host>   how that host would be routed now, and why
  *   POST /resync          a full resync now; answers when it is done, with what changed
  *   GET  /certificates    the stored TLS certificates (?name=): names, issuer, validity, state
+ *   POST /certificates/<name>/renew   orders a new certificate for the name now; answers with the outcome
+ *   GET  /workers         the worker threads serving the public port: each one's table generation and requests
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { failure, isFailure, type ErrorCode, type Failure } from '../errors.js';
@@ -18,6 +20,8 @@ import type { HealthChecker } from '../proxy/health.js';
 import type { ResyncOutcome } from '../sync/status.js';
 import type { RouteStore } from '../sync/route-store.js';
 import type { SyncStatus } from '../sync/status.js';
+import type { RenewReply } from './certificate-renewal.js';
+import type { WorkerStatus } from '../workers/worker-pool.js';
 import { viewCertificates } from './certificates-view.js';
 import { DEFAULT_ROUTE_LIMIT, MAX_ROUTE_LIMIT, explainHost, viewTable, type RoutingContext, type TableQuery } from './routes-view.js';
 
@@ -27,8 +31,12 @@ export interface AdminServerOptions extends RoutingContext {
   readonly metrics: Metrics;
   readonly logger: Logger;
   status(): SyncStatus;
+  /** The worker threads' own view, asked now; undefined when the main thread serves the public port. */
+  workers?: () => Promise<readonly WorkerStatus[]>;
   /** The operator resync (logged and counted); see operatorResync. */
   resync(): Promise<ResyncOutcome>;
+  /** An operator's forced renewal of one name; see renewCertificate. */
+  renewCertificate(name: string): Promise<RenewReply>;
 }
 
 /** JSON body of POST /resync. */
@@ -85,14 +93,15 @@ export class AdminServer {
     '/routes/<host>': { methods: 'GET, HEAD', handle: (url, res) => this.#explain(url, res) },
     '/resync': { methods: 'POST', handle: (_url, res) => this.#resync(res) },
     '/certificates': { methods: 'GET, HEAD', handle: (url, res) => this.#certificates(url, res) },
+    '/certificates/<name>/renew': { methods: 'POST', handle: (url, res) => this.#renew(url, res) },
+    '/workers': { methods: 'GET, HEAD', handle: (_url, res) => this.#workers(res) },
   };
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://admin');
-    // Only POST /resync takes a body, and it ignores it.
+    // No endpoint takes a body: the POSTs ignore it.
     req.resume();
-    const path = url.pathname;
-    const endpoint = this.#endpoints[path] ?? (path.startsWith('/routes/') ? this.#endpoints['/routes/<host>'] : undefined);
+    const endpoint = this.#endpoints[url.pathname] ?? this.#endpoints[patternOf(url.pathname) ?? ''];
     if (endpoint === undefined) return notFound(res, this.#endpoints);
     if (!endpoint.methods.split(', ').includes(req.method ?? 'GET')) return methodNotAllowed(res, endpoint.methods);
     await endpoint.handle(url, res);
@@ -133,9 +142,25 @@ export class AdminServer {
     json(res, view.decision === 'not-ready' ? 503 : view.decision === 'not-found' ? 404 : 200, view);
   }
 
+  async #workers(res: ServerResponse): Promise<void> {
+    const workers = this.#opts.workers === undefined ? [] : await this.#opts.workers();
+    json(res, 200, { threads: Math.max(1, workers.length), generation: this.#opts.store.current?.generation ?? 0, workers });
+  }
+
   #certificates(url: URL, res: ServerResponse): void {
     const view = viewCertificates(this.#opts.store.current, Date.now(), url.searchParams.get('name') ?? undefined);
     json(res, view.ready ? 200 : 503, view);
+  }
+
+  async #renew(url: URL, res: ServerResponse): Promise<void> {
+    let name: string;
+    try {
+      name = decodeURIComponent(url.pathname.slice('/certificates/'.length, -'/renew'.length));
+    } catch {
+      return json(res, 400, { code: 'ADMIN_INVALID_QUERY', error: 'the name in the path is not valid percent-encoding' });
+    }
+    const { status, body } = await this.#opts.renewCertificate(name);
+    json(res, status, body);
   }
 
   async #resync(res: ServerResponse): Promise<void> {
@@ -151,6 +176,15 @@ interface Endpoint {
   /** As the Allow header lists them. */
   readonly methods: string;
   handle(url: URL, res: ServerResponse): void | Promise<void>;
+}
+
+/** The endpoint pattern of a path with a parameter in it, or undefined. */
+function patternOf(path: string): string | undefined {
+  if (path.startsWith('/routes/')) return '/routes/<host>';
+  if (path.startsWith('/certificates/') && path.endsWith('/renew') && path.length > '/certificates//renew'.length) {
+    return '/certificates/<name>/renew';
+  }
+  return undefined;
 }
 
 /** `?limit=N` (1..100000, default 1000) and `?contains=text`. */

@@ -165,16 +165,45 @@ export const routesSpec = spec({
     ),
 });
 
+const certsRenewSpec = spec({
+  command: 'renew <name>',
+  describe:
+    "Ask the proxy running on this host to order a new certificate for NAME now (ignoring its renewal time and backoff, not the fleet's order lock); wait and print the new not-after",
+  builder: (y) =>
+    jsonOption(withConfigOptions(y, ['adminAddr']), 'the outcome')
+      .positional('name', { type: 'string', demandOption: true, describe: 'A host name with a route (HTTP-01: no wildcard)' })
+      .option('timeout', { type: 'string', default: '120s', describe: 'How long to wait for the order' })
+      .example([
+        [
+          '$0 certs renew shop.example.com',
+          'prints e.g. "renewed shop.example.com: certificate <id> from <issuer>, not after 2026-03-04T10:00:00.000Z"',
+        ],
+      ])
+      .epilogue(
+        "Exit status: 0 renewed, 1 the name has no route, this proxy issues no certificates, the name is being ordered now (the fleet lock), the order failed (with the CA's words) or the proxy is unreachable; 2 bad usage.",
+      ),
+  handler: (args) =>
+    run(async () => {
+      const { certsRenewCommand } = await import('./certs-renew.js');
+      await certsRenewCommand(
+        { adminAddr: options(['adminAddr'], args).adminAddr, name: args.name, timeoutMs: timeoutOf(args), json: args.json },
+        out,
+      );
+    }),
+});
+
 export const certsSpec = spec({
   command: 'certs',
   describe: "Show the running proxy's stored TLS certificates: names, issuer, not-after and state, soonest to expire first",
   builder: (y) =>
     jsonOption(withConfigOptions(y, ['adminAddr']), 'the certificates')
+      .command(certsRenewSpec)
       .option('name', { type: 'string', describe: 'Only certificates naming this (a wildcard as *.example.com)' })
       .option('timeout', { type: 'string', default: '10s', describe: 'How long to wait for the proxy' })
       .example([
         ['$0 certs', 'every stored certificate; STATE is serving, standby, not-yet-valid, expired or unusable (with its error code)'],
         ['$0 certs --name shop.example.com --json', 'for scripts'],
+        ['$0 certs renew shop.example.com', 'a new certificate for the name now (see `$0 certs renew --help`)'],
       ])
       .epilogue('Exit status: 0 shown, 1 the table is not loaded yet or the proxy is unreachable, 2 bad usage.'),
   handler: (args) =>
@@ -239,6 +268,8 @@ const DOCTOR_OPTIONS = [
   'primaryDatabaseUrl',
   'tlsStorageKey',
   'tlsStorageKeyFile',
+  'acmeDirectoryUrl',
+  'acmeCaRootsFile',
 ] as const;
 
 export const doctorSpec = spec({
@@ -254,7 +285,7 @@ export const doctorSpec = spec({
       .epilogue(
         'Checks: connect, server version, primary or standby (and whether it can decode on a standby), wal_level, the publication and its four tables, ' +
           'primary keys, REPLICATION attribute, free replication slots and WAL senders, read access, the routing query (the columns it reads, with likely candidates when one is missing) and how many routes it returns, ' +
-          'rows it cannot route, duplicate domain names, the certificate tables (readable) and the storage key (opens every stored certificate; issuance needs EDGEPROXY_PRIMARY_DATABASE_URL). --region-id is optional here (splits the route count by region).\n' +
+          'rows it cannot route, duplicate domain names, the certificate tables (readable) and the storage key (opens every stored certificate), the ACME directory (answers as one; skipped when EDGEPROXY_ACME_DIRECTORY_URL is off) and the primary (EDGEPROXY_PRIMARY_DATABASE_URL: not a standby, and this role may write what issuance writes; skipped when unset). --region-id is optional here (splits the route count by region).\n' +
           'Exit status: 0 no check failed (warnings allowed), 1 a check failed, 2 bad usage.',
       ),
   handler: (args) =>

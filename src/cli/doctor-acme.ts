@@ -2,17 +2,11 @@
  * `edgeproxy doctor`'s issuance checks: the ACME directory reachable and answering as a directory
  * through the transport the proxy uses (EDGEPROXY_ACME_CA_ROOTS included), and the primary
  * writable for what issuance writes. Nothing is written: the primary check asks for the
- * privileges and whether the server is in recovery.
- *
- * Not yet in runDoctor's list: wiring it in (ACME_CHECKS after TLS_CHECKS, `acme` options from
- * EDGEPROXY_ACME_DIRECTORY_URL, _CA_ROOTS and the primary's URL) needs the doctor tests to give a
- * reachable primary and EDGEPROXY_ACME_DIRECTORY_URL=off (else they would reach the default CA).
+ * privileges and whether the server is in recovery. They run after the certificate checks (the
+ * storage key), so doctor covers all issuance needs: the directory, the primary, the key.
  */
-import acme from 'acme-client';
 import pg from 'pg';
 import { describePgError } from '../db/errors.js';
-import { configureAcmeHttp, readCaRoots } from '../acme/directory-trust.js';
-import { asAcmeError } from '../acme/issue.js';
 import { serverAddress } from '../db/diagnosis.js';
 import type { CheckResult } from './doctor-checks.js';
 
@@ -42,6 +36,12 @@ export async function acmeChecks(opts: AcmeDoctorOptions): Promise<CheckResult[]
 async function directoryCheck(opts: AcmeDoctorOptions): Promise<CheckResult> {
   const check = 'ACME directory';
   if (opts.directoryUrl === undefined) return { check, status: 'skip', detail: 'EDGEPROXY_ACME_DIRECTORY_URL is off: no issuance' };
+  // Loaded only to ask a directory: acme-client and its HTTP stack add half a second to doctor's start.
+  const [{ default: acme }, { configureAcmeHttp, readCaRoots }, { asAcmeError }] = await Promise.all([
+    import('acme-client'),
+    import('../acme/directory-trust.js'),
+    import('../acme/issue.js'),
+  ]);
   configureAcmeHttp(readCaRoots(opts.caRootsFile));
   const started = performance.now();
   try {

@@ -26,6 +26,7 @@ import { checkPrimaryKeys, checkPublication, describePublicationProblem } from '
 import { routesQuery } from '../db/routes-query.js';
 import { routesFromQueryRows } from '../table/query-routes.js';
 import { TABLES } from '../table/rows.js';
+import { ACME_CHECKS, acmeChecks, type AcmeDoctorOptions } from './doctor-acme.js';
 import { TLS_CHECKS, tlsChecks, type TlsDoctorOptions } from './doctor-tls.js';
 
 export type CheckStatus = 'pass' | 'fail' | 'warn' | 'skip';
@@ -52,6 +53,8 @@ export interface DoctorOptions {
   readonly connectTimeoutMs?: number;
   /** The certificate checks' settings; without them those checks are skipped. */
   readonly tls?: TlsDoctorOptions;
+  /** The issuance checks' settings (directory, CA roots, primary); without them those checks are skipped. */
+  readonly acme?: AcmeDoctorOptions;
 }
 
 /** The checks only the stream needs (skipped in sync mode `poll`). */
@@ -68,6 +71,7 @@ export const CHECKS = [
   'route rows',
   'duplicate domain names',
   ...TLS_CHECKS,
+  ...ACME_CHECKS,
 ] as const;
 
 const STREAMING_CHECKS = new Set<string>(STREAMING);
@@ -111,6 +115,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<CheckResult[]> {
     results.push(
       ...(opts.tls === undefined ? TLS_CHECKS.map((c) => skip(c, 'not checked')) : await tlsChecks(client, caps.role, opts.tls)),
     );
+    results.push(...(opts.acme === undefined ? ACME_CHECKS.map((c) => skip(c, 'not checked')) : await acmeChecks(opts.acme)));
     return results;
   } finally {
     await client.end().catch(() => undefined);

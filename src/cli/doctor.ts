@@ -13,6 +13,9 @@ export interface DoctorArgs {
   readonly primaryDatabaseUrl: string | undefined;
   readonly tlsStorageKey: string | undefined;
   readonly tlsStorageKeyFile: string | undefined;
+  /** undefined: EDGEPROXY_ACME_DIRECTORY_URL=off. */
+  readonly acmeDirectoryUrl: string | undefined;
+  readonly acmeCaRootsFile: string | undefined;
   readonly json: boolean;
 }
 
@@ -30,6 +33,7 @@ export async function doctorCommand(args: DoctorArgs, out: (text: string) => voi
       storageKey: readStorageKey(args.tlsStorageKey, args.tlsStorageKeyFile),
       primaryConfigured: args.primaryDatabaseUrl !== undefined,
     },
+    acme: { directoryUrl: args.acmeDirectoryUrl, caRootsFile: args.acmeCaRootsFile, primaryDatabaseUrl: args.primaryDatabaseUrl },
   });
   const failed = results.filter((r) => r.status === 'fail').length;
   const warned = results.filter((r) => r.status === 'warn').length;

@@ -1,16 +1,17 @@
 import os from 'node:os';
 import type pg from 'pg';
+import { renewCertificate } from '../admin/certificate-renewal.js';
 import { operatorResync } from '../admin/resync.js';
 import { AdminServer } from '../admin/server.js';
 import { type Config, ConfigError, type ListenAddress, redactDatabaseUrl } from '../config/config.js';
 import { formatDuration } from '../config/duration.js';
 import { createPool } from '../db/pool.js';
-import { createLogger, type Logger } from '../log/logger.js';
+import { portHeld, queuedConnectionsMigrate, reusePortProblem } from '../listen.js';
+import { createLogger, lineWriter, type Logger } from '../log/logger.js';
 import { Metrics } from '../metrics/metrics.js';
-import { Forwarder } from '../proxy/forward.js';
+import type { Forwarder } from '../proxy/forward.js';
 import { HealthChecker } from '../proxy/health.js';
-import { clientConnectionLimit, openFilesLimit } from '../proxy/connection-limit.js';
-import { ProxyServer } from '../proxy/server.js';
+import type { ProxyServer } from '../proxy/server.js';
 import type { Poller } from '../sync/poller.js';
 import { RouteStore } from '../sync/route-store.js';
 import type { ResyncOutcome, SyncStatus } from '../sync/status.js';
@@ -22,6 +23,10 @@ import { HttpsListener } from '../tls/https-listener.js';
 import { readStorageKey } from '../tls/storage-key-source.js';
 import { TlsFeed } from '../tls/tls-feed.js';
 import { VERSION } from '../version.js';
+import { HealthBoard } from '../workers/health-board.js';
+import { servingThreads } from '../workers/worker-count.js';
+import { WorkerPool } from '../workers/worker-pool.js';
+import { clientConnectionShare, createRequestPath, redirectPort } from './request-path.js';
 
 export interface RunningService {
   readonly store: RouteStore;
@@ -37,6 +42,8 @@ export interface RunningService {
   readonly issuance: Issuance | undefined;
   /** Prometheus metrics (served by the admin API). */
   readonly metrics: Metrics;
+  /** The worker threads serving the public HTTP port; undefined when the main thread serves it (EDGEPROXY_WORKERS=1). */
+  readonly workers: WorkerPool | undefined;
   /** The admin API listener and its port; undefined when EDGEPROXY_ADMIN_ADDR is empty. */
   readonly admin: AdminServer | undefined;
   readonly adminPort: number | undefined;
@@ -64,6 +71,7 @@ interface Parts {
   readonly proxy: ProxyServer;
   readonly https: HttpsListener | undefined;
   readonly issuance: Issuance | undefined;
+  readonly workers: WorkerPool | undefined;
 }
 
 /**
@@ -74,7 +82,12 @@ interface Parts {
 export async function startService(config: Config, logger: Logger, opts: StartOptions = {}): Promise<RunningService> {
   logStarting(config, logger);
   const parts = createParts(config, logger);
-  const { port, httpsPort } = await listenPublic(config, logger, parts);
+  const reusePort = publicReusePort(logger);
+  // Beside a running edgeproxy (a restart): join its ports only once this one can route.
+  const beside = reusePort && (await publicPortsHeld(config, logger));
+  const listened = beside ? undefined : await listenPublic(config, logger, parts, reusePort);
+  const port = listened?.port ?? config.httpAddr.port;
+  const httpsPort = listened === undefined ? config.httpsAddr?.port : listened.httpsPort;
   let admin: AdminServer | undefined;
   const stop = stopper(config, logger, parts, () => admin);
   const onAbort = () => void stop(String(opts.signal?.reason ?? 'aborted'));
@@ -90,28 +103,38 @@ export async function startService(config: Config, logger: Logger, opts: StartOp
     port,
     httpsPort,
     issuance: parts.issuance,
+    workers: parts.workers,
     status: () => sync.status(),
     resync: () => sync.resync(),
     stop,
   };
   metrics.watch({ snapshot: () => store.current, status: running.status });
+  const orStop = stopOnFailure(stop);
   let adminPort: number | undefined;
-  if (config.adminAddr !== undefined) {
-    try {
-      ({ admin, port: adminPort } = await startAdmin(config, config.adminAddr, logger, parts, running.resync));
-    } catch (err) {
-      await stop('the admin API could not start');
-      throw err;
-    }
+  const adminAddr = config.adminAddr;
+  if (adminAddr !== undefined) {
+    ({ admin, port: adminPort } = await orStop('the admin API could not start', () =>
+      startAdmin(config, adminAddr, logger, parts, running.resync),
+    ));
   }
-  try {
-    await sync.start();
-  } catch (err) {
-    await stop('the route table cannot follow the database');
-    throw err;
+  await orStop('the route table cannot follow the database', () => sync.start());
+  if (beside && (await firstTable(store, opts.signal))) {
+    await orStop('the public ports could not open', () => openPublic(config, logger, parts, reusePort));
   }
   parts.issuance?.start();
   return { ...running, metrics, admin, adminPort };
+}
+
+/** Runs a start step; if it fails, stops what has started (saying why) and rethrows. */
+function stopOnFailure(stop: (reason: string) => Promise<void>) {
+  return async <T>(reason: string, step: () => Promise<T>): Promise<T> => {
+    try {
+      return await step();
+    } catch (err) {
+      await stop(reason);
+      throw err;
+    }
+  };
 }
 
 function logStarting(config: Config, logger: Logger): void {
@@ -160,14 +183,19 @@ function createParts(config: Config, logger: Logger): Parts {
     logger,
     tls: new TlsFeed(storageKey, logger),
   });
+  const threads = servingThreads(config.workers, logger);
+  // Workers read the main thread's health results from the board: probes stay here, one per VM.
+  const board = threads > 1 ? new HealthBoard() : undefined;
   const health = new HealthChecker({
     timeoutMs: config.healthTimeoutMs,
     cacheTtlMs: config.healthCacheTtlMs,
     logger,
     observer: metrics.observer,
+    onRecord: board?.record,
   });
   // The proxy redirects to the HTTPS listener's port, known once it listens (tests listen on port 0).
-  const requestPath = createRequestPath(config, logger, store, health, metrics, () => https?.port);
+  const httpsPort = () => https?.port;
+  const requestPath = createRequestPath(config, logger, { store, health, observer: metrics.observer, httpsPort, threads: 1 });
   // Issuance serves the HTTPS port: none without it.
   const issuance =
     config.httpsAddr === undefined ? undefined : createIssuance(config, { view: store, storageKey, logger, onOutcome: metrics.acme.order });
@@ -176,7 +204,31 @@ function createParts(config: Config, logger: Logger): Parts {
     config.httpsAddr === undefined
       ? undefined
       : createHttps(config, logger, store, defaultCertificate, requestPath.proxy, metrics, issuance);
-  return { store, metrics, pool, sync, health, ...requestPath, https, issuance };
+  const workers =
+    board === undefined ? undefined : createWorkers({ ...config, workers: threads }, logger, { store, health, metrics }, board, httpsPort);
+  return { store, metrics, pool, sync, health, ...requestPath, https, issuance, workers };
+}
+
+/** The worker threads (not started): every publish sent to them, their metrics summed into ours. */
+function createWorkers(
+  config: Config,
+  logger: Logger,
+  parts: Pick<Parts, 'store' | 'health' | 'metrics'>,
+  board: HealthBoard,
+  httpsPort: () => number | undefined,
+): WorkerPool {
+  const workers = new WorkerPool({
+    config,
+    logger,
+    writeLog: lineWriter(logger),
+    health: parts.health,
+    board,
+    redirectPort: () => redirectPort(config, httpsPort()),
+    current: () => parts.store.current,
+  });
+  parts.store.onPublish((snapshot) => workers.publish(snapshot));
+  parts.metrics.sumWorkers(() => workers.collect());
+  return workers;
 }
 
 /** The HTTPS listener: certificates from memory, secured connections into the proxy's flow. */
@@ -190,7 +242,7 @@ function createHttps(
   issuance: Issuance | undefined,
 ): HttpsListener {
   const onDemand = issuance?.onDemand;
-  return new HttpsListener({
+  const listener = new HttpsListener({
     certificates: () => store.current?.tls.certificates,
     issue: onDemand === undefined ? undefined : (name) => onDemand.certificateFor(name),
     defaultCertificate,
@@ -199,66 +251,22 @@ function createHttps(
     logger,
     onHandshake: metrics.tlsHandshake,
   });
+  proxy.shareConnectionLimit(listener.server);
+  return listener;
 }
 
-/** Where plain-HTTP requests for a name with a certificate go (EDGEPROXY_HTTPS_REDIRECT), or undefined. */
-function redirectPort(config: Config, listening: number | undefined): number | undefined {
-  if (config.httpsAddr === undefined || config.httpsRedirect === false) return undefined;
-  return config.httpsRedirect === true ? listening : config.httpsRedirect;
-}
-
-/** The public listener's forwarding and request flow. */
-function createRequestPath(
+/** Opens the public ports at start; on failure closes what was opened (probes, upstream and database connections). */
+async function listenPublic(
   config: Config,
   logger: Logger,
-  store: RouteStore,
-  health: HealthChecker,
-  metrics: Metrics,
-  httpsPort: () => number | undefined,
-): Pick<Parts, 'forwarder' | 'proxy'> {
-  const forwarder = new Forwarder({
-    connectTimeoutMs: config.upstreamConnectTimeoutMs,
-    headerTimeoutMs: config.upstreamHeaderTimeoutMs,
-    idleTimeoutMs: config.upstreamIdleTimeoutMs,
-  });
-  const proxy = new ProxyServer({
-    store,
-    health,
-    forwarder,
-    regionId: config.regionId,
-    crossRegionPort: config.crossRegionPort,
-    logger,
-    timeouts: {
-      idleTimeoutMs: config.idleTimeoutMs,
-      headerTimeoutMs: config.clientHeaderTimeoutMs,
-      requestTimeoutMs: config.clientRequestTimeoutMs,
-    },
-    trustedProxies: config.trustedProxies,
-    observer: metrics.observer,
-    maxConnections: clientConnectionLimit(openFilesLimit()),
-    redirectToHttpsPort: () => redirectPort(config, httpsPort()),
-  });
-  return { forwarder, proxy };
-}
-
-/** Opens the public ports; on failure closes what was opened (probes, upstream and database connections). */
-async function listenPublic(config: Config, logger: Logger, parts: Parts): Promise<{ port: number; httpsPort: number | undefined }> {
+  parts: Parts,
+  reusePort: boolean,
+): Promise<{ port: number; httpsPort: number | undefined }> {
   try {
-    const listening = await parts.proxy.listen(config.httpAddr.host, config.httpAddr.port);
-    const maxClientConnections = parts.proxy.server.maxConnections ?? null;
-    logger.info({ address: listening.address, port: listening.port, maxClientConnections }, 'listening');
-    let httpsPort: number | undefined;
-    if (parts.https !== undefined && config.httpsAddr !== undefined) {
-      const secure = await parts.https.listen(config.httpsAddr.host, config.httpsAddr.port);
-      logger.info(
-        { address: secure.address, port: secure.port, defaultCertificate: config.tlsDefaultCertFile !== undefined },
-        'HTTPS listening',
-      );
-      httpsPort = secure.port;
-    }
-    return { port: listening.port, httpsPort };
+    return await openPublic(config, logger, parts, reusePort);
   } catch (err) {
     parts.proxy.server.close();
+    await parts.workers?.drain(0).drained;
     parts.health.close();
     parts.forwarder.close();
     await parts.pool.end().catch(() => undefined);
@@ -267,17 +275,96 @@ async function listenPublic(config: Config, logger: Logger, parts: Parts): Promi
   }
 }
 
+/** The public HTTP port (on the main thread or in the workers) and the HTTPS one, each logged once it listens. */
+async function openPublic(
+  config: Config,
+  logger: Logger,
+  parts: Parts,
+  reusePort: boolean,
+): Promise<{ port: number; httpsPort: number | undefined }> {
+  if (parts.workers === undefined) {
+    const listening = await parts.proxy.listen(config.httpAddr.host, config.httpAddr.port, { reusePort });
+    const maxClientConnections = parts.proxy.server.maxConnections ?? null;
+    logger.info({ address: listening.address, port: listening.port, maxClientConnections, reusePort }, 'listening');
+    return { port: listening.port, httpsPort: await listenHttps(config, logger, parts, reusePort) };
+  }
+  // The workers redirect to the HTTPS port: it listens first. Workers exist only where reusePort does.
+  const httpsPort = await listenHttps(config, logger, parts, reusePort);
+  const port = await parts.workers.start();
+  const share = clientConnectionShare(config.workers);
+  const maxClientConnections = share === undefined ? null : share * config.workers;
+  logger.info({ address: config.httpAddr.host ?? null, port, maxClientConnections, workers: config.workers, reusePort }, 'listening');
+  return { port, httpsPort };
+}
+
+/** The HTTPS port (on the main thread, workers or not); undefined when it is off. */
+async function listenHttps(config: Config, logger: Logger, parts: Parts, reusePort: boolean): Promise<number | undefined> {
+  if (parts.https === undefined || config.httpsAddr === undefined) return undefined;
+  const secure = await parts.https.listen(config.httpsAddr.host, config.httpsAddr.port, { reusePort });
+  logger.info(
+    { address: secure.address, port: secure.port, defaultCertificate: config.tlsDefaultCertFile !== undefined, reusePort },
+    'HTTPS listening',
+  );
+  return secure.port;
+}
+
+/** Another process listens on a public port (the one this one replaces): said once. */
+async function publicPortsHeld(config: Config, logger: Logger): Promise<boolean> {
+  const held =
+    (await portHeld(config.httpAddr.host, config.httpAddr.port)) ||
+    (config.httpsAddr !== undefined && (await portHeld(config.httpsAddr.host, config.httpsAddr.port)));
+  if (held) logger.info({}, 'another process listens on the public ports: joining them once the route table is loaded');
+  return held;
+}
+
+/** Resolves true once the store holds a first table, false if `signal` aborts first (a signal while starting). */
+function firstTable(store: RouteStore, signal: AbortSignal | undefined): Promise<boolean> {
+  if (store.ready) return Promise.resolve(true);
+  if (signal?.aborted === true) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const done = (ready: boolean) => {
+      unsubscribe();
+      signal?.removeEventListener('abort', onAbort);
+      resolve(ready);
+    };
+    const onAbort = () => done(false);
+    const unsubscribe = store.onPublish(() => done(true));
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * The public ports bind with SO_REUSEPORT where it exists, so that a new `edgeproxy serve` can
+ * listen beside this one before this one drains (README, Restart). Where it does not, today's
+ * exclusive bind, and one line saying why.
+ */
+function publicReusePort(logger: Logger): boolean {
+  const problem = reusePortProblem(process.version, process.platform);
+  if (problem !== undefined) {
+    logger.warn({ reason: problem }, 'public ports bound without reusePort: a restart cannot start the new process beside this one');
+  } else if (queuedConnectionsMigrate() === false) {
+    logger.warn(
+      { sysctl: 'net.ipv4.tcp_migrate_req', value: 0 },
+      'the kernel resets connections queued on a closing listener: a restart beside this process may reset a few new connections',
+    );
+  }
+  return problem === undefined;
+}
+
 /** The graceful stop, run once however often it is asked for: drain (bounded), stop loading, close connections. */
 function stopper(config: Config, logger: Logger, parts: Parts, admin: () => AdminServer | undefined): (reason: string) => Promise<void> {
   let stopping: Promise<void> | undefined;
   return (reason) => {
     stopping ??= (async () => {
       admin()?.markStopping();
-      // drain() closes the listeners synchronously; log after it, so the line is true when read.
+      // drain() closes the listeners synchronously, the workers' once they have the message; log
+      // after that, so the line is true when read.
       const httpsClosed = parts.https?.close();
+      const workers = parts.workers?.drain(config.shutdownTimeoutMs);
       const draining = parts.proxy.drain(config.shutdownTimeoutMs, httpsClosed === undefined ? [] : [httpsClosed]);
+      await workers?.closed;
       logger.info({ reason, graceMs: config.shutdownTimeoutMs }, 'shutting down: no new connections, finishing in-flight requests');
-      const drained = await draining;
+      const drained = (await draining) && ((await workers?.drained) ?? true);
       if (!drained) logger.warn({ graceMs: config.shutdownTimeoutMs }, 'shutdown grace period over; cut the remaining connections');
       await parts.sync.stop();
       await parts.issuance?.stop();
@@ -306,7 +393,9 @@ async function startAdmin(
     regionId: config.regionId,
     crossRegionPort: config.crossRegionPort,
     status: () => parts.sync.status(),
+    workers: parts.workers === undefined ? undefined : () => parts.workers!.status(),
     resync: () => operatorResync(resync, 'admin', logger, parts.metrics),
+    renewCertificate: (name) => renewCertificate(name, { current: () => parts.store.current, issuance: parts.issuance, logger }),
   });
   const a = await admin.listen(addr.host, addr.port);
   logger.info({ address: a.address, port: a.port }, 'admin API listening');

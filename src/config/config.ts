@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import os from 'node:os';
 import { EdgeProxyError, failure, isFailure, type Failure } from '../errors.js';
 import { formatDuration, parseDuration } from './duration.js';
 
@@ -61,6 +62,8 @@ export interface Config {
   readonly acmeHandshakeWaitMs: number;
   /** At most this many on-demand orders run at once in this proxy. */
   readonly acmeMaxOrders: number;
+  /** Threads serving the public HTTP port (src/workers); 1 = the main thread serves it, as before. */
+  readonly workers: number;
 }
 
 /** How the route table follows the database: see docs/decisions/0005-streaming.md and docs/streaming.md. */
@@ -175,6 +178,13 @@ function optionalEmail(raw: string): string | undefined | Invalid {
 /** A file path, or undefined when empty; whether it can be read is checked where it is read. */
 function optionalPath(raw: string): string | undefined {
   return raw.trim() === '' ? undefined : raw.trim();
+}
+
+/** EDGEPROXY_WORKERS: `auto` (os.availableParallelism()) or a whole number from 1 to 256. */
+export function parseWorkers(raw: string): number | Invalid {
+  if (raw.trim() === 'auto') return os.availableParallelism();
+  const n = /^\s*[0-9]{1,3}\s*$/.test(raw) ? Number(raw) : NaN;
+  return n >= 1 && n <= 256 ? n : invalid('is not "auto" nor a whole number from 1 to 256');
 }
 
 export function parseDatabaseUrl(raw: string): string | Invalid {
@@ -380,7 +390,8 @@ export const OPTIONS = [
     key: 'clientRequestTimeoutMs',
     flag: 'client-request-timeout',
     env: 'EDGEPROXY_CLIENT_REQUEST_TIMEOUT',
-    description: 'How long a client may take to send a whole request, body included (then 408 and close); 0 = no limit',
+    description:
+      'How long a client may take to send a whole request, body included (then 408 and close; on HTTP/2 408 and that stream reset); 0 = no limit',
     default: '5m',
     parse: (raw) => {
       const ms = duration(0, '')(raw);
@@ -509,6 +520,15 @@ export const OPTIONS = [
       const n = /^[0-9]{1,4}$/.test(raw.trim()) ? Number(raw) : NaN;
       return n >= 1 ? n : invalid('is not a whole number from 1 to 9999');
     },
+  }),
+  spec({
+    key: 'workers',
+    flag: 'workers',
+    env: 'EDGEPROXY_WORKERS',
+    description:
+      'Worker threads serving the public HTTP port (reusePort: the kernel spreads connections), all routing from one shared table; "auto" = the cores this process may use; 1 = the main thread serves, no workers',
+    default: 'auto',
+    parse: parseWorkers,
   }),
 ] as const;
 

@@ -26,3 +26,9 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
     destination ?? pino.destination({ dest: 1, sync: true }),
   );
 }
+
+/** Writes a JSON line another thread's logger made to where `logger` writes (worker threads' logs, src/workers). */
+export function lineWriter(logger: Logger): (line: string) => void {
+  const stream = (logger as unknown as Record<symbol, DestinationStream>)[pino.symbols.streamSym]!;
+  return (line) => stream.write(`${line}\n`);
+}

@@ -13,6 +13,7 @@ import { requestMetrics } from './request-metrics.js';
 import { scrapeMetrics, type MetricsSource } from './sync-metrics.js';
 import { tlsMetrics } from './tls-metrics.js';
 import { acmeMetrics, type AcmeMetrics } from './acme-metrics.js';
+import { summedExposition, type MetricsJson } from './summed.js';
 
 export type { MetricsSource } from './sync-metrics.js';
 
@@ -49,6 +50,12 @@ function resyncMetrics(registry: Registry) {
   };
 }
 
+/** A worker thread's metrics: only what its request path reports (summed into the main thread's on each scrape). */
+export class WorkerMetrics {
+  readonly registry = new Registry();
+  readonly observer: ProxyObserver = requestMetrics(this.registry);
+}
+
 export class Metrics {
   readonly registry = new Registry();
   /** Pass to ProxyServer and HealthChecker. Cheap and never throws. */
@@ -59,6 +66,7 @@ export class Metrics {
   readonly acme: AcmeMetrics;
   readonly #resyncs: ReturnType<typeof resyncMetrics>;
   #source: MetricsSource | undefined;
+  #workers: (() => Promise<MetricsJson[]>) | undefined;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'edgeproxy_', gcDurationBuckets: GC_PAUSE_BUCKETS });
@@ -81,6 +89,11 @@ export class Metrics {
     this.#source = source;
   }
 
+  /** Worker threads serve requests too: each scrape sums their request metrics with these (src/workers). */
+  sumWorkers(collect: () => Promise<MetricsJson[]>): void {
+    this.#workers = collect;
+  }
+
   recordResync(trigger: ResyncTrigger, outcome: ResyncOutcome, durationMs: number): void {
     this.#resyncs.count.inc({ trigger, result: outcome.ok ? 'ok' : 'failed' });
     if (outcome.ok) {
@@ -91,6 +104,7 @@ export class Metrics {
 
   /** The Prometheus text exposition and its content type. */
   async exposition(): Promise<{ contentType: string; body: string }> {
+    if (this.#workers !== undefined) return summedExposition(this.registry, await this.#workers());
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
 }

@@ -65,6 +65,8 @@ export interface PlainExchange extends Exchange {
 
 /** Receives what the forwarders learn about an exchange (implemented by ProxyServer). */
 export interface ExchangeSink {
+  /** The server is draining: every response from now on closes its connection. */
+  readonly draining: boolean;
   forwardFailed(exchange: Exchange, info: ForwardErrorInfo): void;
   finished(exchange: Exchange): void;
 }
@@ -136,10 +138,20 @@ export class ProxyResponse extends withPlainExchange(ServerResponse<IncomingMess
     return this.destroyed;
   }
 
-  /** Served, but its connection is not kept for another request. */
+  /** Served, but its connection is not kept for another request (writeHead sees to it). */
   whileDraining(): undefined {
-    this.shouldKeepAlive = false;
     return undefined;
+  }
+
+  /**
+   * Every head written while the server drains says `Connection: close` and the connection ends
+   * after it, also for a request that was in flight when the drain began: the client then opens
+   * its next connection to whoever listens now instead of reusing this one (README, Restart).
+   * `end()` without a head comes here too (`_implicitHeader`).
+   */
+  override writeHead(...args: [number, ...unknown[]]): this {
+    if (this.sink?.draining === true) this.shouldKeepAlive = false;
+    return (super.writeHead as (...a: unknown[]) => this)(...args);
   }
 
   forwardWith(forwarder: Forwarder): void {

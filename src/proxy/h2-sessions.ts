@@ -1,6 +1,7 @@
 import http2, { type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { H2Request, H2Response } from './h2-exchange.js';
+import { limitRequestTime } from './h2-request-timeout.js';
 
 /** Streams a client may have open at once on one connection (nginx's http2_max_concurrent_streams is 128). */
 export const MAX_CONCURRENT_STREAMS = 100;
@@ -8,6 +9,8 @@ export const MAX_CONCURRENT_STREAMS = 100;
 export interface H2SessionsOptions {
   /** A session with no open stream is closed with GOAWAY after this (EDGEPROXY_IDLE_TIMEOUT). */
   readonly idleTimeoutMs: number;
+  /** A request whose body has not ended after this gets 408 (EDGEPROXY_CLIENT_REQUEST_TIMEOUT; 0 = no limit). */
+  readonly requestTimeoutMs: number;
   /** Each request, on the one request flow. */
   readonly onRequest: (req: H2Request, res: H2Response) => void;
   /** A CONNECT request (no extended CONNECT: RFC 8441 is not offered). */
@@ -19,8 +22,8 @@ export interface H2SessionsOptions {
  * (its compatibility API, with the exchange classes of h2-exchange.ts) is given each TLS socket
  * and runs a session on it. Kept here: the sessions, for the drain (GOAWAY, then cut), and the
  * idle rule (HTTP/1.1's keep-alive timeout: a session without an open stream for
- * `idleTimeoutMs` is closed). Streams are not timed: SSE and long downloads stay open while
- * both ends do, as on HTTP/1.1.
+ * `idleTimeoutMs` is closed), and each request's time to arrive whole (h2-request-timeout.ts).
+ * Responses are not timed: SSE and long downloads stay open while both ends do, as on HTTP/1.1.
  */
 export class H2Sessions {
   readonly #server: ReturnType<typeof createServer>;
@@ -31,7 +34,10 @@ export class H2Sessions {
   constructor(opts: H2SessionsOptions) {
     this.#idleTimeoutMs = opts.idleTimeoutMs;
     this.#server = createServer();
-    this.#server.on('request', opts.onRequest);
+    this.#server.on('request', (req: H2Request, res: H2Response) => {
+      limitRequestTime(req, res, opts.requestTimeoutMs);
+      opts.onRequest(req, res);
+    });
     this.#server.on('connect', opts.onConnect);
     this.#server.on('session', (session: ServerHttp2Session) => this.#track(session));
   }

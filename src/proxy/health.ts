@@ -25,6 +25,9 @@ export interface HealthTarget {
 export type HealthResult =
   { readonly healthy: true; readonly status: number } | { readonly healthy: false; readonly status?: number; readonly reason: string };
 
+/** What the request path asks of health: the checker itself, or a worker thread's view of the main thread's (src/workers/health-board.ts). */
+export type HealthView = Pick<HealthChecker, 'peek' | 'check' | 'markUnhealthy'>;
+
 export interface HealthCheckerOptions {
   /** Covers the wait for a pooled socket, connect and the response headers (spec: 2000). */
   timeoutMs: number;
@@ -35,6 +38,8 @@ export interface HealthCheckerOptions {
   now?: () => number;
   /** Told about every probe that finished (not cache hits), for metrics. */
   observer?: ProxyObserver;
+  /** Told about every result recorded (probe or passive mark): the board worker threads read. Must not throw. */
+  onRecord?: (target: HealthTarget, result: HealthResult) => void;
 }
 
 export interface HealthSnapshot {
@@ -113,6 +118,7 @@ export class HealthChecker {
   readonly #logger: Logger;
   readonly #now: () => number;
   readonly #observer: ProxyObserver | undefined;
+  readonly #onRecord: ((target: HealthTarget, result: HealthResult) => void) | undefined;
   readonly #agent: ProbeAgent;
   readonly #entries = new Map<string, Entry>();
   /** Cancel functions of probes in flight or still draining a body; run by close(). */
@@ -135,6 +141,7 @@ export class HealthChecker {
     this.#logger = opts.logger;
     this.#now = opts.now ?? (() => performance.now());
     this.#observer = opts.observer;
+    this.#onRecord = opts.onRecord;
     this.#lastPruneAt = this.#now();
     // With a cache, a few connections per VM are plenty. With TTL 0 (probe per request, as the
     // original did) each request's probe must not queue behind others' and time out waiting.
@@ -278,6 +285,7 @@ export class HealthChecker {
     entry.result = result;
     entry.settled = Promise.resolve(result);
     entry.checkedAt = this.#now();
+    this.#onRecord?.(target, result);
     if (!result.healthy && previous?.healthy !== false) {
       this.#logger.warn(
         {

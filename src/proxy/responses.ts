@@ -17,7 +17,9 @@ export interface ErrorAnswer {
  * cannot know a site is missing, so 503 with Retry-After instead of 404), `gateway-timeout` (an
  * upstream too slow to answer), `loop` (a request that already crossed regions would cross again),
  * `bad-request` (a request we refuse to route, e.g. a missing Host), `draining` (a WebSocket
- * upgrade while shutting down: the long-lived connection would be cut by the drain anyway).
+ * upgrade while shutting down: the long-lived connection would be cut by the drain anyway),
+ * `request-timeout` (an HTTP/2 request not complete within EDGEPROXY_CLIENT_REQUEST_TIMEOUT; on
+ * HTTP/1.1 Node's own timeout answers it raw, with the same status and body: rawResponse(408)).
  */
 const TABLE = {
   'not-found': { status: 404, body: 'Service Not Found' },
@@ -29,6 +31,7 @@ const TABLE = {
   loop: { status: 508, body: 'Loop Detected' },
   'bad-request': { status: 400, body: 'Bad Request', close: true },
   draining: { status: 503, body: 'Service Unavailable - shutting down', retryAfterS: 1, close: true },
+  'request-timeout': { status: 408, body: 'Request Timeout', close: true },
 } as const satisfies Record<string, ErrorAnswer>;
 
 export type ErrorKind = keyof typeof TABLE;

@@ -1,18 +1,19 @@
 import http, { type IncomingMessage } from 'node:http';
-import { BlockList, isIPv4, type Socket } from 'node:net';
+import net, { BlockList, isIPv4, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Failure } from '../errors.js';
-import { listenOn } from '../listen.js';
+import { listenOn, type ListenOptions } from '../listen.js';
 import type { Logger } from '../log/logger.js';
 import type { RouteSnapshot, RouteStore } from '../sync/route-store.js';
 import { decide, formatUpstream, type Upstream } from './decide.js';
+import { SharedConnectionLimit } from './connection-limit.js';
 import { onExchangeClose, ProxyResponse, UpgradeExchange, type Exchange, type ExchangeSink, type PlainExchange } from './exchange.js';
 import type { Forwarder } from './forward.js';
 import type { H2Response } from './h2-exchange.js';
 import { H2Sessions } from './h2-sessions.js';
 import { clientAddress, hasLoopMark, requestIdOf, upstreamHeaders } from './headers.js';
-import type { HealthChecker, HealthResult } from './health.js';
+import type { HealthResult, HealthView } from './health.js';
 import { NO_OBSERVER, type ProxyObserver, type RouteKind } from './observer.js';
 import { checkRequest, type RefusalCode } from './request-checks.js';
 import { challengeAnswer, httpsLocation, plainForClient, sendChallenge, sendRedirect } from './plain-http.js';
@@ -30,8 +31,9 @@ export interface ClientTimeouts {
 }
 
 export interface ProxyServerOptions {
-  readonly store: RouteStore;
-  readonly health: HealthChecker;
+  /** Where the current snapshot is read (a worker thread's holds the versions the main thread sends). */
+  readonly store: Pick<RouteStore, 'current'>;
+  readonly health: HealthView;
   readonly forwarder: Forwarder;
   readonly regionId: string;
   readonly crossRegionPort: number;
@@ -42,7 +44,11 @@ export interface ProxyServerOptions {
   readonly timeouts: ClientTimeouts;
   /** CIDRs whose X-Forwarded-For is trusted besides the regions' load balancers (`10.0.0.0/8`). */
   readonly trustedProxies: readonly string[];
-  /** Client connections accepted at once (connection-limit.ts); more are closed on arrival and logged. undefined = no limit. */
+  /**
+   * Client connections accepted at once (connection-limit.ts), on this server's port and the
+   * listeners added with `shareConnectionLimit` (HTTPS) together; more are closed on arrival and
+   * logged. undefined = no limit.
+   */
   readonly maxConnections?: number;
   /**
    * The public HTTPS port, when plain-HTTP requests for a name with a certificate are redirected
@@ -56,6 +62,13 @@ const DROP_LOG_INTERVAL_MS = 10_000;
 
 /** What a CONNECT request (a forward-proxy tunnel, on HTTP/1.1 or HTTP/2) is told: 405 with this Allow. */
 const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
+
+/**
+ * While draining, connections with no request in flight are closed this often, the first time
+ * this long after the drain began: a client that was between two requests when it began gets its
+ * next one answered (with `Connection: close`) instead of a reset.
+ */
+const DRAIN_IDLE_SWEEP_MS = 1000;
 
 /** Status reported for a request whose client went away before a response was sent (as nginx). */
 export const CLIENT_CLOSED_STATUS = 499;
@@ -86,6 +99,7 @@ export class ProxyServer implements ExchangeSink {
   readonly #upgradeSockets = new Set<Duplex>();
   /** HTTP/2 sessions on connections the HTTPS listener secured with ALPN `h2`. */
   readonly #h2: H2Sessions;
+  readonly #limit: SharedConnectionLimit | undefined;
   #draining = false;
   /** Connections dropped since the last 'client connection limit reached' line, and when that was. */
   #dropped = 0;
@@ -131,17 +145,23 @@ export class ProxyServer implements ExchangeSink {
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(req, socket, head));
     this.#h2 = new H2Sessions({
       idleTimeoutMs: t.idleTimeoutMs,
+      requestTimeoutMs: t.requestTimeoutMs,
       onRequest: (_req, res) => this.#handle(res),
       onConnect: (_req, res) => this.#refuseH2Connect(res),
     });
-    if (opts.maxConnections !== undefined) {
-      this.server.maxConnections = opts.maxConnections;
-      this.server.on('drop', () => this.#connectionDropped());
-    }
+    this.#limit = opts.maxConnections === undefined ? undefined : new SharedConnectionLimit(opts.maxConnections);
+    this.shareConnectionLimit(this.server);
   }
 
-  listen(host: string | undefined, port: number): Promise<{ address: string; port: number }> {
-    return listenOn(this.server, host, port);
+  /** Another listener that feeds this server (the HTTPS port): its connections count in the same client connection limit. */
+  shareConnectionLimit(listener: Server): void {
+    if (this.#limit === undefined) return;
+    this.#limit.add(listener);
+    listener.on('drop', () => this.#connectionDropped());
+  }
+
+  listen(host: string | undefined, port: number, opts?: ListenOptions): Promise<{ address: string; port: number }> {
+    return listenOn(this.server, host, port, opts);
   }
 
   /**
@@ -150,10 +170,8 @@ export class ProxyServer implements ExchangeSink {
    * Either way the same flow and timeouts, and the drain sees it.
    */
   acceptSecure(socket: TLSSocket): void {
-    if (this.#draining) {
-      socket.destroy();
-      return;
-    }
+    // While draining too: its client connected before the listener closed, and its request is
+    // answered as any other then (HTTP/1.1 with Connection: close, HTTP/2 with GOAWAY).
     if (socket.alpnProtocol === 'h2') this.#h2.accept(socket);
     else this.server.emit('connection', socket);
   }
@@ -172,15 +190,18 @@ export class ProxyServer implements ExchangeSink {
     this.#draining = true;
     // Connections the HTTPS listener hands over are not the HTTP server's own: its close() does
     // not wait for them, their listener's close (`alsoClosing`) does.
-    const closed = Promise.all([new Promise<void>((resolve) => this.server.close(() => resolve())), ...alsoClosing]);
-    this.server.closeIdleConnections();
+    const closed = Promise.all([this.#closeListener(), ...alsoClosing]);
     this.#h2.close();
+    const sweep = setInterval(() => this.server.closeIdleConnections(), Math.min(DRAIN_IDLE_SWEEP_MS, timeoutMs));
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(false), timeoutMs);
     });
     const finished = await Promise.race([closed.then(() => true), timedOut]);
     clearTimeout(timer);
+    clearInterval(sweep);
+    // http.Server's own close: it also stops the timer that checks the client timeouts.
+    this.server.close();
     if (!finished) {
       this.server.closeAllConnections();
       for (const socket of this.#upgradeSockets) socket.destroy();
@@ -188,6 +209,21 @@ export class ProxyServer implements ExchangeSink {
       await closed;
     }
     return finished;
+  }
+
+  /**
+   * Closes the listening socket at once, so the kernel gives new connections only to another
+   * process on the port (reusePort), and resolves when the server's own connections are gone.
+   * Not http.Server's close(): it also closes every idle connection at once, which resets one
+   * whose client is sending its next request; the drain's sweep closes those later.
+   */
+  #closeListener(): Promise<void> {
+    return new Promise((resolve) => net.Server.prototype.close.call(this.server, () => resolve()));
+  }
+
+  /** Draining: no new connection, every response closes its connection. */
+  get draining(): boolean {
+    return this.#draining;
   }
 
   // ---- the request flow ----------------------------------------------------------------------
@@ -274,8 +310,9 @@ export class ProxyServer implements ExchangeSink {
 
   /** A plain-HTTP request (as the client sent it) for a name that has a certificate: 308 to https. */
   #redirected(x: ProxyResponse, snapshot: RouteSnapshot, host: string): boolean {
+    if (isSecure(x.req)) return false;
     const port = this.#opts.redirectToHttpsPort?.();
-    if (port === undefined || isSecure(x.req) || !plainForClient(x.req, this.#trustedPeer(x.req, snapshot))) return false;
+    if (port === undefined || !plainForClient(x.req, this.#trustedPeer(x.req, snapshot))) return false;
     const location = httpsLocation(host, x.req.url, snapshot.tls, port, Date.now());
     if (location === undefined) return false;
     x.kind = 'https-redirect';

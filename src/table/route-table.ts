@@ -1,5 +1,6 @@
 import { hashKey } from './sharded-map.js';
 import type { Route } from './route.js';
+import { TargetPack, TargetView, type PackedTargets, type Target } from './target-pack.js';
 
 /**
  * The route table the request path reads, in a few large buffers instead of a million objects
@@ -23,9 +24,9 @@ import type { Route } from './route.js';
  *
  * A `RouteTable` is one version, immutable: what it reads (its host count, slot array, page list
  * and overlay) is fixed when it is committed, and every later write goes where it does not look.
- * The buffers are SharedArrayBuffers, so another thread can be handed one version (issue 14):
- * the buffers once, then per version the page list and the overlay. Targets are JS objects for
- * now (as many as VMs, not routes); a thread would need them packed too.
+ * The buffers are SharedArrayBuffers, targets included (target-pack.ts), so another thread can be
+ * handed one version without a copy (issue 14): `describe()` is a plain value `postMessage` shares,
+ * `RouteTable.open()` reads it in the other thread (read-only: it cannot be edited there).
  */
 export interface RouteReader {
   readonly size: number;
@@ -37,12 +38,9 @@ export interface RouteReader {
   forEach(fn: (route: Route, host: string) => void): void;
 }
 
-/** One route's target, without the host (shared by every host routed to it). */
-interface Target {
-  readonly vmIp: string;
-  readonly vmPort: number;
-  readonly vmRegionId: string;
-  readonly regionPublicIp: string;
+/** Where a version's targets come from: the store's own objects, or a thread's view of them. */
+interface Targets {
+  at(index: number): Target;
 }
 
 const PAGE_BITS = 12;
@@ -80,6 +78,8 @@ class Store {
   used = 0;
   hosts = 0;
   readonly targets: Target[] = [];
+  /** The targets again, in shared buffers, for other threads. */
+  readonly pack = new TargetPack();
   /** VM address → port → the targets with both (usually one): interning without building a key string per route. */
   readonly #byAddress = new Map<string, Map<number, number[]>>();
   tip: RouteTable | undefined;
@@ -113,9 +113,15 @@ class Store {
       if (t.vmRegionId === vmRegionId && t.regionPublicIp === regionPublicIp) return id;
     }
     const id = this.targets.length;
-    this.targets.push(Object.freeze({ vmIp, vmPort, vmRegionId, regionPublicIp }));
+    const target = Object.freeze({ vmIp, vmPort, vmRegionId, regionPublicIp });
+    this.targets.push(target);
+    this.pack.append(target);
     ids.push(id);
     return id;
+  }
+
+  at(index: number): Target {
+    return this.targets[index]!;
   }
 
   /** Appends `host` (known to be absent) and lists it in the slots; returns its id. */
@@ -172,7 +178,9 @@ function hashOfId(bytes: Uint8Array, starts: Uint32Array, id: number): number {
 
 /** What one version reads. */
 interface Version {
-  readonly store: Store;
+  /** The store it was written in; undefined for a version opened from another thread's descriptor. */
+  readonly store: Store | undefined;
+  readonly targets: Targets;
   readonly bytes: Uint8Array;
   readonly starts: Uint32Array;
   readonly slots: Int32Array;
@@ -185,6 +193,19 @@ interface Version {
   readonly overlay: readonly Int32Array[];
   readonly overlayCount: number;
   readonly size: number;
+}
+
+/** One version as another thread is handed it (see RouteTable.describe / open): shared buffers and counts only. */
+export interface RouteTableDescriptor {
+  readonly bytes: Uint8Array;
+  readonly starts: Uint32Array;
+  readonly slots: Int32Array;
+  readonly hosts: number;
+  readonly pages: readonly Uint32Array[];
+  readonly overlay: readonly Int32Array[];
+  readonly overlayCount: number;
+  readonly size: number;
+  readonly targets: PackedTargets;
 }
 
 /** Ids the overlay holds before the pages holding most of them are folded in. */
@@ -337,10 +358,27 @@ export class RouteTable implements RouteReader {
   }
 
   /** Internal: the version made by a builder or an editor. */
-  static commitVersion(v: Version): RouteTable {
+  static commitVersion(v: Version & { store: Store }): RouteTable {
     const table = new RouteTable(v);
     v.store.tip = table;
     return table;
+  }
+
+  /**
+   * Opens a version another thread described (`describe()`), read-only. `previous`: the version
+   * this thread read before, whose decoded targets are reused when it came from the same store.
+   */
+  static open(d: RouteTableDescriptor, previous?: RouteTable): RouteTable {
+    const prior = previous === undefined ? undefined : previous.#v.targets;
+    const targets = new TargetView(d.targets, prior instanceof TargetView ? prior : undefined);
+    return new RouteTable({ ...d, store: undefined, targets });
+  }
+
+  /** This version as a plain value of shared buffers: `postMessage` shares it, nothing is copied. */
+  describe(): RouteTableDescriptor {
+    const { bytes, starts, slots, hosts, pages, overlay, overlayCount, size, targets } = this.#v;
+    const packed = targets instanceof TargetView ? targets.packed : this.#v.store!.pack.packed();
+    return { bytes, starts, slots, hosts, pages, overlay, overlayCount, size, targets: packed };
   }
 
   get size(): number {
@@ -426,6 +464,7 @@ export class RouteTable implements RouteReader {
 
   /** Starts a batch of changes; this version stays as it is. */
   edit(): RouteTableEditor {
+    if (this.#v.store === undefined) throw new Error('RouteTable.edit(): a version opened from a descriptor is read-only');
     return new RouteTableEditor(this, this.#v);
   }
 
@@ -444,7 +483,7 @@ export class RouteTable implements RouteReader {
   #route(id: number, host: string): Route | undefined {
     const t = this.#targetOf(id);
     if (t === 0) return undefined;
-    const target = this.#v.store.targets[t - 1]!;
+    const target = this.#v.targets.at(t - 1);
     return { host, vmIp: target.vmIp, vmPort: target.vmPort, vmRegionId: target.vmRegionId, regionPublicIp: target.regionPublicIp };
   }
 }
@@ -528,6 +567,7 @@ export class RouteTableBuilder {
     const s = this.#store;
     return RouteTable.commitVersion({
       store: s,
+      targets: s,
       bytes: s.bytes,
       starts: s.starts,
       slots: s.slots,
@@ -566,7 +606,7 @@ export class RouteTableEditor {
     const id = this.#base.idOf(host);
     if (id < 0) return undefined;
     const t = this.#writes.get(id) ?? targetOf(this.#v, id);
-    return t === 0 ? undefined : { host, ...this.#v.store.targets[t - 1]! };
+    return t === 0 ? undefined : { host, ...this.#v.targets.at(t - 1) };
   }
 
   set(host: string, route: Route): void {
@@ -582,7 +622,7 @@ export class RouteTableEditor {
     this.#committed = true;
     if (this.#writes.size === 0 && this.#added.size === 0) return this.#base;
     const v = this.#v;
-    let store = v.store;
+    let store = v.store!;
     if (store.tip !== this.#base || store.hosts !== v.hosts) store = Store.fork(this.#base, v.hosts, v.starts[v.hosts]!, store);
     for (const [host, route] of this.#added) {
       if (route !== undefined) this.#writes.set(store.addHost(host), store.intern(route) + 1); // added and deleted again: never listed
@@ -590,6 +630,7 @@ export class RouteTableEditor {
     const { pages, overlay, overlayCount } = withWrites(v, this.#writes);
     return RouteTable.commitVersion({
       store,
+      targets: store,
       bytes: store.bytes,
       starts: store.starts,
       slots: store.slots,
@@ -613,6 +654,6 @@ export class RouteTableEditor {
     }
     const had = (this.#writes.get(id) ?? targetOf(this.#v, id)) !== 0;
     this.#size += (route === undefined ? 0 : 1) - (had ? 1 : 0);
-    this.#writes.set(id, route === undefined ? 0 : this.#v.store.intern(route) + 1);
+    this.#writes.set(id, route === undefined ? 0 : this.#v.store!.intern(route) + 1);
   }
 }

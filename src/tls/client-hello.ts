@@ -45,7 +45,8 @@ export function readClientHello(bytes: Buffer): ClientHelloRead {
 
 /**
  * The first handshake message, joined from as many handshake records as it spans (a ClientHello
- * with a post-quantum key share can exceed one TCP segment; very large ones span records).
+ * with a post-quantum key share can exceed one TCP segment; very large ones span records). A
+ * hello within its first record (the usual case) is read where it lies, not copied.
  */
 function handshakeBytes(bytes: Buffer): { kind: 'bytes'; body: Buffer } | ClientHelloRead {
   const parts: Buffer[] = [];
@@ -67,41 +68,82 @@ function handshakeBytes(bytes: Buffer): { kind: 'bytes'; body: Buffer } | Client
       need = 4 + head.readUIntBE(1, 3);
       if (need > MAX_CLIENT_HELLO) return invalid('a ClientHello larger than 64 KiB');
     }
-    if (need >= 0 && have >= need) return { kind: 'bytes', body: Buffer.concat(parts).subarray(4, need) };
+    if (need >= 0 && have >= need)
+      return { kind: 'bytes', body: (parts.length === 1 ? parts[0]! : Buffer.concat(parts)).subarray(4, need) };
   }
 }
 
-/** A bounds-checked reader: every read past the end throws, and parseHello turns that into 'invalid'. */
+/**
+ * A bounds-checked reader over `bytes[at, end)`: every read past the end throws, and parseHello
+ * turns that into 'invalid'. Offsets only, so reading a hello allocates no buffer.
+ */
 class Reader {
-  #at = 0;
-  constructor(readonly bytes: Buffer) {}
+  #at: number;
+  constructor(
+    readonly bytes: Buffer,
+    at = 0,
+    readonly end = bytes.length,
+  ) {
+    this.#at = at;
+  }
 
   get done(): boolean {
-    return this.#at === this.bytes.length;
+    return this.#at === this.end;
+  }
+
+  /** Bytes left. */
+  get length(): number {
+    return this.end - this.#at;
   }
 
   skip(n: number): void {
-    this.take(n);
+    this.#need(n);
+    this.#at += n;
   }
 
   u8(): number {
-    return this.take(1)[0]!;
+    this.#need(1);
+    return this.bytes[this.#at++]!;
   }
 
   u16(): number {
-    return this.take(2).readUInt16BE(0);
+    this.#need(2);
+    const value = this.bytes.readUInt16BE(this.#at);
+    this.#at += 2;
+    return value;
   }
 
-  /** A vector with a length prefix of `lengthBytes` (1 or 2), as a reader of its own. */
+  /** A vector with a length prefix of `lengthBytes` (1 or 2), as a reader of its own; this one moves past it. */
   vector(lengthBytes: 1 | 2): Reader {
-    return new Reader(this.take(lengthBytes === 1 ? this.u8() : this.u16()));
+    const n = lengthBytes === 1 ? this.u8() : this.u16();
+    this.#need(n);
+    const inner = new Reader(this.bytes, this.#at, this.#at + n);
+    this.#at += n;
+    return inner;
   }
 
-  take(n: number): Buffer {
-    if (this.#at + n > this.bytes.length) throw new RangeError('truncated');
-    const out = this.bytes.subarray(this.#at, this.#at + n);
-    this.#at += n;
+  /** Moves past a vector with a length prefix of `lengthBytes`; returns its length. */
+  skipVector(lengthBytes: 1 | 2): number {
+    const n = lengthBytes === 1 ? this.u8() : this.u16();
+    this.skip(n);
+    return n;
+  }
+
+  /** The bytes left, as latin1 text (what is left is consumed). */
+  text(): string {
+    const out = this.bytes.toString('latin1', this.#at, this.end);
+    this.#at = this.end;
     return out;
+  }
+
+  /** Some byte left is a control character, a space or not ASCII. */
+  get hasNonPrintable(): boolean {
+    for (let i = this.#at; i < this.end; i++) if (this.bytes[i]! <= 0x20 || this.bytes[i]! >= 0x7f) return true;
+    return false;
+  }
+
+  #need(n: number): void {
+    if (this.#at + n > this.end) throw new RangeError('truncated');
   }
 }
 
@@ -109,9 +151,9 @@ function parseHello(body: Buffer): ClientHelloRead {
   try {
     const r = new Reader(body);
     r.skip(2 + 32); // legacy_version, random
-    r.vector(1); // legacy_session_id
-    if (r.vector(2).bytes.length < 2) return invalid('a ClientHello without cipher suites');
-    r.vector(1); // legacy_compression_methods
+    r.skipVector(1); // legacy_session_id
+    if (r.skipVector(2) < 2) return invalid('a ClientHello without cipher suites');
+    r.skipVector(1); // legacy_compression_methods
     let serverName: string | undefined;
     let alpn: string[] = [];
     if (r.done) return { kind: 'hello', serverName, alpn }; // no extensions at all (old clients)
@@ -120,14 +162,17 @@ function parseHello(body: Buffer): ClientHelloRead {
     const seen = new Set<number>();
     while (!extensions.done) {
       const type = extensions.u16();
-      const data = extensions.vector(2);
+      // Only the two extensions read here get a reader; the others are stepped over.
+      const data = type === EXT_SERVER_NAME || type === EXT_ALPN ? extensions.vector(2) : undefined;
+      if (data === undefined) extensions.skipVector(2);
       if (seen.has(type)) return invalid(`extension ${type} sent twice`);
       seen.add(type);
+      if (data === undefined) continue;
       if (type === EXT_SERVER_NAME) {
         const name = readServerName(data);
         if (typeof name !== 'string' && name !== undefined) return name;
         serverName = name;
-      } else if (type === EXT_ALPN) {
+      } else {
         const protocols = readAlpn(data);
         if (!Array.isArray(protocols)) return protocols as ClientHelloRead;
         alpn = protocols;
@@ -145,25 +190,28 @@ function readServerName(data: Reader): string | undefined | ClientHelloRead {
   let name: string | undefined;
   while (!list.done) {
     const type = list.u8();
-    const value = list.vector(2).bytes;
-    if (type !== HOST_NAME) continue; // other name types are unused and may be ignored
+    if (type !== HOST_NAME) {
+      list.skipVector(2); // other name types are unused and may be ignored
+      continue;
+    }
+    const value = list.vector(2);
     if (name !== undefined) return invalid('two host names in SNI');
     if (value.length === 0) return invalid('an empty host name in SNI');
     // A host_name is ASCII (RFC 6066: "the DNS hostname ... without a trailing dot", A-labels).
-    for (const b of value) if (b <= 0x20 || b >= 0x7f) return invalid('a byte in the SNI host name that no host name has');
-    name = value.toString('latin1');
+    if (value.hasNonPrintable) return invalid('a byte in the SNI host name that no host name has');
+    name = value.text();
   }
   return name;
 }
 
 function readAlpn(data: Reader): string[] | ClientHelloRead {
   const list = data.vector(2);
-  if (!data.done || list.bytes.length === 0) return invalid('a malformed ALPN extension');
+  if (!data.done || list.length === 0) return invalid('a malformed ALPN extension');
   const out: string[] = [];
   while (!list.done) {
-    const name = list.vector(1).bytes;
+    const name = list.vector(1);
     if (name.length === 0) return invalid('an empty ALPN protocol name');
-    out.push(name.toString('latin1'));
+    out.push(name.text());
   }
   return out;
 }

@@ -1,6 +1,6 @@
 import type net from 'node:net';
 import type tls from 'node:tls';
-import { listenOn } from '../listen.js';
+import { listenOn, type ListenOptions } from '../listen.js';
 import type { Logger } from '../log/logger.js';
 import { CertificateIndex } from './certificate-index.js';
 import type { LoadedCertificate } from './certificate.js';
@@ -44,11 +44,14 @@ const NO_CERTIFICATES = CertificateIndex.empty<LoadedCertificate>();
  */
 export class HttpsListener {
   readonly #opts: HttpsListenerOptions;
-  readonly #server: net.Server;
+  /** The TCP listener (the client connection limit is shared with the HTTP port's through it). */
+  readonly server: net.Server;
+  /** Known once listening: read on every plain request that may be redirected, so not a getsockname each time. */
+  #port: number | undefined;
 
   constructor(opts: HttpsListenerOptions) {
     this.#opts = opts;
-    this.#server = createTlsFront({
+    this.server = createTlsFront({
       select: (hello) => this.#select(hello),
       alpn: ALPN_PROTOCOLS,
       handshakeTimeoutMs: opts.handshakeTimeoutMs,
@@ -79,18 +82,20 @@ export class HttpsListener {
     );
   }
 
-  listen(host: string | undefined, port: number): Promise<{ address: string; port: number }> {
-    return listenOn(this.#server, host, port);
+  async listen(host: string | undefined, port: number, opts?: ListenOptions): Promise<{ address: string; port: number }> {
+    const listening = await listenOn(this.server, host, port, opts);
+    this.#port = listening.port;
+    return listening;
   }
 
-  /** The port it listens on; undefined before listen(). */
+  /** The port it listens on; undefined before listen() and after close(). */
   get port(): number | undefined {
-    const a = this.#server.address();
-    return a !== null && typeof a === 'object' ? a.port : undefined;
+    return this.#port;
   }
 
   /** Stops accepting connections; those already secured belong to the HTTP server's drain. */
   close(): Promise<void> {
-    return new Promise((resolve) => this.#server.close(() => resolve()));
+    this.#port = undefined;
+    return new Promise((resolve) => this.server.close(() => resolve()));
   }
 }

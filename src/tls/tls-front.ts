@@ -53,21 +53,30 @@ function alert(description: number): Buffer {
 const UNRECOGNIZED_NAME = alert(112);
 const DECODE_ERROR = alert(50);
 
+/** The options, and the ALPN list in its wire form, built once for every connection (Node converts a string list per socket). */
+interface Front extends TlsFrontOptions {
+  readonly alpnWire: Buffer;
+}
+
 export function createTlsFront(opts: TlsFrontOptions): net.Server {
-  return net.createServer({ noDelay: true }, (socket) => new PendingHandshake(socket, opts).start());
+  const front: Front = {
+    ...opts,
+    alpnWire: Buffer.concat(opts.alpn.map((p) => Buffer.concat([Buffer.from([p.length]), Buffer.from(p, 'latin1')]))),
+  };
+  return net.createServer({ noDelay: true }, (socket) => new PendingHandshake(socket, front).start());
 }
 
 /** One connection from its first byte until TLS takes it over (or it is refused). */
 class PendingHandshake {
   readonly #socket: net.Socket;
-  readonly #opts: TlsFrontOptions;
+  readonly #opts: Front;
   #buffered: Buffer = Buffer.alloc(0);
   #timer: NodeJS.Timeout | undefined;
   #secured: tls.TLSSocket | undefined;
   #done = false;
   readonly #onData = (chunk: Buffer): void => this.#read(chunk);
 
-  constructor(socket: net.Socket, opts: TlsFrontOptions) {
+  constructor(socket: net.Socket, opts: Front) {
     this.#socket = socket;
     this.#opts = opts;
   }
@@ -119,7 +128,7 @@ class PendingHandshake {
     const socket = this.#socket;
     // The hello goes back in front of the stream for OpenSSL to read it as if nothing had looked.
     socket.unshift(this.#buffered);
-    const secured = new tls.TLSSocket(socket, { isServer: true, secureContext, ALPNProtocols: [...this.#opts.alpn] });
+    const secured = new tls.TLSSocket(socket, { isServer: true, secureContext, ALPNProtocols: this.#opts.alpnWire });
     this.#secured = secured;
     const failed = (err: Error): void => this.#refuse('handshake-failed', err.message, undefined, serverName);
     secured.once('error', failed);

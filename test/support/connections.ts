@@ -12,6 +12,8 @@ export class HeldConnection {
   #buf = '';
   #waiting: { resolve: (status: number) => void; reject: (err: Error) => void } | undefined;
   #isClosed = false;
+  /** The head (status line and headers) of the last whole response. */
+  lastHead = '';
 
   constructor(socket: net.Socket) {
     this.socket = socket;
@@ -52,6 +54,7 @@ export class HeldConnection {
       : end + 4 + Number(/\r\ncontent-length: *(\d+)\r\n/i.exec(head)?.[1] ?? 0);
     if (bodyEnd < 0 || this.#buf.length < bodyEnd) return;
     this.#buf = this.#buf.slice(bodyEnd);
+    this.lastHead = head;
     const waiting = this.#waiting;
     this.#waiting = undefined;
     waiting.resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0));

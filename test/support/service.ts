@@ -33,6 +33,8 @@ export async function startTestService(overrides: Partial<Config> & { databaseUr
     httpsAddr: undefined,
     // Never a real CA from a test: a test that issues names its test CA's directory.
     acmeDirectoryUrl: undefined,
+    // The main thread serves (the code path EDGEPROXY_WORKERS=1 runs); test/workers.test.ts starts workers.
+    workers: 1,
     ...overrides,
   };
   const logs: LogLine[] = [];

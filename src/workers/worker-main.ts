@@ -1,0 +1,109 @@
+/**
+ * A worker thread of `edgeproxy serve` (EDGEPROXY_WORKERS > 1): the public HTTP port's request
+ * flow, listening with reusePort beside the other workers, routing from the versions of the route
+ * table the main thread sends (shared buffers: swapped whole, one version per request), health
+ * from the main thread's board. Its logs go to the main thread's output with `worker`; its
+ * request metrics are summed into the main thread's /metrics.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { createRequestPath } from '../cli/request-path.js';
+import { createLogger } from '../log/logger.js';
+import { WorkerMetrics } from '../metrics/metrics.js';
+import type { HealthResult, HealthTarget } from '../proxy/health.js';
+import type { RouteSnapshot } from '../sync/route-store.js';
+import { RouteTable } from '../table/route-table.js';
+import { EMPTY_TLS } from '../tls/tls-state.js';
+import { SharedHealth } from './health-board.js';
+import type { FromWorker, SnapshotMessage, ToWorker, WorkerInit } from './messages.js';
+import { tlsForPlainPort } from './plain-tls.js';
+
+const init = workerData as WorkerInit;
+const port = parentPort!;
+const send = (m: FromWorker): void => port.postMessage(m);
+const { config } = init;
+
+// Lines go to the main thread, which writes them where its own go (one output, in order per thread).
+const logger = createLogger(config.logLevel, { write: (line: string) => send({ type: 'log', line: line.trimEnd() }) }).child({
+  worker: init.id,
+});
+const metrics = new WorkerMetrics();
+let requests = 0;
+const observer = {
+  ...metrics.observer,
+  request: (...args: Parameters<typeof metrics.observer.request>) => {
+    requests += 1;
+    metrics.observer.request(...args);
+  },
+};
+
+const view: { current: RouteSnapshot | undefined } = { current: undefined };
+const asked = new Map<number, (answer: { result: HealthResult; slot: number }) => void>();
+let asks = 0;
+const health = new SharedHealth(
+  init.healthBoard,
+  {
+    check: (t: HealthTarget) =>
+      new Promise((resolve) => {
+        asked.set(++asks, resolve);
+        send({ type: 'health-check', ask: asks, ip: t.ip, port: t.port });
+      }),
+    mark: (t, reason) => send({ type: 'health-mark', ip: t.ip, port: t.port, reason }),
+  },
+  config.healthCacheTtlMs,
+  config.healthTimeoutMs,
+);
+const { proxy, forwarder } = createRequestPath(config, logger, {
+  store: view,
+  health,
+  observer,
+  httpsPort: () => init.redirectPort,
+  threads: config.workers,
+});
+
+/** The main thread's newest version: opened over the shared buffers, swapped whole. */
+function apply(m: SnapshotMessage): void {
+  const prev = view.current;
+  view.current = Object.freeze({
+    routes: RouteTable.open(m.routes, prev?.routes),
+    regionAddresses: m.regionAddresses,
+    tls: m.tls === undefined ? (prev?.tls ?? EMPTY_TLS) : tlsForPlainPort(m.tls),
+    generation: m.generation,
+    source: m.source,
+    publishedAt: m.publishedAt,
+    position: m.position,
+  });
+  send({ type: 'applied', generation: m.generation, requests });
+}
+
+async function drain(timeoutMs: number): Promise<void> {
+  const draining = proxy.drain(timeoutMs);
+  send({ type: 'closed' }); // drain() has closed the listener: the main thread may say so
+  const drained = await draining;
+  forwarder.close();
+  send({ type: 'drained', drained });
+  port.close(); // nothing left: the thread ends
+}
+
+port.on('message', (m: ToWorker) => {
+  switch (m.type) {
+    case 'snapshot':
+      return apply(m);
+    case 'health':
+      asked.get(m.ask)?.({ result: m.result, slot: m.slot });
+      asked.delete(m.ask);
+      return;
+    case 'metrics':
+      void metrics.registry.getMetricsAsJSON().then((json) => send({ type: 'metrics', ask: m.ask, metrics: json, requests }));
+      return;
+    case 'drain':
+      void drain(m.timeoutMs);
+      return;
+  }
+});
+
+const listening = await proxy.listen(config.httpAddr.host, init.port, { reusePort: true });
+logger.info(
+  { address: listening.address, port: listening.port, maxClientConnections: proxy.server.maxConnections ?? null },
+  'worker listening',
+);
+send({ type: 'listening', port: listening.port });

@@ -1,0 +1,278 @@
+/**
+ * The main thread's side of the worker threads (EDGEPROXY_WORKERS > 1): starts them (the first
+ * on the configured port, the others on the port it got, all with reusePort), sends each
+ * published snapshot to every one, answers their health questions from the one HealthChecker,
+ * relays their log lines, collects their metrics, restarts one that dies (with backoff: only the
+ * requests it had in flight fail) and drains them on stop.
+ */
+import { Worker } from 'node:worker_threads';
+import type { Config } from '../config/config.js';
+import type { Logger } from '../log/logger.js';
+import type { MetricsJson } from '../metrics/summed.js';
+import type { HealthChecker } from '../proxy/health.js';
+import { retryDelayMs } from '../sync/backoff.js';
+import type { RouteSnapshot } from '../sync/route-store.js';
+import type { TlsSnapshot } from '../tls/tls-state.js';
+import type { HealthBoard } from './health-board.js';
+import type { FromWorker, SnapshotMessage, ToWorker, WorkerInit } from './messages.js';
+import { plainTls } from './plain-tls.js';
+
+export interface WorkerPoolOptions {
+  readonly config: Config;
+  readonly logger: Logger;
+  /** Where the workers' log lines are written (the main logger's destination). */
+  readonly writeLog: (line: string) => void;
+  readonly health: HealthChecker;
+  readonly board: HealthBoard;
+  /** Where plain-HTTP requests for a name with a certificate are redirected (asked when a worker starts). */
+  readonly redirectPort: () => number | undefined;
+  /** The newest snapshot, sent to a worker as soon as it listens. */
+  readonly current: () => RouteSnapshot | undefined;
+}
+
+/** One worker as the admin API shows it. */
+export interface WorkerStatus {
+  readonly worker: number;
+  readonly threadId: number;
+  /** The last table generation the worker said it swapped in. */
+  readonly generation: number;
+  /** Requests it answered since it (re)started. */
+  readonly requests: number;
+  /** Health questions it sent the main thread (the rest it read from the board). */
+  readonly healthAsks: number;
+  readonly restarts: number;
+}
+
+/** Restart delays: doubling from 100 ms to 10 s; a worker that served for a minute starts the count again. */
+const RESTART_MIN_MS = 100;
+const RESTART_MAX_MS = 10_000;
+const STABLE_MS = 60_000;
+/** How long a scrape waits for a worker's metrics (one that does not answer is left out of this scrape). */
+const METRICS_WAIT_MS = 2_000;
+
+const entry = new URL(import.meta.url.endsWith('.ts') ? './worker-main.ts' : './worker-main.js', import.meta.url);
+
+class WorkerSlot {
+  worker: Worker | undefined;
+  startedAt = 0;
+  failures = 0;
+  restarts = 0;
+  generation = 0;
+  requests = 0;
+  healthAsks = 0;
+  lastTls: TlsSnapshot | undefined;
+  /** Metrics of this slot's earlier lives (a restart starts its counters at 0; the process's must not go back). */
+  retired: MetricsJson[] = [];
+  last: MetricsJson | undefined;
+  restartTimer: NodeJS.Timeout | undefined;
+  constructor(readonly id: number) {}
+}
+
+export class WorkerPool {
+  readonly #opts: WorkerPoolOptions;
+  readonly #workerConfig: Config;
+  readonly #slots: WorkerSlot[];
+  readonly #asks = new Map<number, (m: Extract<FromWorker, { type: 'metrics' }>) => void>();
+  #port = 0;
+  #asked = 0;
+  #stopping = false;
+
+  constructor(opts: WorkerPoolOptions) {
+    this.#opts = opts;
+    // A worker never connects to the database nor opens a sealed key: it is not given their secrets.
+    this.#workerConfig = { ...opts.config, databaseUrl: '', primaryDatabaseUrl: undefined, tlsStorageKey: undefined };
+    this.#slots = Array.from({ length: opts.config.workers }, (_, i) => new WorkerSlot(i + 1));
+  }
+
+  /** Starts every worker; resolves with the public port once all listen, rejects if one cannot. */
+  async start(): Promise<number> {
+    this.#port = this.#opts.config.httpAddr.port;
+    this.#port = await this.#spawn(this.#slots[0]!);
+    await Promise.all(this.#slots.slice(1).map((s) => this.#spawn(s)));
+    return this.#port;
+  }
+
+  /** Every worker swaps to `snapshot` (the same shared buffers; only the version's small parts are sent). */
+  publish(snapshot: RouteSnapshot): void {
+    for (const slot of this.#slots) if (slot.worker !== undefined) this.#send(slot, snapshot);
+  }
+
+  /** Each worker's view (asked now: generation swapped in, requests answered), for GET /workers. */
+  async status(): Promise<WorkerStatus[]> {
+    await this.collect();
+    return this.#slots.map((s) => ({
+      worker: s.id,
+      threadId: s.worker?.threadId ?? -1,
+      generation: s.generation,
+      requests: s.requests,
+      healthAsks: s.healthAsks,
+      restarts: s.restarts,
+    }));
+  }
+
+  /** Each worker's request metrics (this life's and its earlier lives'), for the main thread's /metrics. */
+  async collect(): Promise<MetricsJson[]> {
+    const lives = await Promise.all(this.#slots.map((s) => this.#metricsOf(s)));
+    return lives.flat();
+  }
+
+  /** Ends worker `id`'s thread as a crash would (tests: a worker that dies is restarted). */
+  async terminate(id: number): Promise<void> {
+    await this.#slots[id - 1]?.worker?.terminate();
+  }
+
+  /**
+   * Stops the workers' listeners and lets their requests finish for up to `timeoutMs`: `closed`
+   * resolves once every worker has closed its listener, `drained` true when all requests finished.
+   */
+  drain(timeoutMs: number): { closed: Promise<void>; drained: Promise<boolean> } {
+    this.#stopping = true;
+    const each = this.#slots.map((s) => this.#drainOne(s, timeoutMs));
+    return {
+      closed: Promise.all(each.map((e) => e.closed)).then(() => undefined),
+      drained: Promise.all(each.map((e) => e.drained)).then((results) => results.every(Boolean)),
+    };
+  }
+
+  #spawn(slot: WorkerSlot): Promise<number> {
+    const o = this.#opts;
+    const init: WorkerInit = {
+      id: slot.id,
+      config: this.#workerConfig,
+      port: this.#port,
+      redirectPort: o.redirectPort(),
+      healthBoard: o.board.buffer,
+    };
+    const worker = new Worker(entry, { workerData: init });
+    slot.worker = worker;
+    slot.startedAt = performance.now();
+    slot.lastTls = undefined;
+    return new Promise((resolve, reject) => {
+      let listening = false;
+      worker.on('message', (m: FromWorker) => {
+        if (m.type === 'listening') {
+          listening = true;
+          const snapshot = o.current();
+          if (snapshot !== undefined) this.#send(slot, snapshot);
+          resolve(m.port);
+        } else this.#onMessage(slot, m);
+      });
+      worker.on('error', (err) => {
+        if (!listening) reject(err);
+        else o.logger.error({ worker: slot.id, err }, 'worker failed');
+      });
+      worker.on('exit', (code) => this.#onExit(slot, worker, code, listening));
+    });
+  }
+
+  #onMessage(slot: WorkerSlot, m: FromWorker): void {
+    const o = this.#opts;
+    switch (m.type) {
+      case 'log':
+        return o.writeLog(m.line);
+      case 'applied':
+        slot.generation = m.generation;
+        slot.requests = m.requests;
+        return;
+      case 'health-check': {
+        const target = { ip: m.ip, port: m.port };
+        slot.healthAsks += 1;
+        void o.health.check(target).then((result) => {
+          const answer = { type: 'health', ask: m.ask, result, slot: o.board.slotOf(target, o.health.last(target)) } as const;
+          this.#post(slot, answer);
+        });
+        return;
+      }
+      case 'health-mark':
+        return o.health.markUnhealthy({ ip: m.ip, port: m.port }, m.reason);
+      case 'metrics':
+        slot.requests = m.requests;
+        slot.last = m.metrics;
+        this.#asks.get(m.ask)?.(m);
+        this.#asks.delete(m.ask);
+        return;
+      case 'listening':
+      case 'closed':
+      case 'drained':
+        return;
+    }
+  }
+
+  #onExit(slot: WorkerSlot, worker: Worker, code: number, listened: boolean): void {
+    if (slot.worker !== worker) return;
+    slot.worker = undefined;
+    if (slot.last !== undefined) slot.retired.push(slot.last);
+    slot.last = undefined;
+    if (this.#stopping || !listened) return;
+    slot.failures = performance.now() - slot.startedAt >= STABLE_MS ? 1 : slot.failures + 1;
+    const delayMs = retryDelayMs(slot.failures, RESTART_MIN_MS, RESTART_MAX_MS, Math.random);
+    this.#opts.logger.error({ worker: slot.id, exitCode: code, delayMs }, 'worker exited; restarting it');
+    slot.restartTimer = setTimeout(() => this.#restart(slot), delayMs);
+  }
+
+  #restart(slot: WorkerSlot): void {
+    slot.restartTimer = undefined;
+    if (this.#stopping) return;
+    slot.restarts += 1;
+    this.#spawn(slot).then(
+      () => this.#opts.logger.info({ worker: slot.id, restarts: slot.restarts }, 'worker restarted'),
+      (err: unknown) => this.#opts.logger.error({ worker: slot.id, err }, 'worker failed'),
+    );
+  }
+
+  #send(slot: WorkerSlot, s: RouteSnapshot): void {
+    const tls = s.tls === slot.lastTls ? undefined : plainTls(s.tls);
+    slot.lastTls = s.tls;
+    const m: SnapshotMessage = {
+      type: 'snapshot',
+      routes: s.routes.describe(),
+      regionAddresses: s.regionAddresses,
+      generation: s.generation,
+      source: s.source,
+      publishedAt: s.publishedAt,
+      position: s.position,
+      tls,
+    };
+    this.#post(slot, m);
+  }
+
+  #post(slot: WorkerSlot, m: ToWorker): void {
+    slot.worker?.postMessage(m);
+  }
+
+  async #metricsOf(slot: WorkerSlot): Promise<MetricsJson[]> {
+    if (slot.worker === undefined) return slot.retired;
+    const ask = ++this.#asked;
+    const answer = new Promise<MetricsJson | undefined>((resolve) => {
+      const timer = setTimeout(() => resolve(slot.last), METRICS_WAIT_MS);
+      this.#asks.set(ask, (m) => {
+        clearTimeout(timer);
+        resolve(m.metrics);
+      });
+    });
+    this.#post(slot, { type: 'metrics', ask });
+    const current = await answer;
+    this.#asks.delete(ask);
+    return current === undefined ? slot.retired : [...slot.retired, current];
+  }
+
+  #drainOne(slot: WorkerSlot, timeoutMs: number): { closed: Promise<void>; drained: Promise<boolean> } {
+    clearTimeout(slot.restartTimer);
+    const worker = slot.worker;
+    if (worker === undefined) return { closed: Promise.resolve(), drained: Promise.resolve(true) };
+    let markClosed: () => void = () => undefined;
+    const closed = new Promise<void>((resolve) => (markClosed = resolve));
+    const drained = new Promise<boolean>((resolve) => {
+      worker.on('message', (m: FromWorker) => {
+        if (m.type === 'closed') markClosed();
+        if (m.type === 'drained') resolve(m.drained);
+      });
+      worker.once('exit', () => {
+        markClosed();
+        resolve(false);
+      });
+    });
+    this.#post(slot, { type: 'drain', timeoutMs });
+    return { closed, drained: drained.finally(() => worker.terminate()) };
+  }
+}
