@@ -18,6 +18,8 @@ import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { createPublicationSql } from '../src/db/publication.js';
+import { tlsTablesExist } from '../src/db/tls-rows.js';
 import { createDatabase, startPostgres, type PgServer } from '../test/support/postgres.js';
 
 const { values: args } = parseArgs({
@@ -84,7 +86,8 @@ async function seed(url: string, n: number, vmPort: number): Promise<void> {
          SELECT ${sqlUuid(4, 'i')}, 'd' || i || '.scale.test', ${sqlUuid(3, `i % ${VMS}`)}, now() FROM generate_series(0, ${n - 1}) AS i`,
       );
     }
-    await c.query('CREATE PUBLICATION edgeproxy FOR TABLE domains, deployments, vms, regions');
+    // The routing tables and, where they exist, the TLS tables, as `edgeproxy serve` requires.
+    await c.query(createPublicationSql('edgeproxy', await tlsTablesExist(c)));
     await c.query('VACUUM ANALYZE');
   } finally {
     await c.end();

@@ -1,5 +1,7 @@
-import { normaliseHost } from './host.js';
+import { type DomainBase, DomainRowsReader, hostOf } from './domain-base.js';
+import { DeltaIndex, type DeltaIndexEditor } from './delta-index.js';
 import { type IdSet, type IdSetDraft, idSetAdd, idSetDelete, idSetDraftAdd, idSetFinish, idSetValues } from './id-set.js';
+import { layered, type LayeredMap, type LayeredMapEditor } from './layered-map.js';
 import type { Duplicate } from './query-routes.js';
 import { compareRoutes, makeRoute, parseIp, preferred, type Route, type RouteResult, type RowProblem } from './route.js';
 import {
@@ -8,7 +10,8 @@ import {
   READ_COLUMNS,
   type RegionRow,
   type RowChange,
-  rowFromValues,
+  duplicateIdProblem,
+  readRow,
   type RowValues,
   type RowTypes,
   type SharedId,
@@ -27,6 +30,13 @@ export interface TableRows {
   readonly regions: readonly RowValues[];
 }
 
+/** Full table contents with the domain rows already read as they were received (the snapshot load does). */
+export interface ReceivedRows extends Omit<TableRows, 'domains'> {
+  readonly domains: DomainRowsReader;
+}
+
+type AnyRows = TableRows | ReceivedRows;
+
 export interface ApplyResult {
   readonly state: RowState;
   /** Hosts whose route was added, removed or changed. */
@@ -37,32 +47,42 @@ export interface ApplyResult {
 }
 
 interface Maps {
-  readonly domains: ShardedMap<DomainRow>;
+  /** The domain rows: the bootstrap's in columns (domain-base.ts), under the rows written since. */
+  readonly domains: LayeredMap<DomainRow>;
   readonly deployments: ShardedMap<DeploymentRow>;
   readonly vms: ShardedMap<VmRow>;
   readonly regions: ShardedMap<RegionRow>;
   /** normalised host → domain ids with that name */
-  readonly hostDomains: ShardedMap<IdSet>;
+  readonly hostDomains: DeltaIndex;
   /** deployment id → domain ids pointing at it */
-  readonly deploymentDomains: ShardedMap<IdSet>;
+  readonly deploymentDomains: DeltaIndex;
   /** vm id → deployment ids pointing at it */
   readonly vmDeployments: ShardedMap<IdSet>;
   /** region id → vm ids in it */
   readonly regionVms: ShardedMap<IdSet>;
   /** normalised host → route (what the request path reads), in buffers (route-table.ts) */
   readonly routes: RouteTable;
+  /** What the three layered maps read beneath what was written since the bootstrap. */
+  readonly domainBase: DomainBase;
 }
 
 type Editors = {
-  -readonly [K in keyof Maps]: Maps[K] extends ShardedMap<infer V>
+  -readonly [K in Exclude<keyof Maps, 'domainBase'>]: Maps[K] extends ShardedMap<infer V>
     ? ShardedMapEditor<V>
-    : Maps[K] extends RouteTable
-      ? RouteTableEditor
-      : never;
+    : Maps[K] extends LayeredMap<infer V>
+      ? LayeredMapEditor<V>
+      : Maps[K] extends DeltaIndex
+        ? DeltaIndexEditor
+        : Maps[K] extends RouteTable
+          ? RouteTableEditor
+          : never;
 };
 
-function hostOf(row: DomainRow | undefined): string | undefined {
-  return row !== undefined && typeof row.name === 'string' ? normaliseHost(row.name) : undefined;
+/** What a transaction writes a table's rows or an index through. */
+interface Writer<V> {
+  get(key: string): V | undefined;
+  set(key: string, value: V): void;
+  delete(key: string): void;
 }
 
 /**
@@ -72,15 +92,9 @@ function hostOf(row: DomainRow | undefined): string | undefined {
  */
 export class RowState {
   readonly #maps: Maps;
-  /**
-   * For a state straight from `load`: the hosts that more than one domain row named, the only
-   * ones `duplicates()` must look at (a pass over a million single-row hosts held the event loop).
-   */
-  readonly #loadedMulti: readonly string[] | undefined;
 
-  private constructor(maps: Maps, loadedMulti?: readonly string[]) {
+  private constructor(maps: Maps) {
     this.#maps = maps;
-    this.#loadedMulti = loadedMulti;
   }
 
   get routes(): RouteTable {
@@ -106,8 +120,9 @@ export class RowState {
       found.sort(compareRoutes);
       out.push({ host, chosen: found[0]!, others: found.slice(1) });
     };
-    if (hosts === undefined && this.#loadedMulti !== undefined) for (const host of this.#loadedMulti) check(m.hostDomains.get(host), host);
-    else if (hosts === undefined) m.hostDomains.forEach(check);
+    // Only hosts several rows name: those of the bootstrap's rows and those written since (a pass
+    // over a million single-row hosts held the event loop).
+    if (hosts === undefined) m.hostDomains.forEachOf(m.domainBase.multiHosts, check);
     else for (const host of hosts) check(m.hostDomains.get(host), host);
     return out;
   }
@@ -141,7 +156,7 @@ export class RowState {
    * Child rows are read grouped by their parent key's shard (see byParentShard), which keeps
    * the lookups of a million rows mostly in cache.
    */
-  static load(tables: TableRows): { state: RowState; problems: RowProblem[] } {
+  static load(tables: AnyRows): { state: RowState; problems: RowProblem[] } {
     const steps = RowState.#loadSteps(tables, false);
     for (let r = steps.next(); ; r = steps.next()) if (r.done === true) return r.value;
   }
@@ -154,7 +169,7 @@ export class RowState {
    * the build, next to the table that still serves.
    */
   static async loadAsync(
-    tables: TableRows,
+    tables: AnyRows,
     sliceMs = 10,
     options: { release?: boolean } = {},
   ): Promise<{ state: RowState; problems: RowProblem[] }> {
@@ -170,16 +185,16 @@ export class RowState {
   }
 
   /** The load, as a generator that pauses every LOAD_BATCH rows (so callers may yield). */
-  static *#loadSteps(tables: TableRows, release: boolean): Generator<void, { state: RowState; problems: RowProblem[] }> {
-    const load = new Bootstrap(tables);
+  static *#loadSteps(tables: AnyRows, release: boolean): Generator<void, { state: RowState; problems: RowProblem[] }> {
+    const load = new Bootstrap(tables, release);
     for (const table of PARENTS_FIRST) {
       yield* load.read(table, tables[table]);
-      if (release) (tables[table] as RowValues[]).length = 0;
+      const read = tables[table];
+      if (release && Array.isArray(read)) (read as RowValues[]).length = 0;
       yield;
     }
-    yield* load.hostKeyed();
     const maps = yield* load.finish();
-    return { state: new RowState(maps, load.multiHosts), problems: load.problems };
+    return { state: new RowState(maps), problems: load.problems };
   }
 
   /**
@@ -201,6 +216,7 @@ export class RowState {
  */
 class Transaction {
   readonly #e: Editors;
+  readonly #domainBase: DomainBase;
   readonly #hosts = new Set<string>();
   readonly #deployments = new Set<string>();
   readonly #vms = new Set<string>();
@@ -209,6 +225,7 @@ class Transaction {
 
   constructor(maps: Maps) {
     this.#e = openEditors(maps);
+    this.#domainBase = maps.domainBase;
   }
 
   /** Replaces the change's row (removes the old one, writes the new one) in its table and indexes. */
@@ -234,7 +251,7 @@ class Transaction {
   #replace<T extends TableName>(
     table: T,
     change: RowChange,
-    rows: ShardedMapEditor<RowTypes[T]>,
+    rows: Writer<RowTypes[T]>,
     link: (row: RowTypes[T], add: boolean) => void,
   ): void {
     const old = rows.get(previousId(change));
@@ -256,10 +273,10 @@ class Transaction {
   #linkDomain(d: DomainRow, add: boolean): void {
     const host = hostOf(d);
     if (host !== undefined) {
-      reindex(this.#e.hostDomains, host, d.id, add);
+      relink(this.#e.hostDomains, host, d.id, add);
       this.#hosts.add(host);
     }
-    if (d.deploymentId !== null) reindex(this.#e.deploymentDomains, d.deploymentId, d.id, add);
+    if (d.deploymentId !== null) relink(this.#e.deploymentDomains, d.deploymentId, d.id, add);
   }
 
   #linkDeployment(d: DeploymentRow, add: boolean): void {
@@ -318,7 +335,7 @@ class Transaction {
   }
 
   commit(): Maps {
-    return commitEditors(this.#e);
+    return commitEditors(this.#e, this.#domainBase);
   }
 }
 
@@ -338,7 +355,7 @@ function openEditors(m: Maps): Editors {
 }
 
 /** The editors' maps; an editor that wrote nothing gives back its base map, the same object. */
-function commitEditors(e: Editors): Maps {
+function commitEditors(e: Editors, domainBase: DomainBase): Maps {
   return {
     domains: e.domains.commit(),
     deployments: e.deployments.commit(),
@@ -349,6 +366,7 @@ function commitEditors(e: Editors): Maps {
     vmDeployments: e.vmDeployments.commit(),
     regionVms: e.regionVms.commit(),
     routes: e.routes.commit(),
+    domainBase,
   };
 }
 
@@ -364,49 +382,43 @@ const PARENTS_FIRST = ['regions', 'vms', 'deployments', 'domains'] as const sati
 
 /**
  * One `load` in progress: a builder per map, filled table by table (`read`, parents first), then
- * the host-keyed maps (`hostKeyed`), then finished (`finish`).
+ * finished (`finish`). The domain rows go into columns (domain-base.ts), each row's route into
+ * the route table as it is read, since its parents are all in place by then.
  */
 class Bootstrap {
   readonly problems: RowProblem[] = [];
   readonly #regions: ShardedMapBuilder<RegionRow>;
   readonly #vms: ShardedMapBuilder<VmRow>;
   readonly #deployments: ShardedMapBuilder<DeploymentRow>;
-  readonly #domains: ShardedMapBuilder<DomainRow>;
+  readonly #domains: DomainRowsReader;
+  /** The domain rows in columns, once read. */
+  #domainBase: DomainBase | undefined;
   readonly #regionVms: DraftIndex;
   readonly #vmDeployments: DraftIndex;
-  readonly #deploymentDomains: DraftIndex;
-  readonly #hostDomains: DraftIndex;
   readonly #routes: RouteTableBuilder;
   readonly #lookup: Lookup;
-  /**
-   * Host-keyed work (the host index and the routes), collected while the domains are read and
-   * done afterwards in host-shard order: in parent-shard order every host lands in a random shard.
-   */
-  readonly #byHost: { hosts: string[]; ids: string[]; routes: (Route | undefined)[] } = { hosts: [], ids: [], routes: [] };
 
-  /** Hosts named by more than one domain row (for duplicates()). */
-  get multiHosts(): readonly string[] {
-    return this.#hostDomains.multi;
-  }
-
-  constructor(tables: TableRows) {
+  constructor(
+    tables: AnyRows,
+    readonly release: boolean,
+  ) {
     this.#regions = ShardedMap.builder(tables.regions.length);
     this.#vms = ShardedMap.builder(tables.vms.length);
     this.#deployments = ShardedMap.builder(tables.deployments.length);
-    this.#domains = ShardedMap.builder(tables.domains.length);
+    const domains = tables.domains;
+    this.#domains = domains instanceof DomainRowsReader ? domains : new DomainRowsReader(domains.length);
     // Each parent-keyed index is sized like its parent map, so a parent id falls in the same shard
     // index in both and the shard found for the parent lookup serves the index too.
     this.#regionVms = new DraftIndex(tables.regions.length);
     this.#vmDeployments = new DraftIndex(tables.vms.length);
-    this.#deploymentDomains = new DraftIndex(tables.deployments.length);
-    // Same size hint: a host's shard is the same in both host-keyed maps.
-    this.#hostDomains = new DraftIndex(tables.domains.length);
-    this.#routes = RouteTable.builder(tables.domains.length);
+    this.#routes = RouteTable.builder(domains instanceof DomainRowsReader ? domains.count : domains.length);
     this.#lookup = { deployments: this.#deployments, vms: this.#vms, regions: this.#regions };
   }
 
   /** Reads one table's rows (its parent table read before, see PARENTS_FIRST). */
-  read(table: TableName, rows: readonly RowValues[]): Generator<void, void> {
+  read(table: TableName, rows: AnyRows[TableName]): Generator<void, void> {
+    if (table === 'domains') return this.#readDomains(rows);
+    if (!Array.isArray(rows)) throw new Error(`RowState.load: ${table} rows must be an array`);
     const problems = this.problems;
     switch (table) {
       case 'regions':
@@ -422,15 +434,6 @@ class Bootstrap {
           problems,
           this.#indexDeployment,
         );
-      case 'domains':
-        return loadTable(
-          'domains',
-          rows,
-          parentColumn('domains', 'deployment_id', this.#deployments),
-          this.#domains,
-          problems,
-          this.#readDomain,
-        );
     }
   }
 
@@ -442,60 +445,65 @@ class Bootstrap {
     if (d.vmId !== null) this.#vmDeployments.add(shard, d.vmId, d.id);
   };
 
-  /** Indexes a domain under its deployment, and collects its host and route for hostKeyed. */
-  readonly #readDomain = (d: DomainRow, deployment: DeploymentRow | undefined, shard: number): void => {
-    if (d.deploymentId !== null) this.#deploymentDomains.add(shard, d.deploymentId, d.id);
-    const host = hostOf(d);
+  /**
+   * The domain rows into columns (unless the snapshot load read them as they came), then each
+   * kept row's route, now that every parent row is in place.
+   */
+  *#readDomains(rows: AnyRows['domains']): Generator<void, void> {
+    const reader = this.#domains;
+    if (rows !== reader) {
+      const list = rows as readonly RowValues[];
+      for (let k = 0; k < list.length; k++) {
+        if (k % LOAD_BATCH === LOAD_BATCH - 1) yield;
+        reader.read(list[k]!);
+      }
+      // The routes are computed from the columns: the raw rows may go before that.
+      if (this.release) (list as RowValues[]).length = 0;
+    }
+    this.problems.push(...reader.problems);
+    yield;
+    const base = reader.build();
+    this.#domainBase = base;
+    for (let from = 0; from < base.size; from += LOAD_BATCH) {
+      yield;
+      base.forEachIn(from, from + LOAD_BATCH, this.#route);
+    }
+  }
+
+  /** The route of domain row `d` into the table: the same duplicate rule as pickRoute, one row at a time. */
+  readonly #route = (d: DomainRow, host: string | undefined, firstOfHost: boolean): void => {
+    const deployment = deploymentOf(d, this.#lookup);
     if (host === undefined) {
       if (eligible(d, deployment, this.#lookup)) this.problems.push(badName(d));
       return;
     }
-    // The deployment was found while the row was read: only the VM and region are looked up.
     const result = domainRoute(host, d, deployment, this.#lookup);
-    if (result?.ok === false) this.problems.push(result.problem);
-    const route = result?.ok === true ? result.route : undefined;
-    this.#byHost.hosts.push(host);
-    this.#byHost.ids.push(d.id);
-    this.#byHost.routes.push(route);
+    if (result === undefined) return;
+    if (!result.ok) this.problems.push(result.problem);
+    // A host's first row has no rival.
+    else if (firstOfHost) this.#routes.add(host, result.route);
+    else if (preferred(result.route, this.#routes.get(host))) this.#routes.set(host, result.route);
   };
-
-  /** Fills the host index and the routes from what the domains left, in host-shard order. */
-  *hostKeyed(): Generator<void, void> {
-    const byHost = this.#byHost;
-    const { order, shards } = yield* shardOrder(byHost.hosts, this.#hostDomains.keys);
-    for (let j = 0; j < order.length; j++) {
-      if (j % LOAD_BATCH === LOAD_BATCH - 1) yield;
-      const k = order[j]!;
-      const host = byHost.hosts[k]!;
-      const shard = shards[k]!;
-      const first = this.#hostDomains.add(shard, host, byHost.ids[k]!);
-      const route = byHost.routes[k];
-      if (route === undefined) continue;
-      // The same duplicate rule as pickRoute, one row at a time; a host's first row has no rival.
-      if (first) this.#routes.add(host, route);
-      else if (preferred(route, this.#routes.get(host))) this.#routes.set(host, route);
-    }
-  }
 
   /** The finished maps; a pause after each large index (each is a pass over up to a million entries). */
   *finish(): Generator<void, Maps> {
     yield;
-    const hostDomains = yield* this.#hostDomains.finish();
-    yield;
-    const deploymentDomains = yield* this.#deploymentDomains.finish();
-    yield;
     const vmDeployments = yield* this.#vmDeployments.finish();
     yield;
+    const regionVms = yield* this.#regionVms.finish();
+    yield;
+    const base = this.#domainBase ?? this.#domains.build();
     return {
-      domains: this.#domains.build(),
+      domains: layered(base, base.size),
       deployments: this.#deployments.build(),
       vms: this.#vms.build(),
       regions: this.#regions.build(),
-      hostDomains,
-      deploymentDomains,
+      hostDomains: new DeltaIndex({ get: (host) => base.hostRows(host) }),
+      deploymentDomains: new DeltaIndex({ get: (id) => base.deploymentRows(id) }),
       vmDeployments,
-      regionVms: yield* this.#regionVms.finish(),
+      regionVms,
       routes: this.#routes.build(),
+      domainBase: base,
     };
   }
 }
@@ -528,17 +536,6 @@ function* byParentShard(rows: readonly RowValues[], column: number, parent: Shar
   const { order, start } = yield* groupOrder(group, nulls + 1);
   const shards = new Int32Array(rows.length).fill(-1);
   for (let g = 0; g < nulls; g++) shards.fill(g, start[g], start[g + 1]);
-  return { order, shards };
-}
-
-/** Indexes of `keys` in the order of their shards in `map` (stable within a shard), and each key's shard. */
-function* shardOrder(keys: readonly string[], map: ShardedMapBuilder<unknown>): Generator<void, ShardOrder> {
-  const shards = new Int32Array(keys.length);
-  for (let k = 0; k < keys.length; k++) {
-    if (k % LOAD_BATCH === LOAD_BATCH - 1) yield;
-    shards[k] = map.shardOf(keys[k]!);
-  }
-  const { order } = yield* groupOrder(shards, map.shardCount);
   return { order, shards };
 }
 
@@ -610,7 +607,6 @@ function* readRows<T extends TableName, P extends { readonly id: string }>(
   let current: P | undefined;
   // toRow asks for the parent of the one foreign key each table has: the row looked up just before.
   const shared: SharedId = (_table, id) => (current === undefined ? id : current.id);
-  const id = 0; // READ_COLUMNS lists id first
   const shardOfRow = new Int32Array(rows.length);
   for (let k = 0; k < rows.length; k++) {
     if (k % LOAD_BATCH === LOAD_BATCH - 1) yield;
@@ -621,14 +617,9 @@ function* readRows<T extends TableName, P extends { readonly id: string }>(
       current = parent.map.getIn(grouped!.shards[k]!, typeof value === 'string' ? value : String(value));
       parents[k] = current;
     }
-    try {
-      const row = rowFromValues(table, columns, shared);
-      built[k] = row;
-      shardOfRow[k] = into.shardOf(row.id);
-    } catch (err) {
-      problems.push({ domain: '', field: `${table}.id`, value: String(columns[id]), reason: (err as Error).message });
-      shardOfRow[k] = -1;
-    }
+    const row = readRow(table, columns, problems, shared);
+    built[k] = row;
+    shardOfRow[k] = row === undefined ? -1 : into.shardOf(row.id);
   }
   return { built, parents, shardOfRow };
 }
@@ -659,7 +650,7 @@ function* fillShards<T extends TableName>(
     }
     for (const repeat of into.fillShard(g, entries)) {
       const k = byShard[from + repeat]!;
-      problems.push({ domain: '', field: `${table}.id`, value: built[k]!.id, reason: 'duplicate id in the bootstrap read (row skipped)' });
+      problems.push(duplicateIdProblem(table, built[k]!.id));
       built[k] = undefined;
     }
     sincePause += to - from;
@@ -679,18 +670,8 @@ class DraftIndex {
   readonly #map: ShardedMapBuilder<IdSetDraft | IdSet>;
   readonly #multi: string[] = [];
 
-  /** Parents given more than one child (each once). */
-  get multi(): readonly string[] {
-    return this.#multi;
-  }
-
   constructor(sizeHint: number) {
     this.#map = ShardedMap.builder(sizeHint);
-  }
-
-  /** The map being filled (for its shards: shardOf, shardCount). */
-  get keys(): ShardedMapBuilder<unknown> {
-    return this.#map;
   }
 
   /** Adds `child` under `parent`, which falls in `shard` (see shardOf); returns whether it is the parent's first child. */
@@ -720,6 +701,11 @@ class DraftIndex {
     // Every value is an IdSet now.
     return this.#map.build() as ShardedMap<IdSet>;
   }
+}
+
+function relink(index: DeltaIndexEditor, parent: string, child: string, add: boolean): void {
+  if (add) index.add(parent, child);
+  else index.delete(parent, child);
 }
 
 function reindex(index: ShardedMapEditor<IdSet>, parent: string, child: string, add: boolean): void {

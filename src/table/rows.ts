@@ -1,4 +1,5 @@
 import { EdgeProxyError } from '../errors.js';
+import type { RowProblem } from './route.js';
 
 /**
  * The rows of the four routing tables, reduced to the columns the documented query reads.
@@ -232,4 +233,24 @@ export function toRow<T extends TableName>(table: T, columns: Columns, previous?
       throw new RowError(table, 'unknown table');
   }
   return Object.freeze(row) as RowTypes[T];
+}
+
+/** A row from its values (as rowFromValues), or undefined when it cannot be built: reported in `problems`. */
+export function readRow<T extends TableName>(
+  table: T,
+  values: RowValues,
+  problems: RowProblem[],
+  shared?: SharedId,
+): RowTypes[T] | undefined {
+  try {
+    return rowFromValues(table, values, shared);
+  } catch (err) {
+    problems.push({ domain: '', field: `${table}.id`, value: String(values[0]), reason: (err as Error).message });
+    return undefined;
+  }
+}
+
+/** The problem reported for a row whose primary key a bootstrap read before (the first row is kept). */
+export function duplicateIdProblem(table: TableName, id: string): RowProblem {
+  return { domain: '', field: `${table}.id`, value: id, reason: 'duplicate id in the bootstrap read (row skipped)' };
 }
