@@ -14,6 +14,10 @@ export class HeldConnection {
   #isClosed = false;
   /** The head (status line and headers) of the last whole response. */
   lastHead = '';
+  /** performance.now() when the last request was written: the server's idle time can only start after it. */
+  lastRequestAt = performance.now();
+  /** performance.now() when the close was seen; undefined while open. */
+  closedAt: number | undefined;
 
   constructor(socket: net.Socket) {
     this.socket = socket;
@@ -23,6 +27,7 @@ export class HeldConnection {
       socket.on('error', () => undefined);
       socket.on('close', () => {
         this.#isClosed = true;
+        this.closedAt = performance.now();
         this.#waiting?.reject(new Error(`connection closed before the response was whole (${JSON.stringify(this.#buf.slice(0, 100))})`));
         this.#waiting = undefined;
         resolve();
@@ -40,6 +45,7 @@ export class HeldConnection {
     if (this.#isClosed) return Promise.reject(new Error('connection already closed'));
     return new Promise((resolve, reject) => {
       this.#waiting = { resolve, reject };
+      this.lastRequestAt = performance.now();
       this.socket.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
     });
   }
