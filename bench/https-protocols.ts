@@ -1,6 +1,6 @@
 // Keep-alive HTTPS speed by protocol: HTTP/1.1 and HTTP/2 over TLS, EdgeProxy and nginx, one run.
 //
-//   npm exec -- node --import tsx bench/https-protocols.ts [--rounds 2] [--duration 10] [--connections 64] [--streams 10]
+//   npm exec -- node --import tsx bench/https-protocols.ts [--rounds 2] [--duration 10] [--connections 64] [--streams 10] [--baseline DIR]
 //
 // Needs nginx and h2load (nghttp2-client). Processes: an nginx backend (1 worker, `return 200`,
 // 12-byte body), nginx as a TLS reverse proxy to it (1 worker, `listen … ssl http2`, upstream
@@ -10,11 +10,13 @@
 // `h1` (h2load --h1), `h2` one stream at a time per connection (the same concurrency as h1), and
 // `h2 ×m` with `--streams` concurrent streams per connection. Targets and loads alternate per round;
 // the report gives the median req/s of the rounds and the ratio to nginx in the same load.
+// --baseline DIR adds `edgeproxy-base`: DIR's bench/targets/edgeproxy.ts (another checkout with its
+// node_modules, e.g. /work/main), so a change is measured before and after in the same run.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { makeCertificate } from '../test/support/certificates.js';
 
@@ -24,6 +26,7 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '64' },
     streams: { type: 'string', default: '10' },
+    baseline: { type: 'string' },
   },
 });
 const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
@@ -57,8 +60,8 @@ const accepts = (port: number) =>
     s.on('error', () => resolve(false));
   });
 
-async function start(cmd: string, args: string[], port: number): Promise<void> {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+async function start(cmd: string, args: string[], port: number, cwd?: string): Promise<void> {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'], cwd });
   children.push(child);
   const deadline = Date.now() + 60_000;
   while (!(await accepts(port))) {
@@ -115,6 +118,20 @@ function h2load(port: number, load: Load, seconds: number): { rps: number; faile
   return { rps, failed };
 }
 
+/** EdgeProxy's request path with its HTTPS port (the checkout in `root`, this one by default); its HTTPS port. */
+async function edgeproxy(backend: number, root?: string): Promise<number> {
+  const [port, https] = [await freePort(), await freePort()];
+  const args = ['--port', String(port), '--backend-port', String(backend), '--https-port', String(https)];
+  const files = ['--cert', join(tmp, 'cert.pem'), '--key', join(tmp, 'key.pem')];
+  await start(
+    process.execPath,
+    ['--max-semi-space-size=32', '--import', 'tsx', 'bench/targets/edgeproxy.ts', ...args, ...files],
+    https,
+    root,
+  );
+  return https;
+}
+
 try {
   const backend = await freePort();
   await nginx(
@@ -130,29 +147,8 @@ try {
       ` server { listen 127.0.0.1:${nginxPort} ssl http2; ssl_certificate ${tmp}/cert.pem; ssl_certificate_key ${tmp}/key.pem; ssl_protocols TLSv1.3;\n` +
       `  location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; } }`,
   );
-  const edgePort = await freePort();
-  const edgeHttps = await freePort();
-  await start(
-    process.execPath,
-    [
-      '--max-semi-space-size=32',
-      '--import',
-      'tsx',
-      'bench/targets/edgeproxy.ts',
-      '--port',
-      String(edgePort),
-      '--backend-port',
-      String(backend),
-      '--https-port',
-      String(edgeHttps),
-      '--cert',
-      join(tmp, 'cert.pem'),
-      '--key',
-      join(tmp, 'key.pem'),
-    ],
-    edgeHttps,
-  );
-  const targets = { nginx: nginxPort, edgeproxy: edgeHttps };
+  const targets: Record<string, number> = { nginx: nginxPort, edgeproxy: await edgeproxy(backend) };
+  if (values.baseline !== undefined) targets['edgeproxy-base'] = await edgeproxy(backend, resolve(values.baseline));
   const loads: Load[] = [
     { name: 'h1', args: ['--h1'] },
     { name: 'h2', args: ['-m', '1'] },
@@ -165,12 +161,12 @@ try {
   );
   const results = new Map<string, number[]>();
   for (let round = 0; round < Number(values.rounds); round++) {
-    const names = Object.keys(targets) as (keyof typeof targets)[];
+    const names = Object.keys(targets);
     if (round % 2 === 1) names.reverse();
     for (const load of loads) {
       for (const name of names) {
-        h2load(targets[name], load, 2); // warm-up of this pair
-        const r = h2load(targets[name], load, Number(values.duration));
+        h2load(targets[name]!, load, 2); // warm-up of this pair
+        const r = h2load(targets[name]!, load, Number(values.duration));
         if (r.failed !== 0) console.log(`# ${name} ${load.name}: ${r.failed} failed requests`);
         const key = `${load.name}|${name}`;
         results.set(key, [...(results.get(key) ?? []), r.rps]);
