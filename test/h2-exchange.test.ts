@@ -138,4 +138,56 @@ describe('H2Response', () => {
     });
     assert.deepEqual(seen, [false, 0, false, 204]);
   });
+
+  it("a header list (the forwarder's) goes out as one HEADERS frame (a refused one leaves nothing behind), and the body ends on its last DATA frame without asking for trailers", async () => {
+    const client = http2.connect(`http://127.0.0.1:${port}`);
+    client.on('error', () => undefined);
+    try {
+      let askedForTrailers = false;
+      let refused = '';
+      onRequest = (_req, res) => {
+        res.stream.on('wantTrailers', () => (askedForTrailers = true));
+        try {
+          res.writeHead(1000, undefined as unknown as string, ['X-Refused', '1']);
+        } catch (err) {
+          refused = (err as NodeJS.ErrnoException).code ?? '';
+        }
+        res.writeHead(201, undefined as unknown as string, [
+          'Content-Type',
+          'text/plain',
+          'Set-Cookie',
+          'a=1',
+          'set-cookie',
+          'b=2',
+          '__proto__',
+          'p',
+        ]);
+        res.write('bo');
+        res.end('dy');
+      };
+      const stream = client.request({ ':path': '/', ':authority': 'app.example' });
+      const headers = await new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once('response', (h) => resolve(h)));
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      await new Promise((resolve) => stream.on('close', resolve));
+      assert.equal(refused, 'ERR_HTTP2_STATUS_INVALID');
+      assert.deepEqual(
+        [
+          headers[':status'],
+          headers['content-type'],
+          headers['set-cookie'],
+          Object.getOwnPropertyDescriptor(headers, '__proto__')?.value,
+          headers['x-refused'],
+        ],
+        [201, 'text/plain', ['a=1', 'b=2'], 'p', undefined],
+      );
+      assert.equal(typeof headers.date, 'string');
+      assert.deepEqual(
+        [Buffer.concat(chunks).toString(), stream.rstCode, askedForTrailers],
+        ['body', http2.constants.NGHTTP2_NO_ERROR, false],
+      );
+    } finally {
+      client.close();
+    }
+  });
 });

@@ -1,4 +1,4 @@
-import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import http2, { type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { ReadableOptions } from 'node:stream';
 import { withPlainExchange, type PlainExchange } from './exchange.js';
 import type { Forwarder } from './forward.js';
@@ -73,6 +73,38 @@ function failBody(this: H2Request): void {
  */
 export class H2Response extends withPlainExchange(http2.Http2ServerResponse<H2Request>) implements PlainExchange {
   /**
+   * The forwarder's flat `[name, value, …]` list goes out as one `stream.respond`, and the body
+   * ends with END_STREAM on its last DATA frame. The compatibility layer's own writeHead takes
+   * such a list header by header (removeHeader, then appendHeader) and always asks for trailers
+   * (`waitForTrailers`), which costs every response a `wantTrailers` event and an empty DATA
+   * frame: about 20 µs of CPU a request (docs/decisions/0016). The same header object and the
+   * same checks (the status by the `statusCode` setter, names and values by `respond`, which
+   * throws before writing). Other forms (the error table's object) and a response that already
+   * has headers set or sent take the base class's way.
+   */
+  override writeHead(status: number, headers?: OutgoingHttpHeaders | readonly string[]): this;
+  override writeHead(status: number, statusMessage: string, headers?: OutgoingHttpHeaders | readonly string[]): this;
+  override writeHead(
+    status: number,
+    a?: string | OutgoingHttpHeaders | readonly string[],
+    b?: OutgoingHttpHeaders | readonly string[],
+  ): this {
+    // As the base class reads them: the third argument, else the second if it is not a string.
+    const headers = b === undefined && typeof a !== 'string' ? a : b;
+    if (!Array.isArray(headers) || !this.#untouched())
+      return typeof a === 'string' ? super.writeHead(status, a, b) : super.writeHead(status, a ?? b);
+    this.statusCode = status;
+    this.stream.respond(h2ResponseHeaders(status, headers as readonly string[]));
+    return this;
+  }
+
+  /** Nothing set or sent yet, and the stream still open: the fast way applies. */
+  #untouched(): boolean {
+    const s = this.stream;
+    return !s.headersSent && !s.destroyed && !s.closed && this.getHeaderNames().length === 0;
+  }
+
+  /**
    * Cuts the stream with RST_STREAM INTERNAL_ERROR (an answer that cannot be finished, as when the
    * VM fails mid-response). Node's own destroy() without an error resets with NO_ERROR, which
    * clients (Node's among them) may take for the end of a complete response.
@@ -94,6 +126,25 @@ export class H2Response extends withPlainExchange(http2.Http2ServerResponse<H2Re
   forwardWith(forwarder: Forwarder): void {
     forwarder.requests.forward(this);
   }
+}
+
+/**
+ * A flat `[name, value, …]` list as the header object the compatibility layer builds from it:
+ * names in lower case, a repeated name's values in one array (Set-Cookie), no prototype (a field
+ * may be called `__proto__`).
+ */
+function h2ResponseHeaders(status: number, list: readonly string[]): OutgoingHttpHeaders {
+  const out = Object.create(null) as OutgoingHttpHeaders;
+  out[':status'] = status;
+  for (let i = 0; i < list.length; i += 2) {
+    const name = list[i]!.toLowerCase();
+    const value = list[i + 1]!;
+    const prev = out[name];
+    if (prev === undefined) out[name] = value;
+    else if (Array.isArray(prev)) prev.push(value);
+    else out[name] = [String(prev), value];
+  }
+  return out;
 }
 
 function ignore(): void {}
