@@ -3,7 +3,7 @@
 // 1,000 VMs in the proxy's region, for each checkout given, alternated, side by side (issue 13).
 //
 //   npm run build && npm exec -- node --import tsx bench/route-scale.ts \
-//     [--sizes 10000,100000,1000000] [--checkouts after=.,before=/tmp/edgeproxy-main] [--rounds 1]
+//     [--sizes 10000,100000,1000000] [--checkouts after=.,before=/tmp/edgeproxy-main] [--rounds 1] [--workers N]
 //
 // A checkout is a folder holding a built EdgeProxy (`dist/src/cli/bin.js`). Per size and checkout:
 // start to first routed request; RSS net of an empty table, per route (and after 1,000 changes);
@@ -33,6 +33,8 @@ const { values: args } = parseArgs({
     moves: { type: 'string', default: '20' },
     changes: { type: 'string', default: '1000' },
     pages: { type: 'string', default: '20' },
+    // EDGEPROXY_WORKERS for the service; unset: its default (the cores this process may use).
+    workers: { type: 'string' },
   },
 });
 const SIZES = args.sizes.split(',').map(Number);
@@ -122,6 +124,7 @@ function serve(dir: string, databaseUrl: string): Service {
     EDGEPROXY_SYNC_MODE: 'replication',
     // Probes out of the picture: the table is what this bench measures.
     EDGEPROXY_HEALTH_CACHE_TTL: '1h',
+    ...(args.workers === undefined ? {} : { EDGEPROXY_WORKERS: args.workers }),
   };
   const startedAt = performance.now();
   const child = spawn(process.execPath, [...flags, bin, 'serve'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });

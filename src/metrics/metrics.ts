@@ -14,15 +14,9 @@ import { scrapeMetrics, type MetricsSource } from './sync-metrics.js';
 import { tlsMetrics } from './tls-metrics.js';
 import { acmeMetrics, type AcmeMetrics } from './acme-metrics.js';
 import { summedExposition, type MetricsJson } from './summed.js';
+import { GC_PAUSE_BUCKETS, workerGcMetrics } from './gc-metrics.js';
 
 export type { MetricsSource } from './sync-metrics.js';
-
-/**
- * Buckets of `edgeproxy_nodejs_gc_duration_seconds` (GC pauses from perf_hooks, by kind):
- * prom-client's default (1 ms, 10 ms, 100 ms, 1 s…) cannot tell a 2 ms scavenge from a 9 ms one,
- * and the route table's target is no pause over 10 ms (issue 13).
- */
-export const GC_PAUSE_BUCKETS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5];
 
 /** What asked for a resync. */
 export type ResyncTrigger = 'admin' | 'sighup';
@@ -54,6 +48,10 @@ function resyncMetrics(registry: Registry) {
 export class WorkerMetrics {
   readonly registry = new Registry();
   readonly observer: ProxyObserver = requestMetrics(this.registry);
+
+  constructor() {
+    workerGcMetrics(this.registry);
+  }
 }
 
 export class Metrics {
