@@ -281,6 +281,18 @@ function rssMiB(pid: number): number {
   return Number(m![1]) / 1024;
 }
 
+/** The main thread's heap by space and its external memory (MiB), from /metrics: where RSS growth sits. */
+async function heapMiB(adminPort: number): Promise<Record<string, number>> {
+  const text = (await get(adminPort, '/metrics', '127.0.0.1', keepAlive)).body;
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^edgeproxy_nodejs_heap_space_size_total_bytes\{space="([^"]+)"\} (\S+)$/gm)) {
+    out[m[1]!] = Math.round(Number(m[2]) / 1048576);
+  }
+  const external = /^edgeproxy_nodejs_external_memory_bytes (\S+)$/m.exec(text);
+  if (external !== null) out.external = Math.round(Number(external[1]) / 1048576);
+  return out;
+}
+
 /** Pause counts by bucket from /metrics (edgeproxy_nodejs_gc_duration_seconds, every kind). */
 async function gcBuckets(adminPort: number): Promise<Map<string, number>> {
   const text = (await get(adminPort, '/metrics', '127.0.0.1', keepAlive)).body;
@@ -398,6 +410,7 @@ async function run(f: Fixture, checkout: { name: string; dir: string }, emptyRss
     const pid = svc.child.pid!;
     await sleep(3000);
     const rssStart = rssMiB(pid);
+    const heapStart = await heapMiB(adminPort);
     // Every VM probed once, so the load below measures the table, not first probes.
     for (let v = 0; v < Math.min(VMS, f.n); v++) await get(port, '/', host(v), keepAlive);
     const gcBeforeLoad = await gcBuckets(adminPort);
@@ -418,6 +431,7 @@ async function run(f: Fixture, checkout: { name: string; dir: string }, emptyRss
     }
     await sleep(3000);
     const rssAfter = rssMiB(pid);
+    const heapAfter = await heapMiB(adminPort);
     const pageMs: number[] = [];
     const pagingHold = await holdDuring(adminPort, async () => {
       let after = '';
@@ -450,6 +464,7 @@ async function run(f: Fixture, checkout: { name: string; dir: string }, emptyRss
       bootstrap: { setupMs: started.setupMs, loadMs: started.loadMs, buildMs: started.buildMs },
       rssStartMiB: Math.round(rssStart),
       rssAfterChangesMiB: Math.round(rssAfter),
+      heapMiB: { start: heapStart, afterChanges: heapAfter },
       netBytesPerRoute: net,
       growthOverChangesPct: emptyRss === undefined ? undefined : Math.round(((rssAfter - rssStart) / (rssStart - emptyRss)) * 1000) / 10,
       requestMs: latency,
