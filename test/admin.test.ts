@@ -8,6 +8,7 @@ import { request, startBackend, closedPort, type Backend } from './support/backe
 import { createDatabase, startPostgres, type PgServer, type TestDatabase } from './support/postgres.js';
 import { Seeder } from './support/seed.js';
 import { REGION_A, REGION_B, eventually, startTestService, type TestService } from './support/service.js';
+import { sample } from './support/prometheus.js';
 
 // The admin API of a real service (real Postgres, real sockets): every endpoint, that it is a
 // separate listener (nothing of it on the public port), and the metrics it serves.
@@ -29,16 +30,6 @@ async function getJson(
 ): Promise<{ status: number; body: Record<string, unknown>; headers: Record<string, unknown> }> {
   const r = await request(port, { path, method });
   return { status: r.status, headers: r.headers, body: JSON.parse(r.body) as Record<string, unknown> };
-}
-
-/** The value of one sample in Prometheus text, e.g. sample(text, 'edgeproxy_routes'). */
-function sample(text: string, series: string): number | undefined {
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    if (line.slice(0, i) === series) return Number(line.slice(i + 1));
-  }
-  return undefined;
 }
 
 describe('admin API on a loaded service', () => {

@@ -1,15 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Metrics, WorkerMetrics } from '../src/metrics/metrics.js';
-
-function sample(text: string, series: string): number | undefined {
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    if (line.slice(0, i) === series) return Number(line.slice(i + 1));
-  }
-  return undefined;
-}
+import { sample } from './support/prometheus.js';
 
 describe('summed /metrics (worker threads)', () => {
   it("sums the workers' request counters and histograms with the main thread's, and keeps the main thread's own as they are", async () => {

@@ -5,6 +5,7 @@ import { createDatabase, startPostgres, type PgServer, type TestDatabase } from 
 import { Seeder } from './support/seed.js';
 import { REGION_A, eventually, startTestService, type TestService } from './support/service.js';
 import type { WorkerStatus } from '../src/workers/worker-pool.js';
+import { sample } from './support/prometheus.js';
 
 // EDGEPROXY_WORKERS=2 on a real service (real Postgres, streaming; real sockets and backends):
 // two worker threads listen on the public port with reusePort and route from the one table the
@@ -18,16 +19,6 @@ before(async () => {
 after(async () => {
   await pg.stop();
 });
-
-/** The value of one sample in Prometheus text, e.g. sample(text, 'edgeproxy_routes'). */
-function sample(text: string, series: string): number | undefined {
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    if (line.slice(0, i) === series) return Number(line.slice(i + 1));
-  }
-  return undefined;
-}
 
 describe('worker threads (EDGEPROXY_WORKERS=2)', () => {
   let db: TestDatabase;
