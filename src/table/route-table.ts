@@ -177,10 +177,8 @@ function hashOfId(bytes: Uint8Array, starts: Uint32Array, id: number): number {
 }
 
 /** What one version reads. */
-interface Version {
-  /** The store it was written in; undefined for a version opened from another thread's descriptor. */
-  readonly store: Store | undefined;
-  readonly targets: Targets;
+/** The buffers and counts of one version: what a version is besides its store and targets. */
+interface VersionBuffers {
   readonly bytes: Uint8Array;
   readonly starts: Uint32Array;
   readonly slots: Int32Array;
@@ -195,16 +193,14 @@ interface Version {
   readonly size: number;
 }
 
+interface Version extends VersionBuffers {
+  /** The store it was written in; undefined for a version opened from another thread's descriptor. */
+  readonly store: Store | undefined;
+  readonly targets: Targets;
+}
+
 /** One version as another thread is handed it (see RouteTable.describe / open): shared buffers and counts only. */
-export interface RouteTableDescriptor {
-  readonly bytes: Uint8Array;
-  readonly starts: Uint32Array;
-  readonly slots: Int32Array;
-  readonly hosts: number;
-  readonly pages: readonly Uint32Array[];
-  readonly overlay: readonly Int32Array[];
-  readonly overlayCount: number;
-  readonly size: number;
+export interface RouteTableDescriptor extends VersionBuffers {
   readonly targets: PackedTargets;
 }
 
