@@ -7,12 +7,11 @@ import { configureAcmeHttp, readCaRoots } from '../src/acme/directory-trust.js';
 import { asAcmeError, issueCertificate } from '../src/acme/issue.js';
 import { challengeArrives } from '../src/acme/tls-view.js';
 import { EdgeProxyError, isFailure } from '../src/errors.js';
-import { createLogger } from '../src/log/logger.js';
 import { loadCertificate } from '../src/tls/certificate.js';
 import { StorageKey } from '../src/tls/storage-key.js';
 import { startTestCa, type TestCa } from './support/acme-ca.js';
+import { captureLogs } from './support/log-capture.js';
 import { createDatabase, startPostgres, type PgServer, type TestDatabase } from './support/postgres.js';
-import { Writable } from 'node:stream';
 import { eventually, startTestService, type TestService } from './support/service.js';
 
 const NAMES = ['shop.issue.test', 'second.issue.test', 'unanswered.issue.test'];
@@ -24,16 +23,8 @@ let ca: TestCa;
 let proxy: TestService;
 const storageKeyText = randomBytes(32).toString('base64');
 const storageKey = StorageKey.parse(storageKeyText) as StorageKey;
-const logLines: string[] = [];
-const logger = createLogger(
-  'debug',
-  new Writable({
-    write(chunk: Buffer, _e, cb) {
-      logLines.push(chunk.toString());
-      cb();
-    },
-  }),
-);
+const captured = captureLogs('debug');
+const logger = captured.logger;
 
 before(async () => {
   [server, ca] = await Promise.all([startPostgres(), startTestCa({ names: NAMES })]);
@@ -167,8 +158,8 @@ describe('ACME account and one order (real Caddy CA, real PostgreSQL)', () => {
   });
 
   it('no log line holds a private key or the storage key', () => {
-    const all = logLines.join('');
-    assert.ok(logLines.length > 0);
+    const all = captured.text();
+    assert.ok(captured.logs.length > 0);
     assert.ok(!/PRIVATE KEY/.test(all));
     assert.ok(!all.includes(storageKeyText));
   });

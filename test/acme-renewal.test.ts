@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { createIssuance, type Issuance, type IssuanceConfig } from '../src/acme/issuance.js';
 import { DEFAULTS } from '../src/config/config.js';
-import { createLogger } from '../src/log/logger.js';
 import { readStorageKey } from '../src/tls/storage-key-source.js';
 import { startTestCa, type TestCa } from './support/acme-ca.js';
+import { captureLogs } from './support/log-capture.js';
 import { startBackend, type Backend } from './support/backend.js';
 import { makeCertificate, makeStorageKeyText, storeCertificate } from './support/certificates.js';
 import { createDatabase, startPostgres, type PgServer, type TestDatabase } from './support/postgres.js';
@@ -30,16 +29,8 @@ let seed: Seeder;
 let vm: Backend;
 let proxy: TestService;
 const issuances: Issuance[] = [];
-const logLines: string[] = [];
-const logger = createLogger(
-  'debug',
-  new Writable({
-    write(chunk: Buffer, _e, cb) {
-      logLines.push(chunk.toString());
-      cb();
-    },
-  }),
-);
+const captured = captureLogs('debug');
+const logger = captured.logger;
 
 before(async () => {
   [server, ca] = await Promise.all([startPostgres(), startTestCa({ names: [NAME, GONE] })]);
@@ -176,7 +167,7 @@ describe('renewal (real Caddy CA, real proxy, real PostgreSQL)', () => {
     const { rows } = await seed.client.query('SELECT id FROM edgeproxy_certificates WHERE id = $1', [expired]);
     assert.deepEqual(rows, []);
     await eventually('gone from the snapshot', () => proxy.store.current?.tls.stored.every((r) => r.id !== expired));
-    const line = logLines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'expired certificates deleted');
+    const line = captured.logs.find((l) => l.msg === 'expired certificates deleted');
     assert.deepEqual(
       (line?.certificates as { id: string; names: string[] }[]).map((c) => [c.id, c.names]),
       [[expired, [NAME]]],
@@ -211,7 +202,7 @@ describe('renewal (real Caddy CA, real proxy, real PostgreSQL)', () => {
   });
 
   it('no key in the log lines', () => {
-    const all = [...logLines, ...proxy.logs.map((l) => JSON.stringify(l))].join('\n');
+    const all = [captured.text(), ...proxy.logs.map((l) => JSON.stringify(l))].join('\n');
     assert.ok(all.includes('certificate issued'));
     assert.ok(!/PRIVATE KEY/.test(all));
     assert.ok(!all.includes(KEY));

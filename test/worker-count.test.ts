@@ -1,19 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Writable } from 'node:stream';
-import { createLogger } from '../src/log/logger.js';
+import { captureLogs } from './support/log-capture.js';
 import { reusePortSupported, servingThreads } from '../src/workers/worker-count.js';
-
-function capture(): { logger: ReturnType<typeof createLogger>; lines: { msg: string }[] } {
-  const lines: { msg: string }[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n')) if (l !== '') lines.push(JSON.parse(l) as { msg: string });
-      cb();
-    },
-  });
-  return { logger: createLogger('info', sink), lines };
-}
 
 describe('servingThreads (EDGEPROXY_WORKERS)', () => {
   it('knows which Node.js versions and platforms have listen({ reusePort })', () => {
@@ -27,7 +15,7 @@ describe('servingThreads (EDGEPROXY_WORKERS)', () => {
   });
 
   it('takes the workers asked for where reusePort works; one thread, said once, where it does not', () => {
-    const { logger, lines } = capture();
+    const { logger, logs: lines } = captureLogs('info');
     assert.equal(servingThreads(4, logger, '24.11.0', 'linux'), 4);
     assert.equal(servingThreads(1, logger, '20.20.2', 'linux'), 1);
     assert.equal(lines.length, 0);

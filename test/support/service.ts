@@ -1,13 +1,8 @@
-import { Writable } from 'node:stream';
 import { DEFAULTS, type Config } from '../../src/config/config.js';
-import { createLogger } from '../../src/log/logger.js';
 import { startService, type RunningService } from '../../src/cli/serve.js';
+import { captureLogs, type LogLine } from './log-capture.js';
 
-export interface LogLine {
-  readonly level: string;
-  readonly msg: string;
-  readonly [field: string]: unknown;
-}
+export type { LogLine } from './log-capture.js';
 
 export interface TestService extends RunningService {
   readonly logs: LogLine[];
@@ -37,56 +32,9 @@ export async function startTestService(overrides: Partial<Config> & { databaseUr
     workers: 1,
     ...overrides,
   };
-  const logs: LogLine[] = [];
-  const waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString('utf8').split('\n')) {
-        if (line.trim() === '') continue;
-        const parsed = JSON.parse(line) as LogLine;
-        logs.push(parsed);
-        for (const w of [...waiters]) {
-          if (w.pred(parsed)) {
-            waiters.splice(waiters.indexOf(w), 1);
-            w.resolve(parsed);
-          }
-        }
-      }
-      cb();
-    },
-  });
-  const logger = createLogger(config.logLevel, sink);
-  const service = await startService(config, logger);
-  return {
-    ...service,
-    stop: service.stop,
-    logs,
-    waitForLog(pred, timeoutMs = 5000) {
-      const found = logs.find(pred);
-      if (found !== undefined) return Promise.resolve(found);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(
-          () =>
-            reject(
-              new Error(
-                `no matching log line within ${timeoutMs} ms; last lines:\n${logs
-                  .slice(-5)
-                  .map((l) => JSON.stringify(l))
-                  .join('\n')}`,
-              ),
-            ),
-          timeoutMs,
-        );
-        waiters.push({
-          pred,
-          resolve: (l) => {
-            clearTimeout(timer);
-            resolve(l);
-          },
-        });
-      });
-    },
-  };
+  const captured = captureLogs(config.logLevel);
+  const service = await startService(config, captured.logger);
+  return { ...service, logs: captured.logs, waitForLog: captured.waitForLog };
 }
 
 /** Polls `cond` until it holds (default 5 s). */
