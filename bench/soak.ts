@@ -137,6 +137,45 @@ function routeChanger(c: pg.Client, deploymentId: string, firstVm: string, ports
   };
 }
 
+type Changer = ReturnType<typeof routeChanger>;
+
+/** One minute of load, the proxy sampled every SAMPLE_EVERY_S while it runs. */
+async function soakMinute(minute: number, proxy: { port: number; adminPort: number; pid: number }, changer: Changer): Promise<Minute> {
+  const { port, adminPort, pid } = proxy;
+  const committed0 = changer.counts.committed;
+  const slow0 = changer.counts.slow;
+  const applied0 = await metric(adminPort, 'edgeproxy_stream_transactions_total');
+  const run = autocannon({ url: `http://127.0.0.1:${port}/`, host: HOST, connections: CONNECTIONS, seconds: 60, rate: RATE });
+  const samples = { rss: [] as number[], heap: [] as number[], heapTotal: [] as number[], external: [] as number[], fds: [] as number[] };
+  let sampling = true;
+  void run.finally(() => (sampling = false)).catch(() => undefined);
+  for (let s = SAMPLE_EVERY_S; s < 60 && sampling; s += SAMPLE_EVERY_S) {
+    await new Promise((r) => setTimeout(r, SAMPLE_EVERY_S * 1000));
+    if (!sampling) break;
+    const p = procStats(pid);
+    samples.rss.push(p.rssBytes);
+    samples.fds.push(p.fds);
+    samples.heap.push(await metric(adminPort, 'edgeproxy_nodejs_heap_size_used_bytes'));
+    samples.heapTotal.push(await metric(adminPort, 'edgeproxy_nodejs_heap_size_total_bytes'));
+    samples.external.push(await metric(adminPort, 'edgeproxy_nodejs_external_memory_bytes'));
+  }
+  const load = await run;
+  return {
+    minute,
+    load,
+    rssMiB: mib(median(samples.rss)),
+    rssMaxMiB: mib(Math.max(...samples.rss)),
+    heapMiB: mib(median(samples.heap)),
+    heapTotalMiB: mib(median(samples.heapTotal)),
+    externalMiB: mib(median(samples.external)),
+    fds: median(samples.fds),
+    fdsMax: Math.max(...samples.fds),
+    committed: changer.counts.committed - committed0,
+    applied: (await metric(adminPort, 'edgeproxy_stream_transactions_total')) - applied0,
+    slowChanges: changer.counts.slow - slow0,
+  };
+}
+
 async function metric(adminPort: number, name: string): Promise<number> {
   const body = (await request(adminPort, { path: '/metrics' })).body;
   return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(body)?.[1]);
@@ -207,42 +246,7 @@ async function main(): Promise<boolean> {
     const changer = routeChanger(writer, routed.deploymentId, routed.vmId, [vms[0]!.port, vms[1]!.port]);
     const minutes: Minute[] = [];
     for (let minute = 1; minute <= MINUTES; minute++) {
-      const committed0 = changer.counts.committed;
-      const slow0 = changer.counts.slow;
-      const applied0 = await metric(adminPort, 'edgeproxy_stream_transactions_total');
-      const run = autocannon({ url: `http://127.0.0.1:${port}/`, host: HOST, connections: CONNECTIONS, seconds: 60, rate: RATE });
-      const rss: number[] = [];
-      const heap: number[] = [];
-      const heapTotal: number[] = [];
-      const external: number[] = [];
-      const fds: number[] = [];
-      let sampling = true;
-      void run.finally(() => (sampling = false)).catch(() => undefined);
-      for (let s = SAMPLE_EVERY_S; s < 60 && sampling; s += SAMPLE_EVERY_S) {
-        await new Promise((r) => setTimeout(r, SAMPLE_EVERY_S * 1000));
-        if (!sampling) break;
-        const p = procStats(pid);
-        rss.push(p.rssBytes);
-        fds.push(p.fds);
-        heap.push(await metric(adminPort, 'edgeproxy_nodejs_heap_size_used_bytes'));
-        heapTotal.push(await metric(adminPort, 'edgeproxy_nodejs_heap_size_total_bytes'));
-        external.push(await metric(adminPort, 'edgeproxy_nodejs_external_memory_bytes'));
-      }
-      const load = await run;
-      const m: Minute = {
-        minute,
-        load,
-        rssMiB: mib(median(rss)),
-        rssMaxMiB: mib(Math.max(...rss)),
-        heapMiB: mib(median(heap)),
-        heapTotalMiB: mib(median(heapTotal)),
-        externalMiB: mib(median(external)),
-        fds: median(fds),
-        fdsMax: Math.max(...fds),
-        committed: changer.counts.committed - committed0,
-        applied: (await metric(adminPort, 'edgeproxy_stream_transactions_total')) - applied0,
-        slowChanges: changer.counts.slow - slow0,
-      };
+      const m = await soakMinute(minute, { port, adminPort, pid }, changer);
       minutes.push(m);
       console.log(JSON.stringify(m));
     }
