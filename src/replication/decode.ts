@@ -71,46 +71,55 @@ export class ChangeDecoder {
         const table = this.#table(msg);
         return table === undefined ? SKIP : this.#checkRelation(table, msg);
       }
-      case 'insert': {
-        const table = this.#table(msg.relation);
-        if (table === undefined) return SKIP;
-        const bad = malformedTuple(msg.relation, msg.new, false);
-        return bad !== undefined
-          ? malformed(table, bad)
-          : { kind: 'change', change: { op: 'insert', table, row: this.#named(table, msg.new) } };
-      }
-      case 'update': {
-        const table = this.#table(msg.relation);
-        if (table === undefined) return SKIP;
-        const bad =
-          malformedTuple(msg.relation, msg.new, true) ?? (msg.old === null ? undefined : malformedTuple(msg.relation, msg.old, true));
-        if (bad !== undefined) return malformed(table, bad);
-        // `key` comes when the primary key changed (REPLICA IDENTITY DEFAULT), `old` with FULL.
-        const before = (msg.key ?? msg.old)?.id as unknown;
-        if (before instanceof Uint8Array) return malformed(table, 'a binary id in the old key');
-        const oldId = before === undefined || before === null || String(before) === String(msg.new.id) ? undefined : String(before);
-        const row = this.#named(table, msg.new);
-        return { kind: 'change', change: oldId === undefined ? { op: 'update', table, row } : { op: 'update', table, row, oldId } };
-      }
-      case 'delete': {
-        const table = this.#table(msg.relation);
-        if (table === undefined) return SKIP;
-        const id = (msg.key ?? msg.old)?.id as unknown;
-        if (id === undefined || id === null) return { kind: 'resync', reason: `delete on ${table} without an id in its key` };
-        if (id instanceof Uint8Array) return malformed(table, 'a binary id in its key');
-        return { kind: 'change', change: { op: 'delete', table, id: String(id) } };
-      }
-      case 'truncate': {
-        const ours = msg.relations
-          .map((r) => (r === undefined ? undefined : (this.#table(r) ?? this.#tlsTable(r))))
-          .filter((t) => t !== undefined);
-        if (msg.relations.some((r) => r === undefined))
-          return { kind: 'resync', reason: 'TRUNCATE of a relation not announced on the stream' };
-        return ours.length === 0 ? SKIP : { kind: 'resync', reason: `TRUNCATE of ${ours.join(', ')}` };
-      }
+      case 'insert':
+        return this.#insert(msg);
+      case 'update':
+        return this.#update(msg);
+      case 'delete':
+        return this.#delete(msg);
+      case 'truncate':
+        return this.#truncate(msg);
       default:
         return SKIP;
     }
+  }
+
+  #insert(msg: Pgoutput.MessageInsert): Decoded {
+    const table = this.#table(msg.relation);
+    if (table === undefined) return SKIP;
+    const bad = malformedTuple(msg.relation, msg.new, false);
+    return bad !== undefined
+      ? malformed(table, bad)
+      : { kind: 'change', change: { op: 'insert', table, row: this.#named(table, msg.new) } };
+  }
+
+  #update(msg: Pgoutput.MessageUpdate): Decoded {
+    const table = this.#table(msg.relation);
+    if (table === undefined) return SKIP;
+    const bad = malformedTuple(msg.relation, msg.new, true) ?? (msg.old === null ? undefined : malformedTuple(msg.relation, msg.old, true));
+    if (bad !== undefined) return malformed(table, bad);
+    // `key` comes when the primary key changed (REPLICA IDENTITY DEFAULT), `old` with FULL.
+    const before = (msg.key ?? msg.old)?.id as unknown;
+    if (before instanceof Uint8Array) return malformed(table, 'a binary id in the old key');
+    const oldId = before === undefined || before === null || String(before) === String(msg.new.id) ? undefined : String(before);
+    const row = this.#named(table, msg.new);
+    return { kind: 'change', change: oldId === undefined ? { op: 'update', table, row } : { op: 'update', table, row, oldId } };
+  }
+
+  #delete(msg: Pgoutput.MessageDelete): Decoded {
+    const table = this.#table(msg.relation);
+    if (table === undefined) return SKIP;
+    const id = (msg.key ?? msg.old)?.id as unknown;
+    if (id === undefined || id === null) return { kind: 'resync', reason: `delete on ${table} without an id in its key` };
+    if (id instanceof Uint8Array) return malformed(table, 'a binary id in its key');
+    return { kind: 'change', change: { op: 'delete', table, id: String(id) } };
+  }
+
+  /** Any TRUNCATE of a table we read asks for a resync: the stream says no more than that the rows are gone. */
+  #truncate(msg: Pgoutput.MessageTruncate): Decoded {
+    if (msg.relations.some((r) => r === undefined)) return { kind: 'resync', reason: 'TRUNCATE of a relation not announced on the stream' };
+    const ours = msg.relations.map((r) => this.#table(r) ?? this.#tlsTable(r)).filter((t) => t !== undefined);
+    return ours.length === 0 ? SKIP : { kind: 'resync', reason: `TRUNCATE of ${ours.join(', ')}` };
   }
 
   #tlsTable(rel: Pgoutput.MessageRelation): TlsTableName | undefined {
