@@ -49,35 +49,16 @@ export async function loadUnderSnapshot(client: pg.ClientBase, snapshotName: str
       [TABLES],
     );
     const tables = {} as Record<Exclude<TableName, 'domains'>, RowValues[]> & { domains: DomainRowsReader };
-    const shapes = {} as Record<TableName, { schema: string; columns: readonly string[]; types: Record<string, number> }>;
+    const shapes = {} as Record<TableName, TableShape>;
     let rowCount = 0;
     for (const table of TABLES) {
       const schema = where.rows.find((r) => r.name === table)?.schema ?? null;
       if (schema === null) throw new Error(`table ${table} does not exist (as the documented query resolves it)`);
-      const qualified = `${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(table)}`;
-      const source = sourceColumns(table, regionAddressColumn);
-      // The column types the stream's relation messages will be checked against, from the catalog.
-      const types = await client.query<{ name: string; type: number }>(
-        `SELECT attname AS name, atttypid::int AS type FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attname = ANY($2)`,
-        [qualified, source],
-      );
-      const columns = READ_COLUMNS[table]
-        .map((c, i) => {
-          const as = READ_AS[`${table}.${c}`];
-          return as === undefined ? pg.escapeIdentifier(source[i]!) : `${as} AS ${pg.escapeIdentifier(c)}`;
-        })
-        .join(', ');
-      const text = `SELECT ${columns} FROM ${qualified}`;
-      if (table === 'domains') {
-        tables.domains = await receiveDomains(client, text);
-        rowCount += tables.domains.count;
-      } else {
-        // Arrays, not objects: at three million rows the driver builds them about 20% faster.
-        const result = await client.query<unknown[]>({ text, rowMode: 'array' });
-        tables[table] = result.rows;
-        rowCount += result.rows.length;
-      }
-      shapes[table] = { schema, columns: source, types: Object.fromEntries(types.rows.map((r) => [r.name, r.type])) };
+      const read = await readTable(client, table, schema, regionAddressColumn);
+      if (read.table === 'domains') tables.domains = read.rows;
+      else tables[read.table] = read.rows;
+      rowCount += read.count;
+      shapes[table] = read.shape;
     }
     const places = await findTlsTables(client);
     const tls = hasTlsTables(places) ? await readTlsRows(client, places) : undefined;
@@ -87,6 +68,38 @@ export async function loadUnderSnapshot(client: pg.ClientBase, snapshotName: str
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   }
+}
+
+type TableShape = { schema: string; columns: readonly string[]; types: Record<string, number> };
+
+type TableRead =
+  | { readonly table: 'domains'; readonly rows: DomainRowsReader; readonly count: number; readonly shape: TableShape }
+  | { readonly table: Exclude<TableName, 'domains'>; readonly rows: RowValues[]; readonly count: number; readonly shape: TableShape };
+
+/** One routing table's read columns (the domains through COPY), and its column types as the catalog gives them. */
+async function readTable(client: pg.ClientBase, table: TableName, schema: string, regionAddressColumn: string): Promise<TableRead> {
+  const qualified = `${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(table)}`;
+  const source = sourceColumns(table, regionAddressColumn);
+  // The column types the stream's relation messages will be checked against, from the catalog.
+  const types = await client.query<{ name: string; type: number }>(
+    `SELECT attname AS name, atttypid::int AS type FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attname = ANY($2)`,
+    [qualified, source],
+  );
+  const shape = { schema, columns: source, types: Object.fromEntries(types.rows.map((r) => [r.name, r.type])) };
+  const columns = READ_COLUMNS[table]
+    .map((c, i) => {
+      const as = READ_AS[`${table}.${c}`];
+      return as === undefined ? pg.escapeIdentifier(source[i]!) : `${as} AS ${pg.escapeIdentifier(c)}`;
+    })
+    .join(', ');
+  const text = `SELECT ${columns} FROM ${qualified}`;
+  if (table === 'domains') {
+    const rows = await receiveDomains(client, text);
+    return { table, rows, count: rows.count, shape };
+  }
+  // Arrays, not objects: at three million rows the driver builds them about 20% faster.
+  const result = await client.query<unknown[]>({ text, rowMode: 'array' });
+  return { table, rows: result.rows, count: result.rows.length, shape };
 }
 
 /**
