@@ -72,14 +72,31 @@ export async function checkPublication(
       fixSql: `CREATE PUBLICATION ${ident(name)} FOR TABLE ${tableList(wanted)};`,
     };
   }
+  const tables = await readPublishedTables(db, name, wanted, serverVersionNum);
+  const missingTables = tables.filter((t) => !t.published).map((t) => t.name);
+  const missingActions = PUBLISHED_ACTIONS.filter((a) => p[`pub${a}`] !== true);
+  const filtered = filteredTables(tables, columns, regionAddressColumn);
+  const fixes = publicationFixes(name, p.puballtables === true, { wanted, missingTables, missingActions, filtered });
+  return { name, exists: true, missingTables, missingActions, filtered, columns, fixSql: fixes.length > 0 ? fixes.join('\n') : undefined };
+}
+
+interface PublishedTable {
+  readonly name: TableName | TlsTableName;
+  readonly published: boolean;
+  readonly attnames: string[] | null;
+  readonly rowfilter: string | null;
+}
+
+/** Whether each wanted table is in the publication, with its column list and row filter. */
+async function readPublishedTables(
+  db: pg.ClientBase | pg.Pool,
+  name: string,
+  wanted: readonly string[],
+  serverVersionNum: number,
+): Promise<PublishedTable[]> {
   // attnames and rowfilter exist from PostgreSQL 15 on.
   const extra = serverVersionNum >= 150000 ? ', pt.attnames, pt.rowfilter' : ', NULL::name[] AS attnames, NULL::text AS rowfilter';
-  const tables = await db.query<{
-    name: TableName | TlsTableName;
-    published: boolean;
-    attnames: string[] | null;
-    rowfilter: string | null;
-  }>(
+  const tables = await db.query<PublishedTable>(
     `SELECT t.name, pt.tablename IS NOT NULL AS published${extra}
        FROM unnest($2::text[]) AS t(name)
        LEFT JOIN pg_class c ON c.oid = to_regclass(t.name)
@@ -87,10 +104,13 @@ export async function checkPublication(
        LEFT JOIN pg_publication_tables pt ON pt.pubname = $1 AND pt.schemaname = n.nspname AND pt.tablename = c.relname`,
     [name, wanted],
   );
-  const missingTables = tables.rows.filter((t) => !t.published).map((t) => t.name);
-  const missingActions = PUBLISHED_ACTIONS.filter((a) => p[`pub${a}`] !== true);
+  return tables.rows;
+}
+
+/** Published tables whose row filter or column list would hide rows or columns the route table needs. */
+function filteredTables(tables: readonly PublishedTable[], columns: ColumnCheck, regionAddressColumn: string): string[] {
   const filtered: string[] = [];
-  for (const t of tables.rows) {
+  for (const t of tables) {
     if (!t.published) continue;
     if (t.rowfilter !== null) filtered.push(`${t.name} has a row filter (WHERE ${t.rowfilter})`);
     if (!isRoutingTable(t.name)) continue; // the TLS tables' columns are EdgeProxy's own: a column list there is an operator's choice
@@ -101,14 +121,23 @@ export async function checkPublication(
         : sourceColumns(t.name, regionAddressColumn).filter((c) => existing.some((e) => e.name === c) && !t.attnames!.includes(c));
     if (hidden.length > 0) filtered.push(`${t.name}'s column list leaves out ${hidden.join(', ')}`);
   }
+  return filtered;
+}
+
+/** The SQL that makes an existing publication what EdgeProxy needs (empty when it already is). */
+function publicationFixes(
+  name: string,
+  allTables: boolean,
+  found: { wanted: readonly string[]; missingTables: readonly string[]; missingActions: readonly string[]; filtered: readonly string[] },
+): string[] {
   const fixes: string[] = [];
-  if (filtered.length > 0 && !p.puballtables) fixes.push(`ALTER PUBLICATION ${ident(name)} SET TABLE ${tableList(wanted)};`);
-  else if (missingTables.length > 0 && !p.puballtables)
-    fixes.push(`ALTER PUBLICATION ${ident(name)} ADD TABLE ${tableList(missingTables)};`);
-  if (missingActions.length > 0) fixes.push(`ALTER PUBLICATION ${ident(name)} SET (publish = '${PUBLISHED_ACTIONS.join(', ')}');`);
-  if (fixes.length === 0 && missingTables.length > 0)
-    fixes.push(`-- the publication is FOR ALL TABLES, yet ${missingTables.join(', ')} do not resolve to tables: check search_path`);
-  return { name, exists: true, missingTables, missingActions, filtered, columns, fixSql: fixes.length > 0 ? fixes.join('\n') : undefined };
+  if (found.filtered.length > 0 && !allTables) fixes.push(`ALTER PUBLICATION ${ident(name)} SET TABLE ${tableList(found.wanted)};`);
+  else if (found.missingTables.length > 0 && !allTables)
+    fixes.push(`ALTER PUBLICATION ${ident(name)} ADD TABLE ${tableList(found.missingTables)};`);
+  if (found.missingActions.length > 0) fixes.push(`ALTER PUBLICATION ${ident(name)} SET (publish = '${PUBLISHED_ACTIONS.join(', ')}');`);
+  if (fixes.length === 0 && found.missingTables.length > 0)
+    fixes.push(`-- the publication is FOR ALL TABLES, yet ${found.missingTables.join(', ')} do not resolve to tables: check search_path`);
+  return fixes;
 }
 
 function isRoutingTable(name: string): name is TableName {
