@@ -176,54 +176,60 @@ async function streamingChecks(
   publication: string,
   regionAddressColumn: string,
 ): Promise<CheckResult[]> {
-  const out: CheckResult[] = [];
-  out.push(diagnosed('wal_level', walLevelProblem(c), 'logical'));
+  return [
+    diagnosed('wal_level', walLevelProblem(c), 'logical'),
+    await publicationCheck(client, c, publication, regionAddressColumn),
+    await primaryKeysCheck(client),
+    ...senderChecks(c),
+  ];
+}
 
+async function publicationCheck(
+  client: pg.Client,
+  c: ServerCapabilities,
+  publication: string,
+  regionAddressColumn: string,
+): Promise<CheckResult> {
   const pub = await checkPublication(client, publication, c.serverVersionNum, regionAddressColumn);
-  const pubProblem = describePublicationProblem(pub);
+  const problem = describePublicationProblem(pub);
   const onPrimary = c.inRecovery ? 'on the primary (this server is a standby): ' : '';
-  out.push(
-    pubProblem === undefined
-      ? pass('publication', `"${publication}" publishes insert, update, delete and truncate of ${TABLES.join(', ')}`)
-      : fail('publication', pubProblem, `${onPrimary}${pub.fixSql ?? ''}`),
-  );
+  return problem === undefined
+    ? pass('publication', `"${publication}" publishes insert, update, delete and truncate of ${TABLES.join(', ')}`)
+    : fail('publication', problem, `${onPrimary}${pub.fixSql ?? ''}`);
+}
 
-  const keys = await checkPrimaryKeys(client);
-  const badKeys = keys.filter((k) => !k.ok);
-  out.push(
-    badKeys.length === 0
-      ? pass('primary keys', `${TABLES.join(', ')} have a primary key (id): deletes and key changes can be applied`)
-      : fail(
-          'primary keys',
-          badKeys.map((k) => k.problem).join('; '),
-          badKeys.map((k) => k.fixSql ?? `create table ${k.table} (run \`edgeproxy migrate\` on a development database)`).join(' '),
-        ),
-  );
+async function primaryKeysCheck(client: pg.Client): Promise<CheckResult> {
+  const bad = (await checkPrimaryKeys(client)).filter((k) => !k.ok);
+  return bad.length === 0
+    ? pass('primary keys', `${TABLES.join(', ')} have a primary key (id): deletes and key changes can be applied`)
+    : fail(
+        'primary keys',
+        bad.map((k) => k.problem).join('; '),
+        bad.map((k) => k.fixSql ?? `create table ${k.table} (run \`edgeproxy migrate\` on a development database)`).join(' '),
+      );
+}
 
-  out.push(
+/** What a walsender for this proxy needs of the server: the privilege, a free slot, a free sender. */
+function senderChecks(c: ServerCapabilities): CheckResult[] {
+  const freeSlots = c.maxReplicationSlots - c.usedReplicationSlots;
+  const freeSenders = c.maxWalSenders - c.usedWalSenders;
+  return [
     diagnosed(
       'replication privilege',
       replicationRoleProblem(c),
       `role ${c.role} ${c.superuser ? 'is a superuser' : 'has the REPLICATION attribute'}`,
     ),
-  );
-  const freeSlots = c.maxReplicationSlots - c.usedReplicationSlots;
-  out.push(
     diagnosed(
       'replication slots',
       slotsProblem(c),
       `${c.usedReplicationSlots} of ${c.maxReplicationSlots} in use, ${freeSlots} free (each proxy streaming from this server takes one temporary slot)`,
     ),
-  );
-  const freeSenders = c.maxWalSenders - c.usedWalSenders;
-  out.push(
     diagnosed(
       'wal senders',
       walSendersProblem(c),
       `${c.usedWalSenders} of ${c.maxWalSenders} in use, ${freeSenders} free (each streaming proxy takes one)`,
     ),
-  );
-  return out;
+  ];
 }
 
 async function queryChecks(
