@@ -56,14 +56,16 @@ function say(text = ''): void {
   process.stdout.write(`${text}\n`);
 }
 
-function listenAddress(env: string, fallback: string): { host: string; port: number } {
+type Address = { host: string; port: number };
+
+function listenAddress(env: string, fallback: string): Address {
   const raw = process.env[env] || fallback;
   const a = parseListenAddress(raw);
   if (isFailure(a)) throw new ConfigError('CONFIG_INVALID', `${env}: ${JSON.stringify(raw)} ${a.message}`);
   return { host: a.host ?? '127.0.0.1', port: a.port };
 }
 
-function listen(server: http.Server, addr: { host: string; port: number }, what: string, env: string): Promise<number> {
+function listen(server: http.Server, addr: Address, what: string, env: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
       reject(
@@ -159,99 +161,107 @@ async function seed(db: pg.Pool, lbIp: string): Promise<void> {
   }
 }
 
-async function main(): Promise<void> {
-  const servers: http.Server[] = [];
-  let postgres: PgServer | undefined;
-  let pool: pg.Pool | undefined;
-  let service: RunningService | undefined;
+/** What the demo has started, in the order it stops them. */
+interface Running {
+  servers: http.Server[];
+  postgres?: PgServer;
+  pool?: pg.Pool;
+  service?: RunningService;
+}
+
+function stopper(running: Running): (why: string) => Promise<void> {
   let stopping = false;
-  const stopAll = async (why: string): Promise<void> => {
+  return async (why) => {
     if (stopping) return;
     stopping = true;
     say(`\n${why}: stopping the proxy, the demo servers and PostgreSQL...`);
-    await service?.stop(why).catch(() => undefined);
-    for (const s of servers) {
+    await running.service?.stop(why).catch(() => undefined);
+    for (const s of running.servers) {
       s.closeAllConnections();
       await new Promise<void>((resolve) => s.close(() => resolve()));
     }
-    await pool?.end().catch(() => undefined);
-    await postgres?.stop();
+    await running.pool?.end().catch(() => undefined);
+    await running.postgres?.stop();
     say('stopped; nothing left running.');
   };
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      void stopAll(signal).then(
-        () => process.exit(0),
-        () => process.exit(1),
-      );
-    });
+}
+
+/** PostgreSQL with both migration sets and the publication; returns the migrations applied. */
+async function startDatabase(running: Running): Promise<{ databaseUrl: string; applied: string[] }> {
+  say('Starting a throwaway PostgreSQL with wal_level=logical...');
+  running.postgres = await startPostgres();
+  const databaseUrl = running.postgres.url('postgres');
+  const applied = [
+    ...(await migrate({ databaseUrl, set: 'control-plane' })).applied,
+    ...(await migrate({ databaseUrl, set: 'edgeproxy' })).applied,
+  ];
+  running.pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
+  // Ctrl-C in a terminal reaches PostgreSQL too (same process group): it closes our idle connections.
+  running.pool.on('error', () => undefined);
+  await running.pool.query(createPublicationSql('edgeproxy'));
+  return { databaseUrl, applied };
+}
+
+/** The local VMs, the remote region's load balancer and the control endpoint; the rows seeded to match. */
+async function startBackends(running: Running, pool: pg.Pool, controlAddr: Address): Promise<{ lbPort: number; controlPort: number }> {
+  for (const vm of VMS.filter((v) => v.region === LOCAL_REGION)) {
+    const s = vmServer(vm);
+    running.servers.push(s);
+    vm.port = await listen(s, { host: vm.ip, port: 0 }, vm.name, '');
   }
+  const lb = remoteLbServer();
+  running.servers.push(lb);
+  const lbPort = await listen(lb, { host: '127.0.0.1', port: 0 }, 'remote load balancer', '');
+  await seed(pool, '127.0.0.1');
+  const control = controlServer(pool);
+  running.servers.push(control);
+  const controlPort = await listen(control, controlAddr, 'demo control endpoint', 'EDGEPROXY_DEMO_CONTROL_ADDR');
+  return { lbPort, controlPort };
+}
 
+/** The proxy: `edgeproxy serve`'s own wiring, configured like any deployment (env vars apply). */
+async function startProxy(databaseUrl: string, httpAddr: Address, adminAddr: Address, lbPort: number): Promise<RunningService> {
+  const config = resolveConfig(
+    {
+      'database-url': databaseUrl,
+      'region-id': LOCAL_REGION,
+      'http-addr': `${httpAddr.host}:${httpAddr.port}`,
+      'admin-addr': `${adminAddr.host}:${adminAddr.port}`,
+      'cross-region-port': String(lbPort),
+    },
+    // No HTTPS listener: the demo has no certificates to serve (set EDGEPROXY_HTTPS_ADDR to try one).
+    { EDGEPROXY_UPDATE_INTERVAL: '2s', EDGEPROXY_HTTPS_ADDR: 'off', ...process.env },
+  );
   try {
-    const httpAddr = listenAddress('EDGEPROXY_HTTP_ADDR', '127.0.0.1:8080');
-    const adminAddr = listenAddress('EDGEPROXY_ADMIN_ADDR', '127.0.0.1:9090');
-    const controlAddr = listenAddress('EDGEPROXY_DEMO_CONTROL_ADDR', '127.0.0.1:8081');
-
-    say('Starting a throwaway PostgreSQL with wal_level=logical...');
-    postgres = await startPostgres();
-    const databaseUrl = postgres.url('postgres');
-    const applied = {
-      applied: [
-        ...(await migrate({ databaseUrl, set: 'control-plane' })).applied,
-        ...(await migrate({ databaseUrl, set: 'edgeproxy' })).applied,
-      ],
-    };
-    pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
-    // Ctrl-C in a terminal reaches PostgreSQL too (same process group): it closes our idle connections.
-    pool.on('error', () => undefined);
-    await pool.query(createPublicationSql('edgeproxy'));
-
-    for (const vm of VMS.filter((v) => v.region === LOCAL_REGION)) {
-      const s = vmServer(vm);
-      servers.push(s);
-      vm.port = await listen(s, { host: vm.ip, port: 0 }, vm.name, '');
-    }
-    const lb = remoteLbServer();
-    servers.push(lb);
-    const lbPort = await listen(lb, { host: '127.0.0.1', port: 0 }, 'remote load balancer', '');
-    await seed(pool, '127.0.0.1');
-    const control = controlServer(pool);
-    servers.push(control);
-    const controlPort = await listen(control, controlAddr, 'demo control endpoint', 'EDGEPROXY_DEMO_CONTROL_ADDR');
-
-    // The proxy: `edgeproxy serve`'s own wiring, configured like any deployment (env vars apply).
-    const config = resolveConfig(
-      {
-        'database-url': databaseUrl,
-        'region-id': LOCAL_REGION,
-        'http-addr': `${httpAddr.host}:${httpAddr.port}`,
-        'admin-addr': `${adminAddr.host}:${adminAddr.port}`,
-        'cross-region-port': String(lbPort),
-      },
-      // No HTTPS listener: the demo has no certificates to serve (set EDGEPROXY_HTTPS_ADDR to try one).
-      { EDGEPROXY_UPDATE_INTERVAL: '2s', EDGEPROXY_HTTPS_ADDR: 'off', ...process.env },
+    return await startService(config, createLogger(config.logLevel));
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(
+      e.code === 'EADDRINUSE'
+        ? `${e.message}: set EDGEPROXY_HTTP_ADDR / EDGEPROXY_ADMIN_ADDR to free addresses (port 0 picks one)`
+        : e.message,
+      { cause: err },
     );
-    try {
-      service = await startService(config, createLogger(config.logLevel));
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      throw new Error(
-        e.code === 'EADDRINUSE'
-          ? `${e.message}: set EDGEPROXY_HTTP_ADDR / EDGEPROXY_ADMIN_ADDR to free addresses (port 0 picks one)`
-          : e.message,
-        { cause: err },
-      );
-    }
-    const proxy = `http://${httpAddr.host}:${service.port}`;
-    const admin = `http://${adminAddr.host}:${service.adminPort}`;
-    const ctl = `http://${controlAddr.host}:${controlPort}`;
-    const cli = 'npx tsx src/cli/bin.ts';
-    const move = `UPDATE deployments SET vm_id = (SELECT id FROM vms WHERE metadata->>'name' = 'vm-2') WHERE id = (SELECT deployment_id FROM domains WHERE name = 'shop.demo.test')`;
-    const addDomain = `INSERT INTO domains (id, name, deployment_id, verified_at) SELECT gen_random_uuid(), 'new.demo.test', deployment_id, now() FROM domains WHERE name = 'blog.demo.test'`;
-    say(`
+  }
+}
+
+function instructions(o: {
+  postgres: PgServer;
+  databaseUrl: string;
+  applied: string[];
+  proxy: string;
+  admin: string;
+  ctl: string;
+  adminAddr: string;
+}): string {
+  const { proxy, ctl } = o;
+  const cli = 'npx tsx src/cli/bin.ts';
+  const move = `UPDATE deployments SET vm_id = (SELECT id FROM vms WHERE metadata->>'name' = 'vm-2') WHERE id = (SELECT deployment_id FROM domains WHERE name = 'shop.demo.test')`;
+  const addDomain = `INSERT INTO domains (id, name, deployment_id, verified_at) SELECT gen_random_uuid(), 'new.demo.test', deployment_id, now() FROM domains WHERE name = 'blog.demo.test'`;
+  return `
 EdgeProxy demo is running.
-  PostgreSQL ${postgres.majorVersion} at ${databaseUrl} (migrations applied: ${applied.applied.join(', ') || 'none'}; data in ${postgres.dataDir ?? 'an external server'})
-  proxy ${proxy}   admin API ${admin}   demo control ${ctl}
+  PostgreSQL ${o.postgres.majorVersion} at ${o.databaseUrl} (migrations applied: ${o.applied.join(', ') || 'none'}; data in ${o.postgres.dataDir ?? 'an external server'})
+  proxy ${proxy}   admin API ${o.admin}   demo control ${ctl}
   regions: local ${LOCAL_REGION} (this proxy), remote ${REMOTE_REGION}
 
 Try, in another terminal:
@@ -269,14 +279,45 @@ Add a domain:
   curl -H 'Host: new.demo.test' ${proxy}/
 
 Operator commands (\`npx edgeproxy\` once built with \`npm run build\`; from source:)
-  ${cli} routes --admin-addr ${adminAddr.host}:${service.adminPort}
-  ${cli} routes shop.demo.test --admin-addr ${adminAddr.host}:${service.adminPort}
-  ${cli} resync -v --admin-addr ${adminAddr.host}:${service.adminPort}
-  ${cli} doctor --database-url ${databaseUrl}
-  curl ${admin}/metrics
+  ${cli} routes --admin-addr ${o.adminAddr}
+  ${cli} routes shop.demo.test --admin-addr ${o.adminAddr}
+  ${cli} resync -v --admin-addr ${o.adminAddr}
+  ${cli} doctor --database-url ${o.databaseUrl}
+  curl ${o.admin}/metrics
 
 Ctrl-C stops everything. The proxy's JSON logs follow.
-`);
+`;
+}
+
+async function main(): Promise<void> {
+  const running: Running = { servers: [] };
+  const stopAll = stopper(running);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      void stopAll(signal).then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    });
+  }
+  try {
+    const httpAddr = listenAddress('EDGEPROXY_HTTP_ADDR', '127.0.0.1:8080');
+    const adminAddr = listenAddress('EDGEPROXY_ADMIN_ADDR', '127.0.0.1:9090');
+    const controlAddr = listenAddress('EDGEPROXY_DEMO_CONTROL_ADDR', '127.0.0.1:8081');
+    const { databaseUrl, applied } = await startDatabase(running);
+    const { lbPort, controlPort } = await startBackends(running, running.pool!, controlAddr);
+    const service = (running.service = await startProxy(databaseUrl, httpAddr, adminAddr, lbPort));
+    say(
+      instructions({
+        postgres: running.postgres!,
+        databaseUrl,
+        applied,
+        proxy: `http://${httpAddr.host}:${service.port}`,
+        admin: `http://${adminAddr.host}:${service.adminPort}`,
+        ctl: `http://${controlAddr.host}:${controlPort}`,
+        adminAddr: `${adminAddr.host}:${service.adminPort}`,
+      }),
+    );
   } catch (err) {
     process.stderr.write(`demo: ${err instanceof Error ? err.message : String(err)}\n`);
     await stopAll('startup failed');
