@@ -4,12 +4,9 @@ import https from 'node:https';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import type pg from 'pg';
-import { startTestCa, type TestCa } from './support/acme-ca.js';
-import { startBackend, type Backend } from './support/backend.js';
 import { makeStorageKeyText } from './support/certificates.js';
-import { createDatabase, startPostgres, type PgServer, type TestDatabase } from './support/postgres.js';
-import { Seeder } from './support/seed.js';
 import { eventually, REGION_A, startTestService, type TestService } from './support/service.js';
+import { firstTable, issuingOptions, startAcmeWorld, type AcmeWorld } from './support/acme-world.js';
 
 // On-demand issuance end to end: the real proxy (HTTP-01 answered on its plain port, certificates
 // streamed into its snapshot), a real ACME CA (Caddy in a network namespace), real PostgreSQL.
@@ -23,51 +20,31 @@ const UNVERIFIED = 'unverified.ondemand.test';
 const UNKNOWN = 'unknown.ondemand.test';
 const KEY = makeStorageKeyText();
 
-let server: PgServer;
-let ca: TestCa;
-let db: TestDatabase;
-let seed: Seeder;
-let vm: Backend;
+let world: AcmeWorld;
+let ca: AcmeWorld['ca'];
+let seed: AcmeWorld['seed'];
+let vm: AcmeWorld['vm'];
 let proxyA: TestService;
 let proxyB: TestService;
 
 function startProxy(httpHost: string, more: Partial<Parameters<typeof startTestService>[0]> = {}): Promise<TestService> {
-  return startTestService({
-    databaseUrl: db.url,
-    syncMode: 'auto',
-    httpAddr: { host: httpHost, port: 80 },
-    httpsAddr: { host: '127.0.0.1', port: 0 },
-    primaryDatabaseUrl: db.url,
-    tlsStorageKey: KEY,
-    acmeDirectoryUrl: ca.directoryUrl,
-    acmeCaRootsFile: ca.rootsFile,
-    acmeEmail: 'ops@ondemand.test',
-    ...more,
-  });
+  return startTestService({ ...issuingOptions(world, KEY, httpHost), acmeEmail: 'ops@ondemand.test', ...more });
 }
 
 before(async () => {
-  [server, ca] = await Promise.all([
-    startPostgres(),
-    startTestCa({ names: [NEW, H2, CROWD, DOWN, UNVERIFIED, UNKNOWN], namesOnSecond: [BOTH] }),
-  ]);
-  db = await createDatabase(server);
-  seed = await Seeder.connect(db.url);
-  vm = await startBackend('vm');
-  await seed.region(REGION_A, '192.0.2.10');
-  for (const name of [NEW, H2, CROWD, BOTH, DOWN]) await seed.route({ name, regionId: REGION_A, vmPort: vm.port });
-  await seed.route({ name: UNVERIFIED, regionId: REGION_A, vmPort: vm.port, verified: false });
+  world = await startAcmeWorld({
+    ca: { names: [NEW, H2, CROWD, DOWN, UNVERIFIED, UNKNOWN], namesOnSecond: [BOTH] },
+    routes: [...[NEW, H2, CROWD, BOTH, DOWN].map((name) => ({ name })), { name: UNVERIFIED, verified: false }],
+  });
+  ({ ca, seed, vm } = world);
   proxyA = await startProxy(ca.hostAddress);
   proxyB = await startProxy(ca.secondHostAddress);
-  for (const p of [proxyA, proxyB]) await eventually('the first table', () => p.store.current?.routes.get(DOWN) !== undefined, 15_000);
+  await firstTable([proxyA, proxyB], DOWN);
 });
 after(async () => {
   await proxyA?.stop('test done');
   await proxyB?.stop('test done');
-  await vm?.close();
-  await seed?.client.end();
-  await db?.drop();
-  await Promise.all([server?.stop(), ca?.stop()]);
+  await world?.stop();
 });
 
 interface Served {

@@ -4,13 +4,10 @@ import { after, before, describe, it } from 'node:test';
 import { createIssuance, type Issuance, type IssuanceConfig } from '../src/acme/issuance.js';
 import { DEFAULTS } from '../src/config/config.js';
 import { readStorageKey } from '../src/tls/storage-key-source.js';
-import { startTestCa, type TestCa } from './support/acme-ca.js';
+import { firstTable, servingOptions, startAcmeWorld, type AcmeWorld } from './support/acme-world.js';
 import { captureLogs } from './support/log-capture.js';
-import { startBackend, type Backend } from './support/backend.js';
 import { makeCertificate, makeStorageKeyText, storeCertificate } from './support/certificates.js';
-import { createDatabase, startPostgres, type PgServer, type TestDatabase } from './support/postgres.js';
-import { Seeder } from './support/seed.js';
-import { eventually, REGION_A, startTestService, type TestService } from './support/service.js';
+import { eventually, startTestService, type TestService } from './support/service.js';
 
 // Renewal of a short-lived certificate from the real test CA (5 minutes: the least smallstep
 // issues), through the real proxy. The renewal's clock is moved 4 minutes on (the only thing not
@@ -22,41 +19,26 @@ const KEY = makeStorageKeyText();
 const storageKey = readStorageKey(KEY, undefined)!;
 const FIVE_MINUTES = 5 * 60_000;
 
-let server: PgServer;
-let ca: TestCa;
-let db: TestDatabase;
-let seed: Seeder;
-let vm: Backend;
+let world: AcmeWorld;
+let ca: AcmeWorld['ca'];
+let db: AcmeWorld['db'];
+let seed: AcmeWorld['seed'];
 let proxy: TestService;
 const issuances: Issuance[] = [];
 const captured = captureLogs('debug');
 const logger = captured.logger;
 
 before(async () => {
-  [server, ca] = await Promise.all([startPostgres(), startTestCa({ names: [NAME, GONE] })]);
-  db = await createDatabase(server);
-  seed = await Seeder.connect(db.url);
-  vm = await startBackend('vm');
-  await seed.region(REGION_A, '192.0.2.10');
-  await seed.route({ name: NAME, regionId: REGION_A, vmPort: vm.port });
-  await seed.route({ name: GONE, regionId: REGION_A, vmPort: vm.port });
+  world = await startAcmeWorld({ ca: { names: [NAME, GONE] }, routes: [{ name: NAME }, { name: GONE }] });
+  ({ ca, db, seed } = world);
   // The proxy streams certificates and answers HTTP-01; it issues nothing itself here.
-  proxy = await startTestService({
-    databaseUrl: db.url,
-    syncMode: 'auto',
-    httpAddr: { host: ca.hostAddress, port: 80 },
-    httpsAddr: { host: '127.0.0.1', port: 0 },
-    tlsStorageKey: KEY,
-  });
-  await eventually('the first table', () => proxy.store.current?.routes.get(NAME) !== undefined, 15_000);
+  proxy = await startTestService({ ...servingOptions(world, KEY), httpAddr: { host: ca.hostAddress, port: 80 } });
+  await firstTable([proxy], NAME);
 });
 after(async () => {
   for (const i of issuances) await i.stop();
   await proxy?.stop('test done');
-  await vm?.close();
-  await seed?.client.end();
-  await db?.drop();
-  await Promise.all([server?.stop(), ca?.stop()]);
+  await world?.stop();
 });
 
 function issuance(more: { renewalNow?: () => number; lifetimeMs?: number } = {}): Issuance {

@@ -2,13 +2,10 @@ import assert from 'node:assert/strict';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import type { RenewResponse } from '../src/admin/certificate-renewal.js';
-import { startTestCa, type TestCa } from './support/acme-ca.js';
-import { startBackend, type Backend } from './support/backend.js';
 import { describeRun, runCli } from './support/cli.js';
+import { firstTable, issuingOptions, servingOptions, startAcmeWorld, type AcmeWorld } from './support/acme-world.js';
 import { makeStorageKeyText } from './support/certificates.js';
-import { createDatabase, startPostgres, type PgServer, type TestDatabase } from './support/postgres.js';
-import { Seeder } from './support/seed.js';
-import { eventually, REGION_A, startTestService, type TestService } from './support/service.js';
+import { eventually, startTestService, type TestService } from './support/service.js';
 
 // `edgeproxy certs renew NAME` end to end: the CLI as a process, the admin API of a real proxy that
 // issues (HTTP-01 on its plain port), a second proxy on the same database that issues nothing, a
@@ -20,47 +17,25 @@ const UNREACHABLE = 'dark.renew.test';
 const KEY = makeStorageKeyText();
 const ADMIN = { host: '127.0.0.1', port: 0 };
 
-let server: PgServer;
-let ca: TestCa;
-let db: TestDatabase;
-let seed: Seeder;
-let vm: Backend;
+let world: AcmeWorld;
+let ca: AcmeWorld['ca'];
+let seed: AcmeWorld['seed'];
 /** Issues: the primary, the storage key, the test CA. */
 let issuing: TestService;
 /** Serves what the stream brings; issues nothing (ACME off). */
 let serving: TestService;
 
 before(async () => {
-  [server, ca] = await Promise.all([startPostgres(), startTestCa({ names: [NAME], namesOnSecond: [UNREACHABLE] })]);
-  db = await createDatabase(server);
-  seed = await Seeder.connect(db.url);
-  vm = await startBackend('vm');
-  await seed.region(REGION_A, '192.0.2.10');
-  for (const name of [NAME, UNREACHABLE]) await seed.route({ name, regionId: REGION_A, vmPort: vm.port });
-  const common = {
-    databaseUrl: db.url,
-    syncMode: 'auto',
-    httpsAddr: { host: '127.0.0.1', port: 0 },
-    tlsStorageKey: KEY,
-    adminAddr: ADMIN,
-  } as const;
-  issuing = await startTestService({
-    ...common,
-    httpAddr: { host: ca.hostAddress, port: 80 },
-    primaryDatabaseUrl: db.url,
-    acmeDirectoryUrl: ca.directoryUrl,
-    acmeCaRootsFile: ca.rootsFile,
-  });
-  serving = await startTestService(common);
-  for (const p of [issuing, serving]) await eventually('the first table', () => p.store.current?.routes.get(NAME) !== undefined, 15_000);
+  world = await startAcmeWorld({ ca: { names: [NAME], namesOnSecond: [UNREACHABLE] }, routes: [{ name: NAME }, { name: UNREACHABLE }] });
+  ({ ca, seed } = world);
+  issuing = await startTestService({ ...issuingOptions(world, KEY, ca.hostAddress), adminAddr: ADMIN });
+  serving = await startTestService({ ...servingOptions(world, KEY), adminAddr: ADMIN });
+  await firstTable([issuing, serving], NAME);
 });
 after(async () => {
   await issuing?.stop('test done');
   await serving?.stop('test done');
-  await vm?.close();
-  await seed?.client.end();
-  await db?.drop();
-  await Promise.all([server?.stop(), ca?.stop()]);
+  await world?.stop();
 });
 
 /** The not-after (ms) of the certificate `proxy` serves for `servername`, verified against the test CA. */
