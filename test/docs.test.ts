@@ -84,3 +84,31 @@ describe('docs/streaming.md sync states', () => {
     for (const state of SYNC_STATES) assert.match(doc, new RegExp(`^\\| \`${state}\` \\|`, 'm'), state);
   });
 });
+
+describe('README configuration table', () => {
+  const rows = new Map(
+    [...read('README.md').matchAll(/^\| `(EDGEPROXY_[A-Z0-9_]+)` \| `--([a-z0-9-]+)` \| ([^|]+) \|/gm)].map((m) => [
+      m[1]!,
+      { flag: m[2]!, shown: m[3]!.trim() },
+    ]),
+  );
+
+  it('lists every option with its flag and its default', async () => {
+    const { OPTIONS } = await import('../src/config/config.js');
+    for (const o of OPTIONS) {
+      const row = rows.get(o.env);
+      assert.ok(row !== undefined, `${o.env} has no row in the README's configuration table`);
+      assert.equal(row.flag, o.flag, `${o.env}'s flag`);
+      // No default = required; an empty default reads as "none" or "empty"; any other, as typed.
+      const ok = o.default === undefined ? ['required'] : o.default === '' ? ['none', 'empty'] : [`\`${o.default}\``];
+      assert.ok(ok.includes(row.shown), `${o.env}'s default: the README says ${row.shown}, the code ${JSON.stringify(o.default)}`);
+    }
+  });
+
+  it('lists no variable the code does not read', async () => {
+    const { OPTIONS } = await import('../src/config/config.js');
+    const envs = new Set(OPTIONS.map((o) => o.env));
+    for (const env of rows.keys())
+      assert.ok(envs.has(env), `the README's configuration table lists ${env}, which src/config/config.ts does not define`);
+  });
+});
