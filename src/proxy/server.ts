@@ -6,7 +6,7 @@ import type { Failure } from '../errors.js';
 import { listenOn, type ListenOptions } from '../listen.js';
 import type { Logger } from '../log/logger.js';
 import type { RouteSnapshot, RouteStore } from '../sync/route-store.js';
-import { decide, formatUpstream, type Upstream } from './decide.js';
+import { decide, formatUpstream, type Decision, type Upstream } from './decide.js';
 import { SharedConnectionLimit } from './connection-limit.js';
 import { onExchangeClose, ProxyResponse, UpgradeExchange, type Exchange, type ExchangeSink, type PlainExchange } from './exchange.js';
 import type { Forwarder } from './forward.js';
@@ -244,58 +244,62 @@ export class ProxyServer implements ExchangeSink {
 
   /** One flow for both kinds: checks, drain rule, decision, loop guard, headers, health, forward. */
   #route(x: Exchange): void {
-    const req = x.req;
     try {
-      const refusal = checkRequest(req, x.upgrade);
-      if (refusal !== undefined) {
-        this.#reject(x, refusal);
-        return;
-      }
-      if (this.#draining) {
-        const refused = x.whileDraining();
-        if (refused !== undefined) {
-          this.#refuseWhileDraining(x, refused);
-          return;
-        }
-      }
+      if (!this.#admitted(x)) return;
       const snapshot = this.#opts.store.current;
       if (snapshot !== undefined && x instanceof ProxyResponse && this.#answeredPlain(x, snapshot)) return;
-      const decision = decide(snapshot, req.headers.host, this.#opts.regionId, this.#opts.crossRegionPort);
-      switch (decision.kind) {
-        case 'not-ready':
-          this.#answer(x, 'not-ready', 'not-ready');
-          return;
-        case 'not-found':
-          this.#opts.logger.warn(
-            { host: decision.host, code: decision.code, reason: decision.message, method: req.method, url: req.url },
-            'no route for host',
-          );
-          this.#answer(x, 'not-found', 'not-found');
-          return;
-        case 'cross-region':
-        case 'same-region':
-          break;
-      }
-      if (x instanceof ProxyResponse && this.#redirected(x, snapshot!, decision.route.host)) return;
-      const crossRegion = decision.kind === 'cross-region';
-      if (crossRegion && hasLoopMark(req.headers['cdn-loop'])) {
-        this.#loop(req, decision.route.host, decision.upstream);
-        this.#answer(x, 'loop', 'loop');
-        return;
-      }
-      // From here on the request is routed: it gets a 'request routed' line when it ends.
-      x.kind = decision.kind;
-      x.routeHost = decision.route.host;
-      x.upstream = decision.upstream;
-      x.requestId = this.#prepareHeaders(x, snapshot!, crossRegion);
-      if (crossRegion) {
-        this.#forward(x);
-        return;
-      }
-      this.#checkHealth(x, decision.upstream);
+      const decision = decide(snapshot, x.req.headers.host, this.#opts.regionId, this.#opts.crossRegionPort);
+      if (decision.kind === 'not-ready') this.#answer(x, 'not-ready', 'not-ready');
+      else if (decision.kind === 'not-found') this.#notFound(x, decision);
+      else this.#routed(x, decision, snapshot!);
     } catch (err) {
       this.#internalError(x, err);
     }
+  }
+
+  /** The request's own checks, then the drain rule; false when it has been answered. */
+  #admitted(x: Exchange): boolean {
+    const refusal = checkRequest(x.req, x.upgrade);
+    if (refusal !== undefined) {
+      this.#reject(x, refusal);
+      return false;
+    }
+    const refused = this.#draining ? x.whileDraining() : undefined;
+    if (refused !== undefined) {
+      this.#refuseWhileDraining(x, refused);
+      return false;
+    }
+    return true;
+  }
+
+  #notFound(x: Exchange, decision: Extract<Decision, { kind: 'not-found' }>): void {
+    this.#opts.logger.warn(
+      { host: decision.host, code: decision.code, reason: decision.message, method: x.req.method, url: x.req.url },
+      'no route for host',
+    );
+    this.#answer(x, 'not-found', 'not-found');
+  }
+
+  /**
+   * A request with a route: the redirect to https, the loop guard, the forwarded headers, then the
+   * other region's load balancer at once or, in this region, the VM once its health allows.
+   */
+  #routed(x: Exchange, decision: Extract<Decision, { route: unknown }>, snapshot: RouteSnapshot): void {
+    const req = x.req;
+    if (x instanceof ProxyResponse && this.#redirected(x, snapshot, decision.route.host)) return;
+    const crossRegion = decision.kind === 'cross-region';
+    if (crossRegion && hasLoopMark(req.headers['cdn-loop'])) {
+      this.#loop(req, decision.route.host, decision.upstream);
+      this.#answer(x, 'loop', 'loop');
+      return;
+    }
+    // From here on the request is routed: it gets a 'request routed' line when it ends.
+    x.kind = decision.kind;
+    x.routeHost = decision.route.host;
+    x.upstream = decision.upstream;
+    x.requestId = this.#prepareHeaders(x, snapshot, crossRegion);
+    if (crossRegion) this.#forward(x);
+    else this.#checkHealth(x, decision.upstream);
   }
 
   /** An HTTP-01 token asked for on the plain port: answered from the snapshot, before routing. */
