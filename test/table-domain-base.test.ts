@@ -85,4 +85,17 @@ describe('DomainRowsReader', () => {
       ['domains.id', 'domains.id', 'domain_name'],
     );
   });
+
+  it('sized by the counts the snapshot load takes, too small or too large, reads the same rows', () => {
+    const ids = domains.reduce((n, v) => n + (typeof v[0] === 'string' ? v[0].length : 0), 0);
+    const names = domains.reduce((n, v) => n + String(v[1]).length, 0);
+    const routes = (reader: DomainRowsReader) => {
+      for (const values of domains) reader.read(values);
+      return [...RowState.load({ ...parents, domains: reader }).state.routes.entries()];
+    };
+    const expected = routes(new DomainRowsReader());
+    assert.deepEqual(routes(new DomainRowsReader(domains.length, { ids, names })), expected);
+    assert.deepEqual(routes(new DomainRowsReader(1, { ids: 1, names: 1 })), expected);
+    assert.deepEqual(routes(new DomainRowsReader(1000, { ids: 100_000, names: 100_000 })), expected);
+  });
 });

@@ -16,12 +16,28 @@ export function copyRows(client: pg.ClientBase, select: string, onRow: (row: Cop
   return copy.done;
 }
 
+/**
+ * Parsing longer than this in one go pauses the socket for a turn of the event loop. `pg` parses
+ * every message of a socket read at once and the socket reads again while data waits: at a
+ * million rows a re-bootstrap's COPY held the loop for whole seconds in a handful of turns.
+ */
+export const COPY_SLICE_MS = 8;
+
+/** What of `pg`'s connection the submittable touches: the query it sends, and its socket (paused to yield). */
+interface CopyConnection {
+  query(text: string): void;
+  readonly stream?: { pause(): void; resume(): void };
+}
+
 /** A `pg` submittable for COPY … TO STDOUT (the client calls these as the server answers). */
 class CopyOut {
   readonly done: Promise<number>;
   /** Set by `pg` when its client has a `query_timeout` (its timer is cleared when this is called). */
   callback: ((err?: Error) => void) | undefined;
   #rows = 0;
+  #stream: CopyConnection['stream'];
+  /** When the current slice of parsing began; undefined while paused or before the first row. */
+  #sliceStart: number | undefined;
   #resolve!: (rows: number) => void;
   #reject!: (err: Error) => void;
 
@@ -35,13 +51,32 @@ class CopyOut {
     });
   }
 
-  submit(connection: { query(text: string): void }): void {
+  submit(connection: CopyConnection): void {
+    this.#stream = connection.stream;
     connection.query(this.text);
   }
 
   handleCopyData(msg: { chunk: Buffer }): void {
     this.#rows += 1;
     this.onRow(parseCopyLine(msg.chunk.toString('utf8', 0, msg.chunk.length - 1)));
+    // The clock every 256 rows: a row costs a few microseconds.
+    if ((this.#rows & 255) === 0) this.#yieldIfLong();
+  }
+
+  /**
+   * After COPY_SLICE_MS of parsing, the socket is paused until the next turn: the messages
+   * already read are still parsed (one read, 64 KB at most), but no more is read before timers
+   * and other sockets have had their turn.
+   */
+  #yieldIfLong(): void {
+    const stream = this.#stream;
+    if (stream === undefined) return;
+    const now = performance.now();
+    this.#sliceStart ??= now;
+    if (now - this.#sliceStart < COPY_SLICE_MS) return;
+    stream.pause();
+    this.#sliceStart = undefined;
+    setImmediate(() => stream.resume());
   }
 
   handleCommandComplete(): void {}

@@ -110,7 +110,12 @@ async function readTable(client: pg.ClientBase, table: TableName, schema: string
  * the text form is the value `pg` would have given.
  */
 async function receiveDomains(client: pg.ClientBase, select: string): Promise<DomainRowsReader> {
-  const reader = new DomainRowsReader();
+  // Counted first under the same snapshot, so the columns are sized once (see DomainRowsReader).
+  const size = await client.query<{ rows: number; ids: string; names: string }>(
+    `SELECT count(*)::int AS rows, coalesce(sum(octet_length(id::text)), 0)::text AS ids, coalesce(sum(octet_length(name::text)), 0)::text AS names FROM (${select}) AS s`,
+  );
+  const { rows, ids, names } = size.rows[0]!;
+  const reader = new DomainRowsReader(rows, { ids: Number(ids), names: Number(names) });
   await copyRows(client, select, (row) => reader.read(row));
   return reader;
 }
