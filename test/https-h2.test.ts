@@ -27,6 +27,8 @@ const arrived = new Set<string>();
 const bodies = new Map<string, 'complete' | 'aborted'>();
 /** Responses of `/slow/...` held until the test lets them go. */
 const held = new Map<string, () => void>();
+/** `/slow/...` answers that closed before they ended: the proxy gave up the VM's request. */
+const cutShort = new Set<string>();
 
 /**
  * The VM: `/echo` describes what it received; `/big` sends 1 MiB; `/dies` fails in the middle of
@@ -60,6 +62,9 @@ function vmHandler(req: IncomingMessage, res: ServerResponse): void {
     } else if (url.startsWith('/slow/')) {
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.write('slow ');
+      res.on('close', () => {
+        if (!res.writableFinished) cutShort.add(url);
+      });
       held.set(url, () => res.end('done'));
     } else {
       res.writeHead(200, { 'content-type': 'text/plain' });
@@ -453,6 +458,26 @@ describe('HTTP/2 sessions: drain, idle timeout, a response cut short', () => {
       const at = await closed;
       assert.ok(at - idleFrom >= 300, `closed ${Math.round(at - idleFrom)} ms after its last stream`);
     } finally {
+      await t.close();
+    }
+  });
+
+  it('a client that resets its stream mid-answer: the VM request is aborted at once, not left open on its connection', async () => {
+    // Left open, it held a VM connection until the VM's keep-alive timeout cut it, which the
+    // next request on that pooled connection met as UPSTREAM_CLOSED (a 502, and the VM marked down).
+    const t = await start();
+    try {
+      const session = await connect(t.httpsPort);
+      const stream = session.request({ ':method': 'GET', ':path': '/slow/reset', ':authority': 'app.example' });
+      stream.on('error', () => undefined);
+      await new Promise((resolve) => stream.once('data', resolve));
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      await eventually('the VM sees its answer aborted', () => cutShort.has('/slow/reset'), 2000);
+      const r = await get(session, '/after-reset');
+      assert.deepEqual([r.status, r.body.toString()], [200, 'vm GET /after-reset']);
+      session.close();
+    } finally {
+      held.get('/slow/reset')?.();
       await t.close();
     }
   });

@@ -159,9 +159,13 @@ export class ProxyResponse extends withPlainExchange(ServerResponse<IncomingMess
   }
 }
 
-/** `close` listener shared by every response (no per-request closure). */
+/**
+ * `close` listener shared by every response (no per-request closure). `completed`, not
+ * `writableFinished`: an HTTP/2 response reports `writableFinished` on any closed stream, one the
+ * client reset mid-answer included, and the VM's request must be aborted then too.
+ */
 export function onExchangeClose(this: PlainExchange): void {
-  if (!this.writableFinished) this.cancel?.cancel();
+  if (!this.completed) this.cancel?.cancel();
   this.sink?.finished(this);
 }
 

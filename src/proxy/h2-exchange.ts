@@ -118,6 +118,14 @@ export class H2Response extends withPlainExchange(http2.Http2ServerResponse<H2Re
     return this.stream.destroyed;
   }
 
+  /**
+   * Ended by us and not reset by the client. The compatibility layer's `writableFinished` is true
+   * on every closed stream, one reset mid-answer included (Node 24), so it cannot say this.
+   */
+  override get completed(): boolean {
+    return this.writableEnded && !this.stream.aborted;
+  }
+
   /** Served: the session has been sent GOAWAY, so no new request follows on it. */
   whileDraining(): undefined {
     return undefined;
