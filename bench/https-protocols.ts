@@ -19,9 +19,9 @@
 //   h2 ×m      HTTP/2, `--streams` concurrent streams per connection
 // Each round runs every load on every target, the target order rotating by one per round. Printed:
 // each run (req/s, the target's CPU per request from /proc, non-2xx answers and 5xx among them,
-// requests h2load counted failed, and the warn/error lines the bin logged during the run, by
+// requests left without an answer, and the warn/error lines the bin logged during the run, by
 // message and code), then medians, ratios to nginx (median of per-round ratios) and the verdict:
-// HTTPS ÷ nginx ≥ 0.9 × plain ÷ nginx, and no 5xx or failed request in any of EdgeProxy's rounds
+// HTTPS ÷ nginx ≥ 0.9 × plain ÷ nginx, and no 5xx or unanswered request in any of EdgeProxy's rounds
 // of that load or of plain h1 (a 5xx is cheap and fast: a round with some is not comparable).
 // --baseline DIR adds `edgeproxy-base`: the build in DIR (another checkout, built), in the same run.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -78,7 +78,7 @@ interface Figure {
   readonly cpuUsPerReq: number;
   readonly non2xx: number;
   readonly status5xx: number;
-  readonly failed: number;
+  readonly unanswered: number;
   /** warn/error lines the bin logged during the run: `msg [code]` → count. */
   readonly logged: Map<string, number>;
 }
@@ -101,7 +101,7 @@ function tally(lines: readonly Record<string, unknown>[], from: number): Map<str
   return counts;
 }
 
-const NONE: Figure = { rps: NaN, cpuUsPerReq: NaN, non2xx: 0, status5xx: 0, failed: 0, logged: new Map() };
+const NONE: Figure = { rps: NaN, cpuUsPerReq: NaN, non2xx: 0, status5xx: 0, unanswered: 0, logged: new Map() };
 
 async function measure(t: Target, l: Load): Promise<Figure> {
   if (l.protocol === 'h2' && t.alpn !== 'h2') return NONE;
@@ -122,7 +122,7 @@ async function measure(t: Target, l: Load): Promise<Figure> {
   const cpuUsPerReq = ((cpuMs(t.pid) - cpu0) * 1000) / (r.rps * (DURATION + WARMUP_S));
   if (l.protocol === 'h2' && r.protocol !== 'h2') throw new Error(`${t.name}: h2load used ${r.protocol}, not h2`);
   const logged = t.run === undefined ? new Map<string, number>() : tally(t.run.lines, from);
-  return { rps: r.rps, cpuUsPerReq, non2xx: r.non2xx, status5xx: r.status5xx, failed: r.failed, logged };
+  return { rps: r.rps, cpuUsPerReq, non2xx: r.non2xx, status5xx: r.status5xx, unanswered: r.unanswered, logged };
 }
 
 type Results = Map<string, Figure[]>; // `${load}|${target}` → one figure per round
@@ -139,7 +139,7 @@ async function runRounds(targets: Target[]): Promise<Results> {
         const logged = [...f.logged].map(([k, n]) => `${n}× ${k}`).join('; ');
         console.log(
           `  round ${round + 1} ${l.name.padEnd(8)} ${t.name.padEnd(14)} ${Number.isNaN(f.rps) ? '    n/a' : f.rps.toFixed(0).padStart(7)} req/s  ` +
-            `CPU ${f.cpuUsPerReq.toFixed(0)} µs/req  non-2xx ${f.non2xx} (5xx ${f.status5xx})  failed ${f.failed}  load ${load()}` +
+            `CPU ${f.cpuUsPerReq.toFixed(0)} µs/req  non-2xx ${f.non2xx} (5xx ${f.status5xx})  unanswered ${f.unanswered}  load ${load()}` +
             (logged === '' ? '' : `  logged: ${logged}`),
         );
       }
@@ -155,14 +155,14 @@ function ratio(results: Results, l: Load, target: string): number {
   return median(e.map((f, i) => f.rps / n[i]!.rps));
 }
 
-/** The rounds (1-based) of `target` in `l` with a 5xx or a failed request. */
+/** The rounds (1-based) of `target` in `l` with a 5xx or an unanswered request. */
 function badRounds(results: Results, l: Load, target: string): number[] {
-  return results.get(key(l, { name: target }))!.flatMap((f, i) => (f.status5xx > 0 || f.failed > 0 ? [i + 1] : []));
+  return results.get(key(l, { name: target }))!.flatMap((f, i) => (f.status5xx > 0 || f.unanswered > 0 ? [i + 1] : []));
 }
 
 function report(targets: Target[], results: Results): void {
   console.log(
-    '\n| load | target | req/s (median) | rounds | ÷ nginx | CPU µs/req (median) | non-2xx per round (5xx) | failed per round |\n|---|---|---|---|---|---|---|---|',
+    '\n| load | target | req/s (median) | rounds | ÷ nginx | CPU µs/req (median) | non-2xx per round (5xx) | unanswered per round |\n|---|---|---|---|---|---|---|---|',
   );
   for (const l of LOADS) {
     for (const t of targets) {
@@ -174,7 +174,7 @@ function report(targets: Target[], results: Results): void {
       const r = t.name === 'nginx' ? 1 : ratio(results, l, t.name);
       console.log(
         `| ${l.name} | ${t.name} | ${Math.round(median(fs.map((f) => f.rps))).toLocaleString('en')} | ${fs.map((f) => Math.round(f.rps)).join(', ')} | ` +
-          `${r.toFixed(2)}× | ${Math.round(median(fs.map((f) => f.cpuUsPerReq)))} | ${fs.map((f) => `${f.non2xx} (${f.status5xx})`).join(', ')} | ${fs.map((f) => f.failed).join(', ')} |`,
+          `${r.toFixed(2)}× | ${Math.round(median(fs.map((f) => f.cpuUsPerReq)))} | ${fs.map((f) => `${f.non2xx} (${f.status5xx})`).join(', ')} | ${fs.map((f) => f.unanswered).join(', ')} |`,
       );
     }
   }
@@ -194,7 +194,7 @@ function report(targets: Target[], results: Results): void {
       const bad = [
         ...new Set([...plainBad.map((n) => `plain h1 round ${n}`), ...badRounds(results, l, t.name).map((n) => `${l.name} round ${n}`)]),
       ];
-      const verdict = bad.length > 0 ? `NOT met (5xx or failed requests: ${bad.join(', ')})` : r >= 0.9 * plain ? 'met' : 'NOT met';
+      const verdict = bad.length > 0 ? `NOT met (5xx or unanswered requests: ${bad.join(', ')})` : r >= 0.9 * plain ? 'met' : 'NOT met';
       console.log(`  ${l.name}: ÷ nginx ${r.toFixed(3)}× against ${(0.9 * plain).toFixed(3)}×: ${verdict}`);
     }
     const logged = new Map<string, number>();

@@ -20,10 +20,10 @@ export interface H2loadOptions {
 export interface H2loadFigures {
   readonly rps: number;
   readonly succeeded: number;
-  /** Requests failed, errored or timed out, and responses other than 2xx. */
+  /** Requests without a 2xx answer: unanswered (errored, timed out) or answered 3xx, 4xx, 5xx. */
   readonly errors: number;
-  /** Requests h2load counted failed, errored or timed out (no complete answer). */
-  readonly failed: number;
+  /** Requests without an answer (h2load's `errored` and timed out: its `failed` less the 4xx and 5xx it counts in it). */
+  readonly unanswered: number;
   /** Answers other than 2xx, and of them 5xx. */
   readonly non2xx: number;
   readonly status5xx: number;
@@ -43,13 +43,15 @@ export function parseH2load(out: string): H2loadFigures {
   const req = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(out);
   const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(out);
   const n = (m: RegExpExecArray | null, i: number) => Number(m?.[i] ?? NaN);
-  const failed = n(req, 5) + n(req, 6) + n(req, 7);
+  // h2load's `failed` already holds the errored and timed-out requests and the 4xx and 5xx answers
+  // (a 3xx counts as succeeded): adding them up counted those twice.
+  const failed = n(req, 5);
   const non2xx = n(codes, 2) + n(codes, 3) + n(codes, 4);
   return {
     rps,
     succeeded: n(req, 4),
-    errors: failed + non2xx,
-    failed,
+    errors: failed + n(codes, 2),
+    unanswered: failed - n(codes, 3) - n(codes, 4),
     non2xx,
     status5xx: n(codes, 4),
     protocol: /Application protocol: (\S+)/.exec(out)?.[1],
