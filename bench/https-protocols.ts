@@ -1,225 +1,247 @@
-// Keep-alive HTTPS speed by protocol: HTTP/1.1 and HTTP/2 over TLS, EdgeProxy and nginx, one run.
+// Keep-alive HTTPS speed by protocol (issue 11's keep-alive target): `edgeproxy serve` as users run
+// it against nginx with TLS on the same certificate, in one run, targets alternated.
 //
-//   npm exec -- node --import tsx bench/https-protocols.ts [--rounds 2] [--duration 10] [--connections 64] [--streams 10] [--baseline DIR]
+//   npm run build && npm exec -- node --import tsx bench/https-protocols.ts [--rounds 3] [--duration 8]
+//     [--connections 64] [--streams 10] [--routes 100000] [--workers 1] [--baseline DIR]
 //
-// Needs nginx and h2load (nghttp2-client). Processes: an nginx backend (1 worker, `return 200`,
-// 12-byte body), nginx as a reverse proxy to it (1 worker, a plain port and `listen … ssl http2`, upstream
-// keepalive), EdgeProxy's request path with its HTTPS port (bench/targets/edgeproxy.ts, 100,000
-// routes, health cache on). Both serve the same self-signed ECDSA P-256 certificate; TLS 1.3.
-// Load: h2load, `--connections` keep-alive connections for `--duration` s after a 2 s warm-up:
-// `plain h1` (h2load --h1 on each target's plain-HTTP port: the ratio issue 11's keep-alive target is
-// relative to), `h1` (h2load --h1 over TLS), `h2` one stream at a time per connection (the same concurrency as h1), and
-// `h2 ×m` with `--streams` concurrent streams per connection. Targets and loads alternate per round;
-// the report gives the median req/s of the rounds, the ratio to nginx in the same load, and EdgeProxy's
-// CPU per request (its process's user + system time over the measured period, from /proc).
-// --baseline DIR adds `edgeproxy-base`: DIR's bench/targets/edgeproxy.ts (another checkout with its
-// node_modules, e.g. /work/main), so a change is measured before and after in the same run.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+// Needs nginx and h2load (`apt-get install -y nginx nghttp2-client`). Targets, each its own process,
+// both forwarding to the same nginx backend (1 worker, `return 200`, 12-byte body), both serving one
+// self-signed ECDSA P-256 certificate for bench.example (bench/support/https-targets.ts):
+//   nginx      1 worker, a plain port and `listen … ssl http2` (the certificate's files), upstream keepalive
+//   edgeproxy  `edgeproxy serve` from the built bin, streaming from a throwaway PostgreSQL: `--routes`
+//              routes (bench.example → the backend among them) and the certificate's row in
+//              edgeproxy_certificates; EDGEPROXY_WORKERS=`--workers` (1: one thread, as nginx's one
+//              worker; the HTTPS port is on the main thread whatever the setting)
+// Loads, h2load with `--connections` keep-alive connections for `--duration` s after a 2 s warm-up:
+//   plain h1   HTTP/1.1 on the plain port: the ratio issue 11's keep-alive target is relative to
+//   h1         HTTP/1.1 over TLS
+//   h2         HTTP/2, one stream at a time per connection (the same concurrency as h1)
+//   h2 ×m      HTTP/2, `--streams` concurrent streams per connection
+// Each round runs every load on every target, the target order rotating by one per round. Printed:
+// each run (req/s, the target's CPU per request from /proc, non-2xx answers and 5xx among them,
+// requests left without an answer, and the warn/error lines the bin logged during the run, by
+// message and code), then medians, ratios to nginx (median of per-round ratios) and the verdict:
+// HTTPS ÷ nginx ≥ 0.9 × plain ÷ nginx, and no 5xx or unanswered request in any of EdgeProxy's rounds
+// of that load or of plain h1 (a 5xx is cheap and fast: a round with some is not comparable).
+// --baseline DIR adds `edgeproxy-base`: the build in DIR (another checkout, built), in the same run.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { makeCertificate } from '../test/support/certificates.js';
+import type { LongRun } from '../test/support/cli.js';
+import { h2loadAsync, type H2loadOptions } from './support/h2load.js';
+import { edgeproxyHttpsTarget, nginxHttpsTarget, type HttpsTarget } from './support/https-targets.js';
+import { backendConf, startNginx } from './support/nginx.js';
+import { cpuMs, freePort, has, median, stopAll } from './support/processes.js';
 
 const { values } = parseArgs({
   options: {
-    rounds: { type: 'string', default: '2' },
-    duration: { type: 'string', default: '10' },
+    rounds: { type: 'string', default: '3' },
+    duration: { type: 'string', default: '8' },
     connections: { type: 'string', default: '64' },
     streams: { type: 'string', default: '10' },
+    routes: { type: 'string', default: '100000' },
+    workers: { type: 'string', default: '1' },
     baseline: { type: 'string' },
   },
 });
-const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
-if (!has('nginx') || !has('h2load')) {
-  console.log('# needs nginx and h2load (apt-get install -y nginx nghttp2-client)');
-  process.exit(0);
-}
-const tmp = mkdtempSync(join(tmpdir(), 'edgeproxy-bench-https-'));
-const children: ChildProcess[] = [];
-const cert = makeCertificate(['bench.example']);
-writeFileSync(join(tmp, 'cert.pem'), cert.certPem);
-writeFileSync(join(tmp, 'key.pem'), cert.keyPem);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-const accepts = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    s.on('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on('error', () => resolve(false));
-  });
-
-async function start(cmd: string, args: string[], port: number, cwd?: string): Promise<ChildProcess> {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'], cwd });
-  children.push(child);
-  const deadline = Date.now() + 60_000;
-  while (!(await accepts(port))) {
-    if (child.exitCode !== null) throw new Error(`${cmd} exited with ${child.exitCode}`);
-    if (Date.now() > deadline) throw new Error(`${cmd} not ready in 60 s`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return child;
-}
-
-async function nginx(name: string, port: number, server: string): Promise<void> {
-  const dir = join(tmp, name);
-  spawnSync('mkdir', ['-p', join(dir, 'logs')]);
-  writeFileSync(
-    join(dir, 'nginx.conf'),
-    `worker_processes 1;\nuser root;\npid ${dir}/nginx.pid;\nerror_log ${dir}/error.log warn;\nevents { worker_connections 4096; }\n` +
-      `http {\n access_log off;\n client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/f; uwsgi_temp_path ${dir}/u; scgi_temp_path ${dir}/s;\n keepalive_requests 1000000;\n${server}\n}\n`,
-  );
-  await start('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], port);
-}
-
-/** A port under load, and the process whose CPU is counted (EdgeProxy's; nginx's work is in its worker). */
-interface Target {
-  readonly port: number;
-  /** The plain-HTTP port (the `plain h1` load). */
-  readonly plainPort: number;
-  readonly pid: number | undefined;
-}
-
-const TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
-
-/** CPU seconds (user + system) a process has used so far (Linux /proc). */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICKS;
-}
+const ROUNDS = Number(values.rounds);
+const DURATION = Number(values.duration);
+const CONNECTIONS = Number(values.connections);
+const STREAMS = Number(values.streams);
+const ROUTES = Number(values.routes);
+const NAME = 'bench.example';
+const WARMUP_S = 2;
 
 interface Load {
   readonly name: string;
-  readonly args: string[];
-  readonly plain?: boolean;
+  readonly tls: boolean;
+  readonly protocol: 'h1' | 'h2';
+  readonly streams: number;
+}
+const LOADS: Load[] = [
+  { name: 'plain h1', tls: false, protocol: 'h1', streams: 1 },
+  { name: 'h1', tls: true, protocol: 'h1', streams: 1 },
+  { name: 'h2', tls: true, protocol: 'h2', streams: 1 },
+  { name: `h2 ×${STREAMS}`, tls: true, protocol: 'h2', streams: STREAMS },
+];
+
+interface Target extends HttpsTarget {
+  /** The bin's log, for EdgeProxy targets. */
+  readonly run?: LongRun;
 }
 
-/**
- * One h2load run; `cpuUs`: the target's CPU from the end of h2load's 2 s warm-up to its exit, per
- * request of the measured period (rps × seconds), so about the measured period's.
- */
-async function h2load(target: Target, load: Load, seconds: number): Promise<{ rps: number; failed: number; cpuUs: number }> {
-  const child = spawn(
-    'h2load',
-    [
-      ...load.args,
-      '-c',
-      values.connections!,
-      '-D',
-      String(seconds),
-      '--warm-up-time',
-      '2',
-      // SNI and :authority / Host bench.example (a second Host from -H gets an HTTP/1.1 400 from nginx).
-      '--connect-to',
-      `127.0.0.1:${load.plain === true ? target.plainPort : target.port}`,
-      `${load.plain === true ? 'http' : 'https'}://bench.example:${load.plain === true ? target.plainPort : target.port}/`,
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'], timeout: (seconds + 30) * 1000 },
-  );
-  let out = '';
-  child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
-  const exited = new Promise((resolve) => child.once('close', resolve));
-  await new Promise((r) => setTimeout(r, 2000));
-  const cpu0 = cpuSeconds(target.pid);
-  await exited;
-  const rps = Number(/finished in [\d.]+s, ([\d.]+) req\/s/.exec(out)?.[1] ?? NaN);
-  const cpuUs = ((cpuSeconds(target.pid) - cpu0) * 1e6) / (rps * seconds);
-  const m = /requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded/.exec(out);
-  const failed = m === null ? NaN : Number(m[1]) - Number(m[2]);
-  if (failed !== 0)
-    console.log(
-      `# ${out
-        .split('\n')
-        .filter((l) => /^(requests|status codes):/.test(l))
-        .join('; ')}`,
-    );
-  return { rps, failed, cpuUs };
+interface Figure {
+  /** req/s; NaN when the target does not offer h2. */
+  readonly rps: number;
+  readonly cpuUsPerReq: number;
+  readonly non2xx: number;
+  readonly status5xx: number;
+  readonly unanswered: number;
+  /** warn/error lines the bin logged during the run: `msg [code]` → count. */
+  readonly logged: Map<string, number>;
 }
 
-/** EdgeProxy's request path with its HTTPS port (the checkout in `root`, this one by default); its HTTPS port. */
-async function edgeproxy(backend: number, root?: string): Promise<Target> {
-  const [port, https] = [await freePort(), await freePort()];
-  const args = ['--port', String(port), '--backend-port', String(backend), '--https-port', String(https)];
-  const files = ['--cert', join(tmp, 'cert.pem'), '--key', join(tmp, 'key.pem')];
-  const node = ['--max-semi-space-size=32', '--import', 'tsx', 'bench/targets/edgeproxy.ts'];
-  const child = await start(process.execPath, [...node, ...args, ...files], https, root);
-  return { port: https, plainPort: port, pid: child.pid };
+const load = () =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
+
+/** The bin's warn and worse lines from `from` on, by message and code. */
+function tally(lines: readonly Record<string, unknown>[], from: number): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const l of lines.slice(from)) {
+    if (l.level !== 'warn' && l.level !== 'error' && l.level !== 'fatal') continue;
+    const err = l.err as { code?: unknown } | undefined;
+    const code = err?.code ?? l.code;
+    const key = `${String(l.msg)}${code === undefined ? '' : ` [${String(code)}]`}`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return counts;
 }
 
-try {
-  const backend = await freePort();
-  await nginx(
-    'backend',
-    backend,
-    ` server { listen 127.0.0.1:${backend}; location / { default_type text/plain; return 200 "hello world\\n"; } }`,
-  );
-  const [nginxPort, nginxPlain] = [await freePort(), await freePort()];
-  await nginx(
-    'proxy',
-    nginxPort,
-    ` upstream backend { server 127.0.0.1:${backend}; keepalive 128; }\n` +
-      ` server { listen 127.0.0.1:${nginxPlain}; listen 127.0.0.1:${nginxPort} ssl http2; ssl_certificate ${tmp}/cert.pem; ssl_certificate_key ${tmp}/key.pem; ssl_protocols TLSv1.3;\n` +
-      `  location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; } }`,
-  );
-  const targets: Record<string, Target> = {
-    nginx: { port: nginxPort, plainPort: nginxPlain, pid: undefined },
-    edgeproxy: await edgeproxy(backend),
+const NONE: Figure = { rps: NaN, cpuUsPerReq: NaN, non2xx: 0, status5xx: 0, unanswered: 0, logged: new Map() };
+
+async function measure(t: Target, l: Load): Promise<Figure> {
+  if (l.protocol === 'h2' && t.alpn !== 'h2') return NONE;
+  const o: H2loadOptions = {
+    scheme: l.tls ? 'https' : 'http',
+    name: NAME,
+    port: l.tls ? t.tlsPort : t.plainPort,
+    protocol: l.protocol,
+    clients: CONNECTIONS,
+    streams: l.streams,
+    seconds: DURATION,
+    warmupSeconds: WARMUP_S,
   };
-  if (values.baseline !== undefined) targets['edgeproxy-base'] = await edgeproxy(backend, resolve(values.baseline));
-  const loads: Load[] = [
-    { name: 'plain h1', args: ['--h1'], plain: true },
-    { name: 'h1', args: ['--h1'] },
-    { name: 'h2', args: ['-m', '1'] },
-    { name: `h2 ×${values.streams}`, args: ['-m', values.streams!] },
-  ];
-  console.log(
-    `# https-protocols: ${cpus().length} CPUs (${cpus()[0]?.model}), Node ${process.version}, load ${loadavg()
-      .map((x) => x.toFixed(2))
-      .join(' ')}; h2load -c${values.connections} -D${values.duration}; rounds ${values.rounds}`,
-  );
-  const results = new Map<string, number[]>();
-  const cpu = new Map<string, number[]>();
-  for (let round = 0; round < Number(values.rounds); round++) {
-    const names = Object.keys(targets);
-    if (round % 2 === 1) names.reverse();
-    for (const load of loads) {
-      for (const name of names) {
-        await h2load(targets[name]!, load, 2); // warm-up of this pair
-        const r = await h2load(targets[name]!, load, Number(values.duration));
-        if (r.failed !== 0) console.log(`# ${name} ${load.name}: ${r.failed} failed requests`);
-        const key = `${load.name}|${name}`;
-        results.set(key, [...(results.get(key) ?? []), r.rps]);
-        cpu.set(key, [...(cpu.get(key) ?? []), r.cpuUs]);
+  const from = t.run?.lines.length ?? 0;
+  const cpu0 = cpuMs(t.pid);
+  const r = await h2loadAsync(o);
+  // The warm-up is inside the run, and so inside the CPU window: charge it at the same rate.
+  const cpuUsPerReq = ((cpuMs(t.pid) - cpu0) * 1000) / (r.rps * (DURATION + WARMUP_S));
+  if (l.protocol === 'h2' && r.protocol !== 'h2') throw new Error(`${t.name}: h2load used ${r.protocol}, not h2`);
+  const logged = t.run === undefined ? new Map<string, number>() : tally(t.run.lines, from);
+  return { rps: r.rps, cpuUsPerReq, non2xx: r.non2xx, status5xx: r.status5xx, unanswered: r.unanswered, logged };
+}
+
+type Results = Map<string, Figure[]>; // `${load}|${target}` → one figure per round
+const key = (l: Load, t: { name: string }) => `${l.name}|${t.name}`;
+
+async function runRounds(targets: Target[]): Promise<Results> {
+  const results: Results = new Map();
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = targets.map((_, i) => targets[(i + round) % targets.length]!);
+    for (const l of LOADS) {
+      for (const t of order) {
+        const f = await measure(t, l);
+        results.set(key(l, t), [...(results.get(key(l, t)) ?? []), f]);
+        const logged = [...f.logged].map(([k, n]) => `${n}× ${k}`).join('; ');
+        console.log(
+          `  round ${round + 1} ${l.name.padEnd(8)} ${t.name.padEnd(14)} ${Number.isNaN(f.rps) ? '    n/a' : f.rps.toFixed(0).padStart(7)} req/s  ` +
+            `CPU ${f.cpuUsPerReq.toFixed(0)} µs/req  non-2xx ${f.non2xx} (5xx ${f.status5xx})  unanswered ${f.unanswered}  load ${load()}` +
+            (logged === '' ? '' : `  logged: ${logged}`),
+        );
       }
     }
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  console.log('| load | target | req/s (median) | rounds | ÷ nginx | CPU µs/req (median) |\n|---|---|---|---|---|---|');
-  for (const load of loads) {
-    const base = median(results.get(`${load.name}|nginx`)!);
-    for (const name of Object.keys(targets)) {
-      const xs = results.get(`${load.name}|${name}`)!;
-      const m = median(xs);
+  return results;
+}
+
+/** Median over rounds of `target` ÷ nginx in one load, each ratio from the same round. */
+function ratio(results: Results, l: Load, target: string): number {
+  const e = results.get(key(l, { name: target }))!;
+  const n = results.get(key(l, { name: 'nginx' }))!;
+  return median(e.map((f, i) => f.rps / n[i]!.rps));
+}
+
+/** The rounds (1-based) of `target` in `l` with a 5xx or an unanswered request. */
+function badRounds(results: Results, l: Load, target: string): number[] {
+  return results.get(key(l, { name: target }))!.flatMap((f, i) => (f.status5xx > 0 || f.unanswered > 0 ? [i + 1] : []));
+}
+
+function report(targets: Target[], results: Results): void {
+  console.log(
+    '\n| load | target | req/s (median) | rounds | ÷ nginx | CPU µs/req (median) | non-2xx per round (5xx) | unanswered per round |\n|---|---|---|---|---|---|---|---|',
+  );
+  for (const l of LOADS) {
+    for (const t of targets) {
+      const fs = results.get(key(l, t))!;
+      if (Number.isNaN(fs[0]!.rps)) {
+        console.log(`| ${l.name} | ${t.name} | n/a (no h2) | | | | | |`);
+        continue;
+      }
+      const r = t.name === 'nginx' ? 1 : ratio(results, l, t.name);
       console.log(
-        `| ${load.name} | ${name} | ${Math.round(m).toLocaleString('en')} | ${xs.map((x) => Math.round(x)).join(', ')} | ${(m / base).toFixed(2)}× | ${name === 'nginx' ? '—' : Math.round(median(cpu.get(`${load.name}|${name}`)!))} |`,
+        `| ${l.name} | ${t.name} | ${Math.round(median(fs.map((f) => f.rps))).toLocaleString('en')} | ${fs.map((f) => Math.round(f.rps)).join(', ')} | ` +
+          `${r.toFixed(2)}× | ${Math.round(median(fs.map((f) => f.cpuUsPerReq)))} | ${fs.map((f) => `${f.non2xx} (${f.status5xx})`).join(', ')} | ${fs.map((f) => f.unanswered).join(', ')} |`,
       );
     }
   }
-} finally {
-  for (const c of children) c.kill('SIGTERM');
-  rmSync(tmp, { recursive: true, force: true });
+  const [plainLoad, ...tlsLoads] = LOADS as [Load, ...Load[]];
+  for (const t of targets.filter((x) => x.name !== 'nginx')) {
+    const plain = ratio(results, plainLoad, t.name);
+    const plainBad = badRounds(results, plainLoad, t.name);
+    console.log(
+      `\n${t.name}: plain h1 ÷ nginx ${plain.toFixed(3)}×, so the keep-alive target is ≥ 0.9 × that = ${(0.9 * plain).toFixed(3)}×`,
+    );
+    for (const l of tlsLoads) {
+      const r = ratio(results, l, t.name);
+      if (Number.isNaN(r)) {
+        console.log(`  ${l.name}: n/a (no h2)`);
+        continue;
+      }
+      const bad = [
+        ...new Set([...plainBad.map((n) => `plain h1 round ${n}`), ...badRounds(results, l, t.name).map((n) => `${l.name} round ${n}`)]),
+      ];
+      const verdict = bad.length > 0 ? `NOT met (5xx or unanswered requests: ${bad.join(', ')})` : r >= 0.9 * plain ? 'met' : 'NOT met';
+      console.log(`  ${l.name}: ÷ nginx ${r.toFixed(3)}× against ${(0.9 * plain).toFixed(3)}×: ${verdict}`);
+    }
+    const logged = new Map<string, number>();
+    for (const [k, fs] of results)
+      if (k.endsWith(`|${t.name}`)) for (const f of fs) for (const [m, n] of f.logged) logged.set(m, (logged.get(m) ?? 0) + n);
+    console.log(
+      `  warn/error lines logged during the runs: ${logged.size === 0 ? 'none' : [...logged].map(([m, n]) => `${n}× ${m}`).join('; ')}`,
+    );
+  }
 }
+
+async function main(): Promise<void> {
+  for (const tool of ['nginx', 'h2load'])
+    if (!has(tool)) throw new Error(`${tool} is not installed: apt-get install -y nginx nghttp2-client`);
+  console.log(
+    `# https-protocols: ${cpus().length} CPUs (${cpus()[0]?.model}), Node ${process.version}, load ${load()}; ` +
+      `h2load -c${CONNECTIONS} -D${DURATION} --warm-up-time=${WARMUP_S}; ${ROUTES} routes; EDGEPROXY_WORKERS=${values.workers}; rounds ${ROUNDS}`,
+  );
+  const tmp = mkdtempSync(join(tmpdir(), 'edgeproxy-https-protocols-'));
+  const cert = makeCertificate([NAME]);
+  const certFile = join(tmp, 'cert.pem');
+  const keyFile = join(tmp, 'key.pem');
+  writeFileSync(certFile, cert.certPem);
+  writeFileSync(keyFile, cert.keyPem, { mode: 0o600 });
+  const stops: (() => Promise<void>)[] = [];
+  try {
+    const backendPort = await freePort();
+    await startNginx(backendConf(tmp, backendPort), backendPort);
+    const targets: Target[] = [await nginxHttpsTarget({ tmp, backendPort, name: NAME, certFile, keyFile })];
+    const edgeproxies = [{ name: 'edgeproxy', root: undefined as string | undefined }];
+    if (values.baseline !== undefined) edgeproxies.push({ name: 'edgeproxy-base', root: resolve(values.baseline) });
+    for (const e of edgeproxies) {
+      const env = { EDGEPROXY_WORKERS: values.workers };
+      const started = await edgeproxyHttpsTarget({ ...e, host: NAME, backendPort, routes: ROUTES, cert, env });
+      stops.push(started.stop);
+      targets.push({ ...started.target, run: started.run });
+      const s = started.started;
+      console.log(`# ${e.name}: ${String(s.routes)} routes streamed (setup ${String(s.setupMs)} ms)`);
+    }
+    for (const t of targets) console.log(`# ${t.name}: ALPN offered h2, http/1.1 → ${t.alpn === false ? 'none' : t.alpn}`);
+    report(targets, await runRounds(targets));
+    console.log(`# load after: ${load()}`);
+  } finally {
+    for (const stop of stops) await stop();
+    await stopAll();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+await main();
