@@ -53,11 +53,11 @@ export function createRequestPath(config: Config, logger: Logger, parts: Request
 }
 
 /**
- * Listeners that split the client connection limit: one per serving thread, and with workers the
- * main thread's HTTPS port beside theirs (HTTPS stays on the main thread for now).
+ * Threads that split the client connection limit: one share per serving thread (each thread's
+ * HTTP and HTTPS ports count in its one share; with workers the main thread serves neither).
  */
-export function connectionShares(config: Pick<Config, 'workers' | 'httpsAddr'>): number {
-  return config.workers > 1 && config.httpsAddr !== undefined ? config.workers + 1 : config.workers;
+export function connectionShares(config: Pick<Config, 'workers'>): number {
+  return config.workers;
 }
 
 /** Client connections one of `threads` serving threads accepts at once: its equal share of the process's limit (undefined: no limit known). */

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import type pg from 'pg';
 import { renewCertificate } from '../admin/certificate-renewal.js';
@@ -26,7 +27,7 @@ import { VERSION } from '../version.js';
 import { HealthBoard } from '../workers/health-board.js';
 import { servingThreads } from '../workers/worker-count.js';
 import { WorkerPool } from '../workers/worker-pool.js';
-import { clientConnectionShare, connectionShares, createRequestPath, redirectPort } from './request-path.js';
+import { clientConnectionShare, connectionShares, createRequestPath } from './request-path.js';
 
 export interface RunningService {
   readonly store: RouteStore;
@@ -202,13 +203,23 @@ function createParts(config: Config, logger: Logger): Parts {
   const issuance =
     config.httpsAddr === undefined ? undefined : createIssuance(config, { view: store, storageKey, logger, onOutcome: metrics.acme.order });
   if (issuance !== undefined) metrics.acme.watchInFlight(() => issuance.onDemand.inFlight);
+  // Made once: every thread serving HTTPS encrypts tickets with these, so a session resumes on any of them.
+  const tlsServing: TlsServing = { defaultCertificate, ticketKeys: randomBytes(48), issuance };
+  // With workers, they serve the HTTPS port too: the main thread listens on no public port.
   const https =
-    config.httpsAddr === undefined
+    config.httpsAddr === undefined || board !== undefined
       ? undefined
-      : createHttps(config, logger, store, defaultCertificate, requestPath.proxy, metrics, issuance);
+      : createHttps(config, logger, store, requestPath.proxy, metrics, tlsServing);
   const workers =
-    board === undefined ? undefined : createWorkers({ ...config, workers: threads }, logger, { store, health, metrics }, board, httpsPort);
+    board === undefined ? undefined : createWorkers({ ...config, workers: threads }, logger, { store, health, metrics }, board, tlsServing);
   return { store, metrics, pool, sync, health, ...requestPath, https, issuance, workers };
+}
+
+/** What every thread serving the HTTPS port is given: the default certificate, the ticket keys, on-demand issuance. */
+interface TlsServing {
+  readonly defaultCertificate: LoadedCertificate | undefined;
+  readonly ticketKeys: Buffer;
+  readonly issuance: Issuance | undefined;
 }
 
 /** The worker threads (not started): every publish sent to them, their metrics summed into ours. */
@@ -217,15 +228,18 @@ function createWorkers(
   logger: Logger,
   parts: Pick<Parts, 'store' | 'health' | 'metrics'>,
   board: HealthBoard,
-  httpsPort: () => number | undefined,
+  tls: TlsServing,
 ): WorkerPool {
+  const onDemand = tls.issuance?.onDemand;
   const workers = new WorkerPool({
     config,
     logger,
     writeLog: lineWriter(logger),
     health: parts.health,
     board,
-    redirectPort: () => redirectPort(config, httpsPort()),
+    ticketKeys: tls.ticketKeys,
+    defaultCertificate: config.httpsAddr === undefined ? undefined : tls.defaultCertificate,
+    issue: onDemand === undefined ? undefined : (name) => onDemand.certificateFor(name),
     current: () => parts.store.current,
   });
   parts.store.onPublish((snapshot) => workers.publish(snapshot));
@@ -233,22 +247,22 @@ function createWorkers(
   return workers;
 }
 
-/** The HTTPS listener: certificates from memory, secured connections into the proxy's flow. */
+/** The main thread's HTTPS listener (no workers): certificates from memory, secured connections into the proxy's flow. */
 function createHttps(
   config: Config,
   logger: Logger,
   store: RouteStore,
-  defaultCertificate: LoadedCertificate | undefined,
   proxy: ProxyServer,
   metrics: Metrics,
-  issuance: Issuance | undefined,
+  tls: TlsServing,
 ): HttpsListener {
-  const onDemand = issuance?.onDemand;
+  const onDemand = tls.issuance?.onDemand;
   const listener = new HttpsListener({
     certificates: () => store.current?.tls.certificates,
     issue: onDemand === undefined ? undefined : (name) => onDemand.certificateFor(name),
-    defaultCertificate,
+    defaultCertificate: tls.defaultCertificate,
     handshakeTimeoutMs: config.tlsHandshakeTimeoutMs,
+    ticketKeys: tls.ticketKeys,
     accept: (socket) => proxy.acceptSecure(socket),
     logger,
     onHandshake: metrics.tlsHandshake,
@@ -277,7 +291,7 @@ async function listenPublic(
   }
 }
 
-/** The public HTTP port (on the main thread or in the workers) and the HTTPS one, each logged once it listens. */
+/** The public HTTP and HTTPS ports (on the main thread, or in the workers), each logged once it listens. */
 async function openPublic(
   config: Config,
   logger: Logger,
@@ -290,16 +304,27 @@ async function openPublic(
     logger.info({ address: listening.address, port: listening.port, maxClientConnections, reusePort }, 'listening');
     return { port: listening.port, httpsPort: await listenHttps(config, logger, parts, reusePort) };
   }
-  // The workers redirect to the HTTPS port: it listens first. Workers exist only where reusePort does.
-  const httpsPort = await listenHttps(config, logger, parts, reusePort);
-  const port = await parts.workers.start();
+  // Each worker listens on both ports. Workers exist only where reusePort does.
+  const { port, httpsPort } = await parts.workers.start();
   const share = clientConnectionShare(connectionShares(config));
   const maxClientConnections = share === undefined ? null : share * config.workers;
   logger.info({ address: config.httpAddr.host ?? null, port, maxClientConnections, workers: config.workers, reusePort }, 'listening');
+  if (config.httpsAddr !== undefined) {
+    logger.info(
+      {
+        address: config.httpsAddr.host ?? null,
+        port: httpsPort ?? null,
+        defaultCertificate: config.tlsDefaultCertFile !== undefined,
+        workers: config.workers,
+        reusePort,
+      },
+      'HTTPS listening',
+    );
+  }
   return { port, httpsPort };
 }
 
-/** The HTTPS port (on the main thread, workers or not); undefined when it is off. */
+/** The HTTPS port on the main thread (no workers); undefined when it is off. */
 async function listenHttps(config: Config, logger: Logger, parts: Parts, reusePort: boolean): Promise<number | undefined> {
   if (parts.https === undefined || config.httpsAddr === undefined) return undefined;
   const secure = await parts.https.listen(config.httpsAddr.host, config.httpsAddr.port, { reusePort });

@@ -48,6 +48,8 @@ function resyncMetrics(registry: Registry) {
 export class WorkerMetrics {
   readonly registry = new Registry();
   readonly observer: ProxyObserver = requestMetrics(this.registry);
+  /** The worker's HTTPS handshakes, summed with the main thread's (zero there when workers serve HTTPS). */
+  readonly tlsHandshake: ReturnType<typeof tlsMetrics> = tlsMetrics(this.registry);
 
   constructor() {
     workerGcMetrics(this.registry);

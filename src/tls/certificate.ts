@@ -14,6 +14,10 @@ export interface StoredCertificate {
 /** A certificate ready to serve: what the index needs, and the TLS context built once, not per handshake. */
 export interface LoadedCertificate extends IndexedCertificate {
   readonly context: tls.SecureContext;
+  /** The chain as served (leaf first), and the opened key: what a worker thread builds its own context from (src/workers/worker-tls.ts). */
+  readonly chainPem: string;
+  /** A KeyObject: posted to a worker thread as it is, never printed (it serialises as `{}`), never in a message or a log line. */
+  readonly key: KeyObject;
   readonly issuer: string;
   /** SHA-256 fingerprint of the leaf, for logs and the admin API. */
   readonly fingerprint: string;
@@ -69,9 +73,10 @@ export function checkCertificate(
   if (!leaf.checkPrivateKey(key)) return failure('TLS_CERT_INVALID', `${where}: the private key does not belong to the certificate`);
   const names = dnsNames(leaf);
   if (names.length === 0) return failure('TLS_CERT_INVALID', `${where}: the certificate names no DNS name in subjectAltName`);
+  const chain = blocks.join('\n');
   let context: tls.SecureContext;
   try {
-    context = tls.createSecureContext({ cert: blocks.join('\n'), key: key.export({ type: 'pkcs8', format: 'pem' }) });
+    context = secureContext(chain, key);
   } catch (err) {
     return failure('TLS_CERT_INVALID', `${where}: TLS refuses the chain (${(err as Error).message})`);
   }
@@ -81,9 +86,16 @@ export function checkCertificate(
     notBefore: Date.parse(leaf.validFrom),
     notAfter: Date.parse(leaf.validTo),
     context,
+    chainPem: chain,
+    key,
     issuer: leaf.issuer.replace(/\n/g, ', '),
     fingerprint: leaf.fingerprint256,
   };
+}
+
+/** The TLS context of a chain and its key (checked together already): here at load, in a worker thread when a version arrives. */
+export function secureContext(chainPem: string, key: KeyObject): tls.SecureContext {
+  return tls.createSecureContext({ cert: chainPem, key: key.export({ type: 'pkcs8', format: 'pem' }) });
 }
 
 function dnsNames(cert: X509Certificate): string[] {

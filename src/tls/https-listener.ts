@@ -18,6 +18,12 @@ export interface HttpsListenerOptions {
   /** Served when no certificate matches the name, or the client sent no SNI. */
   readonly defaultCertificate: LoadedCertificate | undefined;
   readonly handshakeTimeoutMs: number;
+  /**
+   * The session ticket keys (48 bytes) every context this listener serves with is given, so that
+   * a ticket issued by one thread resumes on any other (worker threads share the main thread's);
+   * undefined: each context keeps the random keys Node gave it.
+   */
+  readonly ticketKeys?: Buffer;
   /** Where secured connections go: the proxy, which serves HTTP/2 or HTTP/1.1 by `socket.alpnProtocol`. */
   readonly accept: (socket: tls.TLSSocket) => void;
   readonly logger: Logger;
@@ -48,6 +54,8 @@ export class HttpsListener {
   readonly server: net.Server;
   /** Known once listening: read on every plain request that may be redirected, so not a getsockname each time. */
   #port: number | undefined;
+  /** Contexts already given the ticket keys (each is built once per certificate version; a handshake only looks it up). */
+  readonly #keyed = new WeakSet<tls.SecureContext>();
 
   constructor(opts: HttpsListenerOptions) {
     this.#opts = opts;
@@ -67,10 +75,19 @@ export class HttpsListener {
   #select(hello: ClientHello): SelectedContext {
     const index = this.#opts.certificates?.() ?? NO_CERTIFICATES;
     const found = hello.serverName === undefined ? undefined : index.lookup(hello.serverName, Date.now());
-    if (found !== undefined) return found.context;
+    if (found !== undefined) return this.#keys(found.context);
     const fallback = this.#opts.defaultCertificate?.context;
     const issuing = hello.serverName === undefined ? undefined : this.#opts.issue?.(hello.serverName);
-    return issuing === undefined ? fallback : issuing.then((context) => context ?? fallback);
+    return issuing === undefined ? this.#keys(fallback) : issuing.then((context) => this.#keys(context ?? fallback));
+  }
+
+  /** `context`, with the shared ticket keys set the first time it is served. */
+  #keys(context: tls.SecureContext | undefined): tls.SecureContext | undefined {
+    const keys = this.#opts.ticketKeys;
+    if (context === undefined || keys === undefined || this.#keyed.has(context)) return context;
+    (context.context as { setTicketKeys(keys: Buffer): void }).setTicketKeys(keys);
+    this.#keyed.add(context);
+    return context;
   }
 
   #refused(r: HandshakeRefusal): void {

@@ -28,6 +28,8 @@ export type CertificateRecord =
 /** What the handshake and the HTTP port read: one immutable value per published snapshot. */
 export interface TlsSnapshot {
   readonly certificates: CertificateIndex<LoadedCertificate>;
+  /** The certificates the index holds, as a list (what the main thread sends its worker threads). */
+  readonly served: readonly LoadedCertificate[];
   readonly challenges: ReadonlyMap<string, Challenge>;
   /** Every stored certificate row, served or not. */
   readonly stored: readonly CertificateRecord[];
@@ -55,6 +57,7 @@ export interface TlsApplied {
 
 export const EMPTY_TLS: TlsSnapshot = Object.freeze({
   certificates: CertificateIndex.empty<LoadedCertificate>(),
+  served: [],
   challenges: new Map(),
   stored: [],
 });
@@ -77,7 +80,7 @@ export class TlsState {
     this.#storageKey = key;
     const served = [...certs.values()].flatMap((r) => (r.loaded === undefined ? [] : [r.loaded]));
     const stored = [...certs].map(([id, r]) => record(id, r));
-    this.snapshot = Object.freeze({ certificates: CertificateIndex.build(served), challenges, stored });
+    this.snapshot = Object.freeze({ certificates: CertificateIndex.build(served), served, challenges, stored });
   }
 
   static empty(storageKey: StorageKey | undefined): TlsState {

@@ -6,9 +6,8 @@ import type { Config } from '../config/config.js';
 import type { HealthResult } from '../proxy/health.js';
 import type { SnapshotPosition, SnapshotSource } from '../sync/route-store.js';
 import type { RouteTableDescriptor } from '../table/route-table.js';
-import type { Challenge } from '../tls/tls-state.js';
-import type { IndexedCertificate } from '../tls/certificate-index.js';
 import type { MetricsJson } from '../metrics/summed.js';
+import type { WorkerCertificate, WorkerTls } from './worker-tls.js';
 
 /** A worker's `workerData`. */
 export interface WorkerInit {
@@ -17,15 +16,15 @@ export interface WorkerInit {
   readonly config: Config;
   /** The port to listen on with reusePort: the configured one for the first worker, the port it got for the others. */
   readonly port: number;
-  /** Where plain-HTTP requests for a name with a certificate are redirected, or undefined (no redirect). */
-  readonly redirectPort: number | undefined;
+  /** The HTTPS port to listen on with reusePort (as `port`), or undefined when EDGEPROXY_HTTPS_ADDR is off. */
+  readonly httpsPort: number | undefined;
+  /** The session ticket keys (48 bytes), made once by the main thread: a ticket from any thread resumes on any other. */
+  readonly ticketKeys: Buffer;
+  /** EDGEPROXY_TLS_DEFAULT_CERT and _KEY as the main thread read and checked them. */
+  readonly defaultCertificate: WorkerCertificate | undefined;
+  /** Whether the main thread issues on demand (a handshake for a routed name without a certificate asks it). */
+  readonly onDemand: boolean;
   readonly healthBoard: SharedArrayBuffer;
-}
-
-/** What the plain HTTP port needs of the TLS state: the challenge tokens, and which names have a certificate when. */
-export interface PlainTls {
-  readonly certificates: readonly IndexedCertificate[];
-  readonly challenges: ReadonlyMap<string, Challenge>;
 }
 
 /** One published snapshot, as the main thread sends it. `tls` only when it changed since the last one sent. */
@@ -37,19 +36,23 @@ export interface SnapshotMessage {
   readonly source: SnapshotSource;
   readonly publishedAt: number;
   readonly position: SnapshotPosition | undefined;
-  readonly tls: PlainTls | undefined;
+  readonly tls: WorkerTls | undefined;
 }
 
 export type ToWorker =
   | SnapshotMessage
   | { readonly type: 'health'; readonly ask: number; readonly result: HealthResult; readonly slot: number }
   | { readonly type: 'metrics'; readonly ask: number }
+  /** The answer to a `certificate-ask`: `ready` when the certificate is in a version sent before this. */
+  | { readonly type: 'certificate'; readonly ask: number; readonly ready: boolean }
   | { readonly type: 'drain'; readonly timeoutMs: number };
 
 export type FromWorker =
-  | { readonly type: 'listening'; readonly port: number }
+  | { readonly type: 'listening'; readonly port: number; readonly httpsPort: number | undefined }
   | { readonly type: 'log'; readonly line: string }
-  | { readonly type: 'applied'; readonly generation: number; readonly requests: number }
+  | { readonly type: 'applied'; readonly generation: number; readonly requests: number; readonly certificates: number }
+  /** A handshake for a routed name this worker has no certificate for: the main thread's on-demand issuance is asked. */
+  | { readonly type: 'certificate-ask'; readonly ask: number; readonly name: string }
   | { readonly type: 'health-check'; readonly ask: number; readonly ip: string; readonly port: number }
   | { readonly type: 'health-mark'; readonly ip: string; readonly port: number; readonly reason: string }
   | { readonly type: 'metrics'; readonly ask: number; readonly metrics: MetricsJson; readonly requests: number }

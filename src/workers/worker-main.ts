@@ -1,9 +1,10 @@
 /**
- * A worker thread of `edgeproxy serve` (EDGEPROXY_WORKERS > 1): the public HTTP port's request
- * flow, listening with reusePort beside the other workers, routing from the versions of the route
- * table the main thread sends (shared buffers: swapped whole, one version per request), health
- * from the main thread's board. Its logs go to the main thread's output with `worker`; its
- * request metrics are summed into the main thread's /metrics.
+ * A worker thread of `edgeproxy serve` (EDGEPROXY_WORKERS > 1): the public HTTP and HTTPS ports'
+ * request flow, listening with reusePort beside the other workers, routing from the versions of
+ * the route table the main thread sends (shared buffers: swapped whole, one version per request),
+ * serving the certificates each version brings (worker-tls.ts; contexts built here), health from
+ * the main thread's board. Its logs go to the main thread's output with `worker`; its request and
+ * handshake metrics are summed into the main thread's /metrics.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { connectionShares, createRequestPath } from '../cli/request-path.js';
@@ -15,7 +16,8 @@ import { RouteTable } from '../table/route-table.js';
 import { EMPTY_TLS } from '../tls/tls-state.js';
 import { SharedHealth } from './health-board.js';
 import type { FromWorker, SnapshotMessage, ToWorker, WorkerInit } from './messages.js';
-import { tlsForPlainPort } from './plain-tls.js';
+import { CertificateAsks, createWorkerHttps } from './worker-https.js';
+import { loadWorkerCertificate, WorkerTlsState } from './worker-tls.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
@@ -56,9 +58,28 @@ const { proxy, forwarder } = createRequestPath(config, logger, {
   store: view,
   health,
   observer,
-  httpsPort: () => init.redirectPort,
+  // Plain requests for a name with a certificate go to the HTTPS port this worker listens on too.
+  httpsPort: () => https?.port,
   threads: connectionShares(config),
 });
+
+const tlsState = new WorkerTlsState();
+const certificateAsks = init.onDemand
+  ? new CertificateAsks(view, (ask, name) => send({ type: 'certificate-ask', ask, name }), config.acmeHandshakeWaitMs)
+  : undefined;
+const https =
+  init.httpsPort === undefined
+    ? undefined
+    : createWorkerHttps({
+        view,
+        proxy,
+        logger,
+        handshakeTimeoutMs: config.tlsHandshakeTimeoutMs,
+        ticketKeys: Buffer.from(init.ticketKeys),
+        defaultCertificate: init.defaultCertificate === undefined ? undefined : loadWorkerCertificate(init.defaultCertificate),
+        asks: certificateAsks,
+        onHandshake: metrics.tlsHandshake,
+      });
 
 /** The main thread's newest version: opened over the shared buffers, swapped whole. */
 function apply(m: SnapshotMessage): void {
@@ -66,18 +87,21 @@ function apply(m: SnapshotMessage): void {
   view.current = Object.freeze({
     routes: RouteTable.open(m.routes, prev?.routes),
     regionAddresses: m.regionAddresses,
-    tls: m.tls === undefined ? (prev?.tls ?? EMPTY_TLS) : tlsForPlainPort(m.tls),
+    tls: m.tls === undefined ? (prev?.tls ?? EMPTY_TLS) : tlsState.apply(m.tls),
     generation: m.generation,
     source: m.source,
     publishedAt: m.publishedAt,
     position: m.position,
   });
-  send({ type: 'applied', generation: m.generation, requests });
+  if (m.tls !== undefined) certificateAsks?.applied();
+  send({ type: 'applied', generation: m.generation, requests, certificates: view.current.tls.served.length });
 }
 
 async function drain(timeoutMs: number): Promise<void> {
-  const draining = proxy.drain(timeoutMs);
-  send({ type: 'closed' }); // drain() has closed the listener: the main thread may say so
+  // As the main thread's stop: both listeners close now; HTTP/2 sessions get GOAWAY, requests finish.
+  const httpsClosed = https?.close();
+  const draining = proxy.drain(timeoutMs, httpsClosed === undefined ? [] : [httpsClosed]);
+  send({ type: 'closed' }); // drain() has closed the listeners: the main thread may say so
   const drained = await draining;
   forwarder.close();
   send({ type: 'drained', drained });
@@ -92,6 +116,8 @@ port.on('message', (m: ToWorker) => {
       asked.get(m.ask)?.({ result: m.result, slot: m.slot });
       asked.delete(m.ask);
       return;
+    case 'certificate':
+      return certificateAsks?.answer(m.ask, m.ready);
     case 'metrics':
       void metrics.registry.getMetricsAsJSON().then((json) => send({ type: 'metrics', ask: m.ask, metrics: json, requests }));
       return;
@@ -101,9 +127,16 @@ port.on('message', (m: ToWorker) => {
   }
 });
 
+// HTTPS first: the plain port redirects to it.
+const secure = https === undefined ? undefined : await https.listen(config.httpsAddr?.host, init.httpsPort!, { reusePort: true });
 const listening = await proxy.listen(config.httpAddr.host, init.port, { reusePort: true });
 logger.info(
-  { address: listening.address, port: listening.port, maxClientConnections: proxy.server.maxConnections ?? null },
+  {
+    address: listening.address,
+    port: listening.port,
+    httpsPort: secure?.port ?? null,
+    maxClientConnections: proxy.server.maxConnections ?? null,
+  },
   'worker listening',
 );
-send({ type: 'listening', port: listening.port });
+send({ type: 'listening', port: listening.port, httpsPort: secure?.port });

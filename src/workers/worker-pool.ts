@@ -1,10 +1,12 @@
 /**
  * The main thread's side of the worker threads (EDGEPROXY_WORKERS > 1): starts them (the first
- * on the configured port, the others on the port it got, all with reusePort), sends each
- * published snapshot to every one, answers their health questions from the one HealthChecker,
+ * on the configured ports, the others on the ports it got, all with reusePort), sends each
+ * published snapshot to every one (with the served certificates when TLS changed), answers their
+ * health questions from the one HealthChecker and their on-demand asks from the one issuance,
  * relays their log lines, collects their metrics, restarts one that dies (with backoff: only the
  * requests it had in flight fail) and drains them on stop.
  */
+import type tls from 'node:tls';
 import { Worker } from 'node:worker_threads';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../log/logger.js';
@@ -12,10 +14,11 @@ import type { MetricsJson } from '../metrics/summed.js';
 import type { HealthChecker } from '../proxy/health.js';
 import { retryDelayMs } from '../sync/backoff.js';
 import type { RouteSnapshot } from '../sync/route-store.js';
+import type { LoadedCertificate } from '../tls/certificate.js';
 import type { TlsSnapshot } from '../tls/tls-state.js';
 import type { HealthBoard } from './health-board.js';
 import type { FromWorker, SnapshotMessage, ToWorker, WorkerInit } from './messages.js';
-import { plainTls } from './plain-tls.js';
+import { workerCertificate, workerTls } from './worker-tls.js';
 
 export interface WorkerPoolOptions {
   readonly config: Config;
@@ -24,8 +27,12 @@ export interface WorkerPoolOptions {
   readonly writeLog: (line: string) => void;
   readonly health: HealthChecker;
   readonly board: HealthBoard;
-  /** Where plain-HTTP requests for a name with a certificate are redirected (asked when a worker starts). */
-  readonly redirectPort: () => number | undefined;
+  /** The session ticket keys every worker's HTTPS port uses (48 bytes, made once per process). */
+  readonly ticketKeys: Buffer;
+  /** EDGEPROXY_TLS_DEFAULT_CERT and _KEY, read and checked here. */
+  readonly defaultCertificate: LoadedCertificate | undefined;
+  /** On-demand issuance, asked for a worker's handshake (undefined: this proxy issues nothing). */
+  readonly issue: ((name: string) => Promise<tls.SecureContext | undefined> | undefined) | undefined;
   /** The newest snapshot, sent to a worker as soon as it listens. */
   readonly current: () => RouteSnapshot | undefined;
 }
@@ -40,6 +47,10 @@ export interface WorkerStatus {
   readonly requests: number;
   /** Health questions it sent the main thread (the rest it read from the board). */
   readonly healthAsks: number;
+  /** Certificates it serves in the last version it swapped in (every worker serves the same once current). */
+  readonly certificates: number;
+  /** On-demand questions it sent the main thread (handshakes for a routed name it had no certificate for). */
+  readonly certificateAsks: number;
   readonly restarts: number;
 }
 
@@ -60,6 +71,8 @@ class WorkerSlot {
   generation = 0;
   requests = 0;
   healthAsks = 0;
+  certificates = 0;
+  certificateAsks = 0;
   lastTls: TlsSnapshot | undefined;
   /** Metrics of this slot's earlier lives (a restart starts its counters at 0; the process's must not go back). */
   retired: MetricsJson[] = [];
@@ -74,6 +87,7 @@ export class WorkerPool {
   readonly #slots: WorkerSlot[];
   readonly #asks = new Map<number, (m: Extract<FromWorker, { type: 'metrics' }>) => void>();
   #port = 0;
+  #httpsPort: number | undefined;
   #asked = 0;
   #stopping = false;
 
@@ -84,12 +98,14 @@ export class WorkerPool {
     this.#slots = Array.from({ length: opts.config.workers }, (_, i) => new WorkerSlot(i + 1));
   }
 
-  /** Starts every worker; resolves with the public port once all listen, rejects if one cannot. */
-  async start(): Promise<number> {
-    this.#port = this.#opts.config.httpAddr.port;
-    this.#port = await this.#spawn(this.#slots[0]!);
+  /** Starts every worker; resolves with the public ports once all listen, rejects if one cannot. */
+  async start(): Promise<{ port: number; httpsPort: number | undefined }> {
+    const { httpAddr, httpsAddr } = this.#opts.config;
+    this.#port = httpAddr.port;
+    this.#httpsPort = httpsAddr?.port;
+    ({ port: this.#port, httpsPort: this.#httpsPort } = await this.#spawn(this.#slots[0]!));
     await Promise.all(this.#slots.slice(1).map((s) => this.#spawn(s)));
-    return this.#port;
+    return { port: this.#port, httpsPort: this.#httpsPort };
   }
 
   /** Every worker swaps to `snapshot` (the same shared buffers; only the version's small parts are sent). */
@@ -106,6 +122,8 @@ export class WorkerPool {
       generation: s.generation,
       requests: s.requests,
       healthAsks: s.healthAsks,
+      certificates: s.certificates,
+      certificateAsks: s.certificateAsks,
       restarts: s.restarts,
     }));
   }
@@ -134,13 +152,16 @@ export class WorkerPool {
     };
   }
 
-  #spawn(slot: WorkerSlot): Promise<number> {
+  #spawn(slot: WorkerSlot): Promise<{ port: number; httpsPort: number | undefined }> {
     const o = this.#opts;
     const init: WorkerInit = {
       id: slot.id,
       config: this.#workerConfig,
       port: this.#port,
-      redirectPort: o.redirectPort(),
+      httpsPort: this.#httpsPort,
+      ticketKeys: o.ticketKeys,
+      defaultCertificate: o.defaultCertificate === undefined ? undefined : workerCertificate(o.defaultCertificate),
+      onDemand: o.issue !== undefined,
       healthBoard: o.board.buffer,
     };
     const worker = new Worker(entry, { workerData: init });
@@ -154,7 +175,7 @@ export class WorkerPool {
           listening = true;
           const snapshot = o.current();
           if (snapshot !== undefined) this.#send(slot, snapshot);
-          resolve(m.port);
+          resolve({ port: m.port, httpsPort: m.httpsPort });
         } else this.#onMessage(slot, m);
       });
       worker.on('error', (err) => {
@@ -173,7 +194,11 @@ export class WorkerPool {
       case 'applied':
         slot.generation = m.generation;
         slot.requests = m.requests;
+        slot.certificates = m.certificates;
         return;
+      case 'certificate-ask':
+        slot.certificateAsks += 1;
+        return this.#issue(slot, m.ask, m.name);
       case 'health-check': {
         const target = { ip: m.ip, port: m.port };
         slot.healthAsks += 1;
@@ -196,6 +221,13 @@ export class WorkerPool {
       case 'drained':
         return;
     }
+  }
+
+  /** A worker's handshake waits on the main thread's issuance; the answer follows the version that brings the certificate. */
+  #issue(slot: WorkerSlot, ask: number, name: string): void {
+    const issuing = this.#opts.issue?.(name);
+    if (issuing === undefined) return this.#post(slot, { type: 'certificate', ask, ready: false });
+    void issuing.then((context) => this.#post(slot, { type: 'certificate', ask, ready: context !== undefined }));
   }
 
   #onExit(slot: WorkerSlot, worker: Worker, code: number, listened: boolean): void {
@@ -221,7 +253,7 @@ export class WorkerPool {
   }
 
   #send(slot: WorkerSlot, s: RouteSnapshot): void {
-    const tls = s.tls === slot.lastTls ? undefined : plainTls(s.tls);
+    const changed = s.tls === slot.lastTls ? undefined : workerTls(s.tls);
     slot.lastTls = s.tls;
     const m: SnapshotMessage = {
       type: 'snapshot',
@@ -231,7 +263,7 @@ export class WorkerPool {
       source: s.source,
       publishedAt: s.publishedAt,
       position: s.position,
-      tls,
+      tls: changed,
     };
     this.#post(slot, m);
   }
