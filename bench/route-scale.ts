@@ -14,13 +14,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { createPublicationSql } from '../src/db/publication.js';
-import { tlsTablesExist } from '../src/db/tls-rows.js';
 import { createDatabase, startPostgres, type PgServer } from '../test/support/postgres.js';
+import { gcBuckets, gcDelta, get, keepAlive, pacedLoad, routedAfter, rssMiB, sleep, summary } from './support/scale-probes.js';
+import { host, REGION, seed, startVms, uuid, VMS, vmIp } from './support/scale-seed.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -49,53 +48,6 @@ const SINGLE = Number(args.single);
 const MOVES = Number(args.moves);
 const CHANGES = Number(args.changes);
 const PAGES = Number(args.pages);
-const VMS = 1000;
-const REGION = '0a000000-0000-4000-8000-00000000000a';
-
-const uuid = (kind: number, i: number) => `${kind.toString(16).padStart(8, '0')}-0000-4000-8000-${i.toString(16).padStart(12, '0')}`;
-const vmIp = (i: number) => `127.1.${Math.floor(i / 250)}.${(i % 250) + 1}`;
-const host = (i: number) => `d${i}.scale.test`;
-const sqlUuid = (kind: number, expr: string) =>
-  `('${kind.toString(16).padStart(8, '0')}-0000-4000-8000-' || lpad(to_hex(${expr}), 12, '0'))::uuid`;
-
-// ---------------------------------------------------------------------------------------------
-// The VMs: one HTTP server on every loopback address, answering with the address it was reached on
-// ---------------------------------------------------------------------------------------------
-
-async function startVms(): Promise<{ port: number; close(): void }> {
-  const s = http.createServer((req, res) => res.end(req.socket.localAddress ?? ''));
-  s.keepAliveTimeout = 60_000;
-  await new Promise<void>((r) => s.listen(0, '0.0.0.0', r));
-  return { port: (s.address() as AddressInfo).port, close: () => (s.closeAllConnections(), s.close()) };
-}
-
-async function seed(url: string, n: number, vmPort: number): Promise<void> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    await c.query(`INSERT INTO regions (id, name, code, public_ipv4) VALUES ('${REGION}', 'here', 'here', '127.0.0.1')`);
-    if (n > 0) {
-      await c.query(
-        `INSERT INTO vms (id, region_id, status, private_ip, port)
-         SELECT ${sqlUuid(2, 'i')}, '${REGION}', 'running', ('127.1.' || (i / 250) || '.' || (i % 250 + 1))::inet, ${vmPort}
-         FROM generate_series(0, ${VMS - 1}) AS i`,
-      );
-      await c.query(
-        `INSERT INTO deployments (id, status, vm_id) SELECT ${sqlUuid(3, 'i')}, 'ready', ${sqlUuid(2, 'i')} FROM generate_series(0, ${VMS - 1}) AS i`,
-      );
-      await c.query(
-        `INSERT INTO domains (id, name, deployment_id, verified_at)
-         SELECT ${sqlUuid(4, 'i')}, 'd' || i || '.scale.test', ${sqlUuid(3, `i % ${VMS}`)}, now() FROM generate_series(0, ${n - 1}) AS i`,
-      );
-    }
-    // The routing tables and, where they exist, the TLS tables, as `edgeproxy serve` requires.
-    await c.query(createPublicationSql('edgeproxy', await tlsTablesExist(c)));
-    await c.query('VACUUM ANALYZE');
-  } finally {
-    await c.end();
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The service, as users start it
 // ---------------------------------------------------------------------------------------------
@@ -191,33 +143,6 @@ function serve(dir: string, databaseUrl: string): Service {
 // Clients
 // ---------------------------------------------------------------------------------------------
 
-const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 4 });
-
-/** A keep-alive request is sent again once when the server had closed its idle connection meanwhile. */
-async function get(port: number, path: string, hostHeader: string, agent: http.Agent | false): Promise<{ status: number; body: string }> {
-  try {
-    return await getOnce(port, path, hostHeader, agent);
-  } catch (err) {
-    if (agent === false || (err as NodeJS.ErrnoException).code !== 'ECONNRESET') throw err;
-    return getOnce(port, path, hostHeader, agent);
-  }
-}
-
-function getOnce(port: number, path: string, hostHeader: string, agent: http.Agent | false): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ port, host: '127.0.0.1', path, headers: { host: hostHeader }, agent }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 async function firstRouted(svc: Service): Promise<number> {
   const port = await svc.port();
   for (;;) {
@@ -228,35 +153,6 @@ async function firstRouted(svc: Service): Promise<number> {
 }
 
 /** Polls (keep-alive) until `h` answers from `ip`; ms since `since`. */
-async function routedAfter(port: number, h: string, ip: string, since: number): Promise<number> {
-  for (;;) {
-    const r = await get(port, '/', h, keepAlive);
-    if (r.body === ip) return performance.now() - since;
-    if (performance.now() - since > 60_000) throw new Error(`${h} not routed to ${ip} within 60 s (answer ${r.status} ${r.body})`);
-  }
-}
-
-/** Paced requests, each on a fresh connection, to random hosts; latencies in ms. */
-async function pacedLoad(port: number, n: number, count: number, rate: number): Promise<number[]> {
-  const out: number[] = [];
-  const inflight: Promise<void>[] = [];
-  const start = performance.now();
-  for (let i = 0; i < count; i++) {
-    const due = start + (i * 1000) / rate;
-    const wait = due - performance.now();
-    if (wait > 0) await sleep(wait);
-    const h = host(Math.floor(Math.random() * n));
-    const t = performance.now();
-    inflight.push(
-      get(port, '/', h, false).then((r) => {
-        if (r.status !== 200) throw new Error(`${h}: ${r.status} ${r.body.slice(0, 100)}`);
-        out.push(performance.now() - t);
-      }),
-    );
-  }
-  await Promise.all(inflight);
-  return out;
-}
 
 /** Runs `work` while a probe asks the admin API's /healthz every 2 ms; the probe's longest wait. */
 async function holdDuring(adminPort: number, work: () => Promise<void>): Promise<number> {
@@ -276,11 +172,6 @@ async function holdDuring(adminPort: number, work: () => Promise<void>): Promise
   return max;
 }
 
-function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(m![1]) / 1024;
-}
-
 /** The main thread's heap by space and its external memory (MiB), from /metrics: where RSS growth sits. */
 async function heapMiB(adminPort: number): Promise<Record<string, number>> {
   const text = (await get(adminPort, '/metrics', '127.0.0.1', keepAlive)).body;
@@ -291,33 +182,6 @@ async function heapMiB(adminPort: number): Promise<Record<string, number>> {
   const external = /^edgeproxy_nodejs_external_memory_bytes (\S+)$/m.exec(text);
   if (external !== null) out.external = Math.round(Number(external[1]) / 1048576);
   return out;
-}
-
-/** Pause counts by bucket from /metrics (edgeproxy_nodejs_gc_duration_seconds, every kind). */
-async function gcBuckets(adminPort: number): Promise<Map<string, number>> {
-  const text = (await get(adminPort, '/metrics', '127.0.0.1', keepAlive)).body;
-  const out = new Map<string, number>();
-  for (const m of text.matchAll(/^edgeproxy_nodejs_gc_duration_seconds_(bucket\{le="([^"]+)"|count\{)[^}]*\} (\S+)$/gm)) {
-    const key = m[2] ?? 'count';
-    out.set(key, (out.get(key) ?? 0) + Number(m[3]));
-  }
-  return out;
-}
-
-function gcDelta(before: Map<string, number>, after: Map<string, number>) {
-  const d = (k: string) => (after.get(k) ?? 0) - (before.get(k) ?? 0);
-  const pauses = d('count');
-  const les = [...after.keys()].filter((k) => k !== 'count' && k !== '+Inf').sort((a, b) => Number(a) - Number(b));
-  // The smallest bucket holding every pause is the bound on the longest one.
-  const maxBound = les.find((le) => d(le) === pauses) ?? '+Inf';
-  return { pauses, over10ms: pauses - d('0.01'), longestAtMostS: maxBound };
-}
-
-const pct = (s: number[], p: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))]!;
-function summary(xs: number[]) {
-  const s = [...xs].sort((a, b) => a - b);
-  const r = (n: number) => Math.round(n * 100) / 100;
-  return { n: s.length, p50: r(pct(s, 0.5)), p99: r(pct(s, 0.99)), max: r(s[s.length - 1]!) };
 }
 
 // ---------------------------------------------------------------------------------------------

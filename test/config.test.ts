@@ -7,6 +7,7 @@ import {
   OPTIONS,
   parseListenAddress,
   parseWorkers,
+  parseYoungGeneration,
   redactDatabaseUrl,
   resolveConfig,
   resolveOptions,
@@ -118,6 +119,29 @@ describe('parseWorkers (EDGEPROXY_WORKERS)', () => {
   }
 });
 
+describe('parseYoungGeneration (EDGEPROXY_WORKER_YOUNG_GENERATION)', () => {
+  it('takes a whole number of MiB from 8 to 1024, 48 by default', () => {
+    assert.equal(parseYoungGeneration('8'), 8);
+    assert.equal(parseYoungGeneration(' 48 '), 48);
+    assert.equal(parseYoungGeneration('1024'), 1024);
+    assert.equal(DEFAULTS.workerYoungGenerationMb, 48);
+    assert.equal(resolveConfig({ 'worker-young-generation': '16' }, BASE_ENV).workerYoungGenerationMb, 16);
+    assert.equal(resolveConfig({}, { ...BASE_ENV, EDGEPROXY_WORKER_YOUNG_GENERATION: '32' }).workerYoungGenerationMb, 32);
+  });
+
+  for (const raw of ['0', '7', '1025', '-16', '16.5', '16m', '', 'auto']) {
+    it(`rejects ${JSON.stringify(raw)}`, () => {
+      const r = parseYoungGeneration(raw);
+      assert.ok(isFailure(r), `accepted ${raw}`);
+      assert.match(r.message, /MiB from 8 to 1024/);
+    });
+  }
+
+  it('names the variable in the error', () => {
+    assert.match(configError({}, { ...BASE_ENV, EDGEPROXY_WORKER_YOUNG_GENERATION: '4' }), /EDGEPROXY_WORKER_YOUNG_GENERATION: "4"/);
+  });
+});
+
 describe('parseListenAddress', () => {
   const valid: [string, string | undefined, number][] = [
     [':8080', undefined, 8080],
@@ -184,6 +208,7 @@ describe('resolveConfig', () => {
       acmeHandshakeWaitMs: 8_000,
       acmeMaxOrders: 10,
       workers: os.availableParallelism(),
+      workerYoungGenerationMb: 48,
     };
     assert.deepEqual(resolveConfig({}, BASE_ENV), expected);
     const { databaseUrl: _url, regionId: _region, ...defaults } = expected;
@@ -243,6 +268,7 @@ describe('resolveConfig', () => {
         EDGEPROXY_ACME_HANDSHAKE_WAIT: '3s',
         EDGEPROXY_ACME_MAX_ORDERS: '4',
         EDGEPROXY_WORKERS: '3',
+        EDGEPROXY_WORKER_YOUNG_GENERATION: '64',
       },
     );
     assert.deepEqual(config, {
@@ -281,6 +307,7 @@ describe('resolveConfig', () => {
       acmeHandshakeWaitMs: 3_000,
       acmeMaxOrders: 4,
       workers: 3,
+      workerYoungGenerationMb: 64,
     });
   });
 
@@ -323,6 +350,7 @@ describe('resolveConfig', () => {
         'acme-handshake-wait': '0',
         'acme-max-orders': '1',
         workers: '1',
+        'worker-young-generation': '16',
       },
       {},
     );
@@ -362,6 +390,7 @@ describe('resolveConfig', () => {
       acmeHandshakeWaitMs: 0,
       acmeMaxOrders: 1,
       workers: 1,
+      workerYoungGenerationMb: 16,
     });
   });
 

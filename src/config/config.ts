@@ -64,6 +64,8 @@ export interface Config {
   readonly acmeMaxOrders: number;
   /** Threads serving the public HTTP port (src/workers); 1 = the main thread serves it, as before. */
   readonly workers: number;
+  /** Each worker thread's young generation, MiB (its V8 `maxYoungGenerationSizeMb`; decision 0025). */
+  readonly workerYoungGenerationMb: number;
 }
 
 /** How the route table follows the database: see docs/decisions/0005-streaming.md and docs/streaming.md. */
@@ -185,6 +187,12 @@ export function parseWorkers(raw: string): number | Invalid {
   if (raw.trim() === 'auto') return os.availableParallelism();
   const n = /^\s*[0-9]{1,3}\s*$/.test(raw) ? Number(raw) : NaN;
   return n >= 1 && n <= 256 ? n : invalid('is not "auto" nor a whole number from 1 to 256');
+}
+
+/** EDGEPROXY_WORKER_YOUNG_GENERATION: a whole number of MiB from 8 to 1024. */
+export function parseYoungGeneration(raw: string): number | Invalid {
+  const n = /^\s*[0-9]{1,4}\s*$/.test(raw) ? Number(raw) : NaN;
+  return n >= 8 && n <= 1024 ? n : invalid('is not a whole number of MiB from 8 to 1024');
 }
 
 export function parseDatabaseUrl(raw: string): string | Invalid {
@@ -529,6 +537,15 @@ export const OPTIONS = [
       'Worker threads serving the public HTTP port (reusePort: the kernel spreads connections), all routing from one shared table; "auto" = the cores this process may use; 1 = the main thread serves, no workers',
     default: 'auto',
     parse: parseWorkers,
+  }),
+  spec({
+    key: 'workerYoungGenerationMb',
+    flag: 'worker-young-generation',
+    env: 'EDGEPROXY_WORKER_YOUNG_GENERATION',
+    description:
+      "Young generation of each worker thread, in MiB (V8's maxYoungGenerationSizeMb; the bin's --max-semi-space-size is for the main thread only): what each worker beyond the first adds to RSS, against how often it scavenges",
+    default: '48',
+    parse: parseYoungGeneration,
   }),
 ] as const;
 

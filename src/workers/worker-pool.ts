@@ -19,6 +19,7 @@ import type { TlsSnapshot } from '../tls/tls-state.js';
 import type { HealthBoard } from './health-board.js';
 import type { FromWorker, SnapshotMessage, ToWorker, WorkerInit } from './messages.js';
 import { workerCertificate, workerTls } from './worker-tls.js';
+import { workerResourceLimits } from './young-generation.js';
 
 export interface WorkerPoolOptions {
   readonly config: Config;
@@ -164,7 +165,7 @@ export class WorkerPool {
       onDemand: o.issue !== undefined,
       healthBoard: o.board.buffer,
     };
-    const worker = new Worker(entry, { workerData: init });
+    const worker = new Worker(entry, { workerData: init, resourceLimits: workerResourceLimits(o.config.workerYoungGenerationMb) });
     slot.worker = worker;
     slot.startedAt = performance.now();
     slot.lastTls = undefined;
