@@ -20,7 +20,8 @@
 // Each round runs every load on every target, the target order rotating by one per round. Printed:
 // each run (req/s, the target's CPU per request from /proc, non-2xx answers and 5xx among them,
 // requests left without an answer, and the warn/error lines the bin logged during the run, by
-// message and code), then medians, ratios to nginx (median of per-round ratios) and the verdict:
+// message and code), then medians, ratios to nginx (medians of per-round ratios: of req/s, and of
+// requests per CPU-second, the steadier on a shared machine) and the verdict, on req/s as issue 11 words it:
 // HTTPS ÷ nginx ≥ 0.9 × plain ÷ nginx, and no 5xx or unanswered request in any of EdgeProxy's rounds
 // of that load or of plain h1 (a 5xx is cheap and fast: a round with some is not comparable).
 // --baseline DIR adds `edgeproxy-base`: the build in DIR (another checkout, built), in the same run.
@@ -149,11 +150,14 @@ async function runRounds(targets: Target[]): Promise<Results> {
 }
 
 /** Median over rounds of `target` ÷ nginx in one load, each ratio from the same round. */
-function ratio(results: Results, l: Load, target: string): number {
+function ratio(results: Results, l: Load, target: string, pick: (f: Figure) => number = (f) => f.rps): number {
   const e = results.get(key(l, { name: target }))!;
   const n = results.get(key(l, { name: 'nginx' }))!;
-  return median(e.map((f, i) => f.rps / n[i]!.rps));
+  return median(e.map((f, i) => pick(f) / pick(n[i]!)));
 }
+
+/** Requests per CPU-second, up to a constant: the steadier figure on a shared machine. */
+const perCpu = (f: Figure) => 1 / f.cpuUsPerReq;
 
 /** The rounds (1-based) of `target` in `l` with a 5xx or an unanswered request. */
 function badRounds(results: Results, l: Load, target: string): number[] {
@@ -162,19 +166,20 @@ function badRounds(results: Results, l: Load, target: string): number[] {
 
 function report(targets: Target[], results: Results): void {
   console.log(
-    '\n| load | target | req/s (median) | rounds | ÷ nginx | CPU µs/req (median) | non-2xx per round (5xx) | unanswered per round |\n|---|---|---|---|---|---|---|---|',
+    '\n| load | target | req/s (median) | rounds | ÷ nginx | CPU µs/req (median) | ÷ nginx per CPU-second | non-2xx per round (5xx) | unanswered per round |\n|---|---|---|---|---|---|---|---|---|',
   );
   for (const l of LOADS) {
     for (const t of targets) {
       const fs = results.get(key(l, t))!;
       if (Number.isNaN(fs[0]!.rps)) {
-        console.log(`| ${l.name} | ${t.name} | n/a (no h2) | | | | | |`);
+        console.log(`| ${l.name} | ${t.name} | n/a (no h2) | | | | | | |`);
         continue;
       }
       const r = t.name === 'nginx' ? 1 : ratio(results, l, t.name);
+      const c = t.name === 'nginx' ? 1 : ratio(results, l, t.name, perCpu);
       console.log(
         `| ${l.name} | ${t.name} | ${Math.round(median(fs.map((f) => f.rps))).toLocaleString('en')} | ${fs.map((f) => Math.round(f.rps)).join(', ')} | ` +
-          `${r.toFixed(2)}× | ${Math.round(median(fs.map((f) => f.cpuUsPerReq)))} | ${fs.map((f) => `${f.non2xx} (${f.status5xx})`).join(', ')} | ${fs.map((f) => f.unanswered).join(', ')} |`,
+          `${r.toFixed(2)}× | ${Math.round(median(fs.map((f) => f.cpuUsPerReq)))} | ${c.toFixed(2)}× | ${fs.map((f) => `${f.non2xx} (${f.status5xx})`).join(', ')} | ${fs.map((f) => f.unanswered).join(', ')} |`,
       );
     }
   }
@@ -195,7 +200,11 @@ function report(targets: Target[], results: Results): void {
         ...new Set([...plainBad.map((n) => `plain h1 round ${n}`), ...badRounds(results, l, t.name).map((n) => `${l.name} round ${n}`)]),
       ];
       const verdict = bad.length > 0 ? `NOT met (5xx or unanswered requests: ${bad.join(', ')})` : r >= 0.9 * plain ? 'met' : 'NOT met';
-      console.log(`  ${l.name}: ÷ nginx ${r.toFixed(3)}× against ${(0.9 * plain).toFixed(3)}×: ${verdict}`);
+      const [cpu, cpuPlain] = [ratio(results, l, t.name, perCpu), ratio(results, plainLoad, t.name, perCpu)];
+      console.log(
+        `  ${l.name}: ÷ nginx ${r.toFixed(3)}× against ${(0.9 * plain).toFixed(3)}×: ${verdict}` +
+          ` (per CPU-second: ${cpu.toFixed(3)}× against 0.9 × ${cpuPlain.toFixed(3)}× = ${(0.9 * cpuPlain).toFixed(3)}×: ${cpu >= 0.9 * cpuPlain ? 'above' : 'below'})`,
+      );
     }
     const logged = new Map<string, number>();
     for (const [k, fs] of results)
