@@ -31,19 +31,14 @@
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import tls from 'node:tls';
 import { parseArgs } from 'node:util';
-import { makeCertificate, makeStorageKeyText, storeCertificate } from '../test/support/certificates.js';
-import type { LongRun } from '../test/support/cli.js';
-import { createDatabase, startPostgres } from '../test/support/postgres.js';
-import { Seeder } from '../test/support/seed.js';
-import { REGION_A } from '../test/support/service.js';
+import { makeCertificate } from '../test/support/certificates.js';
 import { h2load } from './support/h2load.js';
 import { handshakeLoad } from './support/handshakes.js';
-import { backendConf, nginxConf, PROXY_LOCATION, startNginx, upstream } from './support/nginx.js';
+import { edgeproxyHttpsTarget, nginxHttpsTarget, untilServed, type HttpsTarget } from './support/https-targets.js';
+import { backendConf, startNginx } from './support/nginx.js';
 import { nodeArgs } from './support/bundle.js';
 import { cpuMs, freePort, has, median, start, stopAll } from './support/processes.js';
-import { serveBuiltBin } from './support/serve-bin.js';
 
 const { values } = parseArgs({
   options: {
@@ -65,15 +60,6 @@ const STREAMS = Number(values.streams);
 const HANDSHAKE_CONCURRENCY = Number(values['handshake-concurrency']);
 const NAME = 'bench.example';
 const WARMUP_S = 2;
-
-interface Target {
-  readonly name: string;
-  readonly plainPort: number;
-  readonly tlsPort: number;
-  readonly pid: number | undefined;
-  /** The target chose h2 when offered h2 and http/1.1 by ALPN. */
-  readonly h2: boolean;
-}
 
 const ALL_MEASURES = ['plain-h1', 'tls-h1', 'tls-h2', 'full', 'resumed'] as const;
 type Measure = (typeof ALL_MEASURES)[number];
@@ -100,97 +86,23 @@ const load = () =>
     .map((x) => x.toFixed(2))
     .join(' ');
 
-/** The protocol the server picks when offered h2 and http/1.1 (a handshake also proves the certificate is served). */
-function negotiated(port: number): Promise<string | false> {
-  return new Promise((resolve, reject) => {
-    const s = tls.connect(
-      { host: '127.0.0.1', port, servername: NAME, rejectUnauthorized: false, ALPNProtocols: ['h2', 'http/1.1'] },
-      () => {
-        resolve(s.alpnProtocol ?? false);
-        s.destroy();
-      },
-    );
-    s.on('error', reject);
-  });
-}
-
-async function untilServed(port: number): Promise<string | false> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      return await negotiated(port);
-    } catch (err) {
-      if (Date.now() > deadline) throw new Error(`no TLS for ${NAME} on ${port} within 30 s`, { cause: err });
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-}
-
-async function nginxTarget(tmp: string, backendPort: number, certFile: string, keyFile: string): Promise<Target> {
-  const plainPort = await freePort();
-  const tlsPort = await freePort();
-  const tlsConf = `ssl_certificate ${certFile}; ssl_certificate_key ${keyFile}; ssl_protocols TLSv1.2 TLSv1.3; ssl_session_tickets on;`;
-  const dir = nginxConf(
-    tmp,
-    'nginx',
-    `${upstream(backendPort)} server { listen 127.0.0.1:${plainPort}; listen 127.0.0.1:${tlsPort} ssl http2; server_name ${NAME}; ${tlsConf} ${PROXY_LOCATION} }`,
-  );
-  const { pid } = await startNginx(dir, tlsPort);
-  return { name: 'nginx', plainPort, tlsPort, pid, h2: (await untilServed(tlsPort)) === 'h2' };
-}
-
-async function nodeFloorTarget(mode: 'https' | 'front', certFile: string, keyFile: string): Promise<Target> {
+async function nodeFloorTarget(mode: 'https' | 'front', certFile: string, keyFile: string): Promise<HttpsTarget> {
   const plainPort = await freePort();
   const tlsPort = await freePort();
   const args = [...(await nodeArgs('bench/targets/node-tls.ts')), mode, String(plainPort), String(tlsPort), certFile, keyFile];
   const { pid } = await start(process.execPath, args, true, tlsPort);
-  return { name: `node-${mode}`, plainPort, tlsPort, pid, h2: (await untilServed(tlsPort)) === 'h2' };
-}
-
-/** `edgeproxy serve` from the built bin, streaming one route and its certificate from a throwaway PostgreSQL. */
-async function edgeproxyTarget(backendPort: number, cert: { certPem: string; keyPem: string }, name = 'edgeproxy', root?: string) {
-  const pg = await startPostgres();
-  const db = await createDatabase(pg);
-  const seed = await Seeder.connect(db.url);
-  const storageKey = makeStorageKeyText();
-  await seed.region(REGION_A, '127.0.0.1');
-  await seed.route({ name: NAME, regionId: REGION_A, vmPort: backendPort });
-  await storeCertificate(seed.client, storageKey, cert);
-  const proxy: LongRun = serveBuiltBin(
-    {
-      EDGEPROXY_DATABASE_URL: db.url,
-      EDGEPROXY_REGION_ID: REGION_A,
-      EDGEPROXY_HTTP_ADDR: '127.0.0.1:0',
-      EDGEPROXY_HTTPS_ADDR: '127.0.0.1:0',
-      EDGEPROXY_ADMIN_ADDR: '127.0.0.1:0',
-      EDGEPROXY_TLS_STORAGE_KEY: storageKey,
-      EDGEPROXY_HTTPS_REDIRECT: 'off',
-    },
-    root,
-  );
-  const plainPort = (await proxy.waitFor((l) => l.msg === 'listening', 60_000)).port as number;
-  const tlsPort = (await proxy.waitFor((l) => l.msg === 'HTTPS listening', 60_000)).port as number;
-  await proxy.waitFor((l) => l.msg === 'replication stream started', 60_000);
-  const target: Target = { name, plainPort, tlsPort, pid: proxy.child.pid, h2: (await untilServed(tlsPort)) === 'h2' };
-  const stop = async () => {
-    proxy.child.kill('SIGTERM');
-    await proxy.exited;
-    await seed.close();
-    await db.drop();
-    await pg.stop();
-  };
-  return { target, stop };
+  return { name: `node-${mode}`, plainPort, tlsPort, pid, alpn: await untilServed(tlsPort, NAME) };
 }
 
 /** Runs `work` and charges the target's CPU time over it to `count(result)` requests or handshakes. */
-async function measured<T>(t: Target, work: () => T | Promise<T>, count: (r: T) => number): Promise<{ r: T; cpuMsPer1000: number }> {
+async function measured<T>(t: HttpsTarget, work: () => T | Promise<T>, count: (r: T) => number): Promise<{ r: T; cpuMsPer1000: number }> {
   const cpu0 = cpuMs(t.pid);
   const r = await work();
   return { r, cpuMsPer1000: ((cpuMs(t.pid) - cpu0) * 1000) / count(r) };
 }
 
-async function keepAlive(t: Target, m: 'plain-h1' | 'tls-h1' | 'tls-h2'): Promise<Figure> {
-  if (m === 'tls-h2' && !t.h2) return { rate: NaN, cpuMsPer1000: NaN, errors: 0 };
+async function keepAlive(t: HttpsTarget, m: 'plain-h1' | 'tls-h1' | 'tls-h2'): Promise<Figure> {
+  if (m === 'tls-h2' && t.alpn !== 'h2') return { rate: NaN, cpuMsPer1000: NaN, errors: 0 };
   const o = {
     scheme: m === 'plain-h1' ? ('http' as const) : ('https' as const),
     name: NAME,
@@ -211,7 +123,7 @@ async function keepAlive(t: Target, m: 'plain-h1' | 'tls-h1' | 'tls-h2'): Promis
   return { rate: r.rps, cpuMsPer1000, errors: r.errors };
 }
 
-async function handshakes(t: Target, resume: boolean): Promise<Figure> {
+async function handshakes(t: HttpsTarget, resume: boolean): Promise<Figure> {
   const o = { port: t.tlsPort, servername: NAME, concurrency: HANDSHAKE_CONCURRENCY, resume, groups: GROUPS };
   await handshakeLoad({ ...o, seconds: 1 });
   const { r, cpuMsPer1000 } = await measured(
@@ -223,7 +135,7 @@ async function handshakes(t: Target, resume: boolean): Promise<Figure> {
   return { rate: r.perSecond, cpuMsPer1000, errors: r.errors, reusedShare: r.reused / r.handshakes, group: r.group };
 }
 
-function measure(t: Target, m: Measure): Promise<Figure> {
+function measure(t: HttpsTarget, m: Measure): Promise<Figure> {
   if (m === 'full') return handshakes(t, false);
   if (m === 'resumed') return handshakes(t, true);
   return keepAlive(t, m);
@@ -231,7 +143,7 @@ function measure(t: Target, m: Measure): Promise<Figure> {
 
 type Results = Map<string, Map<Measure, Figure[]>>;
 
-async function runRounds(targets: Target[]): Promise<Results> {
+async function runRounds(targets: HttpsTarget[]): Promise<Results> {
   const results: Results = new Map(targets.map((t) => [t.name, new Map(MEASURES.map((m) => [m, []]))]));
   for (let round = 0; round < ROUNDS; round++) {
     const order = targets.map((_, i) => targets[(i + round) % targets.length]!);
@@ -273,9 +185,9 @@ function ratio(results: Results, m: Measure, pick: (f: Figure) => number, target
   return median(e.map((f, i) => pick(f) / pick(n[i]!)));
 }
 
-function report(targets: Target[], results: Results): void {
-  const cell = (s: Summary, t: Target, m: Measure) => {
-    if (Number.isNaN(s.rate)) return m === 'tls-h2' && !t.h2 ? 'n/a (no h2 yet)' : 'n/a';
+function report(targets: HttpsTarget[], results: Results): void {
+  const cell = (s: Summary, t: HttpsTarget, m: Measure) => {
+    if (Number.isNaN(s.rate)) return m === 'tls-h2' && t.alpn !== 'h2' ? 'n/a (no h2 yet)' : 'n/a';
     const reused = s.reused === undefined ? '' : `, ${(s.reused * 100).toFixed(0)} % resumed`;
     return `${s.rate.toFixed(0)} (${s.cpu.toFixed(1)} ms CPU/1000${reused}${s.errors > 0 ? `, ${s.errors} errors` : ''})`;
   };
@@ -333,18 +245,25 @@ async function main(): Promise<void> {
   try {
     const backendPort = await freePort();
     await startNginx(backendConf(tmp, backendPort), backendPort);
-    const nginx = await nginxTarget(tmp, backendPort, certFile, keyFile);
-    const edge = await edgeproxyTarget(backendPort, cert);
+    const nginx = await nginxHttpsTarget({ tmp, backendPort, name: NAME, certFile, keyFile });
+    const edge = await edgeproxyHttpsTarget({ host: NAME, backendPort, routes: 1, cert });
     stops.push(edge.stop);
     const targets = [nginx, edge.target];
     if (values.baseline !== undefined) {
-      const base = await edgeproxyTarget(backendPort, cert, 'edgeproxy-base', resolve(values.baseline));
+      const base = await edgeproxyHttpsTarget({
+        name: 'edgeproxy-base',
+        host: NAME,
+        backendPort,
+        routes: 1,
+        cert,
+        root: resolve(values.baseline),
+      });
       stops.push(base.stop);
       targets.push(base.target);
     }
     if (values['node-floor'])
       targets.push(await nodeFloorTarget('https', certFile, keyFile), await nodeFloorTarget('front', certFile, keyFile));
-    for (const t of targets) console.log(`# ${t.name}: ALPN offered h2, http/1.1 → ${t.h2 ? 'h2' : 'http/1.1 (no h2)'}`);
+    for (const t of targets) console.log(`# ${t.name}: ALPN offered h2, http/1.1 → ${t.alpn === 'h2' ? 'h2' : 'http/1.1 (no h2)'}`);
     report(targets, await runRounds(targets));
     console.log(`# load after: ${load()}`);
   } finally {
