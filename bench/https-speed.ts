@@ -3,7 +3,7 @@
 //
 //   npm run build && npm exec -- node --import tsx bench/https-speed.ts [--rounds 3] [--duration 10]
 //     [--connections 64] [--streams 10] [--handshake-concurrency 16] [--groups X25519]
-//     [--measures plain-h1,tls-h1,tls-h2,full,resumed] [--node-floor] [--baseline DIR]
+//     [--measures plain-h1,tls-h1,tls-h2,full,resumed] [--node-floor] [--baseline DIR] [--workers 1,2]
 //
 // Needs nginx and h2load (`apt-get install -y nginx nghttp2-client`). Targets, each its own process,
 // both forwarding to the same nginx backend (1 worker, `return 200`, 12-byte body):
@@ -28,6 +28,9 @@
 // --baseline DIR adds `edgeproxy-base`: the build in DIR (`DIR/dist/src/cli/bin.js`, another
 // commit's checkout, built) as a second EdgeProxy target, so a change is measured before and after
 // in the same run.
+// --workers 1,2 runs one EdgeProxy target per EDGEPROXY_WORKERS value (`edgeproxy-1w`, `edgeproxy-2w`)
+// instead of one with the default (the cores this process may use): HTTPS on the main thread vs in
+// the workers (docs/decisions/0021).
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -51,6 +54,7 @@ const { values } = parseArgs({
     measures: { type: 'string', default: 'plain-h1,tls-h1,tls-h2,full,resumed' },
     'node-floor': { type: 'boolean', default: false },
     baseline: { type: 'string' },
+    workers: { type: 'string' },
   },
 });
 const ROUNDS = Number(values.rounds);
@@ -205,18 +209,19 @@ function report(targets: HttpsTarget[], results: Results): void {
     for (const m of MEASURES)
       console.log(`| ${m} | ${ratio(results, m, rate, t.name).toFixed(3)}× | ${ratio(results, m, perCore, t.name).toFixed(3)}× |`);
   }
-  verdicts(results);
+  verdicts(results, targets.find((t) => t.name !== 'nginx')!.name);
 }
 
-function verdicts(results: Results): void {
+/** The issue's targets, for `edge` (the first EdgeProxy target). */
+function verdicts(results: Results, edge: string): void {
   if (MEASURES.includes('full')) {
-    const full = ratio(results, 'full', (f) => 1 / f.cpuMsPer1000);
+    const full = ratio(results, 'full', (f) => 1 / f.cpuMsPer1000, edge);
     console.log(`\nfull handshakes per core ÷ nginx's: ${full.toFixed(3)}× (target ≥ 0.7×): ${full >= 0.7 ? 'met' : 'NOT met'}`);
   }
   if (!MEASURES.includes('plain-h1')) return;
-  const plain = ratio(results, 'plain-h1', (f) => f.rate);
+  const plain = ratio(results, 'plain-h1', (f) => f.rate, edge);
   for (const m of (['tls-h1', 'tls-h2'] as const).filter((x) => MEASURES.includes(x))) {
-    const r = ratio(results, m, (f) => f.rate);
+    const r = ratio(results, m, (f) => f.rate, edge);
     if (Number.isNaN(r)) {
       console.log(`${m} keep-alive: n/a (no h2 yet)`);
       continue;
@@ -246,9 +251,19 @@ async function main(): Promise<void> {
     const backendPort = await freePort();
     await startNginx(backendConf(tmp, backendPort), backendPort);
     const nginx = await nginxHttpsTarget({ tmp, backendPort, name: NAME, certFile, keyFile });
-    const edge = await edgeproxyHttpsTarget({ host: NAME, backendPort, routes: 1, cert });
-    stops.push(edge.stop);
-    const targets = [nginx, edge.target];
+    const targets = [nginx];
+    for (const workers of values.workers?.split(',') ?? [undefined]) {
+      const edge = await edgeproxyHttpsTarget({
+        name: workers === undefined ? 'edgeproxy' : `edgeproxy-${workers}w`,
+        host: NAME,
+        backendPort,
+        routes: 1,
+        cert,
+        ...(workers === undefined ? {} : { env: { EDGEPROXY_WORKERS: workers } }),
+      });
+      stops.push(edge.stop);
+      targets.push(edge.target);
+    }
     if (values.baseline !== undefined) {
       const base = await edgeproxyHttpsTarget({
         name: 'edgeproxy-base',

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
+import type tls from 'node:tls';
 import type pg from 'pg';
 import { renewCertificate } from '../admin/certificate-renewal.js';
 import { operatorResync } from '../admin/resync.js';
@@ -239,12 +240,21 @@ function createWorkers(
     board,
     ticketKeys: tls.ticketKeys,
     defaultCertificate: config.httpsAddr === undefined ? undefined : tls.defaultCertificate,
-    issue: onDemand === undefined ? undefined : (name) => onDemand.certificateFor(name),
+    issue: onDemand === undefined ? undefined : (name) => servedNow(parts.store, name) ?? onDemand.certificateFor(name),
     current: () => parts.store.current,
   });
   parts.store.onPublish((snapshot) => workers.publish(snapshot));
   parts.metrics.sumWorkers(() => workers.collect());
   return workers;
+}
+
+/**
+ * A certificate the current snapshot already serves for `name`: a worker asking for it was a
+ * version behind, and that version is on its way (sent before the answer), so it is ready.
+ */
+function servedNow(store: RouteStore, name: string): Promise<tls.SecureContext> | undefined {
+  const served = store.current?.tls.certificates.lookup(name, Date.now());
+  return served === undefined ? undefined : Promise.resolve(served.context);
 }
 
 /** The main thread's HTTPS listener (no workers): certificates from memory, secured connections into the proxy's flow. */

@@ -254,7 +254,7 @@ export class WorkerPool {
   }
 
   #send(slot: WorkerSlot, s: RouteSnapshot): void {
-    const changed = s.tls === slot.lastTls ? undefined : workerTls(s.tls);
+    const changed = s.tls === slot.lastTls ? undefined : workerTls(s.tls, slot.lastTls);
     slot.lastTls = s.tls;
     const m: SnapshotMessage = {
       type: 'snapshot',
