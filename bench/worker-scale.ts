@@ -5,7 +5,7 @@
 //
 //   npm run build && npm exec -- node --import tsx bench/worker-scale.ts \
 //     [--routes 1000000] [--workers 1,2] [--young 48] [--rounds 1] [--baseline DIR] \
-//     [--rate 200] [--seconds 10] [--burst 5] [--changes 30]
+//     [--rate 50] [--seconds 10] [--burst 5] [--changes 30]
 //
 // --baseline DIR: another checkout's build (e.g. one from before the option) also run with the
 // largest --workers, as `base`. Per run: RSS idle (3 s after the stream started), after a paced
@@ -34,7 +34,7 @@ const { values: args } = parseArgs({
     young: { type: 'string', default: '48' },
     rounds: { type: 'string', default: '1' },
     baseline: { type: 'string' },
-    rate: { type: 'string', default: '200' },
+    rate: { type: 'string', default: '50' },
     seconds: { type: 'string', default: '10' },
     burst: { type: 'string', default: '5' },
     changes: { type: 'string', default: '30' },
@@ -203,14 +203,21 @@ const added = (r: (typeof results)[number], k: 'rssIdleMiB' | 'rssAfterPacedMiB'
   const per = (r[k] - one(k)) / (r.workers - 1);
   return `${per.toFixed(0)} MiB (${((per / one(k)) * 100).toFixed(1)} %)`;
 };
+/** The RSS this run adds over the one with a worker fewer (same young generation; the 1-worker run for 2): idle / paced / burst. */
+const marginal = (r: (typeof results)[number]) => {
+  const fewer = results.filter((x) => x.workers === r.workers - 1 && (x.workers === 1 || x.young === r.young));
+  if (fewer.length === 0 || r.variant.startsWith('base')) return '—';
+  const k = ['rssIdleMiB', 'rssAfterPacedMiB', 'rssAfterBurstMiB'] as const;
+  return k.map((key) => `${r[key] - median(fewer.map((x) => x[key]))}`).join(' / ');
+};
 console.log(
-  '\n| run | RSS idle / paced / burst MiB | added per extra worker: idle, paced, burst | paced p50 / p99 ms | probes /VM/s | burst req/s | GC paced; burst (count, >10 ms, longest ≤ s) | commit → routed on every worker p50 / p99 / max ms | load idle → end |',
+  '\n| run | RSS idle / paced / burst MiB | added per extra worker: idle, paced, burst | over one worker fewer MiB | paced p50 / p99 ms | probes /VM/s | burst req/s | GC paced; burst (count, >10 ms, longest ≤ s) | commit → routed on every worker p50 / p99 / max ms | load idle → end |',
 );
-console.log('|---|---|---|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|---|---|---|---|');
 for (const r of results) {
   const gc = (g: ReturnType<typeof gcDelta>) => `${g.pauses}, ${g.over10ms}, ${g.longestAtMostS}`;
   const c = r.commitToRoutedEveryWorkerMs;
   console.log(
-    `| ${r.variant} | ${r.rssIdleMiB} / ${r.rssAfterPacedMiB} / ${r.rssAfterBurstMiB} | ${added(r, 'rssIdleMiB')}, ${added(r, 'rssAfterPacedMiB')}, ${added(r, 'rssAfterBurstMiB')} | ${r.pacedMs.p50} / ${r.pacedMs.p99} | ${r.probesPerVmPerS} | ${r.burst.rps} | ${gc(r.gcPaced)}; ${gc(r.gcBurst)} | ${c.p50} / ${c.p99} / ${c.max} | ${r.load.idle} → ${r.load.end} |`,
+    `| ${r.variant} | ${r.rssIdleMiB} / ${r.rssAfterPacedMiB} / ${r.rssAfterBurstMiB} | ${added(r, 'rssIdleMiB')}, ${added(r, 'rssAfterPacedMiB')}, ${added(r, 'rssAfterBurstMiB')} | ${marginal(r)} | ${r.pacedMs.p50} / ${r.pacedMs.p99} | ${r.probesPerVmPerS} | ${r.burst.rps} | ${gc(r.gcPaced)}; ${gc(r.gcBurst)} | ${c.p50} / ${c.p99} / ${c.max} | ${r.load.idle} → ${r.load.end} |`,
   );
 }
