@@ -5,17 +5,18 @@
 //
 //   npm run build && npm exec -- node --import tsx bench/worker-scale.ts \
 //     [--routes 1000000] [--workers 1,2] [--young 48] [--rounds 1] [--baseline DIR] \
-//     [--rate 200] [--seconds 10] [--burst 5] [--changes 30]
+//     [--rate 50] [--seconds 10] [--burst 5] [--changes 30]
 //
 // --baseline DIR: another checkout's build (e.g. one from before the option) also run with the
 // largest --workers, as `base`. Per run: RSS idle (3 s after the stream started), after a paced
 // load (fresh connections, random domains, --rate for --seconds) and after a short keep-alive
 // burst at full speed (autocannon, --burst s, 32 connections: the req/s); GC pauses of every
 // thread in both; health probes per VM per second during the paced load (the VMs count the
-// probes they answer); commit → routed on every worker for --changes single-domain moves (the
-// time until GET /workers shows every worker at the new generation, then the route is checked).
-// Then the RSS each extra worker adds, in MiB and % of the one-worker RSS. A run takes ~40 s at
-// 1M on 2 busy cores; seeding 1M ~40 s.
+// probes they answer) and during 5 s more at the same rate on the domains of 10 VMs only;
+// commit → routed on every worker for --changes single-domain moves (the time until
+// GET /workers shows every worker at the new generation, then the route is checked).
+// Then the RSS each extra worker adds, in MiB and % of the one-worker RSS. A run takes 60-80 s at
+// 1M on 2 busy cores, seeding 1M 30-50 s: the default (1 and 2 workers) about 3.5 minutes.
 import { cpus, loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -34,7 +35,7 @@ const { values: args } = parseArgs({
     young: { type: 'string', default: '48' },
     rounds: { type: 'string', default: '1' },
     baseline: { type: 'string' },
-    rate: { type: 'string', default: '200' },
+    rate: { type: 'string', default: '50' },
     seconds: { type: 'string', default: '10' },
     burst: { type: 'string', default: '5' },
     changes: { type: 'string', default: '30' },
@@ -48,6 +49,9 @@ const RATE = Number(args.rate);
 const SECONDS = Number(args.seconds);
 const BURST = Number(args.burst);
 const CHANGES = Number(args.changes);
+/** The VMs of the second paced phase, and how long it lasts (s). */
+const HOT = 10;
+const HOT_SECONDS = 5;
 
 const load = () =>
   loadavg()
@@ -136,6 +140,13 @@ async function run(v: Variant, url: string, vms: Awaited<ReturnType<typeof start
     const gc1 = await gcBuckets(adminPort);
     const rssPaced = rssMiB(pid);
     const loadPaced = load();
+    // The same rate on the domains of HOT VMs only (domain d is on VM d % 1,000): each sees more
+    // requests than one per health TTL, so its probes are what the TTL allows, and whether they
+    // grow with the workers shows.
+    const hotProbes0 = vms.probes();
+    const tHot = performance.now();
+    await pacedLoad(port, HOT, RATE * HOT_SECONDS, RATE, failures);
+    const hotProbesPerVmPerS = (vms.probes() - hotProbes0) / HOT / ((performance.now() - tHot) / 1000);
     const burst = await autocannon({ url: `http://127.0.0.1:${port}/`, host: host(0), connections: 32, seconds: BURST, rate: 0 });
     const gc2 = await gcBuckets(adminPort);
     const rssBurst = rssMiB(pid);
@@ -159,6 +170,7 @@ async function run(v: Variant, url: string, vms: Awaited<ReturnType<typeof start
       pacedMs: latency,
       pacedFailures: Object.fromEntries(failures),
       probesPerVmPerS: Math.round(probesPerVmPerS * 1000) / 1000,
+      hotProbesPerVmPerS: Math.round(hotProbesPerVmPerS * 1000) / 1000,
       gcPaced: gcDelta(gc0, gc1),
       burst: { rps: Math.round(burst.rps), p99: burst.p99, errors: burst.errors + burst.non2xx },
       gcBurst: gcDelta(gc1, gc2),
@@ -203,14 +215,21 @@ const added = (r: (typeof results)[number], k: 'rssIdleMiB' | 'rssAfterPacedMiB'
   const per = (r[k] - one(k)) / (r.workers - 1);
   return `${per.toFixed(0)} MiB (${((per / one(k)) * 100).toFixed(1)} %)`;
 };
+/** The RSS this run adds over the one with a worker fewer (same young generation; the 1-worker run for 2): idle / paced / burst. */
+const marginal = (r: (typeof results)[number]) => {
+  const fewer = results.filter((x) => x.workers === r.workers - 1 && (x.workers === 1 || x.young === r.young));
+  if (fewer.length === 0 || r.variant.startsWith('base')) return '—';
+  const k = ['rssIdleMiB', 'rssAfterPacedMiB', 'rssAfterBurstMiB'] as const;
+  return k.map((key) => `${r[key] - median(fewer.map((x) => x[key]))}`).join(' / ');
+};
 console.log(
-  '\n| run | RSS idle / paced / burst MiB | added per extra worker: idle, paced, burst | paced p50 / p99 ms | probes /VM/s | burst req/s | GC paced; burst (count, >10 ms, longest ≤ s) | commit → routed on every worker p50 / p99 / max ms | load idle → end |',
+  '\n| run | RSS idle / paced / burst MiB | added per extra worker: idle, paced, burst | over one worker fewer MiB | paced p50 / p99 ms | probes /VM/s (all 1,000; 10 hot) | burst req/s | GC paced; burst (count, >10 ms, longest ≤ s) | commit → routed on every worker p50 / p99 / max ms | load idle → end |',
 );
-console.log('|---|---|---|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|---|---|---|---|');
 for (const r of results) {
   const gc = (g: ReturnType<typeof gcDelta>) => `${g.pauses}, ${g.over10ms}, ${g.longestAtMostS}`;
   const c = r.commitToRoutedEveryWorkerMs;
   console.log(
-    `| ${r.variant} | ${r.rssIdleMiB} / ${r.rssAfterPacedMiB} / ${r.rssAfterBurstMiB} | ${added(r, 'rssIdleMiB')}, ${added(r, 'rssAfterPacedMiB')}, ${added(r, 'rssAfterBurstMiB')} | ${r.pacedMs.p50} / ${r.pacedMs.p99} | ${r.probesPerVmPerS} | ${r.burst.rps} | ${gc(r.gcPaced)}; ${gc(r.gcBurst)} | ${c.p50} / ${c.p99} / ${c.max} | ${r.load.idle} → ${r.load.end} |`,
+    `| ${r.variant} | ${r.rssIdleMiB} / ${r.rssAfterPacedMiB} / ${r.rssAfterBurstMiB} | ${added(r, 'rssIdleMiB')}, ${added(r, 'rssAfterPacedMiB')}, ${added(r, 'rssAfterBurstMiB')} | ${marginal(r)} | ${r.pacedMs.p50} / ${r.pacedMs.p99} | ${r.probesPerVmPerS}; ${r.hotProbesPerVmPerS} | ${r.burst.rps} | ${gc(r.gcPaced)}; ${gc(r.gcBurst)} | ${c.p50} / ${c.p99} / ${c.max} | ${r.load.idle} → ${r.load.end} |`,
   );
 }

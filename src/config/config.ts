@@ -543,7 +543,7 @@ export const OPTIONS = [
     flag: 'worker-young-generation',
     env: 'EDGEPROXY_WORKER_YOUNG_GENERATION',
     description:
-      "Young generation of each worker thread, in MiB (V8's maxYoungGenerationSizeMb; the bin's --max-semi-space-size is for the main thread only): what each worker beyond the first adds to RSS, against how often it scavenges",
+      "Young generation of each worker thread, in MiB (V8's maxYoungGenerationSizeMb; the semi-space size the bin gives Node is the main thread's only): what each worker beyond the first adds to RSS, against how often it scavenges",
     default: '48',
     parse: parseYoungGeneration,
   }),
