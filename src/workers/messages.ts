@@ -43,18 +43,28 @@ export type ToWorker =
   | SnapshotMessage
   | { readonly type: 'health'; readonly ask: number; readonly result: HealthResult; readonly slot: number }
   | { readonly type: 'metrics'; readonly ask: number }
+  /** What the worker routes from now (GET /workers): answered from its view, no metrics serialised. */
+  | { readonly type: 'status'; readonly ask: number }
   /** The answer to a `certificate-ask`: `ready` when the certificate is in a version sent before this. */
   | { readonly type: 'certificate'; readonly ask: number; readonly ready: boolean }
   | { readonly type: 'drain'; readonly timeoutMs: number };
 
+/** What a worker routes from and has answered: sent when it swaps a version in, and when asked. */
+export interface WorkerView {
+  readonly generation: number;
+  readonly requests: number;
+  readonly certificates: number;
+}
+
 export type FromWorker =
   | { readonly type: 'listening'; readonly port: number; readonly httpsPort: number | undefined }
   | { readonly type: 'log'; readonly line: string }
-  | { readonly type: 'applied'; readonly generation: number; readonly requests: number; readonly certificates: number }
+  | ({ readonly type: 'applied' } & WorkerView)
   /** A handshake for a routed name this worker has no certificate for: the main thread's on-demand issuance is asked. */
   | { readonly type: 'certificate-ask'; readonly ask: number; readonly name: string }
   | { readonly type: 'health-check'; readonly ask: number; readonly ip: string; readonly port: number }
   | { readonly type: 'health-mark'; readonly ip: string; readonly port: number; readonly reason: string }
   | { readonly type: 'metrics'; readonly ask: number; readonly metrics: MetricsJson; readonly requests: number }
+  | ({ readonly type: 'status'; readonly ask: number } & WorkerView)
   | { readonly type: 'closed' }
   | { readonly type: 'drained'; readonly drained: boolean };

@@ -15,7 +15,7 @@ import type { RouteSnapshot } from '../sync/route-store.js';
 import { RouteTable } from '../table/route-table.js';
 import { EMPTY_TLS } from '../tls/tls-state.js';
 import { SharedHealth } from './health-board.js';
-import type { FromWorker, SnapshotMessage, ToWorker, WorkerInit } from './messages.js';
+import type { FromWorker, SnapshotMessage, ToWorker, WorkerInit, WorkerView } from './messages.js';
 import { CertificateAsks, createWorkerHttps } from './worker-https.js';
 import { loadWorkerCertificate, WorkerTlsState } from './worker-tls.js';
 
@@ -94,7 +94,7 @@ function apply(m: SnapshotMessage): void {
     position: m.position,
   });
   if (m.tls !== undefined) certificateAsks?.applied();
-  send({ type: 'applied', generation: m.generation, requests, certificates: view.current.tls.served.length });
+  send({ type: 'applied', ...workerView() });
 }
 
 async function drain(timeoutMs: number): Promise<void> {
@@ -106,6 +106,11 @@ async function drain(timeoutMs: number): Promise<void> {
   forwarder.close();
   send({ type: 'drained', drained });
   port.close(); // nothing left: the thread ends
+}
+
+function workerView(): WorkerView {
+  const current = view.current;
+  return { generation: current?.generation ?? 0, requests, certificates: current?.tls.served.length ?? 0 };
 }
 
 port.on('message', (m: ToWorker) => {
@@ -121,6 +126,8 @@ port.on('message', (m: ToWorker) => {
     case 'metrics':
       void metrics.registry.getMetricsAsJSON().then((json) => send({ type: 'metrics', ask: m.ask, metrics: json, requests }));
       return;
+    case 'status':
+      return send({ type: 'status', ask: m.ask, ...workerView() });
     case 'drain':
       void drain(m.timeoutMs);
       return;

@@ -59,8 +59,11 @@ export interface WorkerStatus {
 const RESTART_MIN_MS = 100;
 const RESTART_MAX_MS = 10_000;
 const STABLE_MS = 60_000;
-/** How long a scrape waits for a worker's metrics (one that does not answer is left out of this scrape). */
-const METRICS_WAIT_MS = 2_000;
+/** How long a scrape or GET /workers waits for a worker's answer (one that does not answer: its last metrics, its last known view). */
+const ANSWER_WAIT_MS = 2_000;
+
+/** A worker's answer to a question the pool asked (`ask`). */
+type Answer = Extract<FromWorker, { type: 'metrics' | 'status' }>;
 
 const entry = new URL(import.meta.url.endsWith('.ts') ? './worker-main.ts' : './worker-main.js', import.meta.url);
 
@@ -86,7 +89,8 @@ export class WorkerPool {
   readonly #opts: WorkerPoolOptions;
   readonly #workerConfig: Config;
   readonly #slots: WorkerSlot[];
-  readonly #asks = new Map<number, (m: Extract<FromWorker, { type: 'metrics' }>) => void>();
+  /** Questions posted to workers and waiting for their answer, by ask number. */
+  readonly #asks = new Map<number, (m: Answer) => void>();
   #port = 0;
   #httpsPort: number | undefined;
   #asked = 0;
@@ -114,9 +118,13 @@ export class WorkerPool {
     for (const slot of this.#slots) if (slot.worker !== undefined) this.#send(slot, snapshot);
   }
 
-  /** Each worker's view (asked now: generation swapped in, requests answered), for GET /workers. */
+  /**
+   * Each worker's view, asked now (the generation it routes from, requests answered) for
+   * GET /workers: a round trip per worker that reads its view, not its metrics, so polling it
+   * (bench/worker-scale.ts probes commit → routed on every worker this way) costs little.
+   */
   async status(): Promise<WorkerStatus[]> {
-    await this.collect();
+    await Promise.all(this.#slots.map((s) => (s.worker === undefined ? undefined : this.#ask(s, (ask) => ({ type: 'status', ask })))));
     return this.#slots.map((s) => ({
       worker: s.id,
       threadId: s.worker?.threadId ?? -1,
@@ -214,14 +222,22 @@ export class WorkerPool {
       case 'metrics':
         slot.requests = m.requests;
         slot.last = m.metrics;
-        this.#asks.get(m.ask)?.(m);
-        this.#asks.delete(m.ask);
-        return;
+        return this.#answered(m);
+      case 'status':
+        slot.generation = m.generation;
+        slot.requests = m.requests;
+        slot.certificates = m.certificates;
+        return this.#answered(m);
       case 'listening':
       case 'closed':
       case 'drained':
         return;
     }
+  }
+
+  #answered(m: Answer): void {
+    this.#asks.get(m.ask)?.(m);
+    this.#asks.delete(m.ask);
   }
 
   /** A worker's handshake waits on the main thread's issuance; the answer follows the version that brings the certificate. */
@@ -275,18 +291,25 @@ export class WorkerPool {
 
   async #metricsOf(slot: WorkerSlot): Promise<MetricsJson[]> {
     if (slot.worker === undefined) return slot.retired;
+    const answer = await this.#ask(slot, (ask) => ({ type: 'metrics', ask }));
+    const current = answer?.type === 'metrics' ? answer.metrics : slot.last;
+    return current === undefined ? slot.retired : [...slot.retired, current];
+  }
+
+  /** Posts a question; its answer (already applied to the slot by #onMessage), or undefined after ANSWER_WAIT_MS. */
+  #ask(slot: WorkerSlot, question: (ask: number) => ToWorker): Promise<Answer | undefined> {
     const ask = ++this.#asked;
-    const answer = new Promise<MetricsJson | undefined>((resolve) => {
-      const timer = setTimeout(() => resolve(slot.last), METRICS_WAIT_MS);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#asks.delete(ask);
+        resolve(undefined);
+      }, ANSWER_WAIT_MS);
       this.#asks.set(ask, (m) => {
         clearTimeout(timer);
-        resolve(m.metrics);
+        resolve(m);
       });
+      this.#post(slot, question(ask));
     });
-    this.#post(slot, { type: 'metrics', ask });
-    const current = await answer;
-    this.#asks.delete(ask);
-    return current === undefined ? slot.retired : [...slot.retired, current];
   }
 
   #drainOne(slot: WorkerSlot, timeoutMs: number): { closed: Promise<void>; drained: Promise<boolean> } {
