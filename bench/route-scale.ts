@@ -266,9 +266,14 @@ async function pacedLoad(port: number, n: number, count: number, rate: number): 
   return out;
 }
 
-/** Requests paced at `rate`/s, each on a fresh connection, to random hosts, until `done()`; latencies in ms. */
-async function pacedUntil(port: number, n: number, rate: number, done: () => boolean): Promise<number[]> {
+/**
+ * Requests paced at `rate`/s, each on a fresh connection, to random hosts, until `done()`:
+ * latencies in ms, and the requests that failed (a reset or a non-200 answer: counted, not thrown,
+ * so one bad answer does not end a run of several minutes).
+ */
+async function pacedUntil(port: number, n: number, rate: number, done: () => boolean): Promise<{ latencies: number[]; failed: number }> {
   const out: number[] = [];
+  let failed = 0;
   const inflight: Promise<void>[] = [];
   const start = performance.now();
   for (let i = 0; !done(); i++) {
@@ -277,14 +282,14 @@ async function pacedUntil(port: number, n: number, rate: number, done: () => boo
     const h = host(Math.floor(Math.random() * n));
     const t = performance.now();
     inflight.push(
-      get(port, '/', h, false).then((r) => {
-        if (r.status !== 200) throw new Error(`${h}: ${r.status} ${r.body.slice(0, 100)}`);
-        out.push(performance.now() - t);
-      }),
+      get(port, '/', h, false).then(
+        (r) => void (r.status === 200 ? out.push(performance.now() - t) : (failed += 1)),
+        () => void (failed += 1),
+      ),
     );
   }
   await Promise.all(inflight);
-  return out;
+  return { latencies: out, failed };
 }
 
 /** POST /resync on the admin API; throws unless it answers 200. */
@@ -306,7 +311,7 @@ async function resync(adminPort: number): Promise<void> {
  * the probe's longest wait, the slowest request and the resync's duration (ms).
  */
 async function resyncStalls(port: number, adminPort: number, n: number, count: number) {
-  const out: { holdMs: number; worstRequestMs: number; requests: number; resyncMs: number }[] = [];
+  const out: { holdMs: number; worstRequestMs: number; requests: number; failedRequests: number; resyncMs: number }[] = [];
   for (let i = 0; i < count; i++) {
     let done = false;
     const t = performance.now();
@@ -314,11 +319,12 @@ async function resyncStalls(port: number, adminPort: number, n: number, count: n
     const holdMs = await holdDuring(adminPort, () => resync(adminPort));
     const resyncMs = performance.now() - t;
     done = true;
-    const latencies = await requests;
+    const { latencies, failed } = await requests;
     out.push({
       holdMs: Math.round(holdMs * 10) / 10,
       worstRequestMs: Math.round(Math.max(0, ...latencies) * 10) / 10,
       requests: latencies.length,
+      failedRequests: failed,
       resyncMs: Math.round(resyncMs),
     });
     await sleep(1000);
