@@ -2,7 +2,7 @@
 // RowState built from them (RowState.loadAsync, as the proxy does) — what a proxy does at start
 // and after every reconnect.
 //
-// Run: node --max-semi-space-size=32 --expose-gc --import tsx bench/stream-bootstrap.ts [--routes 1000000] [--runs 3] [--sync]
+// Run: node --max-semi-space-size=32 --expose-gc --import tsx bench/stream-bootstrap.ts [--routes 1000000] [--vms N] [--runs 3] [--sync]
 // (the young-generation size the edgeproxy binary runs with, decision 0007). Prints one JSON line
 // per run: run 1 is a start-up, later runs re-bootstrap while holding the previous table.
 // The event loop's holds over the whole bootstrap (setup, snapshot load, build) are measured by a
@@ -21,11 +21,14 @@ import { applyMigrations, createDatabase, startPostgres } from '../test/support/
 const { values: args } = parseArgs({
   options: {
     routes: { type: 'string', default: '1000000' },
+    // VMs and deployments (one each per VM) the domains are spread over; default one per domain.
+    vms: { type: 'string' },
     runs: { type: 'string', default: '3' },
     sync: { type: 'boolean', default: false },
   },
 });
 const ROUTES = Number(args.routes);
+const VMS = Number(args.vms ?? args.routes);
 const RUNS = Number(args.runs);
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => undefined);
 const mb = (n: number) => Math.round(n / 1048576);
@@ -81,15 +84,15 @@ await c.query(
   SELECT md5('vm' || g)::uuid, (SELECT id FROM regions ORDER BY id LIMIT 1 OFFSET g % 3), 'running',
          ('10.' || (g >> 16) % 256 || '.' || (g >> 8) % 256 || '.' || g % 256)::inet, 3000 + g % 1000
   FROM generate_series(1, $1) g`,
-  [ROUTES],
+  [VMS],
 );
 await c.query(
   `INSERT INTO deployments (id, status, vm_id) SELECT md5('dep' || g)::uuid, 'ready', md5('vm' || g)::uuid FROM generate_series(1, $1) g`,
-  [ROUTES],
+  [VMS],
 );
 await c.query(
-  `INSERT INTO domains (id, name, deployment_id, verified_at) SELECT md5('dom' || g)::uuid, 'site' || g || '.example.com', md5('dep' || g)::uuid, now() FROM generate_series(1, $1) g`,
-  [ROUTES],
+  `INSERT INTO domains (id, name, deployment_id, verified_at) SELECT md5('dom' || g)::uuid, 'site' || g || '.example.com', md5('dep' || ((g - 1) % $2 + 1))::uuid, now() FROM generate_series(1, $1) g`,
+  [ROUTES, VMS],
 );
 await c.query('VACUUM ANALYZE');
 // The routing tables and, where they exist, the TLS tables, as the stream setup requires.
