@@ -292,17 +292,19 @@ async function pacedUntil(port: number, n: number, rate: number, done: () => boo
   return { latencies: out, failed };
 }
 
-/** POST /resync on the admin API; throws unless it answers 200. */
-async function resync(adminPort: number): Promise<void> {
-  const status = await new Promise<number>((resolve, reject) => {
-    const req = http.request(
-      { port: adminPort, host: '127.0.0.1', method: 'POST', path: '/resync' },
-      (res) => (res.resume(), resolve(res.statusCode ?? 0)),
-    );
+/** POST /resync on the admin API: undefined when it answered 200, else what it answered (a failed bootstrap's code and message). */
+async function resync(adminPort: number): Promise<string | undefined> {
+  const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = http.request({ port: adminPort, host: '127.0.0.1', method: 'POST', path: '/resync' }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
     req.on('error', reject);
     req.end();
   });
-  if (status !== 200) throw new Error(`resync: ${status}`);
+  return status === 200 ? undefined : `${status} ${body.slice(0, 300)}`;
 }
 
 /**
@@ -311,12 +313,13 @@ async function resync(adminPort: number): Promise<void> {
  * the probe's longest wait, the slowest request and the resync's duration (ms).
  */
 async function resyncStalls(port: number, adminPort: number, n: number, count: number) {
-  const out: { holdMs: number; worstRequestMs: number; requests: number; failedRequests: number; resyncMs: number }[] = [];
+  const out: { holdMs: number; worstRequestMs: number; requests: number; failedRequests: number; resyncMs: number; failed?: string }[] = [];
   for (let i = 0; i < count; i++) {
     let done = false;
     const t = performance.now();
     const requests = pacedUntil(port, n, 100, () => done);
-    const holdMs = await holdDuring(adminPort, () => resync(adminPort));
+    let answer: string | undefined;
+    const holdMs = await holdDuring(adminPort, async () => void (answer = await resync(adminPort)));
     const resyncMs = performance.now() - t;
     done = true;
     const { latencies, failed } = await requests;
@@ -326,7 +329,9 @@ async function resyncStalls(port: number, adminPort: number, n: number, count: n
       requests: latencies.length,
       failedRequests: failed,
       resyncMs: Math.round(resyncMs),
+      ...(answer === undefined ? {} : { failed: answer }),
     });
+    if (answer !== undefined) console.error(`resync failed: ${answer}`);
     await sleep(1000);
   }
   return out;
