@@ -462,7 +462,7 @@ class Bootstrap {
     }
     this.problems.push(...reader.problems);
     yield;
-    const base = reader.build();
+    const base = yield* reader.buildSteps();
     this.#domainBase = base;
     for (let from = 0; from < base.size; from += LOAD_BATCH) {
       yield;
