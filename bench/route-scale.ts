@@ -4,13 +4,17 @@
 //
 //   npm run build && npm exec -- node --import tsx bench/route-scale.ts \
 //     [--sizes 10000,100000,1000000] [--checkouts after=.,before=/tmp/edgeproxy-main] [--rounds 1] [--workers N]
+//     [--resyncs 3] [--resync-only]
 //
 // A checkout is a folder holding a built EdgeProxy (`dist/src/cli/bin.js`). Per size and checkout:
 // start to first routed request; RSS net of an empty table, per route (and after 1,000 changes);
 // request latency under a paced load, a fresh connection per request; commit → routed for one
 // domain and for a move of 1,000 routes; GC pauses from /metrics (perf_hooks) while the changes
 // stream in; the longest event-loop hold while GET /routes pages and during a resync (a fresh
-// bootstrap while serving). One JSON line per run, then a table.
+// bootstrap while serving), and the re-bootstrap stall: over `--resyncs` resyncs, the longest wait
+// of a probe of the main thread and the slowest of requests paced through the proxy meanwhile.
+// `--resync-only` measures start, memory and the resyncs alone (no load, changes or paging).
+// One JSON line per run, then a table.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -32,6 +36,8 @@ const { values: args } = parseArgs({
     moves: { type: 'string', default: '20' },
     changes: { type: 'string', default: '1000' },
     pages: { type: 'string', default: '20' },
+    resyncs: { type: 'string', default: '3' },
+    'resync-only': { type: 'boolean', default: false },
     // EDGEPROXY_WORKERS for the service; unset: its default (the cores this process may use).
     workers: { type: 'string' },
   },
@@ -48,6 +54,8 @@ const SINGLE = Number(args.single);
 const MOVES = Number(args.moves);
 const CHANGES = Number(args.changes);
 const PAGES = Number(args.pages);
+const RESYNCS = Number(args.resyncs);
+const RESYNC_ONLY = args['resync-only'];
 // ---------------------------------------------------------------------------------------------
 // The service, as users start it
 // ---------------------------------------------------------------------------------------------
@@ -153,6 +161,77 @@ async function firstRouted(svc: Service): Promise<number> {
 }
 
 /** Polls (keep-alive) until `h` answers from `ip`; ms since `since`. */
+
+/**
+ * Requests paced at `rate`/s, each on a fresh connection, to random hosts, until `done()`:
+ * latencies in ms, and the requests that failed (a reset or a non-200 answer: counted, not thrown,
+ * so one bad answer does not end a run of several minutes).
+ */
+async function pacedUntil(port: number, n: number, rate: number, done: () => boolean): Promise<{ latencies: number[]; failed: number }> {
+  const out: number[] = [];
+  let failed = 0;
+  const inflight: Promise<void>[] = [];
+  const start = performance.now();
+  for (let i = 0; !done(); i++) {
+    const wait = start + (i * 1000) / rate - performance.now();
+    if (wait > 0) await sleep(wait);
+    const h = host(Math.floor(Math.random() * n));
+    const t = performance.now();
+    inflight.push(
+      get(port, '/', h, false).then(
+        (r) => void (r.status === 200 ? out.push(performance.now() - t) : (failed += 1)),
+        () => void (failed += 1),
+      ),
+    );
+  }
+  await Promise.all(inflight);
+  return { latencies: out, failed };
+}
+
+/** POST /resync on the admin API: undefined when it answered 200, else what it answered (a failed bootstrap's code and message). */
+async function resync(adminPort: number): Promise<string | undefined> {
+  const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = http.request({ port: adminPort, host: '127.0.0.1', method: 'POST', path: '/resync' }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  return status === 200 ? undefined : `${status} ${body.slice(0, 300)}`;
+}
+
+/**
+ * The re-bootstrap stall: `count` resyncs one after another, each while the main thread's probe
+ * runs (holdDuring) and requests go through the proxy at 100/s on fresh connections; per resync
+ * the probe's longest wait, the slowest request and the resync's duration (ms).
+ */
+async function resyncStalls(port: number, adminPort: number, n: number, count: number) {
+  const out: { holdMs: number; worstRequestMs: number; requests: number; failedRequests: number; resyncMs: number; failed?: string }[] = [];
+  for (let i = 0; i < count; i++) {
+    let done = false;
+    const t = performance.now();
+    const requests = pacedUntil(port, n, 100, () => done);
+    let answer: string | undefined;
+    const holdMs = await holdDuring(adminPort, async () => void (answer = await resync(adminPort)));
+    const resyncMs = performance.now() - t;
+    done = true;
+    const { latencies, failed } = await requests;
+    out.push({
+      holdMs: Math.round(holdMs * 10) / 10,
+      worstRequestMs: Math.round(Math.max(0, ...latencies) * 10) / 10,
+      requests: latencies.length,
+      failedRequests: failed,
+      resyncMs: Math.round(resyncMs),
+      ...(answer === undefined ? {} : { failed: answer }),
+    });
+    if (answer !== undefined) console.error(`resync failed: ${answer}`);
+    await sleep(1000);
+  }
+  return out;
+}
 
 /** Runs `work` while a probe asks the admin API's /healthz every 2 ms; the probe's longest wait. */
 async function holdDuring(adminPort: number, work: () => Promise<void>): Promise<number> {
@@ -264,6 +343,54 @@ async function move(f: Fixture, port: number): Promise<number> {
   return routedAfter(port, host(probeHost), vmIp(targets[0]!), since);
 }
 
+/** The paced load, the changes (timed, then 1,000 more and the memory they left) and GET /routes paging. */
+async function changesAndPaging(f: Fixture, port: number, adminPort: number, pid: number) {
+  const gcBeforeLoad = await gcBuckets(adminPort);
+  const latency = summary(await pacedLoad(port, f.n, REQUESTS, RATE));
+  const gcBefore = await gcBuckets(adminPort);
+  const gcLoad = gcDelta(gcBeforeLoad, gcBefore);
+  const single: number[] = [];
+  for (let i = 0; i < SINGLE; i++) single.push(await singleChange(f, port));
+  const moves: number[] = [];
+  if (f.n >= VMS) for (let i = 0; i < MOVES; i++) moves.push(await move(f, port));
+  const gc = gcDelta(gcBefore, await gcBuckets(adminPort));
+  // 1,000 more changes as fast as the writer commits them, then the memory they left.
+  for (let i = 0; i < CHANGES; i++) {
+    const d = Math.floor(Math.random() * f.n);
+    const to = Math.floor(Math.random() * VMS);
+    f.depOf.set(d, to);
+    await f.writer.query(`UPDATE domains SET deployment_id = $1 WHERE id = $2`, [uuid(3, to), uuid(4, d)]);
+  }
+  await sleep(3000);
+  const rssAfter = rssMiB(pid);
+  const heapAfter = await heapMiB(adminPort);
+  const pageMs: number[] = [];
+  const pagingHold = await holdDuring(adminPort, async () => {
+    let after = '';
+    for (let p = 0; p < PAGES; p++) {
+      const t = performance.now();
+      const r = await get(adminPort, `/routes?limit=1000&after=${encodeURIComponent(after)}`, '127.0.0.1', keepAlive);
+      pageMs.push(performance.now() - t);
+      const routes = (JSON.parse(r.body) as { routes: { host: string }[] }).routes;
+      if (routes.length === 0) break;
+      after = routes[routes.length - 1]!.host;
+    }
+  });
+  const idleHold = await holdDuring(adminPort, async () => void (await sleep(1000)));
+  return {
+    rssAfterChangesMiB: Math.round(rssAfter),
+    heapAfterChanges: heapAfter,
+    requestMs: latency,
+    singleCommitToRoutedMs: summary(single),
+    moveCommitToRoutedMs: moves.length === 0 ? undefined : summary(moves),
+    gcDuringRequests: gcLoad,
+    gcWhileChanging: gc,
+    routesPageMs: summary(pageMs),
+    holdWhilePagingMs: Math.round(pagingHold * 10) / 10,
+    holdIdleMs: Math.round(idleHold * 10) / 10,
+  };
+}
+
 async function run(f: Fixture, checkout: { name: string; dir: string }, emptyRss: number | undefined) {
   const svc = serve(checkout.dir, f.url);
   try {
@@ -275,71 +402,28 @@ async function run(f: Fixture, checkout: { name: string; dir: string }, emptyRss
     await sleep(3000);
     const rssStart = rssMiB(pid);
     const heapStart = await heapMiB(adminPort);
-    // Every VM probed once, so the load below measures the table, not first probes.
-    for (let v = 0; v < Math.min(VMS, f.n); v++) await get(port, '/', host(v), keepAlive);
-    const gcBeforeLoad = await gcBuckets(adminPort);
-    const latency = summary(await pacedLoad(port, f.n, REQUESTS, RATE));
-    const gcBefore = await gcBuckets(adminPort);
-    const gcLoad = gcDelta(gcBeforeLoad, gcBefore);
-    const single: number[] = [];
-    for (let i = 0; i < SINGLE; i++) single.push(await singleChange(f, port));
-    const moves: number[] = [];
-    if (f.n >= VMS) for (let i = 0; i < MOVES; i++) moves.push(await move(f, port));
-    const gc = gcDelta(gcBefore, await gcBuckets(adminPort));
-    // 1,000 more changes as fast as the writer commits them, then the memory they left.
-    for (let i = 0; i < CHANGES; i++) {
-      const d = Math.floor(Math.random() * f.n);
-      const to = Math.floor(Math.random() * VMS);
-      f.depOf.set(d, to);
-      await f.writer.query(`UPDATE domains SET deployment_id = $1 WHERE id = $2`, [uuid(3, to), uuid(4, d)]);
-    }
-    await sleep(3000);
-    const rssAfter = rssMiB(pid);
-    const heapAfter = await heapMiB(adminPort);
-    const pageMs: number[] = [];
-    const pagingHold = await holdDuring(adminPort, async () => {
-      let after = '';
-      for (let p = 0; p < PAGES; p++) {
-        const t = performance.now();
-        const r = await get(adminPort, `/routes?limit=1000&after=${encodeURIComponent(after)}`, '127.0.0.1', keepAlive);
-        pageMs.push(performance.now() - t);
-        const routes = (JSON.parse(r.body) as { routes: { host: string }[] }).routes;
-        if (routes.length === 0) break;
-        after = routes[routes.length - 1]!.host;
-      }
-    });
-    const idleHold = await holdDuring(adminPort, async () => void (await sleep(1000)));
-    const resyncHold = await holdDuring(adminPort, async () => {
-      const r = await new Promise<number>((resolve, reject) => {
-        const req = http.request(
-          { port: adminPort, host: '127.0.0.1', method: 'POST', path: '/resync' },
-          (res) => (res.resume(), resolve(res.statusCode ?? 0)),
-        );
-        req.on('error', reject);
-        req.end();
-      });
-      if (r !== 200) throw new Error(`resync: ${r}`);
-    });
     const net = emptyRss === undefined ? undefined : Math.round(((rssStart - emptyRss) * 1048576) / f.n);
-    return {
+    const head = {
       checkout: checkout.name,
       routes: f.n,
       startToFirstRoutedMs: Math.round(startMs),
       bootstrap: { setupMs: started.setupMs, loadMs: started.loadMs, buildMs: started.buildMs },
       rssStartMiB: Math.round(rssStart),
-      rssAfterChangesMiB: Math.round(rssAfter),
-      heapMiB: { start: heapStart, afterChanges: heapAfter },
       netBytesPerRoute: net,
-      growthOverChangesPct: emptyRss === undefined ? undefined : Math.round(((rssAfter - rssStart) / (rssStart - emptyRss)) * 1000) / 10,
-      requestMs: latency,
-      singleCommitToRoutedMs: summary(single),
-      moveCommitToRoutedMs: moves.length === 0 ? undefined : summary(moves),
-      gcDuringRequests: gcLoad,
-      gcWhileChanging: gc,
-      routesPageMs: summary(pageMs),
-      holdWhilePagingMs: Math.round(pagingHold * 10) / 10,
-      holdIdleMs: Math.round(idleHold * 10) / 10,
-      holdDuringResyncMs: Math.round(resyncHold * 10) / 10,
+    };
+    // Every VM probed once, so the requests below measure the table, not first probes.
+    for (let v = 0; v < Math.min(VMS, f.n); v++) await get(port, '/', host(v), keepAlive);
+    if (RESYNC_ONLY) return { ...head, resyncStalls: await resyncStalls(port, adminPort, f.n, RESYNCS) };
+    const changed = await changesAndPaging(f, port, adminPort, pid);
+    const stalls = await resyncStalls(port, adminPort, f.n, RESYNCS);
+    return {
+      ...head,
+      ...changed,
+      growthOverChangesPct:
+        emptyRss === undefined ? undefined : Math.round(((changed.rssAfterChangesMiB - rssStart) / (rssStart - emptyRss)) * 1000) / 10,
+      heapMiB: { start: heapStart, afterChanges: changed.heapAfterChanges },
+      holdDuringResyncMs: Math.max(...stalls.map((x) => x.holdMs)),
+      resyncStalls: stalls,
     };
   } finally {
     await svc.stop();
@@ -392,27 +476,52 @@ try {
 }
 
 const cols = results.map((r) => `${r.checkout} ${r.routes.toLocaleString('en-US')}`);
-const row = (label: string, f: (r: (typeof results)[number]) => unknown) =>
+type Result = (typeof results)[number];
+type Full = Extract<Result, { requestMs: unknown }>;
+/** A figure of the full run; '—' for a --resync-only run. */
+const full = (f: (r: Full) => unknown) => (r: Result) => ('requestMs' in r ? f(r) : undefined);
+const row = (label: string, f: (r: Result) => unknown) =>
   console.log(`| ${label} | ${results.map((r) => String(f(r) ?? '—')).join(' | ')} |`);
 console.log(`\n| figure | ${cols.join(' | ')} |`);
 console.log(`|---|${cols.map(() => '---').join('|')}|`);
 row('start to first routed request', (r) => `${(r.startToFirstRoutedMs / 1000).toFixed(1)} s`);
-row('RSS after start / after 1,000 changes', (r) => `${r.rssStartMiB} / ${r.rssAfterChangesMiB} MiB`);
+row('RSS after start / after 1,000 changes', (r) => `${r.rssStartMiB} / ${'rssAfterChangesMiB' in r ? r.rssAfterChangesMiB : '—'} MiB`);
 row('RSS net of an empty table, per route', (r) => (r.netBytesPerRoute === undefined ? undefined : `${r.netBytesPerRoute} B`));
-row('growth over 1,000 changes (of the net)', (r) => `${r.growthOverChangesPct} %`);
-row('request p50 / p99 (fresh connection, paced)', (r) => `${r.requestMs.p50} / ${r.requestMs.p99} ms`);
-row('one domain, commit → routed p50 / p99', (r) => `${r.singleCommitToRoutedMs.p50} / ${r.singleCommitToRoutedMs.p99} ms`);
-row('move of 1,000 routes, commit → routed p50 / p99', (r) =>
-  r.moveCommitToRoutedMs === undefined ? undefined : `${r.moveCommitToRoutedMs.p50} / ${r.moveCommitToRoutedMs.p99} ms`,
+row(
+  'growth over 1,000 changes (of the net)',
+  full((r) => `${r.growthOverChangesPct} %`),
 );
-row('bootstrap: snapshot load / build', (r) => `${r.bootstrap.loadMs} / ${r.bootstrap.buildMs} ms`);
+row(
+  'request p50 / p99 (fresh connection, paced)',
+  full((r) => `${r.requestMs.p50} / ${r.requestMs.p99} ms`),
+);
+row(
+  'one domain, commit → routed p50 / p99',
+  full((r) => `${r.singleCommitToRoutedMs.p50} / ${r.singleCommitToRoutedMs.p99} ms`),
+);
+row(
+  'move of 1,000 routes, commit → routed p50 / p99',
+  full((r) => (r.moveCommitToRoutedMs === undefined ? undefined : `${r.moveCommitToRoutedMs.p50} / ${r.moveCommitToRoutedMs.p99} ms`)),
+);
+row('bootstrap: snapshot load / build', (r) => `${String(r.bootstrap.loadMs)} / ${String(r.bootstrap.buildMs)} ms`);
 row(
   'GC pauses during the requests: count, over 10 ms, longest ≤',
-  (r) => `${r.gcDuringRequests.pauses}, ${r.gcDuringRequests.over10ms}, ${r.gcDuringRequests.longestAtMostS} s`,
+  full((r) => `${r.gcDuringRequests.pauses}, ${r.gcDuringRequests.over10ms}, ${r.gcDuringRequests.longestAtMostS} s`),
 );
 row(
   'GC pauses while changing: count, over 10 ms, longest ≤',
-  (r) => `${r.gcWhileChanging.pauses}, ${r.gcWhileChanging.over10ms}, ${r.gcWhileChanging.longestAtMostS} s`,
+  full((r) => `${r.gcWhileChanging.pauses}, ${r.gcWhileChanging.over10ms}, ${r.gcWhileChanging.longestAtMostS} s`),
 );
-row('GET /routes page (limit 1000) p50 / max', (r) => `${r.routesPageMs.p50} / ${r.routesPageMs.max} ms`);
-row('event-loop hold: paging / idle / resync', (r) => `${r.holdWhilePagingMs} / ${r.holdIdleMs} / ${r.holdDuringResyncMs} ms`);
+row(
+  'GET /routes page (limit 1000) p50 / max',
+  full((r) => `${r.routesPageMs.p50} / ${r.routesPageMs.max} ms`),
+);
+row(
+  'event-loop hold: paging / idle',
+  full((r) => `${r.holdWhilePagingMs} / ${r.holdIdleMs} ms`),
+);
+row(
+  're-bootstrap stall, each resync: main-thread hold / slowest request',
+  (r) => r.resyncStalls.map((x) => `${x.holdMs} / ${x.worstRequestMs}`).join(', ') + ' ms',
+);
+row('resync duration, each', (r) => r.resyncStalls.map((x) => `${(x.resyncMs / 1000).toFixed(1)}`).join(', ') + ' s');

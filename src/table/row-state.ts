@@ -462,7 +462,7 @@ class Bootstrap {
     }
     this.problems.push(...reader.problems);
     yield;
-    const base = reader.build();
+    const base = yield* reader.buildSteps();
     this.#domainBase = base;
     for (let from = 0; from < base.size; from += LOAD_BATCH) {
       yield;
@@ -558,8 +558,12 @@ function* groupOrder(group: Int32Array, groups: number): Generator<void, { order
   return { order, start };
 }
 
-/** Rows between two pauses of a load (a few milliseconds of work). */
-const LOAD_BATCH = 4096;
+/**
+ * Rows between two pauses of a load, where loadAsync may look at the clock. A domain's route
+ * costs 2–15 µs (more when its VM and deployment rows are not in cache): at 4,096 rows a pause
+ * came after up to 60 ms of CPU (bench/stream-bootstrap.ts, 100k VMs); at 1,024, after ~15 ms.
+ */
+const LOAD_BATCH = 1024;
 
 /**
  * Loads one table's rows into `into`. With `parent`, rows are read grouped by their parent's
