@@ -112,3 +112,19 @@ describe('README configuration table', () => {
       assert.ok(envs.has(env), `the README's configuration table lists ${env}, which src/config/config.ts does not define`);
   });
 });
+
+describe('README benchmark table', () => {
+  const listed = new Set(
+    [...read('README.md').matchAll(/^\| `bench\/[^|]+\|/gm)].flatMap((m) =>
+      [...m[0].matchAll(/`bench\/([a-z0-9-]+)\.ts`/g)].map((b) => b[1]!),
+    ),
+  );
+
+  it('lists every benchmark in bench/, and none that is not there', () => {
+    const benches = readdirSync(new URL('../bench/', import.meta.url))
+      .filter((f) => f.endsWith('.ts'))
+      .map((f) => f.slice(0, -3));
+    for (const b of benches) assert.ok(listed.has(b), `bench/${b}.ts has no row in the README's benchmark table`);
+    for (const b of listed) assert.ok(benches.includes(b), `the README's benchmark table lists bench/${b}.ts, which does not exist`);
+  });
+});
