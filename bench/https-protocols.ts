@@ -25,14 +25,13 @@
 // HTTPS ÷ nginx ≥ 0.9 × plain ÷ nginx, and no 5xx or unanswered request in any of EdgeProxy's rounds
 // of that load or of plain h1 (a 5xx is cheap and fast: a round with some is not comparable).
 // --baseline DIR adds `edgeproxy-base`: the build in DIR (another checkout, built), in the same run.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { makeCertificate } from '../test/support/certificates.js';
 import type { LongRun } from '../test/support/cli.js';
 import { h2loadAsync, type H2loadOptions } from './support/h2load.js';
-import { edgeproxyHttpsTarget, nginxHttpsTarget, type HttpsTarget } from './support/https-targets.js';
+import { certificateOnDisk, edgeproxyHttpsTarget, nginxHttpsTarget, type HttpsTarget } from './support/https-targets.js';
 import { backendConf, startNginx } from './support/nginx.js';
 import { cpuMs, freePort, has, median, stopAll } from './support/processes.js';
 
@@ -223,11 +222,7 @@ async function main(): Promise<void> {
       `h2load -c${CONNECTIONS} -D${DURATION} --warm-up-time=${WARMUP_S}; ${ROUTES} routes; EDGEPROXY_WORKERS=${values.workers}; rounds ${ROUNDS}`,
   );
   const tmp = mkdtempSync(join(tmpdir(), 'edgeproxy-https-protocols-'));
-  const cert = makeCertificate([NAME]);
-  const certFile = join(tmp, 'cert.pem');
-  const keyFile = join(tmp, 'key.pem');
-  writeFileSync(certFile, cert.certPem);
-  writeFileSync(keyFile, cert.keyPem, { mode: 0o600 });
+  const { cert, certFile, keyFile } = certificateOnDisk(tmp, NAME);
   const stops: (() => Promise<void>)[] = [];
   try {
     const backendPort = await freePort();

@@ -31,14 +31,13 @@
 // --workers 1,2 runs one EdgeProxy target per EDGEPROXY_WORKERS value (`edgeproxy-1w`, `edgeproxy-2w`)
 // instead of one with the default (the cores this process may use): HTTPS on the main thread vs in
 // the workers (docs/decisions/0021).
-import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { makeCertificate } from '../test/support/certificates.js';
 import { h2load } from './support/h2load.js';
 import { handshakeLoad } from './support/handshakes.js';
-import { edgeproxyHttpsTarget, nginxHttpsTarget, untilServed, type HttpsTarget } from './support/https-targets.js';
+import { certificateOnDisk, edgeproxyHttpsTarget, nginxHttpsTarget, untilServed, type HttpsTarget } from './support/https-targets.js';
 import { backendConf, startNginx } from './support/nginx.js';
 import { nodeArgs } from './support/bundle.js';
 import { cpuMs, freePort, has, median, start, stopAll } from './support/processes.js';
@@ -241,11 +240,7 @@ async function main(): Promise<void> {
     `# keep-alive: h2load -c${CONNECTIONS} -D${DURATION} --warm-up-time=${WARMUP_S} (--h1 -m1 | h2 -m${STREAMS}); handshakes: ${HANDSHAKE_CONCURRENCY} loops × ${DURATION} s, groups offered ${GROUPS ?? "Node's default"}; rounds: ${ROUNDS}; measures: ${MEASURES.join(', ')}`,
   );
   const tmp = mkdtempSync(join(tmpdir(), 'edgeproxy-https-bench-'));
-  const cert = makeCertificate([NAME]);
-  const certFile = join(tmp, 'cert.pem');
-  const keyFile = join(tmp, 'key.pem');
-  writeFileSync(certFile, cert.certPem);
-  writeFileSync(keyFile, cert.keyPem, { mode: 0o600 });
+  const { cert, certFile, keyFile } = certificateOnDisk(tmp, NAME);
   const stops: (() => Promise<void>)[] = [];
   try {
     const backendPort = await freePort();

@@ -17,12 +17,11 @@
 // One JSON line per run, then a table.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import http from 'node:http';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { createDatabase, startPostgres, type PgServer } from '../test/support/postgres.js';
-import { gcBuckets, gcDelta, get, keepAlive, pacedLoad, routedAfter, rssMiB, sleep, summary } from './support/scale-probes.js';
+import { gcBuckets, gcDelta, get, getOnce, keepAlive, pacedLoad, routedAfter, rssMiB, sleep, summary } from './support/scale-probes.js';
 import { host, REGION, seed, startVms, uuid, VMS, vmIp } from './support/scale-seed.js';
 
 const { values: args } = parseArgs({
@@ -190,16 +189,7 @@ async function pacedUntil(port: number, n: number, rate: number, done: () => boo
 
 /** POST /resync on the admin API: undefined when it answered 200, else what it answered (a failed bootstrap's code and message). */
 async function resync(adminPort: number): Promise<string | undefined> {
-  const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const req = http.request({ port: adminPort, host: '127.0.0.1', method: 'POST', path: '/resync' }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
+  const { status, body } = await getOnce(adminPort, '/resync', '127.0.0.1', false, 'POST');
   return status === 200 ? undefined : `${status} ${body.slice(0, 300)}`;
 }
 

@@ -6,8 +6,10 @@
  *   routes (`seedRoutes`: `routes` domains on one VM, the bench's name among them) and the
  *   certificate's row in `edgeproxy_certificates` (sealed with a storage key, as the issuer stores it).
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import tls from 'node:tls';
-import { makeStorageKeyText, storeCertificate, type TestCertificate } from '../../test/support/certificates.js';
+import { makeCertificate, makeStorageKeyText, storeCertificate, type TestCertificate } from '../../test/support/certificates.js';
 import type { LongRun } from '../../test/support/cli.js';
 import { createDatabase, startPostgres } from '../../test/support/postgres.js';
 import { Seeder } from '../../test/support/seed.js';
@@ -51,6 +53,16 @@ export async function untilServed(port: number, name: string, timeoutMs = 30_000
       await new Promise((r) => setTimeout(r, 100));
     }
   }
+}
+
+/** A certificate for `name` (ECDSA P-256, the test CA's kind) and its PEM files in `tmp`, for nginx. */
+export function certificateOnDisk(tmp: string, name: string): { cert: TestCertificate; certFile: string; keyFile: string } {
+  const cert = makeCertificate([name]);
+  const certFile = join(tmp, 'cert.pem');
+  const keyFile = join(tmp, 'key.pem');
+  writeFileSync(certFile, cert.certPem);
+  writeFileSync(keyFile, cert.keyPem, { mode: 0o600 });
+  return { cert, certFile, keyFile };
 }
 
 /** nginx as the TLS reverse proxy to the backend on `backendPort`, the certificate from its files. */

@@ -24,9 +24,16 @@ export async function get(
   }
 }
 
-function getOnce(port: number, path: string, hostHeader: string, agent: http.Agent | false): Promise<{ status: number; body: string }> {
+/** One request to 127.0.0.1:`port` (GET unless told), its status and body. */
+export function getOnce(
+  port: number,
+  path: string,
+  hostHeader: string,
+  agent: http.Agent | false,
+  method = 'GET',
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ port, host: '127.0.0.1', path, headers: { host: hostHeader }, agent }, (res) => {
+    const req = http.request({ port, host: '127.0.0.1', method, path, headers: { host: hostHeader }, agent }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
