@@ -142,6 +142,28 @@ describe('parseYoungGeneration (EDGEPROXY_WORKER_YOUNG_GENERATION)', () => {
   });
 });
 
+describe('EDGEPROXY_TLS_TICKET_KEY_LIFETIME', () => {
+  const lifetime = (raw: string) => resolveConfig({}, { ...BASE_ENV, EDGEPROXY_TLS_TICKET_KEY_LIFETIME: raw }).tlsTicketKeyLifetimeMs;
+
+  it('is a duration, 12 h by default; off keeps one set of keys for the whole process', () => {
+    assert.equal(resolveConfig({}, BASE_ENV).tlsTicketKeyLifetimeMs, 12 * 3600_000);
+    assert.equal(lifetime('1h'), 3600_000);
+    assert.equal(lifetime('off'), undefined);
+    assert.equal(resolveConfig({ 'tls-ticket-key-lifetime': '30m' }, BASE_ENV).tlsTicketKeyLifetimeMs, 1800_000);
+  });
+
+  it('refuses less than 1 s and what is not a duration, naming the variable', () => {
+    assert.match(
+      configError({}, { ...BASE_ENV, EDGEPROXY_TLS_TICKET_KEY_LIFETIME: '500ms' }),
+      /EDGEPROXY_TLS_TICKET_KEY_LIFETIME: "500ms" must be at least 1s/,
+    );
+    assert.match(
+      configError({}, { ...BASE_ENV, EDGEPROXY_TLS_TICKET_KEY_LIFETIME: 'daily' }),
+      /EDGEPROXY_TLS_TICKET_KEY_LIFETIME: "daily" is not a duration/,
+    );
+  });
+});
+
 describe('parseListenAddress', () => {
   const valid: [string, string | undefined, number][] = [
     [':8080', undefined, 8080],
@@ -198,6 +220,7 @@ describe('resolveConfig', () => {
       tlsDefaultCertFile: undefined,
       tlsDefaultKeyFile: undefined,
       tlsHandshakeTimeoutMs: 10_000,
+      tlsTicketKeyLifetimeMs: 43_200_000,
       primaryDatabaseUrl: undefined,
       tlsStorageKey: undefined,
       tlsStorageKeyFile: undefined,
@@ -297,6 +320,7 @@ describe('resolveConfig', () => {
       tlsDefaultCertFile: '/etc/edgeproxy/default.crt',
       tlsDefaultKeyFile: '/etc/edgeproxy/default.key',
       tlsHandshakeTimeoutMs: 5_000,
+      tlsTicketKeyLifetimeMs: 43_200_000,
       primaryDatabaseUrl: 'postgres://writer@primary/zeitwork',
       tlsStorageKey: 'c2VjcmV0',
       tlsStorageKeyFile: '/run/secrets/storage-key',
@@ -340,6 +364,7 @@ describe('resolveConfig', () => {
         'tls-default-cert': 'c.pem',
         'tls-default-key': 'k.pem',
         'tls-handshake-timeout': '250ms',
+        'tls-ticket-key-lifetime': 'off',
         'primary-database-url': 'postgres://w@p/z',
         'tls-storage-key': 'a2V5',
         'tls-storage-key-file': 'key.b64',
@@ -380,6 +405,7 @@ describe('resolveConfig', () => {
       tlsDefaultCertFile: 'c.pem',
       tlsDefaultKeyFile: 'k.pem',
       tlsHandshakeTimeoutMs: 250,
+      tlsTicketKeyLifetimeMs: undefined,
       primaryDatabaseUrl: 'postgres://w@p/z',
       tlsStorageKey: 'a2V5',
       tlsStorageKeyFile: 'key.b64',

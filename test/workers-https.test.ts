@@ -5,7 +5,7 @@ import https from 'node:https';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import type { WorkerStatus } from '../src/workers/worker-pool.js';
-import { firstTable, issuingOptions, startAcmeWorld, type AcmeWorld } from './support/acme-world.js';
+import { firstTable, issuingOptions, servingOptions, startAcmeWorld, type AcmeWorld } from './support/acme-world.js';
 import { request } from './support/backend.js';
 import { makeCertificate, makeStorageKeyText, storeCertificate } from './support/certificates.js';
 import { certificateFiles, handshakes, type CertificateFiles } from './support/https-service.js';
@@ -61,11 +61,14 @@ interface Handshake {
 }
 
 /** One TLS connection for `servername` (offering `session` when given), closed once the ticket has come. */
-function handshake(servername: string, opts: { session?: Buffer; ca?: string } = {}): Promise<Handshake> {
+function handshake(
+  servername: string,
+  opts: { session?: Buffer; ca?: string; port?: number; noTicket?: boolean } = {},
+): Promise<Handshake> {
   return new Promise((resolve, reject) => {
     const socket = tls.connect({
       host: '127.0.0.1',
-      port: svc.httpsPort!,
+      port: opts.port ?? svc.httpsPort!,
       servername,
       session: opts.session,
       ALPNProtocols: ['http/1.1'],
@@ -89,7 +92,7 @@ function handshake(servername: string, opts: { session?: Buffer; ca?: string } =
     socket.once('secureConnect', () => {
       secured = true;
       completed += 1;
-      if (ticket !== undefined) done();
+      if (ticket !== undefined || opts.noTicket === true) done();
       else wait = setTimeout(done, 1000);
     });
     socket.on('error', reject);
@@ -226,5 +229,48 @@ describe('HTTPS served by the worker threads (EDGEPROXY_WORKERS=2)', () => {
     session.close();
     await stopped;
     assert.equal(svc.logs.find((l) => l.msg === 'stopped')?.drained, true);
+  });
+});
+
+describe('session ticket keys rotated every EDGEPROXY_TLS_TICKET_KEY_LIFETIME, on every worker', () => {
+  let rotating: TestService;
+  before(async () => {
+    // The default certificate serves any name, so this needs nothing stored by the tests above.
+    rotating = await startTestService({
+      ...servingOptions(world, KEY),
+      workers: 2,
+      tlsTicketKeyLifetimeMs: 4000,
+      tlsDefaultCertFile: defaults.certFile,
+      tlsDefaultKeyFile: defaults.keyFile,
+    });
+    await firstTable([rotating], STORED);
+  });
+  after(async () => {
+    await rotating?.stop('test done');
+  });
+
+  const rotations = () => rotating.logs.filter((l) => l.msg === 'TLS ticket keys rotated').length;
+  /** Waits for the next rotation, then a moment for the workers to take the new keys. */
+  async function nextRotation(): Promise<void> {
+    const seen = rotations();
+    await eventually('a rotation', () => rotations() > seen, 10_000);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+
+  it('a ticket resumes until the keys are replaced, then makes a full handshake; the new keys resume on any worker', async () => {
+    const port = rotating.httpsPort!;
+    await nextRotation();
+    const before = await handshake(STORED, { port });
+    assert.ok(before.ticket !== undefined, 'the proxy sent no session ticket');
+    // Only the tickets asked for are waited for: the steps between two rotations take well under 4 s.
+    const resumes = async (ticket: Buffer | undefined) => (await handshake(STORED, { port, session: ticket, noTicket: true })).reused;
+    assert.equal(await resumes(before.ticket), true, 'resumed before the rotation');
+    await nextRotation();
+    const tries = 6;
+    for (let i = 0; i < tries; i++) assert.equal(await resumes(before.ticket), false, 'an old ticket resumed after the rotation');
+    const after = await handshake(STORED, { port });
+    let resumed = 0;
+    for (let i = 0; i < tries; i++) if (await resumes(after.ticket)) resumed += 1;
+    assert.equal(resumed, tries, 'a ticket under the new keys resumes on every worker');
   });
 });

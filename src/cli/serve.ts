@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import type tls from 'node:tls';
 import type pg from 'pg';
@@ -22,6 +21,7 @@ import { createIssuance, type Issuance } from '../acme/issuance.js';
 import { readDefaultCertificate } from '../tls/default-certificate.js';
 import type { LoadedCertificate } from '../tls/certificate.js';
 import { HttpsListener } from '../tls/https-listener.js';
+import { TicketKeys } from '../tls/ticket-keys.js';
 import { readStorageKey } from '../tls/storage-key-source.js';
 import { TlsFeed } from '../tls/tls-feed.js';
 import { VERSION } from '../version.js';
@@ -74,6 +74,7 @@ interface Parts {
   readonly https: HttpsListener | undefined;
   readonly issuance: Issuance | undefined;
   readonly workers: WorkerPool | undefined;
+  readonly ticketKeys: TicketKeys;
 }
 
 /**
@@ -205,7 +206,9 @@ function createParts(config: Config, logger: Logger): Parts {
     config.httpsAddr === undefined ? undefined : createIssuance(config, { view: store, storageKey, logger, onOutcome: metrics.acme.order });
   if (issuance !== undefined) metrics.acme.watchInFlight(() => issuance.onDemand.inFlight);
   // Made once: every thread serving HTTPS encrypts tickets with these, so a session resumes on any of them.
-  const tlsServing: TlsServing = { defaultCertificate, ticketKeys: randomBytes(48), issuance };
+  const ticketKeys = new TicketKeys(config.httpsAddr === undefined ? undefined : config.tlsTicketKeyLifetimeMs);
+  ticketKeys.onRotate(() => logger.info({ lifetimeMs: config.tlsTicketKeyLifetimeMs }, 'TLS ticket keys rotated'));
+  const tlsServing: TlsServing = { defaultCertificate, ticketKeys, issuance };
   // With workers, they serve the HTTPS port too: the main thread listens on no public port.
   const https =
     config.httpsAddr === undefined || board !== undefined
@@ -213,13 +216,13 @@ function createParts(config: Config, logger: Logger): Parts {
       : createHttps(config, logger, store, requestPath.proxy, metrics, tlsServing);
   const workers =
     board === undefined ? undefined : createWorkers({ ...config, workers: threads }, logger, { store, health, metrics }, board, tlsServing);
-  return { store, metrics, pool, sync, health, ...requestPath, https, issuance, workers };
+  return { store, metrics, pool, sync, health, ...requestPath, https, issuance, workers, ticketKeys: tlsServing.ticketKeys };
 }
 
 /** What every thread serving the HTTPS port is given: the default certificate, the ticket keys, on-demand issuance. */
 interface TlsServing {
   readonly defaultCertificate: LoadedCertificate | undefined;
-  readonly ticketKeys: Buffer;
+  readonly ticketKeys: TicketKeys;
   readonly issuance: Issuance | undefined;
 }
 
@@ -238,13 +241,14 @@ function createWorkers(
     writeLog: lineWriter(logger),
     health: parts.health,
     board,
-    ticketKeys: tls.ticketKeys,
+    ticketKeys: () => tls.ticketKeys.current,
     defaultCertificate: config.httpsAddr === undefined ? undefined : tls.defaultCertificate,
     issue: onDemand === undefined ? undefined : (name) => servedNow(parts.store, name) ?? onDemand.certificateFor(name),
     current: () => parts.store.current,
   });
   parts.store.onPublish((snapshot) => workers.publish(snapshot));
   parts.metrics.sumWorkers(() => workers.collect());
+  tls.ticketKeys.onRotate((keys) => workers.setTicketKeys(keys));
   return workers;
 }
 
@@ -272,11 +276,12 @@ function createHttps(
     issue: onDemand === undefined ? undefined : (name) => onDemand.certificateFor(name),
     defaultCertificate: tls.defaultCertificate,
     handshakeTimeoutMs: config.tlsHandshakeTimeoutMs,
-    ticketKeys: tls.ticketKeys,
+    ticketKeys: tls.ticketKeys.current,
     accept: (socket) => proxy.acceptSecure(socket),
     logger,
     onHandshake: metrics.tlsHandshake,
   });
+  tls.ticketKeys.onRotate((keys) => listener.setTicketKeys(keys));
   proxy.shareConnectionLimit(listener.server);
   return listener;
 }
@@ -297,6 +302,7 @@ async function listenPublic(
     parts.forwarder.close();
     await parts.pool.end().catch(() => undefined);
     await parts.issuance?.stop();
+    parts.ticketKeys.stop();
     throw err;
   }
 }
@@ -405,6 +411,7 @@ function stopper(config: Config, logger: Logger, parts: Parts, admin: () => Admi
       if (!drained) logger.warn({ graceMs: config.shutdownTimeoutMs }, 'shutdown grace period over; cut the remaining connections');
       await parts.sync.stop();
       await parts.issuance?.stop();
+      parts.ticketKeys.stop();
       parts.health.close();
       parts.forwarder.close();
       await parts.pool.end().catch((err: unknown) => logger.warn({ err }, 'closing database connections failed'));

@@ -44,6 +44,8 @@ export interface Config {
   readonly tlsDefaultCertFile: string | undefined;
   readonly tlsDefaultKeyFile: string | undefined;
   readonly tlsHandshakeTimeoutMs: number;
+  /** How long one set of session ticket keys serves before it is replaced; undefined = for the whole process (src/tls/ticket-keys.ts). */
+  readonly tlsTicketKeyLifetimeMs: number | undefined;
   /** Where certificates, ACME orders, challenge tokens and locks are written; undefined = this proxy issues none. */
   readonly primaryDatabaseUrl: string | undefined;
   /** EDGEPROXY_TLS_STORAGE_KEY's value (base64; parsed where it is used, so that no error echoes it), or undefined. */
@@ -115,6 +117,12 @@ function duration(min: number, what: string) {
     if (ms < min) return invalid(`must be at least ${formatDuration(min)} (${what})`);
     return ms;
   };
+}
+
+/** A duration, or `off` (undefined). */
+function durationOrOff(min: number, what: string) {
+  const parse = duration(min, what);
+  return (raw: string): number | undefined | Invalid => (raw.trim().toLowerCase() === 'off' ? undefined : parse(raw));
 }
 
 /** A value from a fixed list, matched case-insensitively. */
@@ -447,6 +455,15 @@ export const OPTIONS = [
     description: 'How long a client may take from connecting to a finished TLS handshake (then the connection is closed)',
     default: '10s',
     parse: duration(100, 'shorter would cut slow but honest clients'),
+  }),
+  spec({
+    key: 'tlsTicketKeyLifetimeMs',
+    flag: 'tls-ticket-key-lifetime',
+    env: 'EDGEPROXY_TLS_TICKET_KEY_LIFETIME',
+    description:
+      'How long one set of TLS session ticket keys (shared by every thread) serves before new ones replace it: a client whose ticket is older makes a full handshake; off = one set for the whole process',
+    default: '12h',
+    parse: durationOrOff(1000, 'a rotation makes every client handshake in full'),
   }),
   spec({
     key: 'primaryDatabaseUrl',

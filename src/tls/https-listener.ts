@@ -54,11 +54,13 @@ export class HttpsListener {
   readonly server: net.Server;
   /** Known once listening: read on every plain request that may be redirected, so not a getsockname each time. */
   #port: number | undefined;
-  /** Contexts already given the ticket keys (each is built once per certificate version; a handshake only looks it up). */
-  readonly #keyed = new WeakSet<tls.SecureContext>();
+  /** The ticket keys each context was last given (each is built once per certificate version; a handshake only looks it up). */
+  readonly #keyed = new WeakMap<tls.SecureContext, Buffer>();
+  #ticketKeys: Buffer | undefined;
 
   constructor(opts: HttpsListenerOptions) {
     this.#opts = opts;
+    this.#ticketKeys = opts.ticketKeys;
     this.server = createTlsFront({
       select: (hello) => this.#select(hello),
       alpn: ALPN_PROTOCOLS,
@@ -81,12 +83,17 @@ export class HttpsListener {
     return issuing === undefined ? this.#keys(fallback) : issuing.then((context) => this.#keys(context ?? fallback));
   }
 
-  /** `context`, with the shared ticket keys set the first time it is served. */
+  /** New ticket keys (a rotation): each context takes them at its next handshake. */
+  setTicketKeys(keys: Buffer): void {
+    this.#ticketKeys = keys;
+  }
+
+  /** `context`, with the shared ticket keys set the first time it is served and after each rotation. */
   #keys(context: tls.SecureContext | undefined): tls.SecureContext | undefined {
-    const keys = this.#opts.ticketKeys;
-    if (context === undefined || keys === undefined || this.#keyed.has(context)) return context;
+    const keys = this.#ticketKeys;
+    if (context === undefined || keys === undefined || this.#keyed.get(context) === keys) return context;
     (context.context as { setTicketKeys(keys: Buffer): void }).setTicketKeys(keys);
-    this.#keyed.add(context);
+    this.#keyed.set(context, keys);
     return context;
   }
 

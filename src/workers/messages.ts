@@ -43,6 +43,8 @@ export type ToWorker =
   | SnapshotMessage
   | { readonly type: 'health'; readonly ask: number; readonly result: HealthResult; readonly slot: number }
   | { readonly type: 'metrics'; readonly ask: number }
+  /** The session ticket keys were rotated: the HTTPS listener takes the new set. */
+  | { readonly type: 'ticket-keys'; readonly keys: Buffer }
   /** What the worker routes from now (GET /workers): answered from its view, no metrics serialised. */
   | { readonly type: 'status'; readonly ask: number }
   /** The answer to a `certificate-ask`: `ready` when the certificate is in a version sent before this. */

@@ -126,6 +126,8 @@ port.on('message', (m: ToWorker) => {
     case 'metrics':
       void metrics.registry.getMetricsAsJSON().then((json) => send({ type: 'metrics', ask: m.ask, metrics: json, requests }));
       return;
+    case 'ticket-keys':
+      return https?.setTicketKeys(Buffer.from(m.keys));
     case 'status':
       return send({ type: 'status', ask: m.ask, ...workerView() });
     case 'drain':

@@ -29,7 +29,8 @@ export interface WorkerPoolOptions {
   readonly health: HealthChecker;
   readonly board: HealthBoard;
   /** The session ticket keys every worker's HTTPS port uses (48 bytes, made once per process). */
-  readonly ticketKeys: Buffer;
+  /** The session ticket keys now: a (re)started worker begins with them; setTicketKeys() sends each new set. */
+  readonly ticketKeys: () => Buffer;
   /** EDGEPROXY_TLS_DEFAULT_CERT and _KEY, read and checked here. */
   readonly defaultCertificate: LoadedCertificate | undefined;
   /** On-demand issuance, asked for a worker's handshake (undefined: this proxy issues nothing). */
@@ -113,6 +114,11 @@ export class WorkerPool {
     return { port: this.#port, httpsPort: this.#httpsPort };
   }
 
+  /** New session ticket keys (a rotation, src/tls/ticket-keys.ts): every worker's HTTPS listener takes them. */
+  setTicketKeys(keys: Buffer): void {
+    for (const slot of this.#slots) this.#post(slot, { type: 'ticket-keys', keys });
+  }
+
   /** Every worker swaps to `snapshot` (the same shared buffers; only the version's small parts are sent). */
   publish(snapshot: RouteSnapshot): void {
     for (const slot of this.#slots) if (slot.worker !== undefined) this.#send(slot, snapshot);
@@ -168,7 +174,7 @@ export class WorkerPool {
       config: this.#workerConfig,
       port: this.#port,
       httpsPort: this.#httpsPort,
-      ticketKeys: o.ticketKeys,
+      ticketKeys: o.ticketKeys(),
       defaultCertificate: o.defaultCertificate === undefined ? undefined : workerCertificate(o.defaultCertificate),
       onDemand: o.issue !== undefined,
       healthBoard: o.board.buffer,
