@@ -2,9 +2,10 @@
  * The TLS state a worker thread serves from (EDGEPROXY_WORKERS > 1): the main thread opens every
  * stored key with the storage key (which never leaves it) and sends, with each TLS change, the
  * served certificates that worker does not have yet (chain and opened key, a KeyObject: cloned,
- * never serialised as text), the served list, and the HTTP-01 tokens. The worker builds each certificate's context once, when a version first
- * brings it, and indexes them as the main thread does (exact name, then a one-label wildcard):
- * a handshake reads memory only, in every thread.
+ * never serialised as text), the served list, and the HTTP-01 tokens. The worker builds each
+ * certificate's context once, when a version first brings it, and indexes them as the main
+ * thread does (exact name, then a one-label wildcard): a handshake reads memory only, in every
+ * thread.
  */
 import type { KeyObject } from 'node:crypto';
 import { CertificateIndex } from '../tls/certificate-index.js';
