@@ -304,11 +304,12 @@ export class Sync {
     this.#lastError = undefined;
     this.#warnedUnavailable = undefined;
     this.#reports.bootstrap(problems, rows.duplicates());
-    const diff = diffRoutesSliced(previous?.routes, rows.routes);
+    // A first table is compared with nothing: no diff (at a million routes, a list of every host).
+    const diff = previous === undefined ? undefined : diffRoutesSliced(previous.routes, rows.routes);
     this.#bootstrapDiff = diff;
     // At once for a first table; after a re-bootstrap, once the comparison with the previous
     // table (done in slices) is ready.
-    void this.#logStarted(started, rows, buildMs, previous === undefined ? undefined : diff);
+    void this.#logStarted(started, rows, buildMs, diff);
     this.#dispatch('bootstrapped');
   }
 
