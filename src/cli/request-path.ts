@@ -53,14 +53,10 @@ export function createRequestPath(config: Config, logger: Logger, parts: Request
 }
 
 /**
- * Threads that split the client connection limit: one share per serving thread (each thread's
- * HTTP and HTTPS ports count in its one share; with workers the main thread serves neither).
+ * Client connections one of `threads` serving threads accepts at once: its equal share of the
+ * process's limit (undefined: no limit known). Each thread's HTTP and HTTPS ports count in its one
+ * share; with workers the main thread serves neither.
  */
-export function connectionShares(config: Pick<Config, 'workers'>): number {
-  return config.workers;
-}
-
-/** Client connections one of `threads` serving threads accepts at once: its equal share of the process's limit (undefined: no limit known). */
 export function clientConnectionShare(threads: number): number | undefined {
   const limit = clientConnectionLimit(openFilesLimit());
   return limit === undefined ? undefined : Math.max(1, Math.floor(limit / threads));

@@ -20,7 +20,7 @@ import { Sync } from '../sync/sync.js';
 import { createIssuance, type Issuance } from '../acme/issuance.js';
 import { readDefaultCertificate } from '../tls/default-certificate.js';
 import type { LoadedCertificate } from '../tls/certificate.js';
-import { HttpsListener } from '../tls/https-listener.js';
+import { httpsListenerFor, type HttpsListener } from '../tls/https-listener.js';
 import { TicketKeys } from '../tls/ticket-keys.js';
 import { readStorageKey } from '../tls/storage-key-source.js';
 import { TlsFeed } from '../tls/tls-feed.js';
@@ -28,7 +28,7 @@ import { VERSION } from '../version.js';
 import { HealthBoard } from '../workers/health-board.js';
 import { servingThreads } from '../workers/worker-count.js';
 import { WorkerPool } from '../workers/worker-pool.js';
-import { clientConnectionShare, connectionShares, createRequestPath } from './request-path.js';
+import { clientConnectionShare, createRequestPath } from './request-path.js';
 
 export interface RunningService {
   readonly store: RouteStore;
@@ -198,8 +198,9 @@ function createParts(config: Config, logger: Logger): Parts {
   });
   // The proxy redirects to the HTTPS listener's port, known once it listens (tests listen on port 0).
   const httpsPort = () => https?.port;
-  // With workers this thread's share of the client connection limit is the HTTPS port's.
-  const shares = board === undefined ? 1 : connectionShares({ ...config, workers: threads });
+  // The client connection limit is split between the serving threads (with workers, the main
+  // thread listens on no public port: its request path takes a worker's share, unused).
+  const shares = board === undefined ? 1 : threads;
   const requestPath = createRequestPath(config, logger, { store, health, observer: metrics.observer, httpsPort, threads: shares });
   // Issuance serves the HTTPS port: none without it.
   const issuance =
@@ -271,18 +272,16 @@ function createHttps(
   tls: TlsServing,
 ): HttpsListener {
   const onDemand = tls.issuance?.onDemand;
-  const listener = new HttpsListener({
+  const listener = httpsListenerFor(proxy, {
     certificates: () => store.current?.tls.certificates,
     issue: onDemand === undefined ? undefined : (name) => onDemand.certificateFor(name),
     defaultCertificate: tls.defaultCertificate,
     handshakeTimeoutMs: config.tlsHandshakeTimeoutMs,
     ticketKeys: tls.ticketKeys.current,
-    accept: (socket) => proxy.acceptSecure(socket),
     logger,
     onHandshake: metrics.tlsHandshake,
   });
   tls.ticketKeys.onRotate((keys) => listener.setTicketKeys(keys));
-  proxy.shareConnectionLimit(listener.server);
   return listener;
 }
 
@@ -322,7 +321,7 @@ async function openPublic(
   }
   // Each worker listens on both ports. Workers exist only where reusePort does.
   const { port, httpsPort } = await parts.workers.start();
-  const share = clientConnectionShare(connectionShares(config));
+  const share = clientConnectionShare(config.workers);
   const maxClientConnections = share === undefined ? null : share * config.workers;
   logger.info({ address: config.httpAddr.host ?? null, port, maxClientConnections, workers: config.workers, reusePort }, 'listening');
   if (config.httpsAddr !== undefined) {

@@ -123,3 +123,19 @@ export class HttpsListener {
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 }
+
+/** What a listener hands its secured connections to: the proxy's request flow (ProxyServer). */
+export interface SecureConnectionSink {
+  acceptSecure(socket: tls.TLSSocket): void;
+  shareConnectionLimit(listener: net.Server): void;
+}
+
+/**
+ * The HTTPS listener of a thread that serves (the main thread, or a worker): its secured
+ * connections go into `proxy`'s flow and count in the proxy's client connection limit.
+ */
+export function httpsListenerFor(proxy: SecureConnectionSink, opts: Omit<HttpsListenerOptions, 'accept'>): HttpsListener {
+  const listener = new HttpsListener({ ...opts, accept: (socket) => proxy.acceptSecure(socket) });
+  proxy.shareConnectionLimit(listener.server);
+  return listener;
+}

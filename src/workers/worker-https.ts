@@ -1,20 +1,16 @@
 /**
- * A worker thread's HTTPS port (EDGEPROXY_WORKERS > 1): the same listener as the main thread's
- * (src/tls/https-listener.ts: the ClientHello read first, the certificate chosen by SNI from this
- * worker's current version, HTTP/2 or HTTP/1.1 by ALPN, into this worker's request flow), with
- * the session ticket keys the main thread made once, and on-demand issuance asked of the main
- * thread: a handshake for a routed name with no valid certificate posts the name; the main
+ * On-demand issuance for a worker thread's HTTPS port (EDGEPROXY_WORKERS > 1; the port itself is
+ * the main thread's listener, src/tls/https-listener.ts `httpsListenerFor`, with this worker's
+ * version and the shared ticket keys), asked of the main thread: a handshake for a routed name
+ * with no valid certificate posts the name; the main
  * thread runs its issuance (its locks, backoff and cap, as without workers) and answers once the
  * certificate is in a version it sent, or that none is coming. The handshake waits at most
  * EDGEPROXY_ACME_HANDSHAKE_WAIT, as on the main thread.
  */
 import { isIP } from 'node:net';
 import type tls from 'node:tls';
-import type { Logger } from '../log/logger.js';
-import type { ProxyServer } from '../proxy/server.js';
 import { normaliseHost } from '../table/host.js';
 import type { LoadedCertificate } from '../tls/certificate.js';
-import { HttpsListener, type HttpsListenerOptions } from '../tls/https-listener.js';
 import type { TlsSnapshot } from '../tls/tls-state.js';
 
 /** What the asks read of the worker's current version. */
@@ -99,33 +95,4 @@ export class CertificateAsks {
   #lookup(host: string): LoadedCertificate | undefined {
     return this.#view.current?.tls.certificates.lookup(host, Date.now());
   }
-}
-
-export interface WorkerHttpsOptions {
-  readonly view: WorkerView;
-  readonly proxy: ProxyServer;
-  readonly logger: Logger;
-  readonly handshakeTimeoutMs: number;
-  readonly ticketKeys: Buffer;
-  readonly defaultCertificate: LoadedCertificate | undefined;
-  /** On-demand asks; undefined when the main thread issues nothing. */
-  readonly asks: CertificateAsks | undefined;
-  readonly onHandshake: HttpsListenerOptions['onHandshake'];
-}
-
-/** The worker's HTTPS listener (not listening yet), its connections counted in the proxy's client connection limit. */
-export function createWorkerHttps(o: WorkerHttpsOptions): HttpsListener {
-  const asks = o.asks;
-  const listener = new HttpsListener({
-    certificates: () => o.view.current?.tls.certificates,
-    issue: asks === undefined ? undefined : (name) => asks.certificateFor(name),
-    defaultCertificate: o.defaultCertificate,
-    handshakeTimeoutMs: o.handshakeTimeoutMs,
-    ticketKeys: o.ticketKeys,
-    accept: (socket) => o.proxy.acceptSecure(socket),
-    logger: o.logger,
-    onHandshake: o.onHandshake,
-  });
-  o.proxy.shareConnectionLimit(listener.server);
-  return listener;
 }

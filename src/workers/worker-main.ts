@@ -7,7 +7,7 @@
  * handshake metrics are summed into the main thread's /metrics.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { connectionShares, createRequestPath } from '../cli/request-path.js';
+import { createRequestPath } from '../cli/request-path.js';
 import { createLogger } from '../log/logger.js';
 import { WorkerMetrics } from '../metrics/metrics.js';
 import type { HealthResult, HealthTarget } from '../proxy/health.js';
@@ -16,7 +16,8 @@ import { RouteTable } from '../table/route-table.js';
 import { EMPTY_TLS } from '../tls/tls-state.js';
 import { SharedHealth } from './health-board.js';
 import type { FromWorker, SnapshotMessage, ToWorker, WorkerInit, WorkerView } from './messages.js';
-import { CertificateAsks, createWorkerHttps } from './worker-https.js';
+import { httpsListenerFor } from '../tls/https-listener.js';
+import { CertificateAsks } from './worker-https.js';
 import { loadWorkerCertificate, WorkerTlsState } from './worker-tls.js';
 
 const init = workerData as WorkerInit;
@@ -60,7 +61,7 @@ const { proxy, forwarder } = createRequestPath(config, logger, {
   observer,
   // Plain requests for a name with a certificate go to the HTTPS port this worker listens on too.
   httpsPort: () => https?.port,
-  threads: connectionShares(config),
+  threads: config.workers,
 });
 
 const tlsState = new WorkerTlsState();
@@ -70,14 +71,13 @@ const certificateAsks = init.onDemand
 const https =
   init.httpsPort === undefined
     ? undefined
-    : createWorkerHttps({
-        view,
-        proxy,
-        logger,
+    : httpsListenerFor(proxy, {
+        certificates: () => view.current?.tls.certificates,
+        issue: certificateAsks === undefined ? undefined : (name) => certificateAsks.certificateFor(name),
+        defaultCertificate: init.defaultCertificate === undefined ? undefined : loadWorkerCertificate(init.defaultCertificate),
         handshakeTimeoutMs: config.tlsHandshakeTimeoutMs,
         ticketKeys: Buffer.from(init.ticketKeys),
-        defaultCertificate: init.defaultCertificate === undefined ? undefined : loadWorkerCertificate(init.defaultCertificate),
-        asks: certificateAsks,
+        logger,
         onHandshake: metrics.tlsHandshake,
       });
 

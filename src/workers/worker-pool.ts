@@ -28,7 +28,6 @@ export interface WorkerPoolOptions {
   readonly writeLog: (line: string) => void;
   readonly health: HealthChecker;
   readonly board: HealthBoard;
-  /** The session ticket keys every worker's HTTPS port uses (48 bytes, made once per process). */
   /** The session ticket keys now: a (re)started worker begins with them; setTicketKeys() sends each new set. */
   readonly ticketKeys: () => Buffer;
   /** EDGEPROXY_TLS_DEFAULT_CERT and _KEY, read and checked here. */
