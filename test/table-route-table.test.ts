@@ -47,11 +47,15 @@ describe('RouteTable', () => {
           const editor = from.table.edit();
           const model = new Map(from.model);
           for (const o of s.ops) {
+            // set and delete say whether the host's route changed (the row state counts changed hosts so).
             if ('set' in o) {
-              editor.set(o.set, route(o.set, o.n));
+              const before = model.get(o.set);
+              const changed =
+                before === undefined || JSON.stringify({ ...before, host: '' }) !== JSON.stringify({ ...route(o.set, o.n), host: '' });
+              assert.equal(editor.set(o.set, route(o.set, o.n)), changed, `set ${o.set} reports a change`);
               model.set(o.set, route(o.set, o.n));
             } else {
-              editor.delete(o.del);
+              assert.equal(editor.delete(o.del), model.has(o.del), `delete ${o.del} reports a change`);
               model.delete(o.del);
             }
             assert.deepStrictEqual(editor.get('set' in o ? o.set : o.del), model.get('set' in o ? o.set : o.del));

@@ -49,8 +49,10 @@ export function parseUuid(value: unknown): string | undefined {
   return UUID.test(id) ? id : undefined;
 }
 
-// The last region id and address validated, with the result: routes come in runs of a few regions
-// (a million routes, three regions), and these values are equal (usually the same strings) in a run.
+// The last VM address, region id and address validated, with the result: routes come in runs of
+// one VM (a deployment moved: its thousand routes) or of a few regions (a million routes, three
+// regions), and these values are equal (usually the same strings) in a run.
+let lastVmIp: { readonly value: unknown; readonly parsed: string | undefined } = { value: undefined, parsed: undefined };
 let lastRegion: { readonly value: unknown; readonly parsed: string | undefined } = { value: undefined, parsed: undefined };
 let lastLb: { readonly value: unknown; readonly parsed: string | undefined } = { value: undefined, parsed: undefined };
 
@@ -66,7 +68,8 @@ export function makeRoute(
   vmRegionId: unknown,
   regionPublicIp: unknown,
 ): RouteResult {
-  const ip = parseIp(vmIp);
+  if (vmIp !== lastVmIp.value) lastVmIp = { value: vmIp, parsed: parseIp(vmIp) };
+  const ip = lastVmIp.parsed;
   if (ip === undefined) return fail(rawName, 'vm_private_ip', vmIp, 'not an IP address');
   const port = parsePort(vmPort);
   if (port === undefined) return fail(rawName, 'vm_port', vmPort, 'not a port number 1-65535');

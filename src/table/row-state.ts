@@ -323,15 +323,7 @@ class Transaction {
   #recomputeRoute(host: string): boolean {
     const e = this.#e;
     const route = pickRoute(host, idSetValues(e.hostDomains.get(host)), (id) => e.domains.get(id), e, this.problems);
-    const before = e.routes.get(host);
-    if (route === undefined) {
-      if (before === undefined) return false;
-      e.routes.delete(host);
-      return true;
-    }
-    if (before !== undefined && compareRoutes(before, route) === 0) return false;
-    e.routes.set(host, route);
-    return true;
+    return route === undefined ? e.routes.delete(host) : e.routes.set(host, route);
   }
 
   commit(): Maps {

