@@ -4,15 +4,18 @@
 //
 //   npm run build && npm exec -- node --import tsx bench/route-scale.ts \
 //     [--sizes 10000,100000,1000000] [--checkouts after=.,before=/tmp/edgeproxy-main] [--rounds 1] [--workers N]
-//     [--resyncs 3] [--resync-only]
+//     [--resyncs 3] [--resync-only] [--single 100] [--moves 50] [--warm-up 5] [--changes 1000]
 //
 // A checkout is a folder holding a built EdgeProxy (`dist/src/cli/bin.js`). Per size and checkout:
-// start to first routed request; RSS net of an empty table, per route (and after 1,000 changes);
-// request latency under a paced load, a fresh connection per request; commit → routed for one
-// domain and for a move of 1,000 routes; GC pauses from /metrics (perf_hooks) while the changes
-// stream in; the longest event-loop hold while GET /routes pages and during a resync (a fresh
-// bootstrap while serving), and the re-bootstrap stall: over `--resyncs` resyncs, the longest wait
-// of a probe of the main thread and the slowest of requests paced through the proxy meanwhile.
+// start to first routed request; RSS net of an empty table, per route, and its growth while
+// serving (the paced load) and over the changes (from the RSS after serving to the RSS after
+// them); request latency under a paced load, a fresh connection per request; commit → routed for
+// one domain and for a move of 1,000 routes (after --warm-up untimed changes of each kind); GC
+// pauses from /metrics (perf_hooks) while the changes stream in; the longest event-loop hold
+// while GET /routes pages and during a resync (a fresh bootstrap while serving), and the
+// re-bootstrap stall: over `--resyncs` resyncs, the longest wait of a probe of the main thread and
+// the slowest of requests paced through the proxy meanwhile, then the same for as long without a
+// resync (what this machine's noise alone gives those clients).
 // `--resync-only` measures start, memory and the resyncs alone (no load, changes or paging).
 // One JSON line per run, then a table.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -31,8 +34,11 @@ const { values: args } = parseArgs({
     rounds: { type: 'string', default: '1' },
     requests: { type: 'string', default: '2000' },
     rate: { type: 'string', default: '200' },
-    single: { type: 'string', default: '50' },
-    moves: { type: 'string', default: '20' },
+    single: { type: 'string', default: '100' },
+    moves: { type: 'string', default: '50' },
+    // Changes of each kind made first and not timed: the first applies after start run code the
+    // JIT has not compiled yet (the VMs are probed once before the timed requests for the same reason).
+    'warm-up': { type: 'string', default: '5' },
     changes: { type: 'string', default: '1000' },
     pages: { type: 'string', default: '20' },
     resyncs: { type: 'string', default: '3' },
@@ -51,6 +57,7 @@ const REQUESTS = Number(args.requests);
 const RATE = Number(args.rate);
 const SINGLE = Number(args.single);
 const MOVES = Number(args.moves);
+const WARM_UP = Number(args['warm-up']);
 const CHANGES = Number(args.changes);
 const PAGES = Number(args.pages);
 const RESYNCS = Number(args.resyncs);
@@ -196,10 +203,20 @@ async function resync(adminPort: number): Promise<string | undefined> {
 /**
  * The re-bootstrap stall: `count` resyncs one after another, each while the main thread's probe
  * runs (holdDuring) and requests go through the proxy at 100/s on fresh connections; per resync
- * the probe's longest wait, the slowest request and the resync's duration (ms).
+ * the probe's longest wait, the slowest request and the resync's duration (ms). Then as long
+ * again with the same probe and requests and no resync (`quiet`): what the same clients see of
+ * this machine without one, so that a stall is told from the noise of two busy cores.
  */
 async function resyncStalls(port: number, adminPort: number, n: number, count: number) {
-  const out: { holdMs: number; worstRequestMs: number; requests: number; failedRequests: number; resyncMs: number; failed?: string }[] = [];
+  const out: {
+    holdMs: number;
+    worstRequestMs: number;
+    requests: number;
+    failedRequests: number;
+    resyncMs: number;
+    quiet: { holdMs: number; worstRequestMs: number };
+    failed?: string;
+  }[] = [];
   for (let i = 0; i < count; i++) {
     let done = false;
     const t = performance.now();
@@ -209,12 +226,18 @@ async function resyncStalls(port: number, adminPort: number, n: number, count: n
     const resyncMs = performance.now() - t;
     done = true;
     const { latencies, failed } = await requests;
+    let quietDone = false;
+    const quietRequests = pacedUntil(port, n, 100, () => quietDone);
+    const quietHold = await holdDuring(adminPort, async () => void (await sleep(resyncMs)));
+    quietDone = true;
+    const quiet = await quietRequests;
     out.push({
       holdMs: Math.round(holdMs * 10) / 10,
       worstRequestMs: Math.round(Math.max(0, ...latencies) * 10) / 10,
       requests: latencies.length,
       failedRequests: failed,
       resyncMs: Math.round(resyncMs),
+      quiet: { holdMs: Math.round(quietHold * 10) / 10, worstRequestMs: Math.round(Math.max(0, ...quiet.latencies) * 10) / 10 },
       ...(answer === undefined ? {} : { failed: answer }),
     });
     if (answer !== undefined) console.error(`resync failed: ${answer}`);
@@ -339,6 +362,12 @@ async function changesAndPaging(f: Fixture, port: number, adminPort: number, pid
   const latency = summary(await pacedLoad(port, f.n, REQUESTS, RATE));
   const gcBefore = await gcBuckets(adminPort);
   const gcLoad = gcDelta(gcBeforeLoad, gcBefore);
+  // The baseline of the growth over changes: a proxy that has served (its pools, code and young
+  // generation warm), measured as the RSS after the changes is, after 3 s of quiet.
+  await sleep(3000);
+  const rssBeforeChanges = rssMiB(pid);
+  for (let i = 0; i < WARM_UP; i++) await singleChange(f, port);
+  if (f.n >= VMS) for (let i = 0; i < WARM_UP; i++) await move(f, port);
   const single: number[] = [];
   for (let i = 0; i < SINGLE; i++) single.push(await singleChange(f, port));
   const moves: number[] = [];
@@ -368,6 +397,7 @@ async function changesAndPaging(f: Fixture, port: number, adminPort: number, pid
   });
   const idleHold = await holdDuring(adminPort, async () => void (await sleep(1000)));
   return {
+    rssBeforeChangesMiB: Math.round(rssBeforeChanges),
     rssAfterChangesMiB: Math.round(rssAfter),
     heapAfterChanges: heapAfter,
     requestMs: latency,
@@ -409,8 +439,9 @@ async function run(f: Fixture, checkout: { name: string; dir: string }, emptyRss
     return {
       ...head,
       ...changed,
+      growthServingPct: emptyRss === undefined ? undefined : pctOf(changed.rssBeforeChangesMiB - rssStart, rssStart - emptyRss),
       growthOverChangesPct:
-        emptyRss === undefined ? undefined : Math.round(((changed.rssAfterChangesMiB - rssStart) / (rssStart - emptyRss)) * 1000) / 10,
+        emptyRss === undefined ? undefined : pctOf(changed.rssAfterChangesMiB - changed.rssBeforeChangesMiB, rssStart - emptyRss),
       heapMiB: { start: heapStart, afterChanges: changed.heapAfterChanges },
       holdDuringResyncMs: Math.max(...stalls.map((x) => x.holdMs)),
       resyncStalls: stalls,
@@ -419,6 +450,8 @@ async function run(f: Fixture, checkout: { name: string; dir: string }, emptyRss
     await svc.stop();
   }
 }
+
+const pctOf = (part: number, whole: number) => Math.round((part / whole) * 1000) / 10;
 
 async function emptyRssMiB(server: PgServer, checkout: { dir: string }, vmPort: number): Promise<number> {
   const db = await createDatabase(server);
@@ -475,11 +508,14 @@ const row = (label: string, f: (r: Result) => unknown) =>
 console.log(`\n| figure | ${cols.join(' | ')} |`);
 console.log(`|---|${cols.map(() => '---').join('|')}|`);
 row('start to first routed request', (r) => `${(r.startToFirstRoutedMs / 1000).toFixed(1)} s`);
-row('RSS after start / after 1,000 changes', (r) => `${r.rssStartMiB} / ${'rssAfterChangesMiB' in r ? r.rssAfterChangesMiB : '—'} MiB`);
+row(
+  'RSS after start / after serving / after the changes',
+  (r) => `${r.rssStartMiB} / ${'rssAfterChangesMiB' in r ? `${r.rssBeforeChangesMiB} / ${r.rssAfterChangesMiB}` : '— / —'} MiB`,
+);
 row('RSS net of an empty table, per route', (r) => (r.netBytesPerRoute === undefined ? undefined : `${r.netBytesPerRoute} B`));
 row(
-  'growth over 1,000 changes (of the net)',
-  full((r) => `${r.growthOverChangesPct} %`),
+  'growth while serving / over the changes (of the net)',
+  full((r) => `${r.growthServingPct} / ${r.growthOverChangesPct} %`),
 );
 row(
   'request p50 / p99 (fresh connection, paced)',
@@ -513,5 +549,9 @@ row(
 row(
   're-bootstrap stall, each resync: main-thread hold / slowest request',
   (r) => r.resyncStalls.map((x) => `${x.holdMs} / ${x.worstRequestMs}`).join(', ') + ' ms',
+);
+row(
+  'the same without a resync, as long: hold / slowest request',
+  (r) => r.resyncStalls.map((x) => `${x.quiet.holdMs} / ${x.quiet.worstRequestMs}`).join(', ') + ' ms',
 );
 row('resync duration, each', (r) => r.resyncStalls.map((x) => `${(x.resyncMs / 1000).toFixed(1)}`).join(', ') + ' s');
