@@ -29,7 +29,7 @@ const DIFF_BATCH = 2048;
  * whole comparison takes longer than a request may wait (a re-bootstrap diffs the new table
  * against the one serving). Both tables are immutable versions, so the slices compare one pair.
  */
-export async function diffRoutesSliced(before: RouteTable | undefined, after: RouteTable, sliceMs = 5): Promise<RouteDiff> {
+export async function diffRoutesSliced(before: RouteTable | undefined, after: RouteTable, sliceMs = 2): Promise<RouteDiff> {
   const added: string[] = [];
   const removed: string[] = [];
   const changed: string[] = [];

@@ -170,7 +170,7 @@ export class RowState {
    */
   static async loadAsync(
     tables: AnyRows,
-    sliceMs = 10,
+    sliceMs = 2,
     options: { release?: boolean } = {},
   ): Promise<{ state: RowState; problems: RowProblem[] }> {
     const steps = RowState.#loadSteps(tables, options.release === true);
